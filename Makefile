@@ -1,0 +1,54 @@
+# Two commands on a fresh machine:  `make demo`  and  `make test`.
+# Everything (system packages, venv, jars, servers) is installed and cached on first use.
+
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+STACK   := $(PY) deploy/local/stack.py
+PYTEST  := $(VENV)/bin/pytest
+
+.PHONY: setup up down status env demo test test-unit test-all lint typecheck bench clean-stack
+
+$(VENV)/.installed: pyproject.toml deploy/local/setup.sh
+	bash deploy/local/setup.sh
+	@touch $@
+
+setup: $(VENV)/.installed
+
+up: setup
+	$(STACK) up
+
+down:
+	@if [ -x $(PY) ]; then $(STACK) down; fi
+
+status: setup
+	$(STACK) status
+
+env: setup
+	@$(STACK) env
+
+demo: up
+	$(PY) -m cdc.demo
+
+# CI subset: unit, property and integration tests on the real local stack, minus `slow`.
+test: up
+	$(PYTEST) -m "not slow" -q
+
+test-unit: setup
+	$(PYTEST) tests/unit -q
+
+# Everything, including fault-injection and soak tests.
+test-all: up
+	$(PYTEST) -q
+
+lint: setup
+	$(VENV)/bin/ruff check cdc connectors tests bench deploy
+	$(VENV)/bin/mypy
+
+typecheck: lint
+
+bench: up
+	$(PY) bench/run_all.py
+
+# Stop everything and delete data (keeps the download cache).
+clean-stack: down
+	rm -rf .cdc-local/data .cdc-local/logs .cdc-local/run .cdc-local/env

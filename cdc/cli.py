@@ -1,0 +1,87 @@
+"""The ``cdc`` command line: one entry point for operators and developers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from cdc import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="cdc")
+def main() -> None:
+    """Change data capture and database replication on Apache Kafka."""
+
+
+def _stack_script() -> Path:
+    """The local-stack script of the checkout this cdc runs from."""
+    here = Path(__file__).resolve().parents[1] / "deploy" / "local" / "stack.py"
+    if not here.exists():
+        raise click.ClickException(
+            "`cdc dev` manages the local development stack and needs a source checkout "
+            "(deploy/local/stack.py was not found next to this installation)"
+        )
+    return here
+
+
+@main.group()
+def dev() -> None:
+    """Local development stack: Kafka, schema registry, PostgreSQL, MariaDB."""
+
+
+def _run_stack(*args: str) -> None:
+    rc = subprocess.call([sys.executable, str(_stack_script()), *args], env=os.environ.copy())
+    if rc:
+        sys.exit(rc)
+
+
+@dev.command()
+def up() -> None:
+    """Install (cached) and start every service; idempotent."""
+    _run_stack("up")
+
+
+@dev.command()
+def down() -> None:
+    """Stop every service; leaves no process behind."""
+    _run_stack("down")
+
+
+@dev.command()
+def status() -> None:
+    """Show each service's address and health; exit 1 unless all are healthy."""
+    _run_stack("status")
+
+
+@dev.command()
+def env() -> None:
+    """Print the connection settings (KAFKA_BOOTSTRAP, PG_SOURCE_DSN, ...)."""
+    _run_stack("env")
+
+
+@dev.command(name="service")
+@click.argument("action", type=click.Choice(["start", "stop", "kill", "restart"]))
+@click.argument("services", nargs=-1, required=True)
+def service(action: str, services: tuple[str, ...]) -> None:
+    """Start, stop, kill -9 or restart single services (fault injection)."""
+    _run_stack(action, *services)
+
+
+def _register_optional() -> None:
+    """Attach command groups that live beside their subsystems."""
+    try:
+        from cdc.config.cli import config_group
+    except ImportError:
+        return
+    main.add_command(config_group)
+
+
+_register_optional()
+
+if __name__ == "__main__":
+    main()

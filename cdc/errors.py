@@ -1,0 +1,58 @@
+"""Error taxonomy: every failure is either retriable or fatal, never silent.
+
+Retriable errors (a broker or database that is briefly away) are retried with
+bounded backoff by the runtime; fatal ones stop the pipeline with a message
+that names the component and says what to do.
+"""
+
+from __future__ import annotations
+
+
+class CdcError(Exception):
+    """Base of all cdc errors. ``hint`` tells the operator what to do."""
+
+    retriable: bool = False
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+    def __str__(self) -> str:
+        base = super().__str__()
+        return f"{base}\n  hint: {self.hint}" if self.hint else base
+
+
+class ConfigError(CdcError):
+    """The configuration is invalid; the message names the key."""
+
+
+class PositionError(CdcError):
+    """A position could not be parsed, compared or restored."""
+
+
+class SchemaError(CdcError):
+    """A table or record schema cannot be mapped, registered or evolved."""
+
+
+class SerializationError(CdcError):
+    """A value or message could not be encoded or decoded."""
+
+
+class UnreachableError(CdcError):
+    """A service (broker, registry, database) did not answer in time."""
+
+    retriable = True
+
+
+class DeliveryError(CdcError):
+    """Kafka refused or failed to deliver a record; the pipeline must stop."""
+
+
+class PrerequisiteError(CdcError):
+    """A database is not set up for CDC (wal_level, binlog format, privileges...)."""
+
+
+class RetriableError(CdcError):
+    """A transient failure worth retrying (lost connection, deadlock...)."""
+
+    retriable = True

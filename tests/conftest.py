@@ -1,0 +1,3 @@
+"""Test configuration: service fixtures come from tests/fixtures/services.py."""
+
+pytest_plugins = ["tests.fixtures.services"]

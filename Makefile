@@ -27,7 +27,7 @@ env: setup
 	@$(STACK) env
 
 demo: up
-	$(PY) -m cdc.demo
+	$(PY) deploy/local/demo.py
 
 # CI subset: unit, property and integration tests on the real local stack, minus `slow`.
 test: up

@@ -1,0 +1,1 @@
+"""Source-side progress: which events are durable, and where a source resumes."""

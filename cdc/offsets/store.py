@@ -1,0 +1,148 @@
+"""Source offsets in a compacted Kafka topic, like Kafka Connect's offsets topic.
+
+Keyed by source name, so a source restarted on any host resumes from the last
+position written. A record is written only for positions the tracker says are
+durable, and the source is told to release log only after this write is
+acknowledged: offsets never run ahead of the data they describe.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+
+from cdc.errors import DeliveryError, PositionError, UnreachableError
+from cdc.positions import MySqlPosition, PgPosition, position_from_dict
+from cdc.transport.producer import FIXED_SETTINGS
+from cdc.transport.topics import TopicManager, TopicSpec
+
+Position = PgPosition | MySqlPosition
+_FORMAT = 1
+
+
+@dataclass(frozen=True, slots=True)
+class SourceOffset:
+    """What a source needs to resume: its stream position and snapshot progress.
+
+    ``snapshot`` is None once the snapshot is complete (or never ran);
+    otherwise it holds the connector's resumable snapshot state (tables done,
+    last key read, the position the snapshot is consistent with).
+    """
+
+    position: Position | None
+    snapshot: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        return json.dumps({
+            "v": _FORMAT,
+            "position": self.position.to_dict() if self.position is not None else None,
+            "snapshot": self.snapshot,
+            "extra": self.extra,
+            "written_ms": int(time.time() * 1000),
+        }, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> SourceOffset:
+        try:
+            d = json.loads(data)
+        except ValueError as e:
+            raise PositionError(f"offsets record is not JSON: {data[:80]!r}") from e
+        if int(d.get("v", 0)) > _FORMAT:
+            raise PositionError(f"offsets record format v{d.get('v')} is newer than this cdc")
+        pos = d.get("position")
+        return cls(position_from_dict(pos) if pos else None, d.get("snapshot"), d.get("extra") or {})
+
+
+class OffsetStore:
+    def __init__(self, bootstrap_servers: str, topic: str, *,
+                 settings: dict[str, Any] | None = None, replication_factor: int = 1,
+                 timeout_s: float = 30.0) -> None:
+        self._bootstrap = bootstrap_servers
+        self._topic = topic
+        self._settings = dict(settings or {})
+        self._timeout = timeout_s
+        TopicManager(bootstrap_servers, self._settings, timeout_s=timeout_s).ensure(
+            [topic], TopicSpec(partitions=1, replication_factor=replication_factor,
+                               cleanup_policy="compact",
+                               config={"min.compaction.lag.ms": "60000"}))
+        self._producer = Producer({**self._settings, **FIXED_SETTINGS,
+                                   "bootstrap.servers": bootstrap_servers, "linger.ms": 0})
+
+    def load(self, name: str) -> SourceOffset | None:
+        """The last offset written for ``name`` (reads the whole compacted topic)."""
+        consumer = Consumer({
+            **self._settings,
+            "bootstrap.servers": self._bootstrap,
+            "group.id": f"cdc-offsets-reader-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "isolation.level": "read_committed",
+        })
+        try:
+            md = consumer.list_topics(self._topic, timeout=self._timeout)
+            parts = [TopicPartition(self._topic, p, OFFSET_BEGINNING)
+                     for p in md.topics[self._topic].partitions]
+            ends = {}
+            for tp in parts:
+                _, high = consumer.get_watermark_offsets(tp, timeout=self._timeout)
+                ends[tp.partition] = high
+            consumer.assign([tp for tp in parts if ends[tp.partition] > 0])
+            latest: bytes | None = None
+            pending = {p for p, h in ends.items() if h > 0}
+            deadline = time.monotonic() + self._timeout
+            while pending:
+                if time.monotonic() > deadline:
+                    raise UnreachableError(
+                        f"could not read offsets topic {self._topic} from {self._bootstrap} "
+                        f"within {self._timeout:.0f}s")
+                msg = consumer.poll(0.5)
+                if msg is None:
+                    continue
+                err = msg.error()
+                partition = msg.partition() or 0
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        pending.discard(partition)
+                        continue
+                    raise UnreachableError(f"reading {self._topic}: {err.str()}")
+                if msg.key() == name.encode():
+                    latest = msg.value()  # None = tombstone (offsets reset on purpose)
+                if (msg.offset() or 0) + 1 >= ends[partition]:
+                    pending.discard(partition)
+        except Exception as e:
+            if isinstance(e, (UnreachableError, PositionError)):
+                raise
+            raise UnreachableError(f"could not read offsets topic {self._topic}: {e}") from e
+        finally:
+            consumer.close()
+        return SourceOffset.from_json(latest) if latest else None
+
+    def save(self, name: str, offset: SourceOffset) -> None:
+        """Write and wait for the broker's acknowledgement."""
+        self._write(name, offset.to_json())
+
+    def reset(self, name: str) -> None:
+        """Forget a source's offsets (a tombstone): its next start snapshots anew."""
+        self._write(name, None)
+
+    def _write(self, name: str, value: bytes | None) -> None:
+        errors: list[str] = []
+
+        def on_delivery(err: KafkaError | None, _msg: object) -> None:
+            if err is not None:
+                errors.append(err.str())
+
+        self._producer.produce(self._topic, key=name.encode(), value=value,
+                               on_delivery=on_delivery)
+        if self._producer.flush(self._timeout) != 0:
+            raise UnreachableError(
+                f"offsets for {name} not acknowledged by Kafka at {self._bootstrap} "
+                f"within {self._timeout:.0f}s")
+        if errors:
+            raise DeliveryError(f"could not write offsets for {name}: {errors[0]}")

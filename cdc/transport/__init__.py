@@ -1,0 +1,1 @@
+"""Kafka transport: idempotent producer with delivery tracking, topics, consumers."""

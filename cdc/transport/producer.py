@@ -1,0 +1,160 @@
+"""An idempotent Kafka producer whose delivery reports drive source checkpoints.
+
+Every record is registered with an :class:`AckTracker` before it is handed to
+librdkafka; its delivery callback acknowledges it. A failed delivery is fatal:
+it is kept and raised from the next call, so the pipeline stops instead of
+checkpointing past a lost record.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from cdc.errors import DeliveryError, UnreachableError
+from cdc.offsets.tracker import AckTracker, Position
+
+log = logging.getLogger(__name__)
+
+# Not configurable: without them a retry can reorder or duplicate records.
+FIXED_SETTINGS: Mapping[str, Any] = {
+    "enable.idempotence": True,
+    "acks": "all",
+    "max.in.flight.requests.per.connection": 5,
+}
+
+DEFAULT_SETTINGS: Mapping[str, Any] = {
+    "linger.ms": 20,
+    "batch.size": 1_048_576,
+    "compression.type": "lz4",
+    "queue.buffering.max.messages": 500_000,
+    "queue.buffering.max.kbytes": 1_048_576,
+    "message.timeout.ms": 300_000,
+    "message.max.bytes": 16_777_216,
+}
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+class EventProducer:
+    """Produces change records and tracks which source positions are durable."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        settings: Mapping[str, Any] | None = None,
+        *,
+        max_in_flight: int = 100_000,
+        tracker: AckTracker | None = None,
+    ) -> None:
+        conf: dict[str, Any] = {**DEFAULT_SETTINGS, **(settings or {}), **FIXED_SETTINGS}
+        conf["bootstrap.servers"] = bootstrap_servers
+        conf["error_cb"] = self._on_client_error
+        self._bootstrap = bootstrap_servers
+        self._producer = Producer(conf)
+        self.tracker = tracker or AckTracker()
+        self._max_in_flight = max_in_flight
+        self._failure: BaseException | None = None
+        self.delivered = 0
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        *,
+        position: Position | None = None,
+        boundary: bool = False,
+        headers: Headers | None = None,
+        partition: int | None = None,
+    ) -> None:
+        """Queue one record; blocks (polling) while too many are unacknowledged."""
+        self._raise_failure()
+        if self.tracker.in_flight >= self._max_in_flight:
+            self._wait_below(self._max_in_flight // 2)
+        seq = self.tracker.register(position, boundary=boundary)
+        kwargs: dict[str, Any] = {"on_delivery": self._callback(seq)}
+        if headers:
+            kwargs["headers"] = list(headers)
+        if partition is not None:
+            kwargs["partition"] = partition
+        while True:
+            try:
+                self._producer.produce(topic, value=value, key=key, **kwargs)
+                break
+            except BufferError:
+                # librdkafka's local queue is full: serve callbacks until it drains a bit.
+                self._producer.poll(0.1)
+                self._raise_failure()
+            except KafkaException as e:
+                raise DeliveryError(f"cannot produce to {topic}: {e}") from e
+        self._producer.poll(0)
+
+    def mark(self, position: Position) -> None:
+        """A position with nothing to send (heartbeat, filtered transaction)."""
+        self.tracker.mark(position)
+
+    def _callback(self, seq: int) -> Any:
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            if err is not None:
+                if self._failure is None:
+                    self._failure = DeliveryError(
+                        f"Kafka did not accept a record for {msg.topic()}: {err.str()}",
+                        hint="check the broker and topic; cdc stops rather than skip a change",
+                    )
+                return
+            self.delivered += 1
+            self.tracker.ack(seq)
+
+        return on_delivery
+
+    def _on_client_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self._failure = DeliveryError(f"fatal producer error: {err.str()}")
+        elif err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
+            log.warning("Kafka at %s unreachable, retrying: %s", self._bootstrap, err.str())
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def _wait_below(self, limit: int) -> None:
+        while self.tracker.in_flight > limit:
+            self._producer.poll(0.1)
+            self._raise_failure()
+
+    # -- progress ----------------------------------------------------------------------------
+
+    def poll(self, timeout: float = 0.0) -> None:
+        """Serve delivery callbacks (advancing the durable position)."""
+        self._producer.poll(timeout)
+        self._raise_failure()
+
+    def flush(self, timeout: float = 60.0) -> None:
+        """Wait until every queued record is acknowledged, or fail clearly."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = self._producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
+            self._raise_failure()
+            if remaining == 0 and self.tracker.in_flight == 0:
+                return
+            if time.monotonic() >= deadline:
+                raise UnreachableError(
+                    f"{remaining} records not acknowledged by Kafka at {self._bootstrap} "
+                    f"after {timeout:.0f}s",
+                    hint="is the broker up? records stay queued and are retried",
+                )
+
+    @property
+    def durable(self) -> Position | None:
+        return self.tracker.durable
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Flush what is queued; a failure is still raised."""
+        self.flush(timeout)

@@ -1,0 +1,75 @@
+"""Topic management: create what the pipeline needs, with the configured layout.
+
+Topics are created explicitly (the local broker has auto-creation off) so
+partitions, replication factor and cleanup policy are what the config says.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
+
+from cdc.errors import DeliveryError, UnreachableError
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    partitions: int = 1
+    replication_factor: int = 1
+    cleanup_policy: str = "delete"
+    config: Mapping[str, str] = field(default_factory=dict)
+
+
+class TopicManager:
+    """Creates topics once per process; remembers what exists."""
+
+    def __init__(self, bootstrap_servers: str, settings: Mapping[str, str | int | float] | None = None,
+                 *, timeout_s: float = 30.0) -> None:
+        self._bootstrap = bootstrap_servers
+        self._admin = AdminClient({**(settings or {}), "bootstrap.servers": bootstrap_servers})
+        self._timeout = timeout_s
+        self._known: set[str] = set()
+
+    def existing(self) -> set[str]:
+        try:
+            md = self._admin.list_topics(timeout=self._timeout)
+        except KafkaException as e:
+            raise UnreachableError(
+                f"Kafka at {self._bootstrap} did not answer within {self._timeout:.0f}s: {e}",
+                hint="check kafka.bootstrap_servers and that the broker is running",
+            ) from e
+        return set(md.topics)
+
+    def ensure(self, names: Iterable[str], spec: TopicSpec) -> None:
+        wanted = [n for n in dict.fromkeys(names) if n not in self._known]
+        if not wanted:
+            return
+        present = self.existing()
+        missing = [n for n in wanted if n not in present]
+        if missing:
+            config = {"cleanup.policy": spec.cleanup_policy, **spec.config}
+            new = [NewTopic(n, num_partitions=spec.partitions,
+                            replication_factor=spec.replication_factor, config=dict(config))
+                   for n in missing]
+            futures = self._admin.create_topics(new, request_timeout=self._timeout)
+            for name, fut in futures.items():
+                try:
+                    fut.result(timeout=self._timeout)
+                except KafkaException as e:
+                    err = e.args[0] if e.args else None
+                    if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                        continue
+                    raise DeliveryError(f"cannot create topic {name}: {e}",
+                                        hint="check the broker's limits and ACLs") from e
+        self._known.update(wanted)
+
+    def partitions(self, topic: str) -> int:
+        md = self._admin.list_topics(topic, timeout=self._timeout)
+        t = md.topics.get(topic)
+        if t is None or t.error is not None:
+            raise DeliveryError(f"topic {topic} does not exist")
+        return len(t.partitions)

@@ -69,8 +69,12 @@ class SourceConnector(Protocol):
         interrupted snapshot (rows up to it need not be read again).
         """
 
-    def stream(self, start: Position) -> Iterator[StreamItem]:
-        """Changes committed after ``start`` (exclusive), in commit order."""
+    def stream(self, start: Position | None) -> Iterator[StreamItem]:
+        """Changes committed after ``start`` (None: from now), in commit order.
+
+        When idle it must still yield a :class:`Heartbeat` at least every few
+        seconds, so the runtime can checkpoint and notice a stop request.
+        """
 
     def acknowledge(self, position: Position) -> None:
         """Everything up to ``position`` is durable: the database may discard it."""

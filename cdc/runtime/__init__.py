@@ -1,0 +1,1 @@
+"""Runtime: runs sources and sinks, in order, with checkpoints and shutdown."""

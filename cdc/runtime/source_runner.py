@@ -1,0 +1,194 @@
+"""Runs one source: snapshot, barrier, stream; acks drive offsets, one way only.
+
+Order of durability, never reversed:
+  event produced -> broker acknowledges -> tracker advances the durable position
+  -> offsets topic records it (acknowledged) -> the source may release log.
+
+A crash anywhere in that chain replays from the last recorded position: events
+after it may appear twice in Kafka (at new offsets, with the same positions),
+none is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+from cdc.events import ChangeEvent, Op
+from cdc.offsets.store import OffsetStore, SourceOffset
+from cdc.spi import Heartbeat, Position, SourceConnector
+from cdc.transport.producer import EventProducer
+from cdc.transport.topics import TopicManager, TopicSpec
+
+log = logging.getLogger(__name__)
+
+
+class SnapshotMode(StrEnum):
+    INITIAL = "initial"  # snapshot once, then stream
+    NEVER = "never"  # stream only, from the source's current position
+    INITIAL_ONLY = "initial_only"  # snapshot once, then stop
+    ALWAYS = "always"  # snapshot on every start, then stream
+
+
+class RecordEncoder(Protocol):
+    """Turns an event into Kafka records; implemented over the Avro serde."""
+
+    def topic(self, event: ChangeEvent) -> str: ...
+
+    def key(self, event: ChangeEvent) -> bytes | None: ...
+
+    def value(self, event: ChangeEvent) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerSettings:
+    snapshot_mode: SnapshotMode = SnapshotMode.INITIAL
+    tombstones_on_delete: bool = True
+    checkpoint_interval_s: float = 1.0
+    topic_spec: TopicSpec = field(default_factory=TopicSpec)
+
+
+@dataclass(slots=True)
+class RunnerStats:
+    events: int = 0
+    snapshot_rows: int = 0
+    checkpoints: int = 0
+    last_checkpoint: Position | None = None
+
+
+class SourceRunner:
+    def __init__(
+        self,
+        name: str,
+        source: SourceConnector,
+        encoder: RecordEncoder,
+        producer: EventProducer,
+        offsets: OffsetStore,
+        topics: TopicManager,
+        settings: RunnerSettings = RunnerSettings(),
+        *,
+        stop: threading.Event | None = None,
+        on_checkpoint: Callable[[Position], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.source = source
+        self.encoder = encoder
+        self.producer = producer
+        self.offsets = offsets
+        self.topics = topics
+        self.settings = settings
+        self.stop = stop or threading.Event()
+        self.stats = RunnerStats()
+        self._on_checkpoint = on_checkpoint
+        self._saved_version = -1
+        self._last_save = 0.0
+        self._partitions: dict[str, int] = {}
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            start = self._snapshot_phase()
+            if self.settings.snapshot_mode is SnapshotMode.INITIAL_ONLY:
+                log.info("%s: snapshot complete (initial_only): stopping", self.name)
+                return
+            self._stream_phase(start)
+        finally:
+            self.source.close()
+
+    def _snapshot_phase(self) -> Position | None:
+        stored = self.offsets.load(self.name)
+        mode = self.settings.snapshot_mode
+        interrupted = stored is not None and stored.snapshot is not None
+        needed = (
+            mode is SnapshotMode.ALWAYS
+            or (mode in (SnapshotMode.INITIAL, SnapshotMode.INITIAL_ONLY)
+                and (stored is None or interrupted))
+        )
+        if not needed:
+            if stored is not None:
+                log.info("%s: resuming stream after %s", self.name, stored.position)
+                return stored.position
+            return None
+        if interrupted:
+            log.warning("%s: the previous snapshot did not finish; snapshotting again", self.name)
+        # Marks the snapshot as running, so a crash before its end re-runs it.
+        self.offsets.save(self.name, SourceOffset(None, snapshot={"state": "running"}))
+        consistent, rows = self.source.snapshot(None)
+        t0 = time.monotonic()
+        for event in rows:
+            if self.stop.is_set():
+                raise InterruptedError(f"{self.name}: stopped during snapshot")
+            self._emit(event)
+            self.stats.snapshot_rows += 1
+        # Barrier: every snapshot row is durable before the stream starts.
+        self.producer.flush(timeout=300)
+        self.offsets.save(self.name, SourceOffset(consistent))
+        log.info("%s: snapshot of %d rows done in %.1fs, streaming from %s", self.name,
+                 self.stats.snapshot_rows, time.monotonic() - t0, consistent)
+        return consistent
+
+    def _stream_phase(self, start: Position | None) -> None:
+        interval = self.settings.checkpoint_interval_s
+        for item in self.source.stream(start):
+            if isinstance(item, Heartbeat):
+                self.producer.mark(item.position)
+            else:
+                self._emit(item)
+            now = time.monotonic()
+            if now - self._last_save >= interval:
+                self.checkpoint()
+            if self.stop.is_set():
+                break
+        self.producer.flush(timeout=300)
+        self.checkpoint(force=True)
+
+    # -- producing ---------------------------------------------------------------------------
+
+    def _emit(self, event: ChangeEvent) -> None:
+        topic = self.encoder.topic(event)
+        if topic not in self._partitions:
+            self.topics.ensure([topic], self.settings.topic_spec)
+            self._partitions[topic] = self.topics.partitions(topic)
+        position = event.position
+        boundary = position.last_in_tx
+        value = self.encoder.value(event)
+        if event.op is Op.TRUNCATE:
+            # Every partition sees the truncate in order with its own rows.
+            n = self._partitions[topic]
+            for p in range(n):
+                last = p == n - 1
+                self.producer.send(topic, None, value, partition=p,
+                                   position=position if last else None, boundary=boundary and last)
+        else:
+            key = self.encoder.key(event)
+            tomb = event.op is Op.DELETE and self.settings.tombstones_on_delete
+            self.producer.send(topic, key, value, position=None if tomb else position,
+                               boundary=boundary and not tomb)
+            if tomb:
+                self.producer.send(topic, key, None, position=position, boundary=boundary)
+        self.stats.events += 1
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def checkpoint(self, force: bool = False) -> None:
+        """Record the durable position and let the source release log up to it."""
+        self._last_save = time.monotonic()
+        self.producer.poll(0)
+        version = self.producer.tracker.durable_version
+        durable = self.producer.durable
+        if durable is None or (version == self._saved_version and not force):
+            return
+        self.offsets.save(self.name, SourceOffset(durable))
+        self._saved_version = version
+        self.stats.checkpoints += 1
+        self.stats.last_checkpoint = durable
+        self.source.acknowledge(durable)
+        if self._on_checkpoint is not None:
+            self._on_checkpoint(durable)
+

@@ -21,6 +21,7 @@ from typing import Protocol
 
 from cdc.events import ChangeEvent, Op
 from cdc.offsets.store import OffsetStore, SourceOffset
+from cdc.serde import EncodedChange
 from cdc.spi import Heartbeat, Position, SourceConnector
 from cdc.transport.producer import EventProducer
 from cdc.transport.topics import TopicManager, TopicSpec
@@ -36,13 +37,9 @@ class SnapshotMode(StrEnum):
 
 
 class RecordEncoder(Protocol):
-    """Turns an event into Kafka records; implemented over the Avro serde."""
+    """Turns an event into its topic, key and value (``cdc.serde.AvroSerde``)."""
 
-    def topic(self, event: ChangeEvent) -> str: ...
-
-    def key(self, event: ChangeEvent) -> bytes | None: ...
-
-    def value(self, event: ChangeEvent) -> bytes: ...
+    def encode(self, event: ChangeEvent) -> EncodedChange: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,13 +148,13 @@ class SourceRunner:
     # -- producing ---------------------------------------------------------------------------
 
     def _emit(self, event: ChangeEvent) -> None:
-        topic = self.encoder.topic(event)
+        record = self.encoder.encode(event)
+        topic, key, value = record.topic, record.key, record.value
         if topic not in self._partitions:
             self.topics.ensure([topic], self.settings.topic_spec)
             self._partitions[topic] = self.topics.partitions(topic)
         position = event.position
         boundary = position.last_in_tx
-        value = self.encoder.value(event)
         if event.op is Op.TRUNCATE:
             # Every partition sees the truncate in order with its own rows.
             n = self._partitions[topic]
@@ -166,7 +163,6 @@ class SourceRunner:
                 self.producer.send(topic, None, value, partition=p,
                                    position=position if last else None, boundary=boundary and last)
         else:
-            key = self.encoder.key(event)
             tomb = event.op is Op.DELETE and self.settings.tombstones_on_delete
             self.producer.send(topic, key, value, position=None if tomb else position,
                                boundary=boundary and not tomb)

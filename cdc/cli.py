@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from cdc import __version__
+from cdc.config.cli import config_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -72,16 +73,8 @@ def service(action: str, services: tuple[str, ...]) -> None:
     _run_stack(action, *services)
 
 
-def _register_optional() -> None:
-    """Attach command groups that live beside their subsystems."""
-    try:
-        from cdc.config.cli import config_group
-    except ImportError:
-        return
-    main.add_command(config_group)
-
-
-_register_optional()
+# Command groups live beside their subsystems.
+main.add_command(config_group)
 
 if __name__ == "__main__":
     main()

@@ -76,3 +76,12 @@ def test_worker_env_names_and_command_match_the_cli() -> None:
             break
         group = group.commands[word]
     assert not isinstance(group, click.Group), f"{command} does not name a cdc command"
+
+
+def test_worker_pipeline_config_is_valid() -> None:
+    from cdc.config import load_config
+
+    config = load_config(ROOT / "deploy/docker/pipeline.yaml", env={})
+    assert config.kafka.bootstrap_servers == "kafka:9092"
+    hosts = {s.connection.host for s in config.sources} | {s.target.host for s in config.sinks}
+    assert hosts <= set(_compose()["services"]), hosts

@@ -1,0 +1,27 @@
+"""MySQL/MariaDB connector: binlog source and replica sink dialect."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cdc.spi import Connector, SinkDialect, SourceConnector
+from connectors.mysql.config import MySqlSinkConfig, MySqlSourceConfig
+
+
+class MySqlConnector:
+    kind = "mysql"
+
+    def source_config_model(self) -> type[MySqlSourceConfig]:
+        return MySqlSourceConfig
+
+    def sink_config_model(self) -> type[MySqlSinkConfig]:
+        return MySqlSinkConfig
+
+    def create_source(self, config: Any, *, name: str) -> SourceConnector:
+        raise NotImplementedError("the MySQL source arrives with issue #5")
+
+    def create_dialect(self) -> SinkDialect:
+        raise NotImplementedError("the MySQL sink dialect arrives with issue #6")
+
+
+CONNECTOR: Connector = MySqlConnector()

@@ -1,0 +1,196 @@
+"""MySQL/MariaDB source and sink configuration, and the PyMySQL argument builder.
+
+These subclass the engine's :class:`SourceConfigBase` / :class:`SinkConfigBase`
+with what binlog replication (server id, GTID use, zero dates) and a MySQL
+replica need; the registry hands them to the loader by ``kind``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Mapping
+from pathlib import Path
+from typing import Any, Literal, Self
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from pydantic import Field, field_validator, model_validator
+
+from cdc.config.base import RedactedDict, invalid
+from cdc.config.models import ConnectionConfig, SinkConfigBase, SourceConfigBase
+
+_DSN_SCHEMES = ("mysql", "mariadb", "mysql+pymysql")
+_DSN_PARAMS = frozenset({"charset", "ssl_ca", "ssl_cert", "ssl_key"})
+
+
+def _parse_dsn(dsn: str) -> dict[str, Any]:
+    """PyMySQL keyword arguments from ``mysql://user:pass@host:port/db?charset=...``.
+
+    Raises ValueError with a message that never includes the DSN itself.
+    """
+    parts = urlsplit(dsn)
+    if parts.scheme not in _DSN_SCHEMES or not parts.hostname:
+        raise ValueError("dsn is not a mysql://user:password@host:port/database URL")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("dsn has an invalid port") from None
+    kwargs: dict[str, Any] = {"host": parts.hostname, "port": port or 3306}
+    if parts.username:
+        kwargs["user"] = unquote(parts.username)
+    if parts.password:
+        kwargs["password"] = unquote(parts.password)
+    if parts.path.strip("/"):
+        kwargs["database"] = unquote(parts.path.strip("/"))
+    ssl: dict[str, str] = {}
+    for key, value in parse_qsl(parts.query):
+        if key not in _DSN_PARAMS:
+            raise ValueError(
+                f"dsn parameter '{key}' is not supported (use: {', '.join(sorted(_DSN_PARAMS))})"
+            )
+        if key == "charset":
+            kwargs["charset"] = value
+        else:
+            ssl[key.removeprefix("ssl_")] = value
+    if ssl:
+        kwargs["ssl"] = ssl
+    return kwargs
+
+
+class MySqlConnection(ConnectionConfig):
+    """A MySQL or MariaDB server, as PyMySQL arguments."""
+
+    port: int = Field(default=3306, ge=1, le=65535, description="Server TCP port.", examples=[3306])
+    charset: str = Field(
+        default="utf8mb4",
+        description="Connection character set; utf8mb4 carries every character.",
+        examples=["utf8mb4"],
+    )
+    ssl_ca: Path | None = Field(
+        default=None,
+        description="CA certificate to verify the server (enables TLS).",
+        examples=["/etc/ssl/certs/mysql-ca.pem"],
+    )
+    ssl_cert: Path | None = Field(
+        default=None, description="Client certificate.", examples=["/etc/cdc/mysql.crt"]
+    )
+    ssl_key: Path | None = Field(
+        default=None, description="Client private key.", examples=["/etc/cdc/mysql.key"]
+    )
+    ssl_verify_identity: bool = Field(
+        default=False,
+        description="Check the server certificate's host name (with ssl_ca).",
+        examples=[True],
+    )
+
+    @model_validator(mode="after")
+    def _dsn_parses(self) -> Self:
+        if self.dsn is not None:
+            try:
+                _parse_dsn(self.dsn.get_secret_value())
+            except ValueError as e:
+                raise invalid(
+                    str(e), "e.g. mysql://cdc@db.example.com:3306/app?charset=utf8mb4"
+                ) from None
+        return self
+
+    def database_name(self) -> str | None:
+        """The default database, whether given as a field or in the DSN."""
+        if self.dsn is not None:
+            db = _parse_dsn(self.dsn.get_secret_value()).get("database")
+            return db if isinstance(db, str) else None
+        return self.database
+
+    def pymysql_kwargs(self, **extra: Any) -> RedactedDict:
+        """Arguments for ``pymysql.connect(**kwargs)`` (and mysql-replication's
+        ``connection_settings``); printing them hides the password."""
+        kwargs: dict[str, Any]
+        if self.dsn is not None:
+            kwargs = {"charset": self.charset, **_parse_dsn(self.dsn.get_secret_value())}
+        else:
+            kwargs = {
+                "host": self.host,
+                "port": self.port,
+                "user": self.user,
+                "database": self.database,
+                "charset": self.charset,
+            }
+            ssl = {
+                k: str(v)
+                for k, v in (("ca", self.ssl_ca), ("cert", self.ssl_cert), ("key", self.ssl_key))
+                if v is not None
+            }
+            if ssl:
+                kwargs["ssl"] = ssl
+                kwargs["ssl_verify_identity"] = self.ssl_verify_identity
+        if self.password is not None:
+            kwargs["password"] = self.password.get_secret_value()
+        kwargs["connect_timeout"] = max(1, math.ceil(self.connect_timeout_s))
+        kwargs.update(extra)
+        return RedactedDict({k: v for k, v in kwargs.items() if v is not None})
+
+
+class MySqlSourceConfig(SourceConfigBase):
+    """A MySQL or MariaDB server captured from its row-based binlog.
+
+    Needs ``binlog_format=ROW``, ``binlog_row_image=FULL`` (and, for column
+    names, ``binlog_row_metadata=FULL``) and a user with SELECT, REPLICATION
+    SLAVE and REPLICATION CLIENT (MariaDB: also BINLOG MONITOR). Table
+    patterns are ``database.table``.
+    """
+
+    kind: Literal["mysql"] = Field(description="Connector kind.", examples=["mysql"])
+    connection: MySqlConnection = Field(description="How to reach the source server.")
+    server_id: int = Field(
+        ge=1,
+        le=4_294_967_295,
+        description="Replica server id cdc presents to the server; must differ from the server's "
+        "own and from every other replica's, and be unique among sources.",
+        examples=[5401],
+    )
+    gtid_mode: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="Resume by GTID: `auto` when the server has GTIDs, `on` always (fail if the "
+        "server has none), `off` never (binlog file and position).",
+        examples=["auto"],
+    )
+    zero_date: Literal["null", "min", "error"] = Field(
+        default="null",
+        description="Zero or partly-zero dates (`0000-00-00`, `2024-00-10`) have no calendar value. "
+        "`null` (Debezium's rule): null, or 1970-01-01 (00:00:00) for a NOT NULL column; "
+        "`min`: 0001-01-01 (00:00:00); `error`: stop, naming table and column. "
+        "YAML `null` unquoted means `null` too.",
+        examples=["null"],
+    )
+
+    @field_validator("gtid_mode", mode="before")
+    @classmethod
+    def _yaml_bool(cls, v: Any) -> Any:
+        # YAML 1.1 reads an unquoted on/off as a boolean.
+        if isinstance(v, bool):
+            return "on" if v else "off"
+        return v
+
+    @field_validator("zero_date", mode="before")
+    @classmethod
+    def _yaml_null(cls, v: Any) -> Any:
+        # `zero_date: null` in YAML is None, which surely means "null".
+        return "null" if v is None else v
+
+    def unique_keys(self) -> Mapping[str, Hashable]:
+        # Two readers with one server id kick each other off the server.
+        return {"server_id": self.server_id}
+
+
+class MySqlSinkConfig(SinkConfigBase):
+    """A MySQL or MariaDB replica database."""
+
+    kind: Literal["mysql"] = Field(description="Kind of the replica database.", examples=["mysql"])
+    target: MySqlConnection = Field(
+        description="The replica database (its `database` is required)."
+    )
+
+    @model_validator(mode="after")
+    def _target_database(self) -> Self:
+        if self.target.database_name() is None:
+            raise invalid("target names no database", "set target.database (or put it in the dsn)")
+        return self

@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import click
 
 from cdc import __version__
+from cdc.config import CdcConfig, load_config
 from cdc.config.cli import config_group
+from cdc.errors import CdcError, ConfigError
+from cdc.observability.logging import setup_logging
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -71,6 +75,46 @@ def env() -> None:
 def service(action: str, services: tuple[str, ...]) -> None:
     """Start, stop, kill -9 or restart single services (fault injection)."""
     _run_stack(action, *services)
+
+
+def _load(config_file: Path) -> CdcConfig:
+    try:
+        config = load_config(config_file)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from e
+    setup_logging(config.log.level, config.log.format)
+    return config
+
+
+@main.command()
+@click.argument("config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", required=True, help="The source's name in the config.")
+def source(config_file: Path, name: str) -> None:
+    """Run one source: snapshot if needed, then stream changes into Kafka."""
+    from cdc.runtime.pipeline import build_source_runner, stop_on_signals
+
+    config = _load(config_file)
+    stop = threading.Event()
+    stop_on_signals(stop)
+    try:
+        build_source_runner(config, name, stop).run()
+    except CdcError as e:
+        raise click.ClickException(f"source {name}: {e}") from e
+
+
+@main.command()
+@click.argument("config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--only", multiple=True, help="Run only these sources/sinks (repeatable).")
+def run(config_file: Path, only: tuple[str, ...]) -> None:
+    """Run the whole pipeline: every source and sink in its own process."""
+    from cdc.runtime.pipeline import supervise
+
+    config = _load(config_file)
+    try:
+        rc = supervise(config_file, config, only)
+    except CdcError as e:
+        raise click.ClickException(str(e)) from e
+    sys.exit(rc)
 
 
 # Command groups live beside their subsystems.

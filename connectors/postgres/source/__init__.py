@@ -1,0 +1,1 @@
+"""PostgreSQL source: pgoutput decoding, replication stream and snapshot readers."""

@@ -1,0 +1,822 @@
+"""The binlog stream reader: row events -> ChangeEvents with resumable positions.
+
+Sits on ``pymysqlreplication.BinLogStreamReader`` (protocol, event headers,
+TableMaps); row images are decoded by :mod:`connectors.mysql.source.rowimage`
+(about 3x faster than the library's parser, which stays the fallback for
+types and events it does not cover). This module adds what a CDC source
+needs on top:
+
+* **Transactions.** A transaction starts at its GTID event (or ``BEGIN`` on a
+  binlog without GTIDs) and ends at its XID event, a ``COMMIT``/``ROLLBACK``
+  query (non-transactional tables), or right after a standalone statement
+  (DDL). Every captured row change gets ``MySqlPosition(file, pos, index)``
+  with file/pos = the transaction's first event and index = its order in the
+  transaction. Rows are emitted **one behind**: the held row is released when
+  the next one arrives (``last_in_tx=False``) or when the commit is seen
+  (``last_in_tx=True``), so memory stays constant for any transaction size.
+* **Commit time.** ``source.ts_ms`` is the header time of the transaction's
+  GTID event. MariaDB (and MySQL) write that event at commit, so it equals
+  the XID event's time (verified on MariaDB 10.11: rows inside a 3 s
+  transaction carry their statement times, the GTID event the commit time)
+  and every row of a transaction carries the same value. Binlog headers hold
+  whole seconds, so ts_ms is a multiple of 1000. Without GTIDs the ``BEGIN``
+  event's time is used (the first statement's time).
+* **Resume.** A stored position ``last_in_tx=True`` means "after that
+  transaction", ``last_in_tx=False`` "after row ``index`` of it", and
+  ``snapshot=True`` "at file/pos, skip nothing" (the snapshot's consistent
+  point, or the server's position when streaming starts with no position).
+  By GTID (``gtid_set`` after/before the transaction) when GTIDs are in use,
+  else by file/pos; a transaction re-read from its start skips the rows
+  already emitted.
+* **Heartbeats.** The reader asks the server for replication heartbeats
+  (``MASTER_HEARTBEAT_PERIOD``) every ``heartbeat_s`` so a blocking read
+  returns at least that often when the server is idle; between transactions
+  the generator then yields ``Heartbeat(last completed transaction)``. A
+  socket read timeout (several heartbeat periods) detects a dead server.
+* **Reconnect.** mysql-replication's own reconnect (from the last event, i.e.
+  mid-transaction, or from the initial GTID state) is disabled by
+  :class:`~connectors.mysql.source.server.StreamConnection`; this reader
+  reconnects with bounded exponential backoff from the last row it emitted,
+  yielding heartbeats while it waits, and gives up with UnreachableError after
+  ``reconnect_timeout_s``.
+* **Filters.** ``database.table`` shell patterns, applied at the TableMap so
+  rows of other tables are never parsed.
+* **Library fix.** mysql-replication 1.0.17 decodes negative TIME values
+  with fractional seconds wrongly; its TIME2 reader is replaced by
+  :func:`connectors.mysql.types.decode_time2` when this module is imported.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import pymysql.err
+from pymysqlreplication import BinLogStreamReader
+from pymysqlreplication.event import (
+    GtidEvent,
+    HeartbeatLogEvent,
+    MariadbGtidEvent,
+    QueryEvent,
+    RotateEvent,
+    XidEvent,
+)
+from pymysqlreplication.row_event import (
+    DeleteRowsEvent,
+    RowsEvent,
+    TableMapEvent,
+    UpdateRowsEvent,
+    WriteRowsEvent,
+)
+
+import cdc
+from cdc.errors import PrerequisiteError, SchemaError, UnreachableError
+from cdc.events import ChangeEvent, Op, SourceInfo, TableSchema, TransactionInfo
+from cdc.positions import BinlogFile, GtidSet, MariaGtid, MySqlPosition
+from cdc.spi import Heartbeat, StreamItem
+from connectors.mysql.source.schema import (
+    Catalog,
+    ResolvedTable,
+    SchemaResolver,
+    primary_key_names,
+)
+from connectors.mysql.source.server import (
+    ER_BINLOG_POSITION_GONE,
+    RESNAPSHOT_HINT,
+    ConnectionLost,
+    ServerInfo,
+    StreamConnection,
+    binary_logs,
+    check_position_available,
+    connect,
+    gtid_state,
+    is_disconnect,
+    master_status,
+    server_info,
+)
+from connectors.mysql.types import BinlogColumn, ZeroDatePolicy, decode_time2
+
+log = logging.getLogger(__name__)
+
+__all__ = ["BinlogMetrics", "BinlogReader", "TableFilter"]
+
+#: (database, table) -> captured?
+TableFilter = Callable[[str, str], bool]
+
+_FL_STANDALONE: Final = 0x01  # MariaDB GTID flag: the group is one statement (DDL)
+_NEVER: Final = 1 << 62
+_ROW_EVENTS: Final = (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent)
+_IDENT = r"(?:`(?:[^`]|``)+`|[\w$]+)"
+_TABLE_REF = rf"(?P<first>{_IDENT})(?:\s*\.\s*(?P<second>{_IDENT}))?"
+_TRUNCATE = re.compile(rf"^\s*TRUNCATE\s+(?:TABLE\s+)?{_TABLE_REF}", re.IGNORECASE)
+_DML = tuple(
+    re.compile(p + _TABLE_REF, re.IGNORECASE | re.DOTALL)
+    for p in (
+        r"^\s*(?:INSERT|REPLACE)(?:\s+(?:LOW_PRIORITY|DELAYED|HIGH_PRIORITY|IGNORE))*\s+(?:INTO\s+)?",
+        r"^\s*UPDATE(?:\s+(?:LOW_PRIORITY|IGNORE))*\s+",
+        r"^\s*DELETE(?:\s+(?:LOW_PRIORITY|QUICK|IGNORE))*\s+FROM\s+",
+        r"^\s*LOAD\s+DATA\b.*?\bINTO\s+TABLE\s+",
+    )
+)
+_ROLLBACK_TO = re.compile(r"ROLLBACK\s+(?:WORK\s+)?TO\b")
+
+
+def _query_kind(query: str) -> str:
+    """begin | commit | ignore (savepoints, XA markers) | statement (DDL or DML)."""
+    head = query.lstrip()[:40].upper()
+    if head.startswith("BEGIN"):
+        return "begin"
+    if head.startswith("COMMIT"):
+        return "commit"
+    if head.startswith("ROLLBACK"):
+        # A ROLLBACK ending a group keeps its non-transactional changes: a commit here.
+        return "ignore" if _ROLLBACK_TO.match(head) else "commit"
+    if head.startswith(("SAVEPOINT", "RELEASE SAVEPOINT", "XA ")):
+        return "ignore"
+    return "statement"
+
+
+def _read_time2(self: Any, column: Any) -> Any:
+    return decode_time2(self.packet.read(3 + (column.fsp + 1) // 2), column.fsp)
+
+
+# See the module docstring: mysql-replication's TIME2 decoder is wrong for
+# negative values with a fractional part; RowsEvent calls it by its mangled name.
+setattr(RowsEvent, "_RowsEvent__read_time2", _read_time2)  # noqa: B010
+
+
+def _unquote(ident: str | None) -> str | None:
+    if ident is None:
+        return None
+    if ident.startswith("`"):
+        return ident[1:-1].replace("``", "`")
+    return ident
+
+
+def _table_of(m: re.Match[str], default_db: str) -> tuple[str, str]:
+    first, second = _unquote(m.group("first")) or "", _unquote(m.group("second"))
+    return (default_db, first) if second is None else (first, second)
+
+
+def _with_mysql_gtid(gset: GtidSet, gtid: str) -> GtidSet:
+    """``gset`` plus one MySQL GTID ``uuid:n`` (intervals merged)."""
+    sid, _, gno_text = gtid.rpartition(":")
+    gno = int(gno_text)
+    sid = sid.lower()
+    spans = dict(gset.mysql)
+    merged: list[tuple[int, int]] = []
+    for lo, hi in sorted([*spans.get(sid, ()), (gno, gno)]):
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
+        else:
+            merged.append((lo, hi))
+    spans[sid] = tuple(merged)
+    return GtidSet(mariadb=gset.mariadb, mysql=tuple(sorted(spans.items())))
+
+
+@dataclass(slots=True)
+class BinlogMetrics:
+    """Counters the reader updates as it goes (read them from any thread)."""
+
+    events: int = 0  # change events emitted
+    transactions: int = 0  # transactions seen (captured or not)
+    heartbeats: int = 0  # server heartbeats received
+    reconnects: int = 0
+    file: str = ""  # where the reader is: end of the last event read
+    pos: int = 0
+    last_event_ts: float = 0.0  # header time of the last event read (epoch seconds)
+    caught_up: bool = False  # the last thing read was a server heartbeat
+    fast_images: int = 0  # rows (update: before+after pairs) decoded by cdc, not the library
+
+
+@dataclass(slots=True)
+class _Tx:
+    file: BinlogFile
+    pos: int
+    gtid: str | None
+    gtid_before: GtidSet
+    gtid_after: GtidSet
+    ts_ms: int
+    open: bool = False  # inside BEGIN..COMMIT (else the next statement is the whole group)
+    index: int = 0  # next row index
+    emitted: int = 0
+    skip_through: int = -1  # rows up to this index were emitted before a restart
+    per_table: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def tx_id(self) -> str:
+        return self.gtid if self.gtid is not None else f"{self.file}:{self.pos}"
+
+
+@dataclass(slots=True)
+class _Held:
+    """A change waiting for the next one (or the commit) to learn if it is last."""
+
+    op: Op
+    schema: TableSchema
+    key: dict[str, Any] | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    index: int
+    table_order: int
+
+
+class BinlogReader:
+    """Streams a MySQL/MariaDB binlog as ChangeEvents (see the module docstring).
+
+    ``connect_kwargs`` are PyMySQL arguments (``MySqlConnection.pymysql_kwargs()``).
+    ``use_gtid`` None means: resume by GTID when the server has GTIDs (always
+    on MariaDB, ``gtid_mode=ON`` on MySQL) and the start position carries a set.
+    """
+
+    def __init__(
+        self,
+        connect_kwargs: Mapping[str, Any],
+        *,
+        server_id: int,
+        source_name: str,
+        table_filter: TableFilter = lambda _db, _table: True,
+        zero_date: ZeroDatePolicy = "null",
+        use_gtid: bool | None = None,
+        heartbeat_s: float = 1.0,
+        read_timeout_s: float = 30.0,
+        reconnect_timeout_s: float = 120.0,
+        backoff_initial_s: float = 0.25,
+        backoff_max_s: float = 5.0,
+        fast_decode: bool = True,
+    ) -> None:
+        self._kwargs = {k: v for k, v in connect_kwargs.items() if k not in ("database", "db")}
+        self._kwargs.setdefault("charset", "utf8mb4")
+        self.server_id = server_id
+        self.source_name = source_name
+        self.table_filter = table_filter
+        self.zero_date: ZeroDatePolicy = zero_date
+        self.use_gtid = use_gtid
+        self.heartbeat_s = heartbeat_s
+        self.read_timeout_s = max(read_timeout_s, 3 * heartbeat_s)
+        self.reconnect_timeout_s = reconnect_timeout_s
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.fast_decode = fast_decode
+        self.metrics = BinlogMetrics()
+        self.server: ServerInfo | None = None
+        self._closed = threading.Event()
+        self._reader: Any = None
+        self._catalog: Catalog | None = None
+        self._resolver: SchemaResolver | None = None
+        self._gtid = False
+        self._version = getattr(cdc, "__version__", "0")
+        # stream state
+        self._file = BinlogFile("")
+        self._gtid_set = GtidSet()
+        self._boundary: MySqlPosition | None = None  # last completed transaction (or start)
+        self._resume: MySqlPosition | None = None  # last emitted row, or _boundary
+        self._skip: MySqlPosition | None = None
+        self._tables: dict[int, ResolvedTable | None] = {}
+        self._last_yield = 0.0
+
+    # ------------------------------------------------------------------ public
+
+    @property
+    def resolver(self) -> SchemaResolver:
+        if self._resolver is None:
+            raise RuntimeError("the reader has not connected yet")
+        return self._resolver
+
+    @property
+    def position(self) -> MySqlPosition | None:
+        """Where a new reader would resume: after the last row emitted."""
+        return self._resume
+
+    @property
+    def seconds_behind(self) -> float:
+        """Now minus the time of the last event read; 0 when caught up (idle)."""
+        m = self.metrics
+        if m.caught_up or not m.last_event_ts:
+            return 0.0
+        return max(0.0, time.time() - m.last_event_ts)
+
+    def bytes_behind(self) -> int | None:
+        """Binlog bytes the server has written past this reader (a query; None if unknown)."""
+        m = self.metrics
+        if not m.file:
+            return None
+        conn = connect(self._kwargs)
+        try:
+            with conn.cursor() as cur:
+                logs = binary_logs(cur)
+        finally:
+            conn.close()
+        ours = BinlogFile(m.file)
+        behind = 0
+        for f, size in logs:
+            if f == ours:
+                behind += max(0, size - m.pos)
+            elif ours < f:
+                behind += size
+        return behind
+
+    def close(self) -> None:
+        """Stop streaming; a generator blocked on the socket ends without error."""
+        self._closed.set()
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            try:
+                reader.close()
+            except Exception:  # closing a socket another thread reads; best effort
+                log.debug("closing the binlog reader failed", exc_info=True)
+        if self._catalog is not None:
+            self._catalog.close()
+
+    def current_position(self) -> MySqlPosition:
+        """The server's position now, as a "start here" position (snapshot=True)."""
+        conn = connect(self._kwargs)
+        try:
+            with conn.cursor() as cur:
+                info = server_info(cur)
+                file, pos = master_status(cur)
+                gset = gtid_state(cur, info.mariadb) if info.mariadb or self.use_gtid else GtidSet()
+        finally:
+            conn.close()
+        return MySqlPosition(
+            file, pos, 0, gtid_set=gset, server_id=info.server_id, snapshot=True, last_in_tx=True
+        )
+
+    def stream(self, start: MySqlPosition | None) -> Iterator[StreamItem]:
+        """Changes committed after ``start`` (None: from now); see the module docstring."""
+        self._closed.clear()
+        self._setup()
+        if start is None:
+            start = self.current_position()
+        if not isinstance(start, MySqlPosition):
+            raise PrerequisiteError(f"a MySQL source cannot resume from {start!r}")
+        assert self.server is not None
+        if (
+            start.server_id
+            and start.server_id != self.server.server_id
+            and not (self._gtid and start.gtid_set)
+        ):
+            log.warning(
+                "%s: resuming by file/position %s:%s recorded on server_id %s, but the "
+                "source is server_id %s; positions are only valid on the server that "
+                "wrote them (use GTIDs to follow a failover)",
+                self.source_name,
+                start.file,
+                start.pos,
+                start.server_id,
+                self.server.server_id,
+            )
+        self._boundary = self._resume = start
+        self._file = start.file
+        self._gtid_set = start.gtid_set
+        self._skip = None if start.snapshot else start
+        deadline: float | None = None
+        delay = self.backoff_initial_s
+        self._last_yield = time.monotonic()
+        while not self._closed.is_set():
+            resume = self._resume
+            assert resume is not None
+            try:
+                self._reader = self._open(resume)
+                progressed = False
+                for item in self._read(self._reader):
+                    if not progressed:
+                        progressed, deadline, delay = True, None, self.backoff_initial_s
+                    self._last_yield = time.monotonic()
+                    yield item
+                return  # _read ends only when closed
+            except Exception as e:
+                if self._closed.is_set():
+                    return
+                if (
+                    isinstance(e, pymysql.err.OperationalError)
+                    and e.args
+                    and e.args[0] == ER_BINLOG_POSITION_GONE
+                ):
+                    raise PrerequisiteError(
+                        f"the source cannot stream from {resume}: {e.args[-1]}",
+                        hint=RESNAPSHOT_HINT,
+                    ) from e
+                if not is_disconnect(e):
+                    raise
+                now = time.monotonic()
+                if deadline is None:
+                    deadline = now + self.reconnect_timeout_s
+                if now >= deadline:
+                    raise UnreachableError(
+                        f"the MySQL source stayed unreachable for {self.reconnect_timeout_s:.0f}s: {e}",
+                        hint="check the server; cdc resumes from the last transaction it emitted",
+                    ) from e
+                self.metrics.reconnects += 1
+                log.warning(
+                    "%s: binlog connection lost (%s); reconnecting in %.2fs from %s",
+                    self.source_name,
+                    e,
+                    delay,
+                    resume,
+                )
+                yield from self._wait(min(delay, deadline - now))
+                delay = min(delay * 2, self.backoff_max_s)
+            finally:
+                reader, self._reader = self._reader, None
+                if reader is not None:
+                    reader.close()
+
+    # ------------------------------------------------------------------ internals
+
+    def _setup(self) -> None:
+        conn = connect(self._kwargs)
+        try:
+            with conn.cursor() as cur:
+                self.server = info = server_info(cur)
+                if self.use_gtid is None:
+                    if info.mariadb:
+                        self._gtid = True
+                    else:
+                        cur.execute("SELECT @@GLOBAL.gtid_mode")
+                        self._gtid = str(cur.fetchone()[0]).upper() == "ON"
+                else:
+                    self._gtid = self.use_gtid
+        finally:
+            conn.close()
+        if info.server_id == self.server_id:
+            raise PrerequisiteError(
+                f"server_id {self.server_id} is the source server's own id",
+                hint="give cdc a server_id no server or replica in the topology uses",
+            )
+        if self._catalog is None:
+            self._catalog = Catalog(lambda: connect(self._kwargs), mariadb=info.mariadb)
+            self._resolver = SchemaResolver(
+                self._catalog, zero_date=self.zero_date, fast_decode=self.fast_decode
+            )
+
+    def _wait(self, seconds: float) -> Iterator[StreamItem]:
+        end = time.monotonic() + seconds
+        while not self._closed.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            self._closed.wait(min(left, self.heartbeat_s))
+            if (
+                self._boundary is not None
+                and time.monotonic() - self._last_yield >= self.heartbeat_s
+            ):
+                self._last_yield = time.monotonic()
+                yield Heartbeat(self._boundary)
+
+    def _open(self, resume: MySqlPosition) -> Any:
+        by_gtid = self._gtid and bool(resume.gtid_set)
+        if not by_gtid:
+            conn = connect(self._kwargs)
+            try:
+                with conn.cursor() as cur:
+                    check_position_available(binary_logs(cur), resume.file, resume.pos)
+            finally:
+                conn.close()
+        assert self.server is not None
+        settings = {**self._kwargs, "read_timeout": self.read_timeout_s}
+        only_events = [
+            MariadbGtidEvent,
+            GtidEvent,
+            QueryEvent,
+            XidEvent,
+            RotateEvent,
+            TableMapEvent,
+            WriteRowsEvent,
+            UpdateRowsEvent,
+            DeleteRowsEvent,
+            HeartbeatLogEvent,
+        ]
+        common: dict[str, Any] = {
+            "connection_settings": settings,
+            "server_id": self.server_id,
+            "blocking": True,
+            "only_events": only_events,
+            # Twice as often as we yield, so an idle generator yields every
+            # heartbeat_s..1.5 * heartbeat_s rather than every 2 * heartbeat_s.
+            "slave_heartbeat": self.heartbeat_s / 2,
+            "pymysql_wrapper": StreamConnection,
+            "enable_logging": False,
+        }
+        self._tables = {}
+        if by_gtid and self.server.mariadb:
+            reader = BinLogStreamReader(
+                is_mariadb=True, auto_position=str(resume.gtid_set), **common
+            )
+        elif by_gtid:
+            reader = BinLogStreamReader(
+                is_mariadb=False, auto_position=str(resume.gtid_set), **common
+            )
+        else:
+            reader = BinLogStreamReader(
+                is_mariadb=False,
+                log_file=resume.file.name,
+                log_pos=resume.pos,
+                resume_stream=True,
+                **common,
+            )
+        return reader
+
+    def _captured(self, database: str, table: str) -> bool:
+        return self.table_filter(database, table)
+
+    def _read(self, reader: Any) -> Iterator[StreamItem]:
+        tx: _Tx | None = None
+        held: _Held | None = None
+        metrics = self.metrics
+        tables = self._tables
+        assert self.server is not None and self._resolver is not None
+        mariadb_gtid = MariadbGtidEvent
+        while True:
+            ev = reader.fetchone()
+            if self._closed.is_set():
+                return
+            if ev is None:
+                raise ConnectionLost("the server ended the binlog stream")
+            cls = type(ev)
+            packet = ev.packet
+            if ev.timestamp:
+                metrics.last_event_ts = ev.timestamp
+                metrics.caught_up = False
+            if packet.log_pos:
+                metrics.pos = packet.log_pos
+            if cls in _ROW_EVENTS:
+                table = tables.get(ev.table_id)
+                if table is None or tx is None:
+                    if table is not None:
+                        raise SchemaError(
+                            f"row event outside a transaction at {self._file}:"
+                            f"{packet.log_pos - packet.event_size}"
+                        )
+                    continue
+                for op, key, before, after in self._changes(table, cls, ev):
+                    index = tx.index
+                    tx.index += 1
+                    if index <= tx.skip_through:
+                        continue
+                    name = table.schema.table.table
+                    order = tx.per_table[name] = tx.per_table.get(name, 0) + 1
+                    if held is not None:
+                        yield self._event(tx, held, last=False)
+                    held = _Held(op, table.schema, key, before, after, index, order)
+            elif cls is TableMapEvent:
+                tables[ev.table_id] = self._table_map(ev)
+            elif cls is mariadb_gtid or cls is GtidEvent:
+                if tx is not None:
+                    log.warning(
+                        "%s: transaction %s at %s:%s has no commit event before the next "
+                        "GTID (XA?); treating it as committed",
+                        self.source_name,
+                        tx.tx_id,
+                        tx.file,
+                        tx.pos,
+                    )
+                    yield from self._commit(tx, held)
+                    held = None
+                start = packet.log_pos - packet.event_size
+                if cls is mariadb_gtid:
+                    gtid = f"{ev.domain_id}-{ev.server_id}-{ev.gtid_seq_no}"
+                    after_set = self._gtid_set.with_mariadb(
+                        MariaGtid(ev.domain_id, ev.server_id, ev.gtid_seq_no)
+                    )
+                    # MariaDB's GTID event is the BEGIN unless the group is one statement.
+                    is_open = not ev.flags & _FL_STANDALONE
+                else:
+                    gtid = ev.gtid
+                    after_set = _with_mysql_gtid(self._gtid_set, gtid)
+                    is_open = False  # MySQL: a BEGIN query follows for DML
+                tx = self._begin(start, gtid, after_set, ev.timestamp, is_open)
+            elif cls is XidEvent:
+                if tx is not None:
+                    yield from self._commit(tx, held)
+                    tx, held = None, None
+            elif cls is QueryEvent:
+                kind = _query_kind(ev.query)
+                if kind == "begin":
+                    if tx is None:  # no GTID event: BEGIN opens the transaction
+                        start = packet.log_pos - packet.event_size
+                        tx = self._begin(start, None, self._gtid_set, ev.timestamp, True)
+                    tx.open = True
+                elif kind == "commit":
+                    if tx is not None:
+                        yield from self._commit(tx, held)
+                        tx, held = None, None
+                elif kind == "statement":
+                    if tx is None:  # neither GTID nor BEGIN: the statement is its own group
+                        start = packet.log_pos - packet.event_size
+                        tx = self._begin(start, None, self._gtid_set, ev.timestamp, False)
+                    truncated = self._statement(ev, tx)
+                    if truncated is not None:
+                        index = tx.index
+                        tx.index += 1
+                        if index > tx.skip_through:
+                            held = _Held(Op.TRUNCATE, truncated, None, None, None, index, 1)
+                    if not tx.open:
+                        yield from self._commit(tx, held)
+                        tx, held = None, None
+            elif cls is RotateEvent:
+                self._file = BinlogFile(ev.next_binlog)
+                metrics.file = ev.next_binlog
+                metrics.pos = ev.position
+                if ev.timestamp:  # a real rotation (or restart): table ids may be reused
+                    tables.clear()
+            elif cls is HeartbeatLogEvent:
+                metrics.heartbeats += 1
+                metrics.caught_up = True
+                if ev.ident:
+                    metrics.file = ev.ident
+            if (
+                held is None
+                and (tx is None or tx.emitted == 0)
+                and time.monotonic() - self._last_yield >= self.heartbeat_s
+            ):
+                assert self._boundary is not None
+                self._last_yield = time.monotonic()
+                yield Heartbeat(self._boundary)
+
+    def _begin(self, start: int, gtid: str | None, after: GtidSet, ts: int, is_open: bool) -> _Tx:
+        tx = _Tx(self._file, start, gtid, self._gtid_set, after, ts * 1000, is_open)
+        skip = self._skip
+        if skip is not None:
+            self._skip = None
+            same = (
+                (skip.gtid == gtid)
+                if (skip.gtid and gtid)
+                else (skip.file == tx.file and skip.pos == start)
+            )
+            if same:
+                tx.skip_through = _NEVER if skip.last_in_tx else skip.index
+        self.metrics.transactions += 1
+        return tx
+
+    def _commit(self, tx: _Tx, held: _Held | None) -> Iterator[ChangeEvent]:
+        self._gtid_set = tx.gtid_after
+        if held is not None:
+            event = self._event(tx, held, last=True)
+            self._boundary = self._resume = event.source.position  # type: ignore[assignment]
+            yield event
+        else:
+            self._boundary = self._resume = MySqlPosition(
+                tx.file,
+                tx.pos,
+                max(tx.index - 1, 0),
+                gtid_set=tx.gtid_after,
+                gtid=tx.gtid,
+                server_id=self.server.server_id if self.server else 0,
+                last_in_tx=True,
+            )
+
+    def _event(self, tx: _Tx, h: _Held, *, last: bool) -> ChangeEvent:
+        position = MySqlPosition(
+            tx.file,
+            tx.pos,
+            h.index,
+            gtid_set=tx.gtid_after if last else tx.gtid_before,
+            gtid=tx.gtid,
+            server_id=self.server.server_id if self.server else 0,
+            last_in_tx=last,
+        )
+        source = SourceInfo(
+            connector="mysql",
+            name=self.source_name,
+            version=self._version,
+            db_version=self.server.version if self.server else "",
+            position=position,
+            ts_ms=tx.ts_ms,
+            tx_id=tx.gtid,
+        )
+        tx.emitted += 1
+        self.metrics.events += 1
+        if not last:
+            self._resume = position
+        return ChangeEvent(
+            op=h.op,
+            schema=h.schema,
+            key=h.key,
+            before=h.before,
+            after=h.after,
+            source=source,
+            ts_ms=int(time.time() * 1000),
+            transaction=TransactionInfo(tx.tx_id, h.index + 1, h.table_order),
+        )
+
+    def _images(self, table: ResolvedTable, cls: type, ev: Any) -> list[Any]:
+        """Canonical row images of a rows event (pairs for updates)."""
+        pairs = cls is UpdateRowsEvent
+        fast = table.fast
+        if fast is not None and fast.handles(ev):
+            images = fast.images(ev, pairs)
+            self.metrics.fast_images += len(images)
+            return images
+        decode = table.decode
+        if pairs:
+            return [
+                (
+                    decode(r["before_values"], r["before_none_sources"]),
+                    decode(r["after_values"], r["after_none_sources"]),
+                )
+                for r in ev.rows
+            ]
+        return [decode(r["values"], r["none_sources"]) for r in ev.rows]
+
+    def _changes(
+        self, table: ResolvedTable, cls: type, ev: Any
+    ) -> Iterator[tuple[Op, dict[str, Any] | None, dict[str, Any] | None, dict[str, Any] | None]]:
+        key_names = table.key
+        images = self._images(table, cls, ev)
+        if cls is WriteRowsEvent:
+            for after in images:
+                yield (
+                    Op.CREATE,
+                    ({k: after[k] for k in key_names} if key_names else None),
+                    None,
+                    after,
+                )
+        elif cls is DeleteRowsEvent:
+            for before in images:
+                yield (
+                    Op.DELETE,
+                    ({k: before[k] for k in key_names} if key_names else None),
+                    before,
+                    None,
+                )
+        else:
+            for before, after in images:
+                if not key_names:
+                    yield Op.UPDATE, None, before, after
+                    continue
+                old_key = {k: before[k] for k in key_names}
+                new_key = {k: after[k] for k in key_names}
+                if old_key == new_key:
+                    yield Op.UPDATE, new_key, before, after
+                else:
+                    # Debezium's rule: a key change is a delete of the old key and a
+                    # create of the new one, so per-key ordering and compaction hold.
+                    yield Op.DELETE, old_key, before, None
+                    yield Op.CREATE, new_key, None, after
+
+    def _table_map(self, ev: Any) -> ResolvedTable | None:
+        database, table = ev.schema, ev.table
+        if not self._captured(database, table):
+            return None
+        mask = ev.null_bitmask
+        cols = [
+            BinlogColumn.from_replication(c, bool(mask[i >> 3] & (1 << (i & 7))))
+            for i, c in enumerate(ev.columns)
+        ]
+        names = [c.name for c in cols]
+        if not all(names):
+            raise PrerequisiteError(
+                f"{database}.{table}: the binlog's TableMap has no column names",
+                hint="set binlog_row_metadata=FULL on the server (MariaDB >= 10.5, MySQL >= 8.0.14)",
+            )
+        key = primary_key_names(names, ev.optional_metadata)
+        assert self._resolver is not None
+        return self._resolver.resolve(database, table, cols, key)
+
+    def _statement(self, ev: Any, tx: _Tx) -> TableSchema | None:
+        """A query that is not transaction control: DDL, TRUNCATE, statement-logged DML.
+
+        Returns the table's schema for a TRUNCATE of a captured table.
+        """
+        query: str = ev.query
+        schema = ev.schema
+        default_db = schema.decode() if isinstance(schema, bytes) else str(schema or "")
+        assert self._resolver is not None
+        for pattern in _DML:
+            m = pattern.match(query)
+            if m is None:
+                continue
+            database, table = _table_of(m, default_db)
+            if self._captured(database, table):
+                raise PrerequisiteError(
+                    f"{database}.{table} was changed by a statement-logged query at "
+                    f"{tx.file}:{tx.pos} ({query[:80]!r}); its rows are not in the binlog",
+                    hint="use binlog_format=ROW for every session (no SET SESSION "
+                    "binlog_format=STATEMENT) and re-snapshot the table",
+                )
+            return None
+        # DDL: whatever it changed must be looked up again.
+        self._resolver.forget_mentioned(query)
+        m = _TRUNCATE.match(query)
+        if m is None:
+            return None
+        database, table = _table_of(m, default_db)
+        if not self._captured(database, table):
+            return None
+        table_schema = self._resolver.schema_for(database, table)
+        if table_schema is None:
+            log.warning(
+                "%s: TRUNCATE of %s.%s at %s:%s, but the table no longer exists; no truncate event",
+                self.source_name,
+                database,
+                table,
+                tx.file,
+                tx.pos,
+            )
+        return table_schema

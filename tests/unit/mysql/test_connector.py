@@ -1,0 +1,149 @@
+"""MySqlSource.check() on a scripted server: each unmet prerequisite is one Problem."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from cdc.errors import PositionError
+from cdc.positions import BinlogFile, Lsn, MySqlPosition, PgPosition
+from connectors.mysql.source import MySqlSource
+
+GOOD = {
+    "LOG_BIN": "ON",
+    "BINLOG_FORMAT": "ROW",
+    "BINLOG_ROW_IMAGE": "FULL",
+    "BINLOG_ROW_METADATA": "FULL",
+    "GTID_MODE": None,
+    "BINLOG_ROW_VALUE_OPTIONS": None,
+}
+
+
+class Cursor:
+    def __init__(
+        self,
+        variables: dict[str, str | None],
+        grants: list[str],
+        version: str = "10.11.19-MariaDB",
+        keyed: bool = True,
+    ) -> None:
+        self.variables, self.grants, self.version, self.keyed = variables, grants, version, keyed
+        self._rows: list[tuple[Any, ...]] = []
+
+    def execute(self, q: str, args: Any = None) -> None:
+        if q.startswith("SELECT VERSION()"):
+            self._rows = [(self.version, 1)]
+        elif "GLOBAL_VARIABLES" in q:
+            self._rows = [(k, v) for k, v in self.variables.items() if v is not None]
+        elif q.startswith("SHOW SLAVE HOSTS"):
+            self._rows = [(4242, "h", 3306, 1)]
+        elif q.startswith("SHOW GRANTS"):
+            self._rows = [(g,) for g in self.grants]
+        elif "information_schema.TABLES" in q:
+            self._rows = [("app", "t", 10)]
+        elif "STATISTICS" in q:
+            self._rows = [("app", "t")] if self.keyed else []
+        else:
+            self._rows = []
+
+    def fetchone(self) -> tuple[Any, ...]:
+        return self._rows[0]
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return self._rows
+
+
+def source(**kw: Any) -> MySqlSource:
+    return MySqlSource({"host": "x"}, name="s", server_id=kw.pop("server_id", 99), **kw)
+
+
+ALL = ["GRANT ALL PRIVILEGES ON *.* TO `root`@`%`"]
+
+
+def test_all_good() -> None:
+    assert source()._check(Cursor(GOOD, ALL)) == []
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "needle"),
+    [
+        ("LOG_BIN", "OFF", "log_bin"),
+        ("BINLOG_FORMAT", "MIXED", "binlog_format=ROW"),
+        ("BINLOG_ROW_IMAGE", "MINIMAL", "binlog_row_image=FULL"),
+        ("BINLOG_ROW_METADATA", "MINIMAL", "binlog_row_metadata=FULL"),
+        ("BINLOG_ROW_METADATA", None, "MariaDB >= 10.5"),
+        ("BINLOG_ROW_VALUE_OPTIONS", "PARTIAL_JSON", "binlog_row_value_options"),
+    ],
+)
+def test_binlog_settings(variable: str, value: str | None, needle: str) -> None:
+    (problem,) = source()._check(Cursor({**GOOD, variable: value}, ALL))
+    assert needle in str(problem) and problem.fatal
+
+
+def test_server_ids() -> None:
+    problems = source(server_id=1)._check(Cursor(GOOD, ALL))
+    assert ["own server_id" in p.what for p in problems] == [True]
+    problems = source(server_id=4242)._check(Cursor(GOOD, ALL))
+    assert ["replica with server_id 4242" in p.what for p in problems] == [True]
+
+
+def test_privileges() -> None:
+    (p,) = source()._check(Cursor(GOOD, ["GRANT SELECT ON *.* TO `u`@`%`"]))
+    assert "REPLICATION SLAVE" in p.what and "BINLOG MONITOR" in p.what
+    ok = ["GRANT SELECT, REPLICATION SLAVE, BINLOG MONITOR ON *.* TO `u`@`%`"]
+    assert source()._check(Cursor(GOOD, ok)) == []
+    mysql = {**GOOD, "GTID_MODE": "ON"}
+    (p,) = source()._check(
+        Cursor(mysql, ["GRANT SELECT, REPLICATION SLAVE ON *.* TO `u`@`%`"], version="8.0.36")
+    )
+    # MySQL: REPLICATION CLIENT, and RELOAD for the global-lock snapshot
+    assert "REPLICATION CLIENT" in p.what and "RELOAD" in p.what
+
+
+def test_keyless_table_and_gtid_mode() -> None:
+    (p,) = source()._check(Cursor(GOOD, ALL, keyed=False))
+    assert "app.t has no primary key" in p.what and "tables.exclude" in p.fix
+    (p,) = source(gtid_mode="on")._check(
+        Cursor({**GOOD, "GTID_MODE": "OFF"}, ALL, version="8.0.36")
+    )
+    assert "gtid_mode" in p.what
+
+
+def test_acknowledge_records_and_rejects_foreign_positions() -> None:
+    src = source()
+    pos = MySqlPosition(BinlogFile("mysql-bin.000001"), 4)
+    src.acknowledge(pos)
+    assert src.acknowledged == pos
+    with pytest.raises(PositionError):
+        src.acknowledge(PgPosition(Lsn(1)))
+    with pytest.raises(PositionError):
+        src.stream(PgPosition(Lsn(1)))
+
+
+def test_from_config() -> None:
+    from connectors.mysql.config import MySqlSourceConfig
+
+    cfg = MySqlSourceConfig.model_validate(
+        {
+            "name": "my_main",
+            "kind": "mysql",
+            "server_id": 5401,
+            "zero_date": "min",
+            "connection": {
+                "host": "db",
+                "port": 3307,
+                "user": "cdc",
+                "password": "pw",
+                "database": "app",
+            },
+            "tables": {"include": ["app.*"], "exclude": ["app.audit_*"]},
+            "snapshot": {"chunk_size": 500},
+            "heartbeat_interval_s": 10,
+        }
+    )
+    src = MySqlSource.from_config(cfg)
+    assert (src.name, src.server_id, src.zero_date, src.chunk_size) == ("my_main", 5401, "min", 500)
+    assert src.connect_kwargs["host"] == "db" and src.connect_kwargs["password"] == "pw"
+    assert src.heartbeat_s == 1.0
+    assert src.captured("app", "orders") and not src.captured("app", "audit_log")

@@ -1,0 +1,213 @@
+"""Avro serialization of change events: Debezium-compatible envelopes on Kafka.
+
+Sources hand :class:`AvroSerde` a :class:`~cdc.events.ChangeEvent` and get
+the topic and the Confluent-framed key and value bytes; sinks hand it the
+bytes they consumed and get a :class:`DecodedChange` (or a :class:`Tombstone`)
+with canonical Python values. Schemas are registered and fetched through a
+:class:`SchemaRegistry` (:class:`RegistryClient` for a real one), once per
+table schema version.
+
+Layout: :mod:`.types` (column types <-> Avro), :mod:`.envelope` (per-table
+schemas), :mod:`.codec` (encode/decode), :mod:`.reader` (generated Avro
+readers), :mod:`.binary` (Avro primitives), :mod:`.framing` (wire header),
+:mod:`.registry` (registry clients). ``schemas/ENVELOPE.md`` and
+``schemas/TYPES.md`` document the wire contract.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from threading import Lock
+from typing import Final
+
+from cdc.errors import SerializationError
+from cdc.events import ChangeEvent, TableSchema
+from cdc.serde.codec import (
+    DecodedChange,
+    EnvelopeReader,
+    KeyReader,
+    TableEncoder,
+    Tombstone,
+    WriterSchema,
+    decode_change,
+    decode_value,
+    envelope_to_change,
+)
+from cdc.serde.envelope import TopicNaming, build_schemas, default_topic_name
+from cdc.serde.framing import frame, frame_prefix, unframe
+from cdc.serde.registry import InMemorySchemaRegistry, RegistryClient, SchemaRegistry
+from cdc.serde.types import (
+    NEG_INFINITY,
+    POS_INFINITY,
+    ZERO,
+    TemporalSentinel,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EncodedChange:
+    """A change ready for the producer. ``key`` None: no key (keyless table, truncate)."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Encoding:
+    table_schema: TableSchema
+    prefix: str
+    connector: str
+    topic: str
+    encoder: TableEncoder
+    key_prefix: bytes
+    value_prefix: bytes
+
+
+_IDENTITY_CACHE_MAX: Final = 4096
+
+
+class AvroSerde:
+    """Encode events to framed Avro and decode them back, through a registry.
+
+    The encode path looks a table's encoder up by the identity of the event's
+    ``TableSchema`` (connectors reuse one object per schema version), so
+    nothing schema-related is hashed or built per row.
+    """
+
+    def __init__(
+        self, registry: SchemaRegistry, topic_naming: TopicNaming = default_topic_name
+    ) -> None:
+        self.registry = registry
+        self.topic_naming = topic_naming
+        self._by_identity: dict[tuple[int, str, str], _Encoding] = {}
+        self._by_value: dict[tuple[TableSchema, str, str], _Encoding] = {}
+        self._lock = Lock()
+        self._envelopes: dict[int, EnvelopeReader] = {}
+        self._keys: dict[int, KeyReader] = {}
+
+    # -- encoding
+
+    def _encoding(self, event: ChangeEvent) -> _Encoding:
+        src = event.source
+        hit = self._by_identity.get((id(event.schema), src.name, src.connector))
+        if hit is not None and hit.table_schema is event.schema:
+            return hit
+        return self._encoding_slow(event)
+
+    def _encoding_slow(self, event: ChangeEvent) -> _Encoding:
+        src = event.source
+        key = (event.schema, src.name, src.connector)
+        with self._lock:
+            enc = self._by_value.get(key)
+        if enc is None:
+            schemas = build_schemas(event.schema, prefix=src.name, connector=src.connector)
+            topic = self.topic_naming(src.name, event.table)
+            value_id = self.registry.register(f"{topic}-value", schemas.value_text)
+            key_prefix = b""
+            if schemas.key_text is not None:
+                key_id = self.registry.register(f"{topic}-key", schemas.key_text)
+                key_prefix = frame_prefix(key_id)
+            enc = _Encoding(
+                table_schema=event.schema,
+                prefix=src.name,
+                connector=src.connector,
+                topic=topic,
+                encoder=TableEncoder(schemas),
+                key_prefix=key_prefix,
+                value_prefix=frame_prefix(value_id),
+            )
+            with self._lock:
+                enc = self._by_value.setdefault(key, enc)
+        with self._lock:
+            if len(self._by_identity) >= _IDENTITY_CACHE_MAX:
+                self._by_identity.clear()  # connectors minting schema objects per event
+            if enc.table_schema is not event.schema:
+                enc = replace(enc, table_schema=event.schema)
+            self._by_identity[(id(event.schema), src.name, src.connector)] = enc
+        return enc
+
+    def topic(self, event: ChangeEvent) -> str:
+        return self._encoding(event).topic
+
+    def encode_key(self, event: ChangeEvent) -> bytes | None:
+        enc = self._encoding(event)
+        return enc.encoder.encode_key(event, enc.key_prefix)
+
+    def encode_value(self, event: ChangeEvent) -> bytes:
+        enc = self._encoding(event)
+        return enc.encoder.encode_value(event, enc.value_prefix)
+
+    def encode(self, event: ChangeEvent) -> EncodedChange:
+        """Topic, key and value of one event with a single cache lookup."""
+        enc = self._encoding(event)
+        return EncodedChange(
+            enc.topic,
+            enc.encoder.encode_key(event, enc.key_prefix),
+            enc.encoder.encode_value(event, enc.value_prefix),
+        )
+
+    # -- decoding
+
+    def _envelope_reader(self, schema_id: int) -> EnvelopeReader:
+        reader = self._envelopes.get(schema_id)
+        if reader is None:
+            reader = EnvelopeReader(WriterSchema.parse(self.registry.get_schema(schema_id)))
+            self._envelopes[schema_id] = reader
+        return reader
+
+    def _key_reader(self, schema_id: int) -> KeyReader:
+        reader = self._keys.get(schema_id)
+        if reader is None:
+            reader = KeyReader(WriterSchema.parse(self.registry.get_schema(schema_id)))
+            self._keys[schema_id] = reader
+        return reader
+
+    def decode_key(self, key: bytes | bytearray | memoryview | None) -> dict[str, object] | None:
+        if key is None:
+            return None
+        schema_id, body = unframe(key)
+        return self._key_reader(schema_id).read(body)
+
+    def decode(
+        self,
+        key: bytes | bytearray | memoryview | None,
+        value: bytes | bytearray | memoryview | None,
+    ) -> DecodedChange | Tombstone:
+        """A consumed record's change; a null value is a :class:`Tombstone`."""
+        kr = None
+        key_row = None
+        if key is not None:
+            key_id, key_body = unframe(key)
+            kr = self._key_reader(key_id)
+            key_row = kr.read(key_body)
+        if value is None:
+            return Tombstone(key=key_row, table=None if kr is None else kr.table)
+        value_id, body = unframe(value)
+        reader = self._envelope_reader(value_id)
+        return reader.read(decode_value(body, reader.writer), key_row, kr)
+
+
+__all__ = [
+    "NEG_INFINITY",
+    "POS_INFINITY",
+    "ZERO",
+    "AvroSerde",
+    "DecodedChange",
+    "EncodedChange",
+    "InMemorySchemaRegistry",
+    "RegistryClient",
+    "SchemaRegistry",
+    "SerializationError",
+    "TemporalSentinel",
+    "Tombstone",
+    "TopicNaming",
+    "WriterSchema",
+    "decode_change",
+    "decode_value",
+    "default_topic_name",
+    "envelope_to_change",
+    "frame",
+    "frame_prefix",
+    "unframe",
+]

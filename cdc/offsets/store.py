@@ -18,7 +18,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 
 from cdc.errors import DeliveryError, PositionError, UnreachableError
 from cdc.positions import MySqlPosition, PgPosition, position_from_dict
-from cdc.transport.producer import FIXED_SETTINGS
+from cdc.transport.producer import FIXED_SETTINGS, KAFKA_LOG
 from cdc.transport.topics import TopicManager, TopicSpec
 
 Position = PgPosition | MySqlPosition
@@ -72,7 +72,8 @@ class OffsetStore:
                                cleanup_policy="compact",
                                config={"min.compaction.lag.ms": "60000"}))
         self._producer = Producer({**self._settings, **FIXED_SETTINGS,
-                                   "bootstrap.servers": bootstrap_servers, "linger.ms": 0})
+                                   "bootstrap.servers": bootstrap_servers, "linger.ms": 0,
+                                   "logger": KAFKA_LOG})
 
     def load(self, name: str) -> SourceOffset | None:
         """The last offset written for ``name`` (reads the whole compacted topic)."""
@@ -83,6 +84,7 @@ class OffsetStore:
             "enable.auto.commit": False,
             "enable.partition.eof": True,
             "isolation.level": "read_committed",
+            "logger": KAFKA_LOG,
         })
         try:
             md = consumer.list_topics(self._topic, timeout=self._timeout)

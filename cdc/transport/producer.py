@@ -19,6 +19,8 @@ from cdc.errors import DeliveryError, UnreachableError
 from cdc.offsets.tracker import AckTracker, Position
 
 log = logging.getLogger(__name__)
+# librdkafka's own log lines, routed through Python logging instead of stderr.
+KAFKA_LOG = logging.getLogger("cdc.kafka.client")
 
 # Not configurable: without them a retry can reorder or duplicate records.
 FIXED_SETTINGS: Mapping[str, Any] = {
@@ -54,6 +56,7 @@ class EventProducer:
         conf: dict[str, Any] = {**DEFAULT_SETTINGS, **(settings or {}), **FIXED_SETTINGS}
         conf["bootstrap.servers"] = bootstrap_servers
         conf["error_cb"] = self._on_client_error
+        conf["logger"] = KAFKA_LOG
         self._bootstrap = bootstrap_servers
         self._producer = Producer(conf)
         self.tracker = tracker or AckTracker()

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import (
+    AdminClient,
+    NewTopic,  # type: ignore[attr-defined]
+)
 
 from cdc.errors import DeliveryError, UnreachableError
+from cdc.transport.producer import KAFKA_LOG
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +34,9 @@ class TopicManager:
     def __init__(self, bootstrap_servers: str, settings: Mapping[str, str | int | float] | None = None,
                  *, timeout_s: float = 30.0) -> None:
         self._bootstrap = bootstrap_servers
-        self._admin = AdminClient({**(settings or {}), "bootstrap.servers": bootstrap_servers})
+        conf: dict[str, Any] = {**(settings or {}), "bootstrap.servers": bootstrap_servers,
+                                "logger": KAFKA_LOG}
+        self._admin = AdminClient(conf)
         self._timeout = timeout_s
         self._known: set[str] = set()
 

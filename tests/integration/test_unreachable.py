@@ -24,7 +24,7 @@ def test_topic_manager_names_the_broker() -> None:
 
 def test_offset_store_fails_fast_without_a_broker() -> None:
     t0 = time.monotonic()
-    with pytest.raises(UnreachableError, match="127.0.0.1:1"):
+    with pytest.raises(UnreachableError, match=r"127\.0\.0\.1:1"):
         OffsetStore(DEAD, "cdc.offsets", timeout_s=3)
     assert time.monotonic() - t0 < 10
 

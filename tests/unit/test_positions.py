@@ -84,7 +84,7 @@ def test_binlog_files_order_by_sequence_number() -> None:
 
 def test_positions_of_different_kinds_do_not_compare() -> None:
     with pytest.raises(PositionError):
-        _ = PgPosition(Lsn(1)) < MySqlPosition(BinlogFile("b.000001"), 4)  # noqa: B015
+        _ = PgPosition(Lsn(1)) < MySqlPosition(BinlogFile("b.000001"), 4)
 
 
 def test_gtid_sets() -> None:

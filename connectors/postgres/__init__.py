@@ -18,7 +18,12 @@ class PostgresConnector:
         return PostgresSinkConfig
 
     def create_source(self, config: Any, *, name: str) -> SourceConnector:
-        raise NotImplementedError("the PostgreSQL source arrives with issue #4")
+        # Imported here so loading the registry does not import psycopg.
+        from connectors.postgres.source.connector import PostgresSource
+
+        if not isinstance(config, PostgresSourceConfig):
+            raise TypeError(f"expected a PostgresSourceConfig, got {type(config).__name__}")
+        return PostgresSource(config, name=name)
 
     def create_dialect(self) -> SinkDialect:
         raise NotImplementedError("the PostgreSQL sink dialect arrives with issue #6")

@@ -12,7 +12,7 @@ import re
 from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import ClassVar, Literal, Self
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -142,7 +142,7 @@ class PostgresConnection(ConnectionConfig):
             return SecretStr(dsn)
         if dsn.startswith(("postgresql://", "postgres://")):
             sep = "&" if "?" in dsn else "?"
-            return SecretStr(dsn + sep + urlencode(params))
+            return SecretStr(dsn + sep + urlencode(params, quote_via=quote))
         return SecretStr(" ".join([dsn, *(f"{k}={_quote(v)}" for k, v in params.items())]))
 
     def connect_kwargs(self, **extra: str | int | None) -> RedactedDict:

@@ -154,7 +154,7 @@ def test_dsn_is_secret_and_merges_password() -> None:
     assert SECRET not in repr(conn)
     info = conn.conninfo(application_name="cdc x").get_secret_value()
     assert info.startswith(f"postgresql://cdc:{SECRET}@db/app?")
-    assert "password=other" in info and "application_name=cdc+x" in info
+    assert "password=other" in info and "application_name=cdc%20x" in info  # libpq does not read + as space
     kv = PostgresConnection.model_validate({"dsn": "host=db dbname=app", "password": "it's"})
     assert kv.conninfo().get_secret_value() == "host=db dbname=app password='it\\'s'"
 

@@ -1,0 +1,544 @@
+"""The PostgreSQL source: preflight checks, publication and slot set-up, and the readers.
+
+:class:`PostgresSource` is what ``CONNECTOR.create_source`` returns to the
+runtime (:class:`cdc.spi.SourceConnector`). It decides *what* to read and
+prepares the server for it; :mod:`.snapshot` and :mod:`.replication` do the
+reading.
+
+Set-up rules (SOURCE.md has the operator's view):
+
+* The publication is created or extended only with ``create_publication``;
+  otherwise a missing publication or table is a fatal error that prints the
+  statement to run.
+* The slot is created when absent - together with the snapshot that matches
+  it - and never dropped or re-created behind the operator's back: a slot
+  that vanished while offsets exist is fatal. :func:`drop_slot` is the one
+  explicit way to drop it.
+* A snapshot when the slot already exists (snapshot mode ``always``, or a
+  crash during the first snapshot) exports its snapshot from a *temporary*
+  slot created for the purpose; the stream then starts at that temporary
+  slot's consistent point on the permanent slot, whose confirmed position is
+  never ahead of it. Nothing is dropped, and the hand-over is exact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+from psycopg import pq, sql
+from psycopg.conninfo import make_conninfo
+
+from cdc.errors import ConfigError, PrerequisiteError
+from cdc.events import ChangeEvent
+from cdc.positions import PgPosition
+from cdc.spi import Position, Problem, StreamItem
+from connectors.postgres.config import PostgresSourceConfig
+from connectors.postgres.source import catalog
+from connectors.postgres.source.catalog import PublicationFacts, ServerFacts
+from connectors.postgres.source.replication import (
+    ReplicationConnection,
+    StreamReader,
+    StreamSettings,
+    TransactionListener,
+    classify,
+)
+from connectors.postgres.source.snapshot import SnapshotReader
+from connectors.postgres.types import libpq_options
+
+log = logging.getLogger(__name__)
+
+_OPERATIONS = ("insert", "update", "delete", "truncate")
+# 12: the catalog queries read pg_attribute.attgenerated.
+MIN_VERSION_NUM = 120000
+
+
+def conninfo(config: PostgresSourceConfig, name: str, *, replication: bool = False) -> str:
+    """libpq connection string with the type table's session settings pinned.
+
+    pgoutput and snapshot values are the server's text output, which depends
+    on DateStyle, TimeZone and friends: :func:`connectors.postgres.types.libpq_options`.
+    A user-given ``options`` keyword is kept (ours come last and win).
+
+    Built with psycopg's ``make_conninfo`` from ``connect_kwargs`` rather than
+    ``PostgresConnection.conninfo``: the latter appends keywords to a URI dsn
+    with ``urlencode``, whose ``+`` for spaces libpq does not decode.
+    """
+    c = config.connection
+    options = " ".join(x for x in (c.options.get("options"), libpq_options()) if x)
+    extra: dict[str, str | int | None] = {"options": options}
+    if c.application_name is None:
+        extra["application_name"] = f"cdc-{name}"
+    if replication:
+        extra["replication"] = "database"
+    kwargs = dict(c.connect_kwargs(**extra))
+    base = str(kwargs.pop("conninfo", "") or "")
+    return make_conninfo(base, **kwargs)
+
+
+def _where(config: PostgresSourceConfig) -> str:
+    c = config.connection
+    return f"{c.host}:{c.port}/{c.database}" if c.dsn is None else "the configured dsn"
+
+
+def publication_statement(
+    config: PostgresSourceConfig, tables: list[tuple[int, str, str]], version_num: int
+) -> sql.Composed:
+    """``CREATE PUBLICATION`` for the configured tables, as narrow as the filter allows.
+
+    ``*.*`` without excludes -> FOR ALL TABLES; only ``schema.*`` patterns
+    without excludes (PostgreSQL 15+) -> FOR TABLES IN SCHEMA, so tables
+    created later are published too; anything else -> FOR TABLE with the
+    tables that match now.
+    """
+    name = sql.Identifier(config.publication_name)
+    include, exclude = config.tables.include, config.tables.exclude
+    if not exclude and "*.*" in include:
+        return sql.SQL("CREATE PUBLICATION {} FOR ALL TABLES").format(name)
+    schemas = [p[:-2] for p in include if p.endswith(".*")]
+    if (
+        not exclude
+        and version_num >= 150000
+        and len(schemas) == len(include)
+        and not any(ch in s for s in schemas for ch in "*?[")
+    ):
+        return sql.SQL("CREATE PUBLICATION {} FOR TABLES IN SCHEMA {}").format(
+            name, sql.SQL(", ").join(sql.Identifier(s) for s in schemas)
+        )
+    if not tables:
+        return sql.SQL("CREATE PUBLICATION {}").format(name)
+    return sql.SQL("CREATE PUBLICATION {} FOR TABLE {}").format(
+        name, sql.SQL(", ").join(_table_ident(s, t) for _, s, t in tables)
+    )
+
+
+def _table_ident(schema: str, table: str) -> sql.Composed:
+    return sql.SQL(".").join([sql.Identifier(schema), sql.Identifier(table)])
+
+
+def _render(conn: psycopg.Connection[Any], stmt: sql.Composable) -> str:
+    return stmt.as_string(conn)
+
+
+def drop_slot(config: PostgresSourceConfig, name: str | None = None) -> bool:
+    """Drop the source's replication slot (the explicit ``cdc source drop-slot``).
+
+    Returns False when there is no such slot. Refuses while a reader uses
+    it: stop the source first. After this the source's stored offsets are
+    useless; reset them so the next start snapshots again.
+    """
+    with psycopg.connect(conninfo(config, name or config.name), autocommit=True) as conn:
+        slot = catalog.slot_facts(conn, config.slot_name)
+        if slot is None:
+            return False
+        if slot.active_pid is not None:
+            raise PrerequisiteError(
+                f"replication slot {slot.name} is in use by server process {slot.active_pid}",
+                hint="stop the source (or whatever reads the slot) first",
+            )
+        conn.execute("SELECT pg_catalog.pg_drop_replication_slot(%s)", (slot.name,))
+        log.warning("dropped replication slot %s", slot.name)
+        return True
+
+
+class PostgresSource:
+    """A PostgreSQL database captured through a pgoutput slot (cdc.spi.SourceConnector)."""
+
+    def __init__(
+        self,
+        config: PostgresSourceConfig,
+        *,
+        name: str,
+        on_transaction: TransactionListener | None = None,
+        settings: StreamSettings | None = None,
+    ) -> None:
+        self.config = config
+        self.name = name
+        self.on_transaction = on_transaction
+        self.settings = settings or StreamSettings(
+            slot=config.slot_name,
+            publication=config.publication_name,
+            proto_version=config.proto_version,
+            streaming=config.streaming,
+            status_interval_s=config.status_interval_s,
+            heartbeat_interval_s=config.heartbeat_interval_s,
+        )
+        self._server: ServerFacts | None = None
+        self._tables: list[tuple[int, str, str]] = []
+        self._publication: PublicationFacts | None = None
+        self._reader: StreamReader | None = None
+        self._snapshot_repl: ReplicationConnection | None = None  # created the slot; reused
+        self._repl_lock = threading.Lock()
+        self._metrics_conn: psycopg.Connection[Any] | None = None
+        self._metrics_lock = threading.Lock()
+        self.snapshot_reader: SnapshotReader | None = None
+
+    # -- connections --------------------------------------------------------------------------
+
+    def connect_sql(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(conninfo(self.config, self.name), autocommit=True)
+
+    def connect_replication(self) -> ReplicationConnection:
+        return ReplicationConnection(conninfo(self.config, self.name, replication=True))
+
+    # -- preflight ------------------------------------------------------------------------------
+
+    def check(self) -> list[Problem]:
+        """Every unmet prerequisite, each with the statement or setting that fixes it."""
+        try:
+            conn = self.connect_sql()
+        except psycopg.Error as e:
+            return [Problem(
+                f"cannot connect to PostgreSQL at {_where(self.config)}: {e}",
+                "check host, port, database, user and password, and that pg_hba.conf admits "
+                "this host",
+            )]
+        try:
+            return self._check(conn)
+        except psycopg.Error as e:
+            return [Problem(f"checking PostgreSQL at {_where(self.config)} failed: {e}",
+                            "see the error; the user needs to read pg_catalog")]
+        finally:
+            conn.close()
+
+    def _check(self, conn: psycopg.Connection[Any]) -> list[Problem]:
+        cfg = self.config
+        problems: list[Problem] = []
+        server = catalog.server_facts(conn)
+        if server.version_num < MIN_VERSION_NUM:
+            problems.append(Problem(f"PostgreSQL {server.version} is too old for this source",
+                                    "use PostgreSQL 12 or newer (14+ for proto_version 2)"))
+            return problems
+        if cfg.proto_version >= 2 and server.version_num < 140000:
+            problems.append(Problem(
+                f"proto_version {cfg.proto_version} needs PostgreSQL 14+, the server is "
+                f"{server.version}", "set proto_version: 1 and streaming: false"))
+        if server.wal_level != "logical":
+            problems.append(Problem(
+                f"wal_level is {server.wal_level!r}, logical decoding needs 'logical'",
+                "ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL"))
+        if not (server.superuser or server.replication):
+            problems.append(Problem(
+                f"user {server.user} has neither the REPLICATION attribute nor superuser",
+                f"ALTER ROLE {sql.Identifier(server.user).as_string(conn)} REPLICATION;"))
+        slot = catalog.slot_facts(conn, cfg.slot_name)
+        if slot is None:
+            if server.used_replication_slots >= server.max_replication_slots:
+                problems.append(Problem(
+                    f"all {server.max_replication_slots} replication slots are in use, "
+                    f"so slot {cfg.slot_name} cannot be created",
+                    "raise max_replication_slots (needs a restart), or drop unused slots "
+                    "(SELECT slot_name FROM pg_replication_slots WHERE NOT active)"))
+        else:
+            if slot.plugin != "pgoutput" or slot.slot_type != "logical":
+                problems.append(Problem(
+                    f"slot {slot.name} exists but is a {slot.slot_type} slot of plugin "
+                    f"{slot.plugin!r}", "choose another slot_name (or drop that slot)"))
+            elif slot.database != server.database:
+                problems.append(Problem(
+                    f"slot {slot.name} belongs to database {slot.database}",
+                    "choose another slot_name"))
+            if slot.lost:
+                problems.append(Problem(
+                    f"slot {slot.name} was invalidated (wal_status=lost): changes are missing",
+                    "cdc source drop-slot, reset the source's offsets, snapshot again; raise "
+                    "max_slot_wal_keep_size"))
+            if slot.active_pid is not None:
+                problems.append(Problem(
+                    f"slot {slot.name} is in use by server process {slot.active_pid}",
+                    "stop the other reader of the slot (or this source, if it is running)",
+                    fatal=False))
+        if server.used_wal_senders >= server.max_wal_senders:
+            problems.append(Problem(
+                f"all {server.max_wal_senders} WAL senders are busy",
+                "raise max_wal_senders (needs a restart)"))
+        tables = catalog.captured_tables(conn, cfg.tables)
+        if not tables:
+            problems.append(Problem(
+                f"no table matches tables.include {list(cfg.tables.include)} "
+                f"(exclude {list(cfg.tables.exclude)}) in database {server.database}",
+                "fix the patterns (schema.table, shell wildcards, case-sensitive)",
+                fatal=False))
+        for oid, schema, table in tables:
+            facts = catalog.table_facts(conn, oid)
+            if facts is not None and not facts.has_identity:
+                name = _table_ident(schema, table).as_string(conn)
+                problems.append(Problem(
+                    f"table {schema}.{table} has no primary key and no replica identity: "
+                    "PostgreSQL rejects its UPDATEs and DELETEs once it is published",
+                    f"ALTER TABLE {name} ADD PRIMARY KEY (...); or "
+                    f"ALTER TABLE {name} REPLICA IDENTITY FULL;"))
+        pub = catalog.publication_facts(conn, cfg.publication_name, server.version_num)
+        create = _render(conn, publication_statement(cfg, tables, server.version_num))
+        if pub is None:
+            if not cfg.create_publication:
+                problems.append(Problem(
+                    f"publication {cfg.publication_name} does not exist "
+                    "(and create_publication is false)", f"{create};"))
+            elif "ALL TABLES" in create and not server.superuser:
+                problems.append(Problem(
+                    f"creating publication {cfg.publication_name} FOR ALL TABLES needs a superuser",
+                    f"have a superuser run: {create}; or narrow tables.include"))
+        else:
+            missing = [(s, t) for _, s, t in tables if (s, t) not in pub.tables]
+            if missing:
+                add = self._alter_add(conn, missing)
+                problems.append(Problem(
+                    f"publication {pub.name} lacks captured tables "
+                    f"{', '.join(f'{s}.{t}' for s, t in missing)}",
+                    f"{add};" + (" (create_publication is true: cdc runs this at start)"
+                                 if cfg.create_publication else ""),
+                    fatal=not cfg.create_publication))
+            lacking = [op for op in _OPERATIONS if op not in pub.operations]
+            if lacking:
+                problems.append(Problem(
+                    f"publication {pub.name} does not publish {', '.join(lacking)}: those "
+                    "changes would never reach Kafka",
+                    f"ALTER PUBLICATION {sql.Identifier(pub.name).as_string(conn)} "
+                    "SET (publish = 'insert, update, delete, truncate');",
+                    fatal=any(op != "truncate" for op in lacking)))
+            if pub.via_root:
+                problems.append(Problem(
+                    f"publication {pub.name} sets publish_via_partition_root: changes would be "
+                    "named after partitioned parents, which the snapshot does not read",
+                    f"ALTER PUBLICATION {sql.Identifier(pub.name).as_string(conn)} "
+                    "SET (publish_via_partition_root = false);"))
+        return problems
+
+    def _alter_add(self, conn: psycopg.Connection[Any], missing: list[tuple[str, str]]) -> str:
+        return _render(conn, sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(
+            sql.Identifier(self.config.publication_name),
+            sql.SQL(", ").join(_table_ident(s, t) for s, t in missing)))
+
+    # -- set-up -----------------------------------------------------------------------------------
+
+    def prepare(self) -> ServerFacts:
+        """Check the hard prerequisites and make the publication match the config.
+
+        Raises :class:`PrerequisiteError` with the statement to run when the
+        operator has to act (create_publication false, wal_level...).
+        """
+        try:
+            with self.connect_sql() as conn:
+                return self._prepare(conn)
+        except psycopg.Error as e:
+            raise classify(e, f"PostgreSQL at {_where(self.config)}") from e
+
+    def _prepare(self, conn: psycopg.Connection[Any]) -> ServerFacts:
+        cfg = self.config
+        server = catalog.server_facts(conn)
+        if server.version_num < MIN_VERSION_NUM:
+            raise PrerequisiteError(
+                f"PostgreSQL {server.version} is too old for this source",
+                hint="use PostgreSQL 12 or newer (14+ for proto_version 2)")
+        if server.wal_level != "logical":
+            raise PrerequisiteError(
+                f"wal_level is {server.wal_level!r} on {_where(cfg)}; logical decoding needs "
+                "'logical'", hint="ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL")
+        if cfg.proto_version >= 2 and server.version_num < 140000:
+            raise PrerequisiteError(
+                f"proto_version {cfg.proto_version} needs PostgreSQL 14+ (server: "
+                f"{server.version})", hint="set proto_version: 1 and streaming: false")
+        tables = catalog.captured_tables(conn, cfg.tables)
+        for oid, schema, table in tables:
+            facts = catalog.table_facts(conn, oid)
+            if facts is not None and not facts.has_identity:
+                log.warning(
+                    "%s: table %s.%s has no primary key and no replica identity; its UPDATEs "
+                    "and DELETEs fail on the server once published (ALTER TABLE ... REPLICA "
+                    "IDENTITY FULL, or add a primary key)", self.name, schema, table)
+        pub = catalog.publication_facts(conn, cfg.publication_name, server.version_num)
+        if pub is None:
+            stmt = publication_statement(cfg, tables, server.version_num)
+            if not cfg.create_publication:
+                raise PrerequisiteError(
+                    f"publication {cfg.publication_name} does not exist and create_publication "
+                    "is false", hint=f"run: {_render(conn, stmt)};")
+            conn.execute(stmt)
+            log.info("%s: %s", self.name, _render(conn, stmt))
+            pub = catalog.publication_facts(conn, cfg.publication_name, server.version_num)
+            assert pub is not None
+        missing = [(s, t) for _, s, t in tables if (s, t) not in pub.tables]
+        if missing:
+            add = self._alter_add(conn, missing)
+            if not cfg.create_publication or pub.all_tables:
+                raise PrerequisiteError(
+                    f"publication {pub.name} does not include the captured table(s) "
+                    f"{', '.join(f'{s}.{t}' for s, t in missing)}: their changes would be lost",
+                    hint=f"run: {add}; (or narrow tables.include/exclude)")
+            conn.execute(add)
+            log.info("%s: %s", self.name, add)
+            pub = catalog.publication_facts(conn, cfg.publication_name, server.version_num)
+            assert pub is not None
+        lacking = [op for op in ("insert", "update", "delete") if op not in pub.operations]
+        if lacking:
+            raise PrerequisiteError(
+                f"publication {pub.name} does not publish {', '.join(lacking)}",
+                hint=f"run: ALTER PUBLICATION {sql.Identifier(pub.name).as_string(conn)} "
+                "SET (publish = 'insert, update, delete, truncate');")
+        self._server = server
+        self._tables = [t for t in tables if (t[1], t[2]) in pub.tables]
+        self._publication = pub
+        return server
+
+    def _check_slot(self, slot: catalog.SlotFacts, server: ServerFacts) -> None:
+        if slot.plugin != "pgoutput" or slot.slot_type != "logical" or (
+            slot.database is not None and slot.database != server.database
+        ):
+            raise PrerequisiteError(
+                f"replication slot {slot.name} exists but is not a pgoutput slot of database "
+                f"{server.database} (type {slot.slot_type}, plugin {slot.plugin!r}, database "
+                f"{slot.database})", hint="choose another slot_name")
+        if slot.lost:
+            raise PrerequisiteError(
+                f"replication slot {slot.name} was invalidated (wal_status=lost)",
+                hint="cdc source drop-slot, reset the source's offsets and snapshot again")
+
+    # -- SourceConnector ----------------------------------------------------------------------
+
+    def snapshot(self, resume: Position | None) -> tuple[Position, Iterator[ChangeEvent]]:
+        """Create the slot (or a temporary one) with an exported snapshot and read it.
+
+        ``resume`` is ignored: an interrupted snapshot is read again from the
+        start in a new exported snapshot (rows are keyed, so the repeat is
+        harmless downstream).
+        """
+        server = self.prepare()
+        repl = self.connect_replication()
+        try:
+            with self.connect_sql() as conn:
+                slot = catalog.slot_facts(conn, self.config.slot_name)
+            if slot is None:
+                consistent, exported = repl.create_slot(self.config.slot_name, temporary=False,
+                                                        export=True)
+                log.info("%s: created replication slot %s at %s", self.name,
+                         self.config.slot_name, consistent)
+                keep = True
+            else:
+                self._check_slot(slot, server)
+                temp = f"{self.config.slot_name}_snap_{os.getpid()}"[:63]
+                consistent, exported = repl.create_slot(temp, temporary=True, export=True)
+                log.info("%s: slot %s exists (confirmed to %s); snapshot exported from temporary "
+                         "slot %s at %s", self.name, slot.name, slot.confirmed_flush, temp,
+                         consistent)
+                keep = False
+        except psycopg.Error as e:
+            repl.close()
+            raise classify(e, "cannot prepare the snapshot") from e
+        except BaseException:
+            repl.close()
+            raise
+        if exported is None:
+            repl.close()
+            raise PrerequisiteError("the server did not export a snapshot for the new slot")
+
+        def done() -> None:
+            # The exporting connection idled until the snapshot was read; the one
+            # that created the permanent slot goes on to stream it.
+            with self._repl_lock:
+                if keep and self._snapshot_repl is None and repl.pgconn.status == pq.ConnStatus.OK:
+                    self._snapshot_repl = repl
+                else:
+                    repl.close()
+
+        reader = self.snapshot_reader = SnapshotReader(
+            source_name=self.config.topic_prefix,
+            database=server.database,
+            db_version=server.version,
+            connect=self.connect_sql,
+            tables=self._tables,
+            chunk_size=self.config.snapshot.chunk_size,
+            publication=self._publication,
+        )
+        # The stream starts right after the consistent point: transactions
+        # committing later are streamed, earlier ones are in the snapshot.
+        return PgPosition(consistent), reader.read(exported, consistent, done)
+
+    def stream(self, start: Position | None) -> Iterator[StreamItem]:
+        if start is not None and not isinstance(start, PgPosition):
+            raise ConfigError(f"{self.name}: a PostgreSQL source cannot resume from {start!r}")
+        server = self._server or self.prepare()
+        with self._repl_lock:
+            repl, self._snapshot_repl = self._snapshot_repl, None
+        if start is None and repl is None:
+            try:
+                with self.connect_sql() as conn:
+                    slot = catalog.slot_facts(conn, self.config.slot_name)
+            except psycopg.Error as e:
+                raise classify(e, "cannot read pg_replication_slots") from e
+            if slot is None:
+                repl = self.connect_replication()
+                try:
+                    lsn, _ = repl.create_slot(self.config.slot_name, temporary=False, export=False)
+                except BaseException:
+                    repl.close()
+                    raise
+                log.info("%s: created replication slot %s at %s (no snapshot)", self.name,
+                         self.config.slot_name, lsn)
+            else:
+                self._check_slot(slot, server)
+        # pgoutput's `messages` option exists from PostgreSQL 14 on.
+        settings = dataclasses.replace(
+            self.settings, messages=self.settings.messages and server.version_num >= 140000
+        )
+        reader = self._reader = StreamReader(
+            settings,
+            source_name=self.config.topic_prefix,
+            database=server.database,
+            db_version=server.version,
+            tables=self.config.tables,
+            connect_sql=self.connect_sql,
+            connect_replication=self.connect_replication,
+            on_transaction=self.on_transaction,
+        )
+        return reader.stream(start, repl=repl)
+
+    def acknowledge(self, position: Position) -> None:
+        if not isinstance(position, PgPosition):
+            raise ConfigError(f"{self.name}: cannot acknowledge {position!r}")
+        if self._reader is not None:
+            self._reader.acknowledge(position)
+
+    def close(self) -> None:
+        if self._reader is not None:
+            try:
+                self._reader.close()
+            except Exception as e:  # closing must go on; nothing is lost by a failed close
+                log.warning("%s: closing the replication stream failed: %s", self.name, e)
+        with self._repl_lock:
+            repl, self._snapshot_repl = self._snapshot_repl, None
+        if repl is not None:
+            repl.close()
+        with self._metrics_lock:
+            if self._metrics_conn is not None:
+                self._metrics_conn.close()
+                self._metrics_conn = None
+
+    # -- metrics ------------------------------------------------------------------------------------
+
+    def retained_wal_bytes(self) -> int | None:
+        """WAL the slot keeps on the server (``pg_current_wal_lsn() - restart_lsn``).
+
+        Thread-safe (a connection of its own); None when the slot does not
+        exist or the server cannot be reached.
+        """
+        with self._metrics_lock:
+            try:
+                if self._metrics_conn is None or self._metrics_conn.closed:
+                    self._metrics_conn = self.connect_sql()
+                return catalog.retained_wal_bytes(self._metrics_conn, self.config.slot_name)
+            except psycopg.Error as e:
+                log.debug("retained WAL query failed: %s", e)
+                if self._metrics_conn is not None:
+                    self._metrics_conn.close()
+                    self._metrics_conn = None
+                return None
+
+    @property
+    def acknowledged(self) -> PgPosition | None:
+        return self._reader.acknowledged if self._reader is not None else None

@@ -1,0 +1,218 @@
+"""The consistent initial snapshot: every captured row as of the slot's consistent point.
+
+The slot creation (``CREATE_REPLICATION_SLOT ... EXPORT_SNAPSHOT``, done by
+:mod:`.connector`) exports a snapshot that sees exactly the transactions
+committed before the slot's consistent point; the stream then starts at that
+point. Reading every table inside that one snapshot (``REPEATABLE READ`` +
+``SET TRANSACTION SNAPSHOT``) therefore hands over to the stream with no gap
+and no overlap, however busy the database is.
+
+Tables are read in primary-key order in chunks (keyset pagination: each
+chunk is an index range scan after the last key read, so no chunk rereads or
+skips rows and the server never holds a huge result). A table without a
+primary key (REPLICA IDENTITY FULL) is read through one server-side cursor.
+Values come back as the server's text output (every column's type gets a
+raw-text loader) and go through the same per-column converters as the
+stream's pgoutput text, so snapshot and stream values are identical.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.types.string import TextLoader
+
+from cdc import __version__
+from cdc.events import ChangeEvent, Op, SourceInfo, TableId
+from cdc.positions import Lsn, PgPosition
+from cdc.spi import SnapshotProgress
+from connectors.postgres.source import catalog
+from connectors.postgres.source.catalog import PublicationFacts, TableFacts, TableShape
+from connectors.postgres.source.replication import CONNECTOR_NAME
+
+log = logging.getLogger(__name__)
+
+PROGRESS_LOG_S = 5.0
+
+
+class SnapshotReader:
+    """Reads captured tables inside an exported snapshot and yields ``op=r`` events.
+
+    ``connect`` opens a normal connection pinned to the type table's session
+    settings. ``tables`` are ``(oid, schema, table)`` triples;
+    ``publication`` supplies column lists and row filters so the snapshot
+    holds exactly what the publication would stream.
+    """
+
+    def __init__(
+        self,
+        *,
+        source_name: str,
+        database: str,
+        db_version: str,
+        connect: Callable[[], psycopg.Connection[Any]],
+        tables: Sequence[tuple[int, str, str]],
+        chunk_size: int,
+        publication: PublicationFacts | None = None,
+    ) -> None:
+        self.source_name = source_name
+        self.database = database
+        self.db_version = db_version
+        self._connect = connect
+        self.tables = list(tables)
+        self.chunk_size = chunk_size
+        self.publication = publication
+        self.progress: SnapshotProgress | None = None
+        self.rows = 0
+
+    def read(
+        self, snapshot_name: str, consistent: Lsn, on_done: Callable[[], None] | None = None
+    ) -> Iterator[ChangeEvent]:
+        """Every row of every table, the last one marked ``last_in_tx``/``snapshot=last``.
+
+        ``on_done`` runs once the snapshot transaction is over (or failed):
+        the exporting replication connection may then be used again.
+        """
+        conn = self._connect()
+        try:
+            # psycopg opens the transaction (BEGIN ISOLATION LEVEL REPEATABLE READ READ
+            # ONLY) before the first statement, which must import the snapshot.
+            conn.autocommit = False
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            conn.read_only = True
+            conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot_name)))
+            held: tuple[TableShape, dict[str, Any] | None, dict[str, Any], int] | None = None
+            index = 0
+            version = __version__
+            name = self.source_name
+            db_version = self.db_version
+
+            def make(parts: tuple[TableShape, dict[str, Any] | None, dict[str, Any], int],
+                     at: int, last: bool) -> ChangeEvent:
+                shape, key, after, read_ms = parts
+                position = PgPosition(consistent, at, True, last)
+                source = SourceInfo(CONNECTOR_NAME, name, version, db_version, position, read_ms,
+                                    None, "last" if last else "true", None)
+                return ChangeEvent(Op.READ, shape.schema, key, None, after, source, read_ms)
+
+            t0 = time.monotonic()
+            for oid, schema, table in self.tables:
+                facts = catalog.table_facts(conn, oid)
+                if facts is None:
+                    log.warning("%s: table %s.%s disappeared before the snapshot; skipped",
+                                self.source_name, schema, table)
+                    continue
+                for parts in self._table(conn, facts):
+                    if held is not None:
+                        # One row behind: only the very last row is marked last.
+                        yield make(held, index - 1, False)
+                    held = parts
+                    index += 1
+            if held is not None:
+                yield make(held, index - 1, True)
+            conn.commit()
+            elapsed = time.monotonic() - t0
+            log.info("%s: snapshot read %d rows from %d tables in %.1fs (%.0f rows/s), "
+                     "consistent at %s", self.source_name, index, len(self.tables), elapsed,
+                     index / elapsed if elapsed > 0 else 0.0, consistent)
+        finally:
+            try:
+                conn.close()
+            finally:
+                if on_done is not None:
+                    on_done()
+
+    def _table(
+        self, conn: psycopg.Connection[Any], facts: TableFacts
+    ) -> Iterator[tuple[TableShape, dict[str, Any] | None, dict[str, Any], int]]:
+        columns, row_filter = catalog.published_columns(self.publication, facts.schema, facts.name)
+        shape = catalog.shape_from_facts(conn, self.database, facts, columns)
+        by_name = {c.name: c for c in facts.columns}
+        for c in facts.columns:
+            # Raw server text for every column, whatever psycopg would make of it.
+            conn.adapters.register_loader(c.type_oid, TextLoader)
+        names = shape.names
+        key_names = shape.key_names
+        key_index = shape.key_index
+        build_row, build_key = shape.row, shape.key
+        select = sql.SQL(", ").join(sql.Identifier(n) for n in names)
+        where = sql.SQL("({})").format(sql.SQL(row_filter)) if row_filter else None
+        table_id: TableId = shape.table
+        estimated = max(facts.estimated_rows, 0)
+        done = 0
+        t0 = last_log = time.monotonic()
+        log.info("%s: snapshot of %s (about %d rows)", self.source_name, table_id, estimated)
+        for rows in self._chunks(conn, facts, select, where, [by_name[k].sql_type for k in key_names],
+                                 key_names, key_index):
+            read_ms = time.time_ns() // 1_000_000
+            for row in rows:
+                after = build_row(row)
+                yield shape, build_key(after), after, read_ms
+            done += len(rows)
+            self.rows += len(rows)
+            self.progress = SnapshotProgress(table_id, done, max(estimated, done))
+            now = time.monotonic()
+            if now - last_log >= PROGRESS_LOG_S:
+                last_log = now
+                log.info("%s: snapshot of %s: %d of about %d rows (%.0f rows/s)",
+                         self.source_name, table_id, done, max(estimated, done),
+                         done / (now - t0))
+        log.info("%s: snapshot of %s done: %d rows in %.1fs", self.source_name, table_id, done,
+                 time.monotonic() - t0)
+
+    def _chunks(
+        self,
+        conn: psycopg.Connection[Any],
+        facts: TableFacts,
+        select: sql.Composable,
+        where: sql.Composable | None,
+        key_types: Sequence[str],
+        key_names: Sequence[str],
+        key_index: Sequence[int],
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        table = facts.sql_name
+        chunk = self.chunk_size
+        if not key_names:
+            query = sql.SQL("SELECT {} FROM {}").format(select, table)
+            if where is not None:
+                query = sql.SQL("{} WHERE {}").format(query, where)
+            with conn.cursor(name=f"cdc_snapshot_{facts.oid}") as cur:
+                cur.itersize = chunk
+                cur.execute(query)
+                while True:
+                    rows = cur.fetchmany(chunk)
+                    if not rows:
+                        return
+                    yield rows
+        keys = sql.SQL(", ").join(sql.Identifier(k) for k in key_names)
+        params = sql.SQL(", ").join(
+            sql.SQL("%s::{}").format(sql.SQL(t)) for t in key_types
+        )
+        order = sql.SQL(" ORDER BY {} LIMIT {}").format(keys, sql.Literal(chunk))
+        first = sql.SQL("SELECT {} FROM {}").format(select, table)
+        after = sql.SQL("SELECT {} FROM {} WHERE ({}) > ({})").format(select, table, keys, params)
+        if where is not None:
+            first = sql.SQL("{} WHERE {}").format(first, where)
+            after = sql.SQL("{} AND {}").format(after, where)
+        first += order
+        after += order
+        last: list[Any] | None = None
+        with conn.cursor() as cur:
+            while True:
+                if last is None:
+                    cur.execute(first)
+                else:
+                    cur.execute(after, last)
+                rows = cur.fetchall()
+                if not rows:
+                    return
+                yield rows
+                if len(rows) < chunk:
+                    return
+                tail = rows[-1]
+                last = [tail[i] for i in key_index]

@@ -102,6 +102,38 @@ def source(config_file: Path, name: str) -> None:
         raise click.ClickException(f"source {name}: {e}") from e
 
 
+@main.command(name="reset-source")
+@click.argument("config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", required=True, help="The source's name in the config.")
+@click.option("--release", is_flag=True,
+              help="Also drop what the source holds on the server (PostgreSQL: its slot).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def reset_source(config_file: Path, name: str, release: bool, yes: bool) -> None:
+    """Forget a source's stored position: its next start snapshots anew.
+
+    cdc never drops a replication slot by itself; --release does, on purpose.
+    """
+    from cdc.offsets.store import OffsetStore
+    from cdc.registry import get_connector
+    from cdc.runtime.pipeline import find_source
+
+    config = _load(config_file)
+    try:
+        source_cfg = find_source(config, name)
+        what = "offsets" + (" and server-side state (replication slot)" if release else "")
+        if not yes:
+            click.confirm(f"Reset {what} of source {name}?", abort=True)
+        if release:
+            done = get_connector(source_cfg.kind).release_source(source_cfg, name=name)
+            click.echo(done or "nothing held on the server")
+        kafka = config.kafka
+        OffsetStore(kafka.bootstrap_servers, kafka.offsets_topic,
+                    replication_factor=kafka.topics.replication_factor).reset(name)
+        click.echo(f"offsets of {name} reset")
+    except CdcError as e:
+        raise click.ClickException(str(e)) from e
+
+
 @main.command()
 @click.argument("config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--only", multiple=True, help="Run only these sources/sinks (repeatable).")

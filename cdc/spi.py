@@ -12,11 +12,12 @@ the source how far it may let the database discard log via ``acknowledge``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
-from cdc.events import ChangeEvent, ColumnType, TableId, TableSchema
+from cdc.events import ChangeEvent, ColumnType, Kind, TableId
 from cdc.positions import MySqlPosition, PgPosition
 
 Position = PgPosition | MySqlPosition
@@ -82,26 +83,230 @@ class SourceConnector(Protocol):
     def close(self) -> None: ...
 
 
+# --------------------------------------------------------------------------- sinks
+#
+# A sink dialect is one immutable object per replica database kind: type
+# mapping, value conversion and SQL spelling. It opens sessions (one
+# connection each), which run the statements and the database's fast paths
+# (PostgreSQL COPY, MariaDB multi-row statements). The generic applier in
+# cdc/sink decides *what* to apply; these decide *how* it is spelled.
+
+
+class ErrorKind(StrEnum):
+    """How the sink reacts to a database error; each dialect classifies its driver's."""
+
+    UNAVAILABLE = "unavailable"  # replica unreachable or connection lost: reconnect, wait
+    TRANSIENT = "transient"  # deadlock, serialization failure, lock timeout: retry (bounded)
+    DATA = "data"  # these rows cannot be applied (constraint, value does not fit)
+    FATAL = "fatal"  # anything else (privileges, a table changed behind the sink): stop
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class TableName:
+    """A table in a replica (or source) database.
+
+    ``schema`` is the PostgreSQL schema or the MySQL database; None means
+    the session's default (``search_path`` / the connection's database).
+    """
+
+    schema: str | None
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.schema}.{self.name}" if self.schema else self.name
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaColumn:
+    """A column as the database itself describes it (information_schema)."""
+
+    name: str
+    type_text: str  # the full type as DDL spells it: numeric(10,2), varchar(20)
+    data_type: str  # the base type name, lower case: numeric, varchar, timestamp
+    nullable: bool = True
+    length: int | None = None  # character (or byte, for binary types) limit
+    precision: int | None = None  # numeric precision
+    scale: int | None = None  # numeric scale
+    fraction: int | None = None  # fractional-second digits of time types
+    kind: Kind | None = None  # the neutral kind its values correspond to, if known
+    element: Kind | None = None  # for arrays: the element kind
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaTable:
+    name: TableName
+    columns: tuple[ReplicaColumn, ...]
+    primary_key: tuple[str, ...]
+
+    def column(self, name: str) -> ReplicaColumn | None:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        return None
+
+
+# An integer key range [low, high) on one column, for chunked scans.
+KeyRange = tuple[str, int, int]
+
+
+@runtime_checkable
+class TableReader(Protocol):
+    """Read access to the tables of one database (a replica, or a source for verify)."""
+
+    def list_tables(self) -> list[TableName]:
+        """Every user table (system schemas left out)."""
+
+    def describe(self, table: TableName) -> ReplicaTable | None:
+        """The table's columns and primary key; None when it does not exist."""
+
+    def count(self, table: TableName) -> int: ...
+
+    def key_bounds(self, table: TableName, column: str) -> tuple[Any, Any]:
+        """``(min, max)`` of a column (``(None, None)`` for an empty table)."""
+
+    def scan(
+        self, table: TableName, columns: Sequence[str], *, key_range: KeyRange | None = None
+    ) -> Iterator[tuple[Any, ...]]:
+        """Stream ``columns`` of every row (in no particular order), as driver values."""
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class SinkSession(TableReader, Protocol):
+    """One connection to a replica, used by one worker at a time.
+
+    Data-changing methods run inside ``begin()`` .. ``commit()``; DDL runs
+    outside a data transaction (MySQL commits implicitly around DDL).
+    """
+
+    dialect: SinkDialect
+
+    def execute_ddl(self, statements: Sequence[str]) -> None:
+        """Run schema changes, each committed on its own."""
+
+    def begin(self) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+    def savepoint(self) -> None:
+        """Open the (single) savepoint used to isolate one change."""
+
+    def rollback_to_savepoint(self) -> None: ...
+
+    def release_savepoint(self) -> None: ...
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement; returns the affected row count."""
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+    def upsert(
+        self, table: ReplicaTable, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """Insert ``rows`` (values of ``columns``, which include the key), or update
+        just those columns where the key exists."""
+
+    def delete(self, table: ReplicaTable, keys: Sequence[Sequence[Any]]) -> None:
+        """Delete by primary key (values in ``table.primary_key`` order)."""
+
+    def truncate(self, table: ReplicaTable) -> None:
+        """Remove every row, transactionally."""
+
+    def move(
+        self,
+        table: ReplicaTable,
+        old_key: Sequence[Any],
+        columns: Sequence[str],
+        row: Sequence[Any],
+    ) -> bool:
+        """UPDATE the row at ``old_key`` to ``row`` (a primary-key change that keeps
+        columns the source did not send); False when no row had ``old_key``."""
+
+    def set_origin(self, origin: str) -> None:
+        """Mark every transaction this session commits as coming from ``origin``."""
+
+    def invalidate(self, table: TableName) -> None:
+        """Forget what the session cached about ``table`` (after DDL)."""
+
+
 @runtime_checkable
 class SinkDialect(Protocol):
-    """How one replica database spells the operations the generic applier needs."""
+    """How one replica database spells what the generic applier needs."""
 
-    def column_ddl(self, column_type: ColumnType) -> str:
-        """The replica's column type for a neutral type; raise SchemaError if none."""
+    kind: str
 
-    def create_table(self, schema: TableSchema, name: str) -> str: ...
+    def quote(self, identifier: str) -> str: ...
 
-    def add_columns(self, schema: TableSchema, name: str, columns: Sequence[str]) -> str: ...
+    def table_sql(self, table: TableName) -> str:
+        """The quoted, qualified table name."""
 
-    def upsert(self, schema: TableSchema, name: str, columns: Sequence[str], rows: int) -> str:
-        """A statement upserting ``rows`` rows of ``columns`` (multi-row)."""
+    def native_applies(self, connector: str) -> bool:
+        """Whether events from ``connector`` (source.connector) carry this database's
+        native type names, so DDL may recreate them exactly."""
 
-    def delete(self, schema: TableSchema, name: str, rows: int) -> str: ...
+    def column_ddl(self, column_type: ColumnType, *, native: bool = False, key: bool = False) -> str:
+        """The replica's column type for a neutral type; SchemaError if there is none.
 
-    def truncate(self, name: str) -> str: ...
+        ``key``: the column is part of the primary key (MySQL cannot index TEXT).
+        """
 
-    def to_db(self, column_type: ColumnType, value: Any) -> Any:
-        """Convert a canonical value into what the driver accepts for the column."""
+    def create_table(
+        self,
+        table: TableName,
+        columns: Sequence[tuple[str, str, bool]],
+        primary_key: Sequence[str],
+    ) -> list[str]:
+        """DDL creating ``table`` from ``(name, type ddl, nullable)`` columns."""
+
+    def add_columns(self, table: TableName, columns: Sequence[tuple[str, str]]) -> list[str]:
+        """DDL adding nullable ``(name, type ddl)`` columns."""
+
+    def widen(self, existing: ReplicaColumn, column_type: ColumnType, *, native: bool) -> str | None:
+        """The wider type ddl ``existing`` needs to hold ``column_type`` values when
+        that is a safe widening (longer varchar, bigger int, more digits); else None."""
+
+    def alter_column(
+        self, table: TableName, column: ReplicaColumn, type_ddl: str | None, nullable: bool
+    ) -> list[str]:
+        """DDL changing a column's type (``type_ddl`` not None) and/or dropping NOT NULL."""
+
+    def checkpoint_ddl(self, table: TableName) -> list[str]:
+        """DDL creating the checkpoint table (see cdc.sink.checkpoint)."""
+
+    def upsert(self, table: TableName, columns: Sequence[str], key: Sequence[str], rows: int) -> str:
+        """A multi-row statement upserting ``rows`` rows of ``columns`` (DB-API %s params)."""
+
+    def delete(self, table: TableName, key: Sequence[str], rows: int) -> str:
+        """A statement deleting ``rows`` rows by key."""
+
+    def truncate(self, table: TableName) -> str:
+        """A transactional statement removing every row."""
+
+    def to_db(
+        self, column_type: ColumnType, target: ReplicaColumn | None
+    ) -> Callable[[Any], Any] | None:
+        """A converter from canonical values (cdc.events) to driver values for a column
+        of ``target``'s type (None: values pass unchanged). The converter raises
+        ValueError for a value the column cannot hold exactly (never truncates)."""
+
+    def from_db(
+        self, column_type: ColumnType, target: ReplicaColumn | None
+    ) -> Callable[[Any], Any] | None:
+        """The inverse of ``to_db``: driver values read back to canonical values."""
+
+    def classify(self, error: BaseException) -> ErrorKind: ...
+
+    def default_schema(self, config: Any) -> str | None:
+        """Where unqualified replica tables of a sink config live."""
+
+    def connect(self, config: Any) -> SinkSession:
+        """A session on the replica of a sink config of this kind."""
+
+    def open_reader(self, connection: Any) -> TableReader:
+        """A read-only reader on a connection config of this kind (cdc verify)."""
 
 
 @runtime_checkable
@@ -115,5 +320,11 @@ class Connector(Protocol):
     def sink_config_model(self) -> type[Any]: ...
 
     def create_source(self, config: Any, *, name: str) -> SourceConnector: ...
+
+    def release_source(self, config: Any, *, name: str) -> str | None:
+        """Drop what the source holds on the server (e.g. a replication slot), on purpose.
+
+        Returns what was released, or None. Never called implicitly.
+        """
 
     def create_dialect(self) -> SinkDialect: ...

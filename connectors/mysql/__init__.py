@@ -22,6 +22,9 @@ class MySqlConnector:
 
         return MySqlSource.from_config(config, name=name)
 
+    def release_source(self, config: Any, *, name: str) -> str | None:
+        return None  # a binlog reader holds nothing on the server
+
     def create_dialect(self) -> SinkDialect:
         raise NotImplementedError("the MySQL sink dialect arrives with issue #6")
 

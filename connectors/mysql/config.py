@@ -153,13 +153,22 @@ class MySqlSourceConfig(SourceConfigBase):
         "server has none), `off` never (binlog file and position).",
         examples=["auto"],
     )
-    zero_date: Literal["null", "min", "error"] = Field(
+    zero_date: Literal["null", "min", "error", "sentinel"] = Field(
         default="null",
         description="Zero or partly-zero dates (`0000-00-00`, `2024-00-10`) have no calendar value. "
         "`null` (Debezium's rule): null, or 1970-01-01 (00:00:00) for a NOT NULL column; "
-        "`min`: 0001-01-01 (00:00:00); `error`: stop, naming table and column. "
-        "YAML `null` unquoted means `null` too.",
+        "`min`: 0001-01-01 (00:00:00); `error`: stop, naming table and column; "
+        "`sentinel`: cdc's ZERO marker, so a MySQL/MariaDB replica gets the zero date back "
+        "exactly. YAML `null` unquoted means `null` too.",
         examples=["null"],
+    )
+    snapshot_lock: Literal["auto", "none", "global"] = Field(
+        default="auto",
+        description="How the snapshot gets a read view consistent with a binlog position: "
+        "`auto`: MariaDB's lock-free binlog_snapshot position, else a brief "
+        "FLUSH TABLES WITH READ LOCK; `none`: never lock (MariaDB only); `global`: always "
+        "take the brief global read lock.",
+        examples=["auto"],
     )
 
     @field_validator("gtid_mode", mode="before")

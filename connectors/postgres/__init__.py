@@ -25,6 +25,13 @@ class PostgresConnector:
             raise TypeError(f"expected a PostgresSourceConfig, got {type(config).__name__}")
         return PostgresSource(config, name=name)
 
+    def release_source(self, config: Any, *, name: str) -> str | None:
+        from connectors.postgres.source.connector import drop_slot
+
+        if drop_slot(config, name):
+            return f"dropped replication slot {config.slot_name}"
+        return None
+
     def create_dialect(self) -> SinkDialect:
         raise NotImplementedError("the PostgreSQL sink dialect arrives with issue #6")
 

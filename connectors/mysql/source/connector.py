@@ -127,6 +127,7 @@ class MySqlSource:
             zero_date=config.zero_date,
             gtid_mode=config.gtid_mode,
             chunk_size=config.snapshot.chunk_size,
+            snapshot_lock=config.snapshot_lock,
             heartbeat_s=min(1.0, config.heartbeat_interval_s),
         )
 

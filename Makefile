@@ -6,7 +6,7 @@ PY      := $(VENV)/bin/python
 STACK   := $(PY) deploy/local/stack.py
 PYTEST  := $(VENV)/bin/pytest
 
-.PHONY: setup up down status env demo test test-unit test-all lint typecheck bench clean-stack
+.PHONY: setup up down status env demo test test-unit test-pg15 test-all lint typecheck bench clean-stack
 
 $(VENV)/.installed: pyproject.toml deploy/local/setup.sh
 	bash deploy/local/setup.sh
@@ -36,9 +36,14 @@ test: up
 test-unit: setup
 	$(PYTEST) tests/unit -q
 
-# Everything, including fault-injection and soak tests.
+# The PostgreSQL suites again, on Debian's PostgreSQL 15 (the stack runs 18).
+test-pg15: up
+	bash deploy/local/test-pg15.sh
+
+# Everything, including fault-injection and soak tests, on both PostgreSQL majors.
 test-all: up
 	$(PYTEST) -q
+	bash deploy/local/test-pg15.sh
 
 lint: setup
 	$(VENV)/bin/ruff check cdc connectors tests bench deploy

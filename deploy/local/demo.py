@@ -9,6 +9,7 @@ replica sinks, then `cdc verify`) as those parts land.
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 import uuid
@@ -19,10 +20,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_env() -> dict[str, str]:
-    path = ROOT / ".cdc-local" / "env"
-    if not path.exists():
-        sys.exit("no .cdc-local/env: run `make up` first")
-    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    out = subprocess.run([sys.executable, str(ROOT / "deploy/local/stack.py"), "env"],
+                         capture_output=True, text=True, check=True).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 
 def step(name: str, fn: object) -> bool:

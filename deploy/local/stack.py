@@ -46,8 +46,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-STATE = Path(os.environ.get("CDC_LOCAL_DIR", ROOT / ".cdc-local"))
-CACHE = STATE / "cache"
+BASE = Path(os.environ.get("CDC_LOCAL_DIR", ROOT / ".cdc-local"))
+CACHE = BASE / "cache"  # downloads, shared by every stack of this checkout
+# Shifts every port, so a second stack (say, CI in another clone) can run beside this one.
+PORT_OFFSET = int(os.environ.get("CDC_PORT_OFFSET", "0"))
+STATE = BASE if PORT_OFFSET == 0 else BASE / f"stack-{PORT_OFFSET}"
 LOGS = STATE / "logs"
 RUN = STATE / "run"
 ENV_FILE = STATE / "env"
@@ -58,8 +61,6 @@ APICURIO_VERSION = "3.3.3"
 HOST = "127.0.0.1"
 PG_FLAVOR = os.environ.get("CDC_PG_FLAVOR", "embedded")  # embedded (18) | debian (15)
 IS_ROOT = os.geteuid() == 0
-# Shifts every port, so a second stack (say, CI in another clone) can run beside this one.
-PORT_OFFSET = int(os.environ.get("CDC_PORT_OFFSET", "0"))
 
 
 class StackError(RuntimeError):
@@ -232,7 +233,7 @@ class PgCluster:
 
     @property
     def logfile(self) -> Path:
-        return LOGS / f"{self.name}.log"
+        return LOGS / f"{self.name}-{PG_FLAVOR}.log"
 
     def dsn(self) -> str:
         return f"postgresql://postgres@{HOST}:{self.port}/{self.database}"

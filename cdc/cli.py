@@ -15,6 +15,8 @@ from cdc.config import CdcConfig, load_config
 from cdc.config.cli import config_group
 from cdc.errors import CdcError, ConfigError
 from cdc.observability.logging import setup_logging
+from cdc.sink.cli import sink_command
+from cdc.verify import verify_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -151,6 +153,8 @@ def run(config_file: Path, only: tuple[str, ...]) -> None:
 
 # Command groups live beside their subsystems.
 main.add_command(config_group)
+main.add_command(sink_command)
+main.add_command(verify_command)
 
 if __name__ == "__main__":
     main()

@@ -496,6 +496,8 @@ class KafkaConfig(ConfigModel):
                 "session.timeout.ms": self.consumer.session_timeout_ms,
                 "max.poll.interval.ms": self.consumer.max_poll_interval_ms,
                 "fetch.max.bytes": self.consumer.fetch_max_bytes,
+                # Pattern subscriptions see topics created later (a new table) this soon.
+                "topic.metadata.refresh.interval.ms": 5000,
             }
         )
         return conf
@@ -844,6 +846,13 @@ class SinkConfigBase(ConfigModel):
     )
     tables: SinkTables = Field(default_factory=SinkTables, description="Topic to table mapping.")
     errors: SinkErrors = Field(default_factory=SinkErrors, description="Failure handling.")
+    transactional: bool = Field(
+        default=False,
+        description="End batches only at source transaction ends, so a source transaction's "
+        "rows that share a partition apply in one replica transaction (a batch may then "
+        "exceed batch.max_rows).",
+        examples=[False],
+    )
     origin: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z0-9_.-]{1,64}$",

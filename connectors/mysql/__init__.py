@@ -26,7 +26,9 @@ class MySqlConnector:
         return None  # a binlog reader holds nothing on the server
 
     def create_dialect(self) -> SinkDialect:
-        raise NotImplementedError("the MySQL sink dialect arrives with issue #6")
+        from connectors.mysql.sink.dialect import MySqlDialect
+
+        return MySqlDialect()
 
 
 CONNECTOR: Connector = MySqlConnector()

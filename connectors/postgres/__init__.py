@@ -33,7 +33,9 @@ class PostgresConnector:
         return None
 
     def create_dialect(self) -> SinkDialect:
-        raise NotImplementedError("the PostgreSQL sink dialect arrives with issue #6")
+        from connectors.postgres.sink.dialect import PostgresDialect
+
+        return PostgresDialect()
 
 
 CONNECTOR: Connector = PostgresConnector()

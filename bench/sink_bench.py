@@ -1,0 +1,248 @@
+"""Sink apply rate, from a pre-produced Kafka topic to committed replica rows.
+
+    python bench/sink_bench.py [--rows 100000] [--partitions 4] [--workers 1]
+                               [--replica postgres mysql] [--max-rows 5000]
+
+Produces ``--rows`` inserts of 10-column rows to one topic and as many
+updates of the same rows to another (cdc's own encoder and producer), then
+for each replica runs sink workers (separate processes, one consumer group)
+first on the insert topic, then on the update topic, and reports the steady
+apply rate: rows committed between the first and the last checkpoint the
+replica's ``cdc_offsets`` table shows, divided by the time between them (the
+consumer-group join is not counted; with several workers, timing starts once
+every worker holds partitions).
+
+Needs the local stack (``python deploy/local/stack.py up``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import multiprocessing
+import os
+import sys
+import tempfile
+import threading
+import time
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cdc.config import load_config  # noqa: E402
+from cdc.events import (  # noqa: E402
+    ChangeEvent,
+    Column,
+    ColumnType,
+    Kind,
+    Op,
+    SourceInfo,
+    TableId,
+    TableSchema,
+)
+from cdc.positions import Lsn, PgPosition  # noqa: E402
+from cdc.serde import AvroSerde, RegistryClient  # noqa: E402
+from cdc.sink.cli import build_worker  # noqa: E402
+from cdc.spi import SinkSession, TableName  # noqa: E402
+from cdc.transport.producer import EventProducer  # noqa: E402
+from cdc.transport.topics import TopicManager, TopicSpec  # noqa: E402
+
+ENV = ROOT / ".cdc-local" / "env"
+
+
+def endpoints() -> dict[str, str]:
+    env = dict(os.environ)
+    if ENV.exists():
+        for line in ENV.read_text().splitlines():
+            k, _, v = line.partition("=")
+            env.setdefault(k.strip(), v.strip())
+    return env
+
+
+def schema(table: str) -> TableSchema:
+    c = ColumnType
+    return TableSchema(TableId("bench", "public", table), (
+        Column("id", c(Kind.INT64, "bigint"), nullable=False),
+        Column("qty", c(Kind.INT32, "integer")),
+        Column("name", c(Kind.STRING, "text")),
+        Column("price", c(Kind.DECIMAL, "numeric(10,2)", precision=10, scale=2)),
+        Column("created", c(Kind.TIMESTAMP, "timestamp without time zone")),
+        Column("day", c(Kind.DATE, "date")),
+        Column("ratio", c(Kind.FLOAT64, "double precision")),
+        Column("active", c(Kind.BOOLEAN, "boolean")),
+        Column("code", c(Kind.STRING, "character varying(50)", length=50)),
+        Column("seq", c(Kind.INT64, "bigint")),
+    ), ("id",))
+
+
+def row(i: int, v: int) -> dict[str, Any]:
+    return {"id": i, "qty": (i + v) % 1000, "name": f"product number {i}",
+            "price": Decimal(f"{(i * 7 + v) % 100000}.{v % 100:02d}"),
+            "created": dt.datetime(2024, 1, 1) + dt.timedelta(seconds=i + v),
+            "day": dt.date(2024, 1, 1) + dt.timedelta(days=i % 365), "ratio": i / 7 + v,
+            "active": bool((i + v) % 2), "code": f"C{i:08d}-{v}", "seq": i * 10 + v}
+
+
+def produce(bootstrap: str, serde: AvroSerde, ts: TableSchema, topic: str, n: int, op: Op,
+            version: int, lsn0: int) -> float:
+    producer = EventProducer(bootstrap, {"linger.ms": 50})
+    t = time.perf_counter()
+    for i in range(n):
+        src = SourceInfo("postgresql", "bench", "0.1", "18", PgPosition(Lsn(lsn0 + i * 8)),
+                         1_700_000_000_000)
+        after = row(i, version)
+        ev = ChangeEvent(op, ts, {"id": i}, None, after, src, 1_700_000_000_000)
+        enc = serde.encode(ev)
+        producer.send(topic, enc.key, enc.value)
+    producer.flush(300)
+    return time.perf_counter() - t
+
+
+def dialect_for(kind: str) -> Any:
+    # The connectors' create_dialect() may not return these yet: take them directly.
+    if kind == "postgres":
+        from connectors.postgres.sink import create_dialect as pg
+
+        return pg()
+    from connectors.mysql.sink import create_dialect as my
+
+    return my()
+
+
+def _worker(config_path: str, name: str, kind: str) -> None:
+    config = load_config(Path(config_path))
+    stop = threading.Event()
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    build_worker(config, name, stop=stop, dialect=dialect_for(kind)).run()
+
+
+def offsets(session: SinkSession, group: str, topic: str) -> dict[int, int]:
+    try:
+        rows = session.query(
+            f"SELECT {session.dialect.quote('partition')}, kafka_offset FROM "
+            f"{session.dialect.table_sql(TableName(None, 'cdc_offsets'))} "
+            "WHERE consumer_group = %s AND topic = %s", [group, topic])
+    except Exception:  # not created yet
+        rows = []
+    session.rollback()
+    return {int(p): int(o) for p, o in rows}
+
+
+def group_ready(admin: Any, group: str, members: int) -> bool:
+    """Whether ``group`` is stable with ``members`` members, each holding partitions."""
+    from confluent_kafka import ConsumerGroupState
+
+    try:
+        d = admin.describe_consumer_groups([group])[group].result(timeout=5)
+    except Exception:  # not there yet
+        return False
+    return bool(
+        d.state == ConsumerGroupState.STABLE
+        and len(d.members) == members
+        and all(m.assignment.topic_partitions for m in d.members)
+    )
+
+
+def measure(config_path: Path, name: str, kind: str, workers: int, session: SinkSession,
+            group: str, topic: str, n: int, admin: Any) -> tuple[float, int]:
+    """Rows committed per second once every worker holds partitions (rows applied while
+    the group was still forming are not counted)."""
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_worker, args=(str(config_path), name, kind)) for _ in range(workers)]
+    for p in procs:
+        p.start()
+    t0 = None
+    done0 = 0
+    deadline = time.monotonic() + 1800
+    try:
+        while time.monotonic() < deadline:
+            cps = offsets(session, group, topic)
+            done = sum(o + 1 for o in cps.values() if o >= 0)
+            now = time.perf_counter()
+            if t0 is None and done > 0 and (workers == 1 or group_ready(admin, group, workers)):
+                t0, done0 = now, done
+            if done >= n:
+                if t0 is None:
+                    raise SystemExit("every row was applied before all workers joined: use --rows")
+                return now - t0, done - done0
+            if any(p.exitcode not in (None, 0) for p in procs):
+                raise SystemExit(f"a worker failed (exit {[p.exitcode for p in procs]})")
+            time.sleep(0.02)
+        raise SystemExit("timed out")
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.join(60)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=100_000)
+    ap.add_argument("--partitions", type=int, default=4)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--max-rows", type=int, default=5_000)
+    ap.add_argument("--replica", nargs="+", default=["postgres", "mysql"], choices=["postgres", "mysql"])
+    args = ap.parse_args()
+    env = endpoints()
+    bootstrap, registry_url = env["KAFKA_BOOTSTRAP"], env["SCHEMA_REGISTRY_URL"]
+    dsns = {"postgres": env["PG_REPLICA_DSN"], "mysql": env["MYSQL_REPLICA_URL"]}
+    run = f"sinkbench_{int(time.time())}"
+    table = run
+    ts = schema(table)
+    topics = {"insert": f"{run}.ins", "update": f"{run}.upd"}
+    TopicManager(bootstrap).ensure(topics.values(), TopicSpec(partitions=args.partitions))
+    serde = AvroSerde(RegistryClient(registry_url))
+    for phase, topic in topics.items():
+        secs = produce(bootstrap, serde, ts, topic, args.rows,
+                       Op.CREATE if phase == "insert" else Op.UPDATE,
+                       0 if phase == "insert" else 1, 1_000 if phase == "insert" else 10_000_000)
+        print(f"produced {args.rows} {phase}s to {topic} in {secs:.1f}s", file=sys.stderr)
+
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in args.replica:
+            sinks = [{
+                "name": f"bench_{kind}_{phase}", "kind": kind, "topics": [topic],
+                "target": {"dsn": dsns[kind]}, "consumer_group": f"{run}_{kind}_{phase}",
+                "batch": {"max_rows": args.max_rows, "max_wait_ms": 200},
+                "tables": {"name_map": {topic: table}},
+            } for phase, topic in topics.items()]
+            cfg = Path(tmp) / f"{kind}.yaml"
+            cfg.write_text(yaml.safe_dump({
+                "kafka": {"bootstrap_servers": bootstrap},
+                "schema_registry": {"url": registry_url},
+                "sinks": sinks, "metrics": {"enabled": False}, "log": {"level": "WARNING"},
+            }))
+            session = dialect_for(kind).connect(load_config(cfg).sink(f"bench_{kind}_insert"))
+            try:
+                for phase, topic in topics.items():
+                    secs, rows = measure(cfg, f"bench_{kind}_{phase}", kind, args.workers, session,
+                                         f"{run}_{kind}_{phase}", topic, args.rows, admin)
+                    results.append((kind, phase, rows, secs))
+                (count,) = session.query(
+                    f"SELECT count(*) FROM {session.dialect.table_sql(TableName(None, table))}")[0]
+                session.rollback()
+                assert count == args.rows, f"{kind}: {count} rows, expected {args.rows}"
+            finally:
+                session.execute_ddl([f"DROP TABLE IF EXISTS {session.dialect.table_sql(TableName(None, table))}"])
+                session.close()
+    print(f"\nsink apply rate: {args.rows} rows of 10 columns, {args.partitions} partitions, "
+          f"{args.workers} worker process(es), batch.max_rows={args.max_rows}")
+    print(f"{'replica':<10} {'phase':<8} {'rows timed':>10} {'seconds':>8} {'rows/s':>9}")
+    for kind, phase, rows, secs in results:
+        print(f"{kind:<10} {phase:<8} {rows:>10} {secs:>8.2f} {rows / secs:>9.0f}")
+
+
+if __name__ == "__main__":
+    main()

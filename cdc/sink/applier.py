@@ -1,0 +1,439 @@
+"""The generic applier: one batch of consumed records -> one replica transaction.
+
+A batch holds, per topic partition, a run of consecutive records. Applying
+it takes three phases:
+
+1. **Prepare** (no transaction open). Decode each record, skip what was
+   applied already (the checkpoint rule of :mod:`cdc.sink.checkpoint`),
+   tombstones and records of the sink's own origin; plan its replica table
+   (creating or evolving it, see :mod:`cdc.sink.schema`) and turn it into
+   mutations. A record that cannot be decoded, mapped or converted is a *bad
+   record*.
+2. **Reduce**: mutations go, in order, to one :class:`TableReducer` per
+   replica table, which keeps the final state per key.
+3. **Apply**: one transaction that locks and checks the partitions'
+   checkpoint rows (fencing), runs the reduced statements, writes the new
+   checkpoints, flushes dead letters, and commits.
+
+If the database rejects a row (a constraint, a value that does not fit),
+the transaction is rolled back and re-run *row by row*: each record's
+mutations under a savepoint, so good rows still apply and the bad one is
+isolated. Bad records go to the dead letter queue (policy ``dead_letter``)
+or stop the partition just before them (policy ``fail``: the records ahead
+of the bad one are applied and checkpointed, then the worker stops, so a
+restart meets the same record again).
+
+Transient database errors (lost connection, deadlock...) are not handled
+here: they propagate to the worker, which rolls back, waits and retries the
+whole batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from cdc.errors import CdcError, SchemaError, SerializationError, UnreachableError
+from cdc.events import Op
+from cdc.serde import AvroSerde, DecodedChange, SchemaRegistry, Tombstone
+from cdc.sink.checkpoint import Checkpoint, CheckpointStore, Position, TopicPartition
+from cdc.sink.deadletter import DeadLetter, DeadLetterQueue
+from cdc.sink.partitioning import (
+    KeyCodec,
+    KeySample,
+    Partitioner,
+    crc32_partition,
+    key_codec,
+    learn,
+)
+from cdc.sink.reduce import Move, Mutation, Segment, Step, TableReducer, Truncate
+from cdc.sink.schema import ReplicaSchemas, TablePlan
+from cdc.sink.values import DoesNotFit
+from cdc.spi import ErrorKind, ReplicaTable, SinkSession, TableName
+
+log = logging.getLogger(__name__)
+
+Policy = Literal["fail", "dead_letter"]
+
+
+class SinkFailure(CdcError):
+    """A record cannot be applied and the policy is ``fail``: the worker stops."""
+
+
+class _InTable(CdcError):
+    """A database's refusal of a row, with the replica table it was refused by."""
+
+
+@dataclass(slots=True, eq=False)
+class Record:
+    """A consumed Kafka record, and what decoding it gave (cached across retries)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]] | None = None
+    decoded: DecodedChange | Tombstone | None = None
+    error: CdcError | None = None  # permanent decode failure
+
+    @property
+    def boundary(self) -> bool:
+        """Whether a batch may end after this record without splitting a source transaction."""
+        d = self.decoded
+        if type(d) is DecodedChange and d.position is not None:
+            return d.position.last_in_tx
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class SinkSettings:
+    name: str
+    group: str
+    policy: Policy = "fail"
+    origin: str | None = None
+    transactional: bool = False
+
+
+@dataclass(slots=True)
+class ApplyResult:
+    checkpoints: dict[TopicPartition, Checkpoint] = field(default_factory=dict)
+    consumed: dict[TopicPartition, int] = field(default_factory=dict)  # records done per partition
+    applied: int = 0
+    skipped: int = 0
+    dead_letters: int = 0
+    failure: SinkFailure | None = None
+
+
+@dataclass(slots=True, eq=False)
+class _Work:
+    """A record that passed prepare: its mutations for one replica table."""
+
+    record: Record
+    plan: TablePlan
+    mutations: list[Mutation]
+    before: tuple[int, Position | None] = (-1, None)  # the partition's checkpoint before it
+    index: int = 0  # its position in the partition's run of the batch
+
+
+@dataclass(slots=True)
+class _Prepared:
+    work: list[_Work] = field(default_factory=list)
+    letters: list[DeadLetter] = field(default_factory=list)
+    done: dict[TopicPartition, Checkpoint] = field(default_factory=dict)
+    consumed: dict[TopicPartition, int] = field(default_factory=dict)
+    skipped: int = 0
+    failure: SinkFailure | None = None
+
+
+class Applier:
+    """Applies batches for one sink; holds the caches that outlive batches."""
+
+    def __init__(
+        self,
+        settings: SinkSettings,
+        serde: AvroSerde,
+        schemas: ReplicaSchemas,
+        checkpoints: CheckpointStore,
+        *,
+        dead_letters: DeadLetterQueue | None = None,
+        partitions_of: Callable[[str], int] = lambda topic: 1,
+    ) -> None:
+        if settings.policy == "dead_letter" and dead_letters is None:
+            raise ValueError("the dead_letter policy needs a DeadLetterQueue")
+        self.settings = settings
+        self.serde = serde
+        self.registry: SchemaRegistry = serde.registry
+        self.schemas = schemas
+        self.checkpoints = checkpoints
+        self.dead_letters = dead_letters
+        self.partitions_of = partitions_of
+        self._samples: dict[str, dict[int, KeySample]] = {}
+
+    # -- decoding ------------------------------------------------------------------------
+
+    def decode(self, rec: Record) -> None:
+        """Decode ``rec`` once; a permanent failure is kept on the record, a
+        transient one (registry unreachable) raises."""
+        if rec.decoded is not None or rec.error is not None:
+            return
+        try:
+            rec.decoded = self.serde.decode(rec.key, rec.value)
+        except UnreachableError:
+            raise
+        except (SerializationError, SchemaError) as e:
+            rec.error = e
+
+    def cut(self, records: Sequence[Record]) -> int:
+        """How many of a partition's buffered ``records`` may form a batch
+        (all of them, or in transactional mode up to the last transaction end)."""
+        if not self.settings.transactional:
+            return len(records)
+        for i in range(len(records) - 1, -1, -1):
+            rec = records[i]
+            self.decode(rec)
+            if rec.boundary:
+                return i + 1
+        return 0
+
+    # -- prepare -------------------------------------------------------------------------
+
+    def _bad(self, prep: _Prepared, rec: Record, error: BaseException, kind: str) -> bool:
+        """Handle a bad record; False when the partition must stop here (policy fail)."""
+        message = f"{type(error).__name__}: {error}"
+        if self.settings.policy == "fail":
+            prep.failure = SinkFailure(
+                f"sink {self.settings.name}: record {rec.topic}[{rec.partition}]@{rec.offset} "
+                f"cannot be applied ({kind}): {message}",
+                hint="errors.policy is fail, so the sink stops here and nothing after this record "
+                "is applied; fix the cause (or set errors.policy: dead_letter) and restart",
+            )
+            return False
+        prep.letters.append(
+            DeadLetter(
+                rec.topic, rec.partition, rec.offset, rec.key, rec.value, rec.headers, message, kind
+            )
+        )
+        return True
+
+    def _prepare(
+        self,
+        session: SinkSession,
+        batch: Mapping[TopicPartition, Sequence[Record]],
+        expected: Mapping[TopicPartition, Checkpoint],
+    ) -> _Prepared:
+        prep = _Prepared()
+        origin = self.settings.origin
+        work_list = prep.work
+        for tp, records in batch.items():
+            # The skip rule of cdc.sink.checkpoint (is_duplicate/advance), inlined: this
+            # loop runs once per record.
+            cp = expected[tp]
+            last_off, last_pos = cp.offset, cp.position
+            consumed = 0
+            for index, rec in enumerate(records):
+                if rec.decoded is None and rec.error is None:
+                    self.decode(rec)
+                d = rec.decoded
+                off = rec.offset
+                position = d.position if type(d) is DecodedChange else None
+                duplicate = off <= last_off
+                if not duplicate and position is not None and last_pos is not None and (
+                    position.kind == last_pos.kind
+                ):
+                    duplicate = position <= last_pos
+                if duplicate:
+                    last_off = max(last_off, off)
+                    prep.skipped += 1
+                    consumed += 1
+                    continue
+                if rec.error is not None:
+                    if not self._bad(prep, rec, rec.error, "decode"):
+                        break
+                elif type(d) is Tombstone:
+                    prep.skipped += 1
+                elif type(d) is DecodedChange:
+                    if origin is not None and d.origin == origin:
+                        prep.skipped += 1
+                    else:
+                        try:
+                            work = self._work(session, rec, d)
+                        except SchemaError as e:
+                            if not self._bad(prep, rec, e, "schema"):
+                                break
+                        except DoesNotFit as e:
+                            if not self._bad(prep, rec, e, "value"):
+                                break
+                        else:
+                            work.before = (last_off, last_pos)
+                            work.index = index
+                            work_list.append(work)
+                last_off = off
+                if position is not None:
+                    last_pos = position
+                consumed += 1
+            prep.done[tp] = Checkpoint(last_off, last_pos)
+            prep.consumed[tp] = consumed
+        return prep
+
+    def _work(self, session: SinkSession, rec: Record, d: DecodedChange) -> _Work:
+        if d.op is Op.TRUNCATE:
+            plan = self.schemas.plan(session, rec.topic, d)
+            n = self.partitions_of(rec.topic)
+            t = Truncate(rec.topic, None if n <= 1 else rec.partition, n)
+            return _Work(rec, plan, [t])
+        plan = self.schemas.plan(session, rec.topic, d)
+        if rec.key is not None and d.key is not None:
+            samples = self._samples.get(rec.topic)
+            if samples is None:
+                self._samples[rec.topic] = samples = {}
+            if rec.partition not in samples or rec.offset % 64 == 0:  # keep one, refresh rarely
+                samples[rec.partition] = KeySample(rec.key, rec.partition, d.key)
+        return _Work(rec, plan, plan.mutations(d))
+
+    # -- apply ---------------------------------------------------------------------------
+
+    def apply(
+        self,
+        session: SinkSession,
+        batch: Mapping[TopicPartition, Sequence[Record]],
+        expected: Mapping[TopicPartition, Checkpoint],
+    ) -> ApplyResult:
+        """Apply ``batch`` in one transaction; ``expected`` are the checkpoints the
+        worker holds for its partitions (FencedError if the replica's differ)."""
+        prep = self._prepare(session, batch, expected)
+        try:
+            self._transaction(session, expected, prep, bulk=True)
+        except Exception as e:
+            if session.dialect.classify(e) is not ErrorKind.DATA:
+                raise
+            log.warning(
+                "sink %s: the replica rejected the batch (%s); applying it row by row to "
+                "isolate the bad record", self.settings.name, e,
+            )
+            self._transaction(session, expected, prep, bulk=False)
+        result = ApplyResult(
+            checkpoints=prep.done,
+            consumed=prep.consumed,
+            applied=len(prep.work),
+            skipped=prep.skipped,
+            dead_letters=len(prep.letters),
+            failure=prep.failure,
+        )
+        return result
+
+    def _transaction(
+        self,
+        session: SinkSession,
+        expected: Mapping[TopicPartition, Checkpoint],
+        prep: _Prepared,
+        *,
+        bulk: bool,
+    ) -> None:
+        session.begin()
+        try:
+            self.checkpoints.verify(session, {tp: expected[tp] for tp in prep.done})
+            if bulk:
+                self._bulk(session, prep.work)
+            else:
+                self._row_by_row(session, prep)
+            if prep.letters:
+                assert self.dead_letters is not None
+                for letter in prep.letters:
+                    self.dead_letters.send(letter)
+                self.dead_letters.flush()
+            self.checkpoints.save(session, prep.done)
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+    def _bulk(self, session: SinkSession, work: Iterable[_Work]) -> None:
+        reducers: dict[TableName, tuple[TablePlan, TableReducer]] = {}
+        for w in work:
+            plan = w.plan
+            entry = reducers.get(plan.name)
+            if entry is None:
+                reducers[plan.name] = entry = (plan, TableReducer(plan.columns))
+            elif entry[0] is not plan:
+                # A newer schema version of the same table: describe-after-DDL wins.
+                entry = reducers[plan.name] = (plan, entry[1])
+            entry[1].add_all(w.mutations)
+        for plan, reducer in reducers.values():
+            self._execute(session, plan, reducer.steps())
+
+    def _row_by_row(self, session: SinkSession, prep: _Prepared) -> None:
+        """Apply each record under a savepoint, isolating the ones the replica rejects."""
+        applied: list[_Work] = []
+        stopped: set[TopicPartition] = set()
+        for w in prep.work:
+            rec = w.record
+            tp = (rec.topic, rec.partition)
+            if tp in stopped:
+                continue
+            session.savepoint()
+            try:
+                reducer = TableReducer(w.plan.columns)
+                reducer.add_all(w.mutations)
+                self._execute(session, w.plan, reducer.steps())
+            except Exception as e:
+                session.rollback_to_savepoint()
+                if session.dialect.classify(e) is not ErrorKind.DATA:
+                    raise
+                failure = prep.failure
+                if not self._bad(prep, rec, _InTable(f"replica table {w.plan.name}: {e}"), "apply"):
+                    # Policy fail: the partition stops just before the bad record.
+                    prep.failure = failure or prep.failure
+                    stopped.add(tp)
+                    prep.done[tp] = Checkpoint(*w.before)
+                    prep.consumed[tp] = w.index
+                continue
+            session.release_savepoint()
+            applied.append(w)
+        prep.work = applied
+
+    def _execute(self, session: SinkSession, plan: TablePlan, steps: Sequence[Step]) -> None:
+        table = plan.replica
+        for step in steps:
+            if type(step) is Move:
+                if not session.move(table, step.old_key, step.columns, step.values):
+                    session.upsert(table, step.columns, [step.values])
+                continue
+            assert isinstance(step, Segment)
+            for t in step.truncates:
+                if t.partition is None:
+                    session.truncate(table)
+                else:
+                    self._truncate_partition(session, plan, t)
+            if step.deletes:
+                session.delete(table, step.deletes)
+            for columns, rows in step.upserts.items():
+                session.upsert(table, columns, rows)
+
+    # -- per-partition truncates -------------------------------------------------------------
+
+    def _key_encoding(self, topic: str, partitions: int) -> tuple[KeyCodec, Partitioner]:
+        """How the topic's producer encoded and partitioned keys, learnt afresh for each
+        truncate (rare) from the latest consumed keys, so a key schema change is seen."""
+        samples = list(self._samples.get(topic, {}).values())
+        if samples:
+            return learn(samples, partitions, self.registry)
+        latest = getattr(self.registry, "latest", None)
+        registered = latest(f"{topic}-key") if latest is not None else None
+        if registered is None:
+            raise SchemaError(
+                f"cannot tell which replica rows belong to a partition of {topic}: no key "
+                "was consumed from it and the registry has no key schema for it"
+            )
+        log.warning(
+            "%s: per-partition truncate before any keyed record was consumed: assuming "
+            "key schema id %d and librdkafka's crc32 partitioner", topic, registered.schema_id,
+        )
+        return key_codec(self.registry, registered.schema_id), crc32_partition
+
+    def _truncate_partition(self, session: SinkSession, plan: TablePlan, t: Truncate) -> None:
+        """Delete the replica rows whose key the topic's partitioner maps to ``t.partition``."""
+        assert t.partition is not None
+        table: ReplicaTable = plan.replica
+        key = plan.key
+        doomed: list[tuple[Any, ...]] = []
+        encoding: tuple[KeyCodec, Partitioner] | None = None
+        for row in session.scan(table.name, key):
+            if encoding is None:
+                encoding = self._key_encoding(t.topic, t.partitions)
+            codec, partitioner = encoding
+            canon = {
+                k: (f(v) if f is not None and v is not None else v)
+                for k, f, v in zip(key, plan.key_from_db, row, strict=True)
+            }
+            if partitioner(codec.encode(canon), t.partitions) == t.partition:
+                doomed.append(tuple(row))
+        log.info(
+            "%s: truncate of partition %d/%d removes %d rows of %s",
+            t.topic, t.partition, t.partitions, len(doomed), table.name,
+        )
+        if doomed:
+            session.delete(table, doomed)
+

@@ -1,0 +1,363 @@
+"""Replica tables: naming, column filters, auto-create and auto-evolve.
+
+For every (topic, table schema version) the sink meets, :class:`ReplicaSchemas`
+makes a :class:`TablePlan`: which replica table receives the rows, which
+columns are written, how each value is converted, and the replica's key
+order. Making the plan is also when the replica's table is created (missing,
+``auto_create``) or evolved (``auto_evolve``: new columns are added as
+nullable, types widened where that loses nothing, NOT NULL dropped from
+columns the source no longer sends). Columns are never dropped or narrowed.
+
+Plans are made before a batch's transaction starts: MySQL commits DDL
+implicitly, and DDL that runs ahead of its data is harmless to replay.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any
+
+from cdc.errors import SchemaError
+from cdc.events import Column, Op, TableId, TableSchema
+from cdc.serde import DecodedChange
+from cdc.sink.reduce import Delete, Move, Mutation, Upsert
+from cdc.sink.values import DoesNotFit
+from cdc.spi import ErrorKind, ReplicaTable, SinkSession, TableName
+
+log = logging.getLogger(__name__)
+
+Converter = Callable[[Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnSelection:
+    """``tables.columns`` of one topic: ``include`` (plus the key) or ``exclude``."""
+
+    include: frozenset[str] | None = None
+    exclude: frozenset[str] = frozenset()
+
+    def keeps(self, name: str, key: Sequence[str]) -> bool:
+        if name in key:
+            return True
+        if self.include is not None:
+            return name in self.include
+        return name not in self.exclude
+
+
+@dataclass(frozen=True, slots=True)
+class TableSettings:
+    auto_create: bool = True
+    auto_evolve: bool = True
+    name_map: Mapping[str, str] | None = None
+    columns: Mapping[str, ColumnSelection] | None = None
+    default_schema: str | None = None
+
+
+class TablePlan:
+    """How one table schema version's events become mutations of one replica table."""
+
+    __slots__ = (
+        "_convs",
+        "_full",
+        "_get",
+        "_get_key",
+        "_key_pos",
+        "_key_spec",
+        "_spec",
+        "columns",
+        "key",
+        "key_from_db",
+        "name",
+        "replica",
+        "schema",
+        "topic",
+    )
+
+    def __init__(
+        self,
+        topic: str,
+        schema: TableSchema,
+        replica: ReplicaTable,
+        columns: Sequence[str],
+        to_db: Sequence[Converter | None],
+        key_from_db: Sequence[Converter | None],
+    ) -> None:
+        self.topic = topic
+        self.schema = schema
+        self.replica = replica
+        self.name = replica.name
+        self.columns: tuple[str, ...] = tuple(columns)
+        self._spec = tuple(zip(self.columns, to_db, strict=True))
+        self.key: tuple[str, ...] = replica.primary_key
+        self._key_pos = tuple(self.columns.index(k) for k in self.key)
+        self._key_spec = tuple(self._spec[i] for i in self._key_pos)
+        self.key_from_db = tuple(key_from_db)
+        self._full = frozenset(self.columns)
+        # Hot path: a full row is read with one C-level itemgetter, then only the
+        # columns that need a converter are touched.
+        self._get = _getter(self.columns)
+        self._get_key = _getter(range(len(self.columns)), self._key_pos)
+        self._convs = tuple((i, name, conv) for i, (name, conv) in enumerate(self._spec) if conv)
+
+    def _full_values(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
+        values = self._get(row)
+        if not self._convs:
+            return values
+        out = list(values)
+        for i, name, conv in self._convs:
+            v = out[i]
+            if v is not None:
+                out[i] = self._convert(conv, name, v)
+        return tuple(out)
+
+    def _convert(self, conv: Converter, name: str, v: Any) -> Any:
+        try:
+            return conv(v)
+        except DoesNotFit as e:
+            raise DoesNotFit(f"replica table {self.name} column {name!r}: {e}") from e
+        except (ValueError, TypeError, OverflowError, ArithmeticError) as e:
+            raise DoesNotFit(
+                f"replica table {self.name} column {name!r} cannot take {v!r:.80}: {e}"
+            ) from e
+
+    def _row(self, row: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+        try:
+            return self.columns, self._full_values(row)
+        except KeyError:
+            pass  # a partial image (unchanged TOAST columns): the general path below
+        missing = [k for k in self.key if k not in row]
+        if missing:
+            raise SchemaError(f"{self.schema.table}: the row image lacks key columns {missing}")
+        names = []
+        out = []
+        for name, conv in self._spec:
+            if name in row:
+                v = row[name]
+                names.append(name)
+                out.append(v if conv is None or v is None else self._convert(conv, name, v))
+        return tuple(names), tuple(out)
+
+    def key_of(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The replica key (in the replica's key order) of a key or row image."""
+        out = []
+        for name, conv in self._key_spec:
+            try:
+                v = row[name]
+            except KeyError:
+                raise SchemaError(f"{self.schema.table}: the key lacks column {name!r}") from None
+            if conv is not None and v is not None:
+                try:
+                    v = conv(v)
+                except (ValueError, TypeError, OverflowError, ArithmeticError) as e:
+                    raise DoesNotFit(
+                        f"replica table {self.name} key column {name!r} cannot take {v!r:.80}: {e}"
+                    ) from e
+            out.append(v)
+        return tuple(out)
+
+    def mutations(self, change: DecodedChange) -> list[Mutation]:
+        """The replica mutations of one row change (not a truncate).
+
+        Raises SchemaError for a change that lacks what it needs (a key) and
+        DoesNotFit for a value the replica column cannot hold.
+        """
+        op = change.op
+        if op is Op.DELETE:
+            if change.key is not None:
+                return [Delete(self.key_of(change.key))]
+            if change.before is not None:
+                return [Delete(self.key_of(change.before))]
+            raise SchemaError(f"{self.schema.table}: a delete without key or before image")
+        after = change.after
+        if after is None:
+            raise SchemaError(f"{self.schema.table}: a {op.value!r} change without an after image")
+        names, values = self._row(after)
+        if names is self.columns:
+            key = self._get_key(values)
+        else:
+            key = tuple(values[names.index(k)] for k in self.key)
+        before = change.before
+        if op is Op.UPDATE and before is not None and all(k in before for k in self.key):
+            old = self.key_of(before)
+            if old != key:
+                if names is self.columns:
+                    return [Delete(old), Upsert(key, names, values)]
+                return [Move(old, key, names, values)]
+        return [Upsert(key, names, values)]
+
+
+def _getter(keys: Iterable[Any], pick: Sequence[int] | None = None) -> Callable[[Any], tuple[Any, ...]]:
+    """``itemgetter`` that always returns a tuple (also for one item)."""
+    items = list(keys) if pick is None else [list(keys)[i] for i in pick]
+    if len(items) == 1:
+        one = itemgetter(items[0])
+        return lambda row: (one(row),)
+    return itemgetter(*items)
+
+
+def _selection(raw: Any) -> ColumnSelection:
+    include = getattr(raw, "include", None)
+    exclude = getattr(raw, "exclude", ()) or ()
+    return ColumnSelection(
+        include=None if include is None else frozenset(include), exclude=frozenset(exclude)
+    )
+
+
+def table_settings(config: Any, default_schema: str | None) -> TableSettings:
+    """TableSettings from a sink config's ``tables`` block."""
+    tables = config.tables
+    return TableSettings(
+        auto_create=bool(tables.auto_create),
+        auto_evolve=bool(tables.auto_evolve),
+        name_map=dict(tables.name_map),
+        columns={topic: _selection(sel) for topic, sel in tables.columns.items()},
+        default_schema=default_schema,
+    )
+
+
+class ReplicaSchemas:
+    """Plans per (topic, schema version), creating and evolving replica tables."""
+
+    def __init__(self, settings: TableSettings) -> None:
+        self.settings = settings
+        self._plans: dict[tuple[str, int], TablePlan] = {}
+        self._tables: dict[TableName, ReplicaTable | None] = {}
+
+    def reset(self) -> None:
+        """Forget everything learnt about the replica (after an unexpected error)."""
+        self._plans.clear()
+        self._tables.clear()
+
+    def target(self, topic: str, table: TableId) -> TableName:
+        mapped = (self.settings.name_map or {}).get(topic)
+        if mapped is None:
+            return TableName(self.settings.default_schema, table.table)
+        schema, dot, name = mapped.rpartition(".")
+        return TableName(schema if dot else self.settings.default_schema, name)
+
+    def _describe(self, session: SinkSession, name: TableName, *, fresh: bool = False) -> ReplicaTable | None:
+        if fresh or name not in self._tables:
+            self._tables[name] = session.describe(name)
+        return self._tables[name]
+
+    def plan(self, session: SinkSession, topic: str, change: DecodedChange) -> TablePlan:
+        # One writer schema means one source connector: the schema's identity is the key.
+        schema = change.schema
+        key = (topic, id(schema))
+        hit = self._plans.get(key)
+        if hit is not None and hit.schema is schema:
+            return hit
+        connector = str(change.source.get("connector") or "")
+        plan = self._make(session, topic, schema, session.dialect.native_applies(connector))
+        self._plans[key] = plan
+        return plan
+
+    def replica(self, session: SinkSession, name: TableName) -> ReplicaTable | None:
+        return self._describe(session, name)
+
+    def _ddl(self, session: SinkSession, name: TableName, statements: Sequence[str]) -> None:
+        """Run DDL; a statement the data refuses (a type change the rows do not fit)
+        becomes a SchemaError, i.e. a bad record, not a stopped worker."""
+        try:
+            session.execute_ddl(statements)
+        except Exception as e:
+            if session.dialect.classify(e) is ErrorKind.DATA:
+                raise SchemaError(f"replica table {name}: {'; '.join(statements)} failed: {e}") from e
+            raise
+        finally:
+            session.invalidate(name)
+            self._tables.pop(name, None)
+
+    def _make(self, session: SinkSession, topic: str, schema: TableSchema, native: bool) -> TablePlan:
+        d = session.dialect
+        if not schema.primary_key:
+            raise SchemaError(
+                f"{schema.table} has no primary key: the sink applies changes by key",
+                hint="give the source table a primary key (or a unique NOT NULL index used as the "
+                "replica identity)",
+            )
+        name = self.target(topic, schema.table)
+        sel = (self.settings.columns or {}).get(topic, ColumnSelection())
+        written = [c for c in schema.columns if sel.keeps(c.name, schema.primary_key)]
+        pk = set(schema.primary_key)
+
+        def ddl_type(c: Column) -> str:
+            try:
+                return d.column_ddl(c.type, native=native, key=c.name in pk)
+            except SchemaError as e:
+                raise SchemaError(f"{schema.table} column {c.name!r}: {e}") from e
+
+        replica = self._describe(session, name)
+        if replica is None:
+            if not self.settings.auto_create:
+                raise SchemaError(
+                    f"replica table {name} does not exist (topic {topic})",
+                    hint="create it, or set tables.auto_create: true",
+                )
+            cols = [(c.name, ddl_type(c), c.nullable and c.name not in pk) for c in written]
+            self._ddl(session, name, d.create_table(name, cols, schema.primary_key))
+            replica = self._describe(session, name, fresh=True)
+            if replica is None:
+                raise SchemaError(f"replica table {name} was created but cannot be described")
+        else:
+            ddl = self._evolve(session, name, replica, written, schema, native, ddl_type)
+            if ddl:
+                if not self.settings.auto_evolve:
+                    raise SchemaError(
+                        f"replica table {name} does not match {schema.table}: it needs {ddl}",
+                        hint="alter the replica table, or set tables.auto_evolve: true",
+                    )
+                self._ddl(session, name, ddl)
+                replica = self._describe(session, name, fresh=True)
+                assert replica is not None
+        if set(replica.primary_key) != pk:
+            raise SchemaError(
+                f"replica table {name} has primary key {list(replica.primary_key)}, "
+                f"but {schema.table}'s is {list(schema.primary_key)}",
+                hint="give the replica table the source's primary key",
+            )
+        to_db = []
+        for c in written:
+            rc = replica.column(c.name)
+            if rc is None:
+                raise SchemaError(f"replica table {name} has no column {c.name!r}")
+            to_db.append(d.to_db(c.type, rc))
+        by_name = {c.name: c for c in schema.columns}
+        key_from_db = [d.from_db(by_name[k].type, replica.column(k)) for k in replica.primary_key]
+        log.info(
+            "topic %s (%s) -> replica table %s: %d columns", topic, schema.table, name, len(written)
+        )
+        return TablePlan(topic, schema, replica, [c.name for c in written], to_db, key_from_db)
+
+    def _evolve(
+        self,
+        session: SinkSession,
+        name: TableName,
+        replica: ReplicaTable,
+        written: Sequence[Column],
+        schema: TableSchema,
+        native: bool,
+        ddl_type: Callable[[Column], str],
+    ) -> list[str]:
+        d = session.dialect
+        ddl: list[str] = []
+        missing = [(c.name, ddl_type(c)) for c in written if replica.column(c.name) is None]
+        if missing:
+            ddl += d.add_columns(name, missing)
+        if not self.settings.auto_evolve and not missing:
+            return []
+        sent = {c.name for c in written}
+        for c in written:
+            rc = replica.column(c.name)
+            if rc is None:
+                continue
+            wider = d.widen(rc, c.type, native=native)
+            if wider is not None:
+                ddl += d.alter_column(name, rc, wider, nullable=rc.nullable)
+        for rc in replica.columns:
+            if not rc.nullable and rc.name not in sent and rc.name not in replica.primary_key:
+                ddl += d.alter_column(name, rc, None, nullable=True)
+        return ddl

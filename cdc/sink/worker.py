@@ -1,0 +1,480 @@
+"""The sink worker: a Kafka consumer-group member applying its partitions to a replica.
+
+Loop: consume records into per-partition buffers; when a buffer set holds
+``max_rows`` records or the oldest has waited ``max_wait``, cut a batch (at
+any record, or in transactional mode only after a source transaction's last
+record) and hand it to the :class:`~cdc.sink.applier.Applier`, which applies
+it in one replica transaction together with the checkpoint rows.
+
+Partition assignment reads the replica's checkpoints and starts each
+partition at stored offset + 1 (the topic's beginning when the replica has
+none: a new replica bootstraps from the whole topic). Revoked or lost
+partitions drop their buffered records: nothing of them is applied after
+the revoke, and the next owner resumes from the replica's checkpoint. A
+worker that misses a rebalance is stopped by the checkpoint fencing instead.
+
+Failures:
+
+* a replica that is unreachable (down, restarting, connection lost): the
+  worker reconnects and retries the batch, waiting with exponential backoff
+  (``errors.retry``) for as long as it takes;
+* deadlocks, serialization failures, lock timeouts: retried up to
+  ``errors.retry.max_attempts`` times, then the worker stops;
+* bad records: see the applier (dead letter queue, or stop);
+* anything else stops the worker with the error (after one retry with
+  the replica's table descriptions re-read, in case a table changed).
+
+While it waits the worker keeps polling with its partitions paused, so it
+stays in the group and still serves rebalances.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message
+from confluent_kafka import TopicPartition as KafkaPartition
+
+from cdc.errors import CdcError, UnreachableError
+from cdc.sink.applier import Applier, ApplyResult, Record, SinkFailure
+from cdc.sink.checkpoint import NOTHING, Checkpoint, CheckpointStore, FencedError, TopicPartition
+from cdc.spi import ErrorKind, SinkDialect, SinkSession
+
+log = logging.getLogger(__name__)
+
+
+class StopRequested(Exception):
+    """The worker was asked to stop while it waited."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    max_rows: int = 5_000
+    max_wait_s: float = 0.2
+    max_attempts: int = 10
+    initial_backoff_s: float = 0.5
+    max_backoff_s: float = 30.0
+    log_interval_s: float = 30.0
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    batches: int = 0
+    applied: int = 0
+    skipped: int = 0
+    dead_letters: int = 0
+    retries: int = 0
+    fenced: int = 0
+
+
+class SinkWorker:
+    """Runs one consumer-group member of one sink until stopped or failed."""
+
+    def __init__(
+        self,
+        name: str,
+        applier: Applier,
+        dialect: SinkDialect,
+        connect: Callable[[], SinkSession],
+        consumer_config: Mapping[str, Any],
+        subscription: Sequence[str],
+        options: WorkerOptions = WorkerOptions(),
+        *,
+        stop: threading.Event | None = None,
+        on_batch: Callable[[ApplyResult], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.applier = applier
+        self.dialect = dialect
+        self.store: CheckpointStore = applier.checkpoints
+        self._connect = connect
+        conf = dict(consumer_config)
+        strategy = str(conf.get("partition.assignment.strategy", "roundrobin"))
+        conf["partition.assignment.strategy"] = strategy
+        conf.setdefault("enable.partition.eof", False)
+        conf["on_commit"] = self._on_commit
+        conf["error_cb"] = self._on_error
+        self._cooperative = "cooperative" in strategy
+        self._consumer_config = conf
+        self.subscription = list(subscription)
+        self.options = options
+        self.stop = stop or threading.Event()
+        self.stats = WorkerStats()
+        self._on_batch = on_batch
+        self._session: SinkSession | None = None
+        self._consumer: Consumer | None = None
+        self._buffers: dict[TopicPartition, list[Record]] = {}
+        self._checkpoints: dict[TopicPartition, Checkpoint] = {}
+        self._buffered = 0
+        self._oldest = 0.0
+        self._fatal_retried = False
+        self._stalled = False  # transactional mode: buffered records end mid-transaction
+        self._in_callback = False
+        self._last_log = time.monotonic()
+        self._logged = WorkerStats()
+
+    # -- the replica session -------------------------------------------------------------
+
+    def _classify(self, e: BaseException) -> ErrorKind:
+        if isinstance(e, UnreachableError):
+            return ErrorKind.UNAVAILABLE
+        if isinstance(e, CdcError):
+            return ErrorKind.TRANSIENT if e.retriable else ErrorKind.FATAL
+        return self.dialect.classify(e)
+
+    def _drop_session(self) -> None:
+        if self._session is not None:
+            try:
+                self._session.rollback()
+            except Exception as e:  # the connection is broken: closing is all that is left
+                log.debug("rollback on a broken replica session: %s", e)
+            self._session.close()
+            self._session = None
+
+    def _ensure_session(self) -> SinkSession:
+        if self._session is None:
+            session = self._connect()
+            try:
+                self.store.ensure_table(session)
+                if self.applier.settings.origin is not None:
+                    session.set_origin(self.applier.settings.origin)
+            except BaseException:
+                session.close()
+                raise
+            self._session = session
+            log.info("%s: connected to the replica", self.name)
+        return self._session
+
+    def _backoff(self, attempt: int) -> float:
+        o = self.options
+        return float(min(o.max_backoff_s, o.initial_backoff_s * (2 ** min(attempt, 30))))
+
+    def _retrying(self, what: str, action: Callable[[], Any]) -> Any:
+        """Run ``action`` until it succeeds, waiting out an unavailable replica
+        (without limit) and transient errors (up to max_attempts)."""
+        attempt = 0
+        while True:
+            try:
+                return action()
+            except StopRequested:
+                raise
+            except Exception as e:
+                kind = self._classify(e)
+                if kind not in (ErrorKind.UNAVAILABLE, ErrorKind.TRANSIENT):
+                    raise
+                self._drop_session()
+                attempt += 1
+                self.stats.retries += 1
+                if kind is ErrorKind.TRANSIENT and attempt >= self.options.max_attempts:
+                    raise SinkFailure(
+                        f"sink {self.name}: {what} failed {attempt} times: {e}",
+                        hint="raise errors.retry.max_attempts if the replica is merely busy",
+                    ) from e
+                delay = self._backoff(attempt - 1)
+                log.warning(
+                    "%s: %s failed (%s, attempt %d): %s; retrying in %.1fs",
+                    self.name, what, kind.value, attempt, str(e).strip(), delay,
+                )
+                self._wait(delay)
+
+    # -- waiting while staying in the group ----------------------------------------------
+
+    def _wait(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        consumer = self._consumer
+        if consumer is None or self._in_callback:  # no nested polls inside a rebalance callback
+            if self.stop.wait(seconds):
+                raise StopRequested
+            return
+        paused = consumer.assignment()
+        if paused:
+            consumer.pause(paused)
+        try:
+            while True:
+                if self.stop.is_set():
+                    raise StopRequested
+                left = end - time.monotonic()
+                if left <= 0:
+                    return
+                self._add(consumer.consume(num_messages=1000, timeout=min(0.5, left)))
+        finally:
+            current = consumer.assignment()
+            if current:
+                consumer.resume(current)
+
+    # -- rebalance callbacks -------------------------------------------------------------
+
+    def _load(self, tps: list[TopicPartition]) -> dict[TopicPartition, Checkpoint]:
+        def load() -> dict[TopicPartition, Checkpoint]:
+            return self.store.load(self._ensure_session(), tps)
+
+        loaded: dict[TopicPartition, Checkpoint] = self._retrying("reading checkpoints", load)
+        return loaded
+
+    def _on_assign(self, consumer: Consumer, partitions: list[KafkaPartition]) -> None:
+        tps = [(p.topic, p.partition) for p in partitions]
+        self._in_callback = True
+        try:
+            cps = self._load(tps) if tps else {}
+        finally:
+            self._in_callback = False
+        for p in partitions:
+            cp = cps.get((p.topic, p.partition), NOTHING)
+            p.offset = cp.next_offset if cp.offset >= 0 else OFFSET_BEGINNING
+            self._checkpoints[(p.topic, p.partition)] = cp
+            self._buffers[(p.topic, p.partition)] = []
+        log.info(
+            "%s: assigned %s",
+            self.name,
+            ", ".join(f"{p.topic}[{p.partition}]@{p.offset}" for p in partitions) or "nothing",
+        )
+        if self._cooperative:
+            consumer.incremental_assign(partitions)
+        else:
+            consumer.assign(partitions)
+
+    def _forget(self, partitions: list[KafkaPartition]) -> None:
+        for p in partitions:
+            tp = (p.topic, p.partition)
+            dropped = self._buffers.pop(tp, None)
+            if dropped:
+                self._buffered -= len(dropped)
+            self._checkpoints.pop(tp, None)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[KafkaPartition]) -> None:
+        log.info(
+            "%s: revoked %s", self.name, ", ".join(f"{p.topic}[{p.partition}]" for p in partitions)
+        )
+        self._forget(partitions)
+        if self._cooperative:
+            consumer.incremental_unassign(partitions)
+        else:
+            consumer.unassign()
+
+    def _on_lost(self, consumer: Consumer, partitions: list[KafkaPartition]) -> None:
+        log.warning(
+            "%s: lost %s (session timed out?)",
+            self.name, ", ".join(f"{p.topic}[{p.partition}]" for p in partitions),
+        )
+        self._on_revoke(consumer, partitions)
+
+    def _on_commit(self, err: KafkaError | None, partitions: list[KafkaPartition]) -> None:
+        if err is not None and err.code() != KafkaError._NO_OFFSET:
+            # Only lag monitoring reads these offsets; the replica's checkpoint is the truth.
+            log.warning("%s: committing offsets for lag monitoring failed: %s", self.name, err.str())
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            log.error("%s: fatal Kafka error: %s", self.name, err.str())
+        else:
+            log.warning("%s: Kafka: %s", self.name, err.str())
+
+    # -- buffering -----------------------------------------------------------------------
+
+    def _add(self, messages: list[Message]) -> None:
+        for m in messages:
+            err = m.error()
+            if err is not None:
+                if err.fatal():
+                    raise KafkaException(err)
+                log.warning("%s: consumer: %s", self.name, err.str())
+                continue
+            topic, part = m.topic(), m.partition()
+            assert topic is not None and part is not None
+            buf = self._buffers.get((topic, part))
+            if buf is None:
+                log.warning("%s: record for unassigned %s[%d] ignored", self.name, topic, part)
+                continue
+            if not self._buffered:
+                self._oldest = time.monotonic()
+            raw = m.headers()
+            headers = (
+                [(str(k), v if isinstance(v, bytes) else str(v or "").encode()) for k, v in raw]
+                if isinstance(raw, list) and raw
+                else None
+            )
+            buf.append(Record(topic, part, m.offset() or 0, m.key(), m.value(), headers))
+            self._buffered += 1
+            self._stalled = False
+
+    def partitions_of(self, topic: str) -> int:
+        """The topic's partition count (asked each time: only truncates need it)."""
+        consumer = self._consumer
+        if consumer is None:
+            raise UnreachableError("no consumer to ask for partition counts")
+        try:
+            md = consumer.list_topics(topic, timeout=10)
+        except KafkaException as e:
+            raise UnreachableError(f"cannot read metadata of {topic}: {e}") from e
+        t = md.topics.get(topic)
+        if t is None or t.error is not None or not t.partitions:
+            raise UnreachableError(f"cannot read metadata of {topic}: {t.error if t else 'absent'}")
+        return len(t.partitions)
+
+    # -- applying ------------------------------------------------------------------------
+
+    def _cut(self) -> dict[TopicPartition, list[Record]]:
+        batch: dict[TopicPartition, list[Record]] = {}
+        for tp, buf in self._buffers.items():
+            if buf:
+                n = self.applier.cut(buf)
+                if n:
+                    batch[tp] = buf[:n]
+        return batch
+
+    def _apply_once(self) -> ApplyResult | None:
+        batch = self._cut()
+        if not batch:
+            return None
+        session = self._ensure_session()
+        expected = {tp: self._checkpoints[tp] for tp in batch}
+        return self.applier.apply(session, batch, expected)
+
+    def flush(self) -> int:
+        """Apply what is buffered (one batch); returns the records it consumed."""
+        while True:
+            try:
+                result = self._retrying("applying a batch", self._apply_once)
+            except FencedError as e:
+                self.stats.fenced += 1
+                log.warning("%s: %s", self.name, e)
+                self._resync(e.stored)
+                continue
+            except (StopRequested, SinkFailure):
+                raise
+            except Exception as e:
+                if self._classify(e) is ErrorKind.FATAL and not self._fatal_retried:
+                    # A replica table changed behind the sink? Re-read, try once more.
+                    self._fatal_retried = True
+                    log.warning("%s: %s; re-reading the replica's tables and retrying once",
+                                self.name, e)
+                    self.applier.schemas.reset()
+                    self._drop_session()
+                    continue
+                raise
+            break
+        if result is None:
+            return 0
+        self._fatal_retried = False
+        n = self._done(result)
+        if self._on_batch is not None:
+            self._on_batch(result)
+        if result.failure is not None:
+            raise result.failure
+        return n
+
+    def _done(self, result: ApplyResult) -> int:
+        consumed = 0
+        commits = []
+        for tp, n in result.consumed.items():
+            buf = self._buffers.get(tp)
+            if buf is None:
+                continue
+            del buf[:n]
+            consumed += n
+            cp = result.checkpoints[tp]
+            self._checkpoints[tp] = cp
+            if cp.offset >= 0:
+                commits.append(KafkaPartition(tp[0], tp[1], cp.offset + 1))
+        self._buffered -= consumed
+        if self._buffered > 0:
+            self._oldest = time.monotonic()
+        s = self.stats
+        s.batches += 1
+        s.applied += result.applied
+        s.skipped += result.skipped
+        s.dead_letters += result.dead_letters
+        if commits and self._consumer is not None:
+            try:
+                self._consumer.commit(offsets=commits, asynchronous=True)
+            except KafkaException as e:
+                log.warning("%s: committing offsets for lag monitoring failed: %s", self.name, e)
+        return consumed
+
+    def _resync(self, stored: Mapping[TopicPartition, Checkpoint]) -> None:
+        consumer = self._consumer
+        for tp, cp in stored.items():
+            if tp not in self._checkpoints:
+                continue
+            self._checkpoints[tp] = cp
+            buf = self._buffers.get(tp)
+            if buf:
+                self._buffered -= len(buf)
+                buf.clear()
+            if consumer is not None:
+                offset = cp.next_offset if cp.offset >= 0 else OFFSET_BEGINNING
+                consumer.seek(KafkaPartition(tp[0], tp[1], offset))
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def _due(self) -> bool:
+        if not self._buffered or self._stalled:
+            return False
+        if self._buffered >= self.options.max_rows:
+            return True
+        return time.monotonic() - self._oldest >= self.options.max_wait_s
+
+    def _log_progress(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_log < self.options.log_interval_s:
+            return
+        s, last = self.stats, self._logged
+        rate = (s.applied - last.applied) / max(1e-9, now - self._last_log)
+        log.info(
+            "%s: %d records applied (%.0f/s), %d skipped, %d dead letters, %d retries, "
+            "%d buffered", self.name, s.applied, rate, s.skipped, s.dead_letters, s.retries,
+            self._buffered,
+        )
+        self._last_log = now
+        self._logged = WorkerStats(**{f: getattr(s, f) for f in s.__slots__})
+
+    def run(self) -> None:
+        """Consume and apply until ``stop`` is set (returns) or a failure (raises)."""
+        try:
+            self._retrying("connecting to the replica", self._ensure_session)
+        except StopRequested:
+            return
+        consumer = Consumer(self._consumer_config)
+        self._consumer = consumer
+        self.applier.partitions_of = self.partitions_of
+        if self.applier.dead_letters is not None:
+            self.applier.dead_letters.ensure_topic()
+        consumer.subscribe(
+            self.subscription,
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        log.info("%s: consuming %s", self.name, ", ".join(self.subscription))
+        try:
+            while not self.stop.is_set():
+                if self._due():
+                    if not self.flush() and self._buffered:
+                        self._stalled = True  # an open source transaction: consume more first
+                    self._log_progress()
+                    continue
+                # Stalled (transactional mode, a source transaction larger than a batch):
+                # read on to its end, however far that is.
+                want = 10_000 if self._stalled else max(1, min(10_000, self.options.max_rows - self._buffered))
+                timeout = 0.5
+                if self._buffered and not self._stalled:
+                    timeout = max(0.0, self._oldest + self.options.max_wait_s - time.monotonic())
+                self._add(consumer.consume(num_messages=want, timeout=timeout))
+                self._log_progress()
+        except StopRequested:
+            pass
+        finally:
+            self._log_progress(force=True)
+            self._consumer = None
+            try:
+                consumer.close()
+            except (KafkaException, RuntimeError) as e:
+                log.warning("%s: closing the consumer: %s", self.name, e)
+            self._drop_session()
+            if self.applier.dead_letters is not None:
+                self.applier.dead_letters.close()

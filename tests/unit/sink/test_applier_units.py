@@ -1,0 +1,72 @@
+"""Applier pieces that need no database: transactional batch cuts, mutations of changes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cdc.events import Column, ColumnType, Kind, Op, TableId, TableSchema
+from cdc.positions import Lsn, PgPosition
+from cdc.serde import AvroSerde, DecodedChange, InMemorySchemaRegistry, Tombstone
+from cdc.sink.applier import Applier, Record, SinkSettings
+from cdc.sink.checkpoint import CheckpointStore
+from cdc.sink.reduce import Delete, Move, Upsert
+from cdc.sink.schema import ReplicaSchemas, TablePlan, TableSettings
+from cdc.spi import ReplicaColumn, ReplicaTable, TableName
+
+SCHEMA = TableSchema(TableId("d", "public", "t"), (
+    Column("id", ColumnType(Kind.INT64), nullable=False),
+    Column("v", ColumnType(Kind.STRING)),
+    Column("big", ColumnType(Kind.STRING)),
+), ("id",))
+
+
+def change(op: Op, after: dict[str, Any] | None, before: dict[str, Any] | None = None,
+           last: bool = True, unchanged: frozenset[str] = frozenset()) -> DecodedChange:
+    return DecodedChange(op=op, table=SCHEMA.table, schema=SCHEMA, key=None, before=before,
+                         after=after, source={}, position=PgPosition(Lsn(1), last_in_tx=last),
+                         unchanged=unchanged, origin=None, transaction=None, ts_ms=0)
+
+
+def applier(transactional: bool) -> Applier:
+    return Applier(SinkSettings("s", "g", transactional=transactional),
+                   AvroSerde(InMemorySchemaRegistry()), ReplicaSchemas(TableSettings()),
+                   CheckpointStore(TableName(None, "cdc_offsets"), "g"))
+
+
+def rec(offset: int, decoded: Any) -> Record:
+    return Record("t", 0, offset, None, b"", decoded=decoded)
+
+
+def test_transactional_cut_ends_batches_only_after_a_transaction() -> None:
+    records = [rec(0, change(Op.CREATE, {"id": 1}, last=False)),
+               rec(1, change(Op.CREATE, {"id": 2}, last=True)),
+               rec(2, change(Op.CREATE, {"id": 3}, last=False)),
+               rec(3, change(Op.CREATE, {"id": 4}, last=False))]
+    assert applier(True).cut(records) == 2
+    assert applier(False).cut(records) == 4
+    assert applier(True).cut(records[2:]) == 0  # an open transaction: wait for more
+    assert applier(True).cut([rec(0, Tombstone(None, None))]) == 1
+
+
+def plan() -> TablePlan:
+    cols = tuple(ReplicaColumn(c.name, "text", "text") for c in SCHEMA.columns)
+    replica = ReplicaTable(TableName(None, "t"), cols, ("id",))
+    return TablePlan("t", SCHEMA, replica, ["id", "v", "big"], [None, None, None], [None])
+
+
+def test_mutations_of_each_kind_of_change() -> None:
+    p = plan()
+    full = {"id": 1, "v": "a", "big": "B"}
+    assert p.mutations(change(Op.CREATE, full)) == [Upsert((1,), p.columns, (1, "a", "B"))]
+    assert p.mutations(change(Op.DELETE, None, before=full)) == [Delete((1,))]
+    # Unchanged TOAST: a partial upsert.
+    assert p.mutations(change(Op.UPDATE, {"id": 1, "v": "b"}, unchanged=frozenset({"big"}))) == [
+        Upsert((1,), ("id", "v"), (1, "b"))]
+    # A key change: delete + upsert, or a move when columns were not sent.
+    assert p.mutations(change(Op.UPDATE, {**full, "id": 2}, before={"id": 1})) == [
+        Delete((1,)), Upsert((2,), p.columns, (2, "a", "B"))]
+    assert p.mutations(change(Op.UPDATE, {"id": 2, "v": "c"}, before={"id": 1},
+                              unchanged=frozenset({"big"}))) == [
+        Move((1,), (2,), ("id", "v"), (2, "c"))]
+    # An update whose before image has the same key is a plain upsert.
+    assert p.mutations(change(Op.UPDATE, full, before=full)) == [Upsert((1,), p.columns, (1, "a", "B"))]

@@ -953,7 +953,8 @@ class StreamReader:
                     raise _undescribed(rid) from None
                 if shape is None:
                     continue
-                rows = [self._change(rid, shape, msg)]  # type: ignore[arg-type]
+                change = self._change(rid, shape, msg)  # type: ignore[arg-type]
+                rows = _split_key_change(change)
             elif cls is Relation:
                 self._on_relation(msg)  # type: ignore[arg-type]
                 continue
@@ -1093,6 +1094,25 @@ class StreamReader:
         if unchanged:
             after = {k: v for k, v in after.items() if k not in unchanged}
         return (Op.UPDATE, shape, shape.key(after), before, after, unchanged, rid)
+
+
+def _split_key_change(
+    change: tuple[Op, TableShape, Any, Any, Any, frozenset[str], int],
+) -> list[tuple[Op, TableShape, Any, Any, Any, frozenset[str], int]]:
+    """A primary-key change becomes a delete of the old key and a create of the new one.
+
+    Debezium's rule: each key keeps its whole history in its own partition, so
+    the old key's delete cannot overtake its earlier changes. An update whose new
+    row lacks unchanged TOAST values stays one update (the create would lose them).
+    """
+    op, shape, key, before, after, unchanged, rid = change
+    if op is not Op.UPDATE or before is None or key is None or unchanged:
+        return [change]
+    old_key = {k: before[k] for k in key}
+    if old_key == key:
+        return [change]
+    return [(Op.DELETE, shape, old_key, before, None, frozenset(), rid),
+            (Op.CREATE, shape, key, None, after, unchanged, rid)]
 
 
 def _undescribed(relation_id: int) -> SerializationError:

@@ -6,6 +6,7 @@ partitions, replication factor and cleanup policy are what the config says.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,9 +36,10 @@ class TopicManager:
                                 "logger": KAFKA_LOG}
         self._admin = AdminClient(conf)
         self._timeout = timeout_s
-        self._known: set[str] = set()
+        self._known: dict[str, int] = {}  # topic -> partitions
 
-    def existing(self) -> set[str]:
+    def existing(self) -> dict[str, int]:
+        """Every topic with its partition count."""
         try:
             md = self._admin.list_topics(timeout=self._timeout)
         except KafkaException as e:
@@ -45,13 +47,14 @@ class TopicManager:
                 f"Kafka at {self._bootstrap} did not answer within {self._timeout:.0f}s: {e}",
                 hint="check kafka.bootstrap_servers and that the broker is running",
             ) from e
-        return set(md.topics)
+        return {name: len(t.partitions) for name, t in md.topics.items()}
 
     def ensure(self, names: Iterable[str], spec: TopicSpec) -> None:
         wanted = [n for n in dict.fromkeys(names) if n not in self._known]
         if not wanted:
             return
         present = self.existing()
+        self._known.update({n: present[n] for n in wanted if n in present})
         missing = [n for n in wanted if n not in present]
         if missing:
             config = {"cleanup.policy": spec.cleanup_policy, **spec.config}
@@ -65,14 +68,24 @@ class TopicManager:
                 except KafkaException as e:
                     err = e.args[0] if e.args else None
                     if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                        # Created by someone else meanwhile: ask for its real layout.
+                        self._known[name] = self.partitions(name)
                         continue
                     raise DeliveryError(f"cannot create topic {name}: {e}",
                                         hint="check the broker's limits and ACLs") from e
-        self._known.update(wanted)
+                self._known[name] = spec.partitions
 
     def partitions(self, topic: str) -> int:
-        md = self._admin.list_topics(topic, timeout=self._timeout)
-        t = md.topics.get(topic)
-        if t is None or t.error is not None:
-            raise DeliveryError(f"topic {topic} does not exist")
-        return len(t.partitions)
+        """The topic's partition count; waits briefly for a just-created topic's metadata."""
+        if topic in self._known:
+            return self._known[topic]
+        deadline = time.monotonic() + self._timeout
+        while True:
+            md = self._admin.list_topics(topic, timeout=self._timeout)
+            t = md.topics.get(topic)
+            if t is not None and t.error is None and t.partitions:
+                self._known[topic] = len(t.partitions)
+                return self._known[topic]
+            if time.monotonic() >= deadline:
+                raise DeliveryError(f"topic {topic} does not exist")
+            time.sleep(0.2)

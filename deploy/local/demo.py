@@ -102,7 +102,11 @@ def main() -> int:
         step("MariaDB source", lambda: mariadb(env["MYSQL_SOURCE_URL"])),
         step("MariaDB replica", lambda: mariadb(env["MYSQL_REPLICA_URL"])),
     ])
-    return 0 if ok else 1
+    if not ok:
+        return 1
+    from pipeline_demo import run_demo  # beside this file
+
+    return run_demo(env)
 
 
 if __name__ == "__main__":

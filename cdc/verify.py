@@ -497,18 +497,27 @@ def verify_command(config_path: Path, source_name: str, sink_names: tuple[str, .
             names = [t for t in src_reader.list_tables()
                      if source.tables.matches(f"{t.schema}.{t.name}")
                      and (not tables or any(fnmatchcase(f"{t.schema}.{t.name}", p) for p in tables))]
+            compared = 0
             for sink in sinks:
-                divergent |= _verify_sink(source, sink, src_reader, names, chunk_rows, max_keys)
+                n, bad = _verify_sink(source, sink, src_reader, names, chunk_rows, max_keys)
+                compared += n
+                divergent |= bad
         finally:
             src_reader.close()
     except CdcError as e:
         click.echo(f"error: {e}", err=True)
         raise SystemExit(2) from None
+    if compared == 0:
+        # Comparing nothing must never read as "equal".
+        click.echo(f"error: no table of source {source_name} was compared with any replica "
+                   f"({len(names)} source tables matched its filters)", err=True)
+        raise SystemExit(2)
     raise SystemExit(1 if divergent else 0)
 
 
 def _verify_sink(source: Any, sink: Any, src_reader: TableReader, names: list[TableName],
-                 chunk_rows: int, max_keys: int) -> bool:
+                 chunk_rows: int, max_keys: int) -> tuple[int, bool]:
+    """How many tables were compared with this sink's replica, and whether any differs."""
     dialect = get_connector(sink.kind).create_dialect()
     schemas = ReplicaSchemas(table_settings(sink, dialect.default_schema(sink)))
     selections = schemas.settings.columns or {}
@@ -522,7 +531,7 @@ def _verify_sink(source: Any, sink: Any, src_reader: TableReader, names: list[Ta
             pairs.append((t, topic, schemas.target(topic, table_id)))
     if not pairs:
         click.echo(f"sink {sink.name}: subscribes to none of the compared tables")
-        return False
+        return 0, False
     reader = dialect.open_reader(sink.target)
     try:
         for t, topic, target in pairs:
@@ -532,7 +541,7 @@ def _verify_sink(source: Any, sink: Any, src_reader: TableReader, names: list[Ta
             divergent |= not report.ok
     finally:
         reader.close()
-    return divergent
+    return len(pairs), divergent
 
 
 __all__ = [

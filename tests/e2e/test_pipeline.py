@@ -203,6 +203,9 @@ def test_pg_and_mariadb_replicate_both_ways_and_verify_equal(
             assert time.monotonic() < deadline, "\n".join(
                 r.stdout + r.stderr for r in results.values()) + log.read_text()[-3000:]
             time.sleep(3)
+        for r in results.values():
+            # Each source table compared with both replicas, by checksum.
+            assert sum(line.startswith("OK ") for line in r.stdout.splitlines()) == 2, r.stdout
     finally:
         stop.set()
         if proc.poll() is None:

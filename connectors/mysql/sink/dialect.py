@@ -562,9 +562,12 @@ class MySqlSession:
     # -- reading
 
     def list_tables(self) -> list[TableName]:
+        # A connection without a database (a source capturing several) sees every user database.
         rows = self._query(
             "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES "
-            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE' ORDER BY 1, 2"
+            "WHERE TABLE_TYPE = 'BASE TABLE' AND (TABLE_SCHEMA = DATABASE() OR (DATABASE() IS NULL "
+            "AND TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', "
+            "'sys'))) ORDER BY 1, 2"
         )
         self._end_read()
         return [TableName(s, t) for s, t in rows]

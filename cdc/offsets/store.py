@@ -9,6 +9,7 @@ acknowledged: offsets never run ahead of the data they describe.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -23,6 +24,10 @@ from cdc.transport.topics import TopicManager, TopicSpec
 
 Position = PgPosition | MySqlPosition
 _FORMAT = 1
+log = logging.getLogger(__name__)
+# Delivery errors worth producing the record again for (the broker was away too long).
+_RETRY_CODES = frozenset({KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT,
+                          KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,13 +65,23 @@ class SourceOffset:
 
 
 class OffsetStore:
+    """Reads and writes source offsets.
+
+    ``timeout_s`` bounds start-up work (creating the topic, reading it back);
+    ``write_timeout_s`` bounds one write, which waits and retries through a
+    broker outage as long as the data producer does (its records are kept for
+    librdkafka's ``message.timeout.ms``, 300 s by default): a short broker
+    restart must not stop a source whose data is still on its way.
+    """
+
     def __init__(self, bootstrap_servers: str, topic: str, *,
                  settings: dict[str, Any] | None = None, replication_factor: int = 1,
-                 timeout_s: float = 30.0) -> None:
+                 timeout_s: float = 30.0, write_timeout_s: float = 300.0) -> None:
         self._bootstrap = bootstrap_servers
         self._topic = topic
         self._settings = dict(settings or {})
         self._timeout = timeout_s
+        self._write_timeout = write_timeout_s
         TopicManager(bootstrap_servers, self._settings, timeout_s=timeout_s).ensure(
             [topic], TopicSpec(partitions=1, replication_factor=replication_factor,
                                cleanup_policy="compact",
@@ -134,17 +149,43 @@ class OffsetStore:
         self._write(name, None)
 
     def _write(self, name: str, value: bytes | None) -> None:
-        errors: list[str] = []
+        """Produce the record and wait for its acknowledgement, through a broker outage.
 
-        def on_delivery(err: KafkaError | None, _msg: object) -> None:
-            if err is not None:
-                errors.append(err.str())
+        librdkafka keeps the record queued and retries while the broker is
+        away; should it give the record up (its own message timeout), it is
+        produced again after a bounded backoff. Past ``write_timeout_s`` the
+        write fails with UnreachableError naming the broker.
+        """
+        start = time.monotonic()
+        deadline = start + self._write_timeout
+        backoff = 0.5
+        while True:
+            errors: list[KafkaError] = []
 
-        self._producer.produce(self._topic, key=name.encode(), value=value,
-                               on_delivery=on_delivery)
-        if self._producer.flush(self._timeout) != 0:
-            raise UnreachableError(
-                f"offsets for {name} not acknowledged by Kafka at {self._bootstrap} "
-                f"within {self._timeout:.0f}s")
-        if errors:
-            raise DeliveryError(f"could not write offsets for {name}: {errors[0]}")
+            def on_delivery(err: KafkaError | None, _msg: object,
+                            errors: list[KafkaError] = errors) -> None:
+                if err is not None:
+                    errors.append(err)
+
+            self._producer.produce(self._topic, key=name.encode(), value=value,
+                                   on_delivery=on_delivery)
+            while self._producer.flush(min(5.0, max(0.0, deadline - time.monotonic()))) != 0:
+                if time.monotonic() >= deadline:
+                    raise UnreachableError(
+                        f"offsets for {name} not acknowledged by Kafka at {self._bootstrap} "
+                        f"within {self._write_timeout:.0f}s",
+                        hint="is the broker up? the source resumes from its last recorded "
+                        "offsets when restarted")
+                log.warning("offsets for %s not acknowledged by Kafka at %s after %.0fs; "
+                            "still waiting (up to %.0fs)", name, self._bootstrap,
+                            time.monotonic() - start, self._write_timeout)
+            if not errors:
+                return
+            err = errors[0]
+            retriable = err.retriable() or err.code() in _RETRY_CODES
+            if not retriable or time.monotonic() + backoff >= deadline:
+                raise DeliveryError(f"could not write offsets for {name}: {err.str()}")
+            log.warning("offsets for %s not written (%s); retrying in %.1fs", name, err.str(),
+                        backoff)
+            time.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)

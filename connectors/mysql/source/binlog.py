@@ -44,6 +44,12 @@ needs on top:
 * **Library fix.** mysql-replication 1.0.17 decodes negative TIME values
   with fractional seconds wrongly; its TIME2 reader is replaced by
   :func:`connectors.mysql.types.decode_time2` when this module is imported.
+* **TableMap cache.** Every rows event comes after a TableMap of its table,
+  and parsing one cost more than the rows of a small transaction: a TableMap
+  whose body (table id, columns, metadata) was seen before on this connection
+  reuses that parse, and its table is not resolved again (until DDL or a
+  rotation). ``TableMapEvent.__init__`` is wrapped for this when the module is
+  imported; readers other than this one (without the cache) are unaffected.
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ from typing import Any, Final
 import pymysql.err
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.event import (
+    BinLogEvent,
     GtidEvent,
     HeartbeatLogEvent,
     MariadbGtidEvent,
@@ -148,6 +155,62 @@ def _read_time2(self: Any, column: Any) -> Any:
 # See the module docstring: mysql-replication's TIME2 decoder is wrong for
 # negative values with a fractional part; RowsEvent calls it by its mangled name.
 setattr(RowsEvent, "_RowsEvent__read_time2", _read_time2)  # noqa: B010
+
+
+class _TableMapCachingConnection(StreamConnection):
+    """The reader's connections; the control one carries the TableMap parse cache.
+
+    MariaDB/MySQL write a TableMap event before every rows event, so a stream
+    of small transactions is mostly TableMaps of the same few tables, and
+    mysql-replication's TableMap parser (optional metadata, column objects)
+    cost more than decoding the rows themselves. The body of a TableMap
+    (table id, names, column types, metadata; header and checksum excluded)
+    determines its parse completely, so a repeated body reuses the first
+    parse (see ``_table_map_init``).
+    """
+
+    table_maps: dict[bytes, dict[str, Any]]
+
+    def __init__(self, **kwargs: Any) -> None:
+        self.table_maps = {}
+        super().__init__(**kwargs)
+
+
+_TABLE_MAP_CACHE_MAX: Final = 1024
+# BinLogEvent attributes of one particular event (the rest of a parsed TableMap is shared).
+_PER_EVENT: Final = frozenset(
+    {"packet", "table_map", "event_type", "timestamp", "event_size", "_ctl_connection",
+     "_post_header_lengths", "_is_event_valid", "_processed", "complete"}
+)
+_parse_table_map = TableMapEvent.__init__
+
+
+def _table_map_init(
+    self: Any, from_packet: Any, event_size: int, table_map: Any, ctl_connection: Any,
+    **kwargs: Any,
+) -> None:
+    cache = getattr(ctl_connection, "table_maps", None)
+    if cache is None:  # a reader that is not ours: the library's own behaviour
+        _parse_table_map(self, from_packet, event_size, table_map, ctl_connection, **kwargs)
+        return
+    raw = from_packet.packet  # pymysql's packet, positioned at the event body
+    start = raw._position
+    body = raw._data[start : start + event_size]
+    hit = cache.get(body)
+    if hit is None:
+        _parse_table_map(self, from_packet, event_size, table_map, ctl_connection, **kwargs)
+        if self._processed:
+            if len(cache) >= _TABLE_MAP_CACHE_MAX:
+                cache.clear()
+            cache[body] = {k: v for k, v in self.__dict__.items() if k not in _PER_EVENT}
+        return
+    BinLogEvent.__init__(self, from_packet, event_size, table_map, ctl_connection, **kwargs)
+    self.__dict__.update(hit)
+    table_map[self.table_id] = self.table_obj
+
+
+# Inert for readers without the cache (pymysql_wrapper other than the one above).
+TableMapEvent.__init__ = _table_map_init
 
 
 def _unquote(ident: str | None) -> str | None:
@@ -278,6 +341,8 @@ class BinlogReader:
         self._resume: MySqlPosition | None = None  # last emitted row, or _boundary
         self._skip: MySqlPosition | None = None
         self._tables: dict[int, ResolvedTable | None] = {}
+        # table id -> the library's parsed table the entry in _tables was resolved from
+        self._mapped: dict[int, Any] = {}
         self._last_yield = 0.0
 
     # ------------------------------------------------------------------ public
@@ -500,10 +565,11 @@ class BinlogReader:
             # Twice as often as we yield, so an idle generator yields every
             # heartbeat_s..1.5 * heartbeat_s rather than every 2 * heartbeat_s.
             "slave_heartbeat": self.heartbeat_s / 2,
-            "pymysql_wrapper": StreamConnection,
+            "pymysql_wrapper": _TableMapCachingConnection,
             "enable_logging": False,
         }
         self._tables = {}
+        self._mapped = {}
         if by_gtid and self.server.mariadb:
             reader = BinLogStreamReader(
                 is_mariadb=True, auto_position=str(resume.gtid_set), **common
@@ -530,6 +596,7 @@ class BinlogReader:
         held: _Held | None = None
         metrics = self.metrics
         tables = self._tables
+        mapped = self._mapped
         assert self.server is not None and self._resolver is not None
         mariadb_gtid = MariadbGtidEvent
         while True:
@@ -565,7 +632,11 @@ class BinlogReader:
                         yield self._event(tx, held, last=False)
                     held = _Held(op, table.schema, key, before, after, index, order)
             elif cls is TableMapEvent:
-                tables[ev.table_id] = self._table_map(ev)
+                # A repeated TableMap (the same parse, from the cache) maps to the same table.
+                parsed = getattr(ev, "table_obj", None)
+                if parsed is None or mapped.get(ev.table_id) is not parsed:
+                    tables[ev.table_id] = self._table_map(ev)
+                    mapped[ev.table_id] = parsed
             elif cls is mariadb_gtid or cls is GtidEvent:
                 if tx is not None:
                     log.warning(
@@ -625,6 +696,7 @@ class BinlogReader:
                 metrics.pos = ev.position
                 if ev.timestamp:  # a real rotation (or restart): table ids may be reused
                     tables.clear()
+                    mapped.clear()
             elif cls is HeartbeatLogEvent:
                 metrics.heartbeats += 1
                 metrics.caught_up = True
@@ -803,6 +875,7 @@ class BinlogReader:
             return None
         # DDL: whatever it changed must be looked up again.
         self._resolver.forget_mentioned(query)
+        self._mapped.clear()  # resolve the next TableMaps again, even unchanged ones
         m = _TRUNCATE.match(query)
         if m is None:
             return None

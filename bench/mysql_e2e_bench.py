@@ -1,0 +1,219 @@
+"""MySQL/MariaDB source benchmark: binlog -> Kafka throughput through the real runtime.
+
+A sysbench-like write workload on a 10-column table is committed first (by
+default 100,000 inserts then 100,000 updates, 10 rows per transaction,
+written server-side by a stored procedure); then ``SourceRunner`` +
+``MySqlSource`` + ``AvroSerde`` + ``EventProducer`` + the offsets topic stream
+exactly that binlog range into Kafka. Reported: events/s from the first event
+to the checkpoint that covers the last transaction (every event acknowledged
+by Kafka), then the cProfile top 15 (own time) of a second, profiled run over
+the same binlog range into fresh topics.
+
+Run: ``.venv/bin/python bench/mysql_e2e_bench.py [--rows N] [--tx-rows 10]
+[--no-profile]`` (services from the environment or ``.cdc-local/env``, like
+the tests; ``BENCH_CUMULATIVE=1`` adds a cumulative-time profile). Target:
+>= 20,000 events/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import io
+import os
+import pstats
+import random
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pymysql
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cdc.offsets.store import OffsetStore, SourceOffset  # noqa: E402
+from cdc.positions import GtidSet, MySqlPosition  # noqa: E402
+from cdc.runtime.source_runner import RunnerSettings, SnapshotMode, SourceRunner  # noqa: E402
+from cdc.serde import AvroSerde, RegistryClient  # noqa: E402
+from cdc.spi import Position  # noqa: E402
+from cdc.transport.producer import EventProducer  # noqa: E402
+from cdc.transport.topics import TopicManager, TopicSpec  # noqa: E402
+from connectors.mysql.source import MySqlSource  # noqa: E402
+from tests.fixtures.services import resolve_endpoints  # noqa: E402
+
+TARGET = 20_000
+DDL = """CREATE TABLE {t} (
+  id BIGINT PRIMARY KEY, k INT NOT NULL, c VARCHAR(120) NOT NULL, pad CHAR(60) NOT NULL,
+  price DECIMAL(12,2), created DATETIME(6), day DATE, active TINYINT(1), ratio DOUBLE,
+  note VARCHAR(64)) DEFAULT CHARSET=utf8mb4"""
+# Each loop is one transaction of `per_tx` rows: inserts first, then updates of them.
+WORKLOAD = """
+CREATE PROCEDURE {t}_work(total BIGINT, per_tx INT)
+BEGIN
+  DECLARE lo BIGINT DEFAULT 1;
+  WHILE lo <= total DO
+    START TRANSACTION;
+    INSERT INTO {t} SELECT lo + seq - 1, (lo + seq) % 100000,
+        CONCAT('68487932199-96439406143-93774651418-', lo + seq),
+        CONCAT('22195207048-', lo + seq), (lo + seq) % 100000 / 100,
+        '2024-05-01 12:00:00.123456' + INTERVAL (lo + seq) SECOND,
+        '2024-01-01' + INTERVAL ((lo + seq) % 365) DAY, (lo + seq) % 2, (lo + seq) / 7,
+        'inserted' FROM seq_1_to_1000 WHERE seq <= LEAST(per_tx, total - lo + 1);
+    COMMIT;
+    SET lo = lo + per_tx;
+  END WHILE;
+  SET lo = 1;
+  WHILE lo <= total DO
+    START TRANSACTION;
+    UPDATE {t} SET k = k + 1, c = CONCAT(c, '!'), note = 'updated'
+      WHERE id BETWEEN lo AND lo + per_tx - 1;
+    COMMIT;
+    SET lo = lo + per_tx;
+  END WHILE;
+END"""
+
+
+def _kwargs(url: str) -> dict[str, Any]:
+    u = urlparse(url)
+    return {
+        "host": u.hostname or "127.0.0.1",
+        "port": u.port or 3306,
+        "user": u.username or "root",
+        "password": u.password or "",
+        "database": (u.path or "/").lstrip("/") or "cdc_source",
+        "charset": "utf8mb4",
+    }
+
+
+class Bench:
+    def __init__(self, rows: int, per_tx: int) -> None:
+        self.ep = resolve_endpoints()
+        self.kw = _kwargs(self.ep.mysql_source_url)
+        self.rows = rows
+        self.per_tx = per_tx
+        self.table = f"bench_e2e_{os.getpid()}"
+        self.conn = pymysql.connect(**self.kw, autocommit=True)
+        self.names: list[str] = []
+
+    def sql(self, statement: str, *args: Any) -> Any:
+        with self.conn.cursor() as cur:
+            cur.execute(statement, args or None)
+            return cur.fetchall()
+
+    def source(self, name: str) -> MySqlSource:
+        return MySqlSource(self.kw, name=name, server_id=random.randint(10**6, 4 * 10**9),
+                           include=[f"{self.kw['database']}.{self.table}"], heartbeat_s=0.5)
+
+    def prepare(self) -> tuple[MySqlPosition, GtidSet, float]:
+        t = self.table
+        self.sql(DDL.format(t=t))
+        self.sql(WORKLOAD.format(t=t))
+        probe = self.source("bench_probe")
+        start = probe.reader.current_position()
+        probe.close()
+        t0 = time.perf_counter()
+        self.sql(f"CALL {t}_work(%s, %s)", self.rows, self.per_tx)
+        took = time.perf_counter() - t0
+        (end,) = self.sql("SELECT @@GLOBAL.gtid_binlog_pos")[0]
+        return start, GtidSet.parse(str(end)), took
+
+    def stream(self, label: str, start: MySqlPosition, end: GtidSet,
+               profile: bool) -> tuple[int, float, float, pstats.Stats | None]:
+        """Runs the source over [start, end]; (events, total s, steady s, profile)."""
+        ep = self.ep
+        name = f"bench_{label}_{os.getpid()}"
+        self.names.append(name)
+        offsets = OffsetStore(ep.kafka_bootstrap, f"{name}.offsets")
+        offsets.save(name, SourceOffset(start))
+        stop = threading.Event()
+        done: dict[str, float] = {}
+
+        def on_checkpoint(p: Position) -> None:
+            if isinstance(p, MySqlPosition) and p.gtid_set.contains(end) and "end" not in done:
+                done["end"] = time.perf_counter()
+                stop.set()
+
+        runner = SourceRunner(
+            name, self.source(name), AvroSerde(RegistryClient(ep.schema_registry_url)),
+            EventProducer(ep.kafka_bootstrap, {"linger.ms": 20}), offsets,
+            TopicManager(ep.kafka_bootstrap),
+            RunnerSettings(snapshot_mode=SnapshotMode.NEVER, checkpoint_interval_s=0.2,
+                           topic_spec=TopicSpec(partitions=3)),
+            stop=stop, on_checkpoint=on_checkpoint,
+        )
+        first: dict[str, float] = {}
+        emit = runner._emit
+
+        def timed_emit(event: Any) -> None:
+            if "t" not in first:
+                first["t"] = time.perf_counter()
+            emit(event)
+
+        runner._emit = timed_emit  # type: ignore[method-assign]
+        prof = cProfile.Profile() if profile else None
+        t0 = time.perf_counter()
+        if prof is not None:
+            prof.enable()
+        runner.run()
+        if prof is not None:
+            prof.disable()
+        finish = done.get("end", time.perf_counter())
+        stats = pstats.Stats(prof) if prof is not None else None
+        return runner.stats.events, finish - t0, finish - first.get("t", t0), stats
+
+    def close(self) -> None:
+        from confluent_kafka.admin import AdminClient
+
+        with contextlib.suppress(Exception):
+            self.sql(f"DROP PROCEDURE IF EXISTS {self.table}_work")
+            self.sql(f"DROP TABLE IF EXISTS {self.table}")
+        self.conn.close()
+        admin = AdminClient({"bootstrap.servers": self.ep.kafka_bootstrap})
+        topics = [t for n in self.names
+                  for t in (f"{n}.{self.kw['database']}.{self.table}", f"{n}.offsets")]
+        if topics:
+            for fut in admin.delete_topics(topics, operation_timeout=30).values():
+                with contextlib.suppress(Exception):  # best effort: topics of a bench run
+                    fut.result(30)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", type=int, default=100_000,
+                    help="rows inserted, then updated (events = 2 x rows)")
+    ap.add_argument("--tx-rows", type=int, default=10, help="rows per transaction (<= 1000)")
+    ap.add_argument("--no-profile", action="store_true", help="skip the profiled run")
+    args = ap.parse_args()
+    bench = Bench(args.rows, min(args.tx_rows, 1000))
+    try:
+        start, end, write_s = bench.prepare()
+        txs = 2 * -(-args.rows // bench.per_tx)
+        print(f"workload: {args.rows:,} inserts + {args.rows:,} updates in {txs:,} transactions "
+              f"of {bench.per_tx} rows, written in {write_s:.1f}s (before streaming)")
+        n, total, steady, _ = bench.stream("tp", start, end, profile=False)
+        rate = n / steady
+        print(f"throughput binlog -> Kafka (acknowledged): {rate:,.0f} events/s "
+              f"({n:,} events in {steady:.1f}s; {total:.1f}s including start-up); "
+              f"target {TARGET:,}: {'met' if rate >= TARGET else 'NOT met'}")
+        if not args.no_profile:
+            n, _, steady, stats = bench.stream("prof", start, end, profile=True)
+            assert stats is not None
+            print(f"\nprofiled run: {n / steady:,.0f} events/s under cProfile; "
+                  "top 15 by own time:")
+            out = io.StringIO()
+            stats.stream = out  # type: ignore[attr-defined]
+            stats.sort_stats("tottime").print_stats(15)
+            if os.environ.get("BENCH_CUMULATIVE"):
+                stats.sort_stats("cumulative").print_stats(30)
+            print("\n".join(line for line in out.getvalue().splitlines()[6:] if line.strip()))
+    finally:
+        bench.close()
+
+
+if __name__ == "__main__":
+    main()

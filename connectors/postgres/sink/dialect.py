@@ -63,6 +63,7 @@ from psycopg.types.string import TextLoader
 from cdc.errors import SchemaError
 from cdc.events import ColumnType, Kind
 from cdc.serde.types import TemporalSentinel
+from cdc.sink.sql import delete_by_keys
 from cdc.sink.values import DoesNotFit, chain, decimal_check, fraction_check
 from cdc.spi import (
     ErrorKind,
@@ -368,16 +369,7 @@ class PostgresDialect:
         )
 
     def delete(self, table: TableName, key: Sequence[str], rows: int) -> str:
-        if len(key) == 1:
-            return (
-                f"DELETE FROM {self.table_sql(table)} WHERE {quote(key[0])} IN "
-                f"({', '.join(['%s'] * rows)})"
-            )
-        one = "(" + ", ".join(["%s"] * len(key)) + ")"
-        return (
-            f"DELETE FROM {self.table_sql(table)} WHERE ({', '.join(quote(k) for k in key)}) IN "
-            f"({', '.join([one] * rows)})"
-        )
+        return delete_by_keys(self.table_sql(table), key, rows, quote)
 
     def truncate(self, table: TableName) -> str:
         return f"TRUNCATE TABLE {self.table_sql(table)}"

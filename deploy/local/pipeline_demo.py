@@ -266,7 +266,10 @@ def run_demo(env: dict[str, str]) -> int:
                             for g in groups.values())):
                 break
             time.sleep(1)
-        print("  row counts: " + ", ".join(f"{k}={v}" for k, v in sorted(counts(env).items())))
+        c = counts(env)
+        for table, origin in ((PG_TABLE, "pg-source"), (MY_TABLE, "maria-source")):
+            print(f"  {table}: {origin} {c[f'{origin}:{table}']} rows, pg-replica "
+                  f"{c[f'pg-replica:{table}']}, maria-replica {c[f'maria-replica:{table}']}")
         rc = 0
         for source in (f"demo_pg_{run}", f"demo_my_{run}"):
             print(f"\n  cdc verify --source {source}")

@@ -12,12 +12,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from cdc.offsets.store import OffsetStore
 from cdc.positions import PgPosition
-from cdc.serde import AvroSerde, DecodedChange, RegistryClient
+from cdc.serde import AvroSerde, RegistryClient
 from tests.fixtures.sequence_source import tx_lsn, tx_size
+from tests.fixtures.topics import read_changes
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,27 +31,10 @@ def _spawn(name: str, transactions: int, delay: float, env: dict[str, str]) -> s
 
 
 def _read_all(bootstrap: str, topic: str, serde: AvroSerde) -> list[tuple[int, int, PgPosition]]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}-check",
-                         "enable.auto.commit": False})
-    md = consumer.list_topics(topic, timeout=10)
-    out: list[tuple[int, int, PgPosition]] = []
-    for p in md.topics[topic].partitions:
-        tp = TopicPartition(topic, p, 0)
-        low, high = consumer.get_watermark_offsets(tp, timeout=10)
-        if high == low:
-            continue
-        consumer.assign([TopicPartition(topic, p, low)])
-        seen = low
-        while seen < high:
-            msg = consumer.poll(5)
-            assert msg is not None, f"partition {p} stalled at {seen} of {high}"
-            assert msg.error() is None
-            seen = (msg.offset() or 0) + 1
-            change = serde.decode(msg.key(), msg.value())
-            assert isinstance(change, DecodedChange) and change.after is not None
-            assert isinstance(change.position, PgPosition)
-            out.append((int(change.after["tx"]), int(change.after["id"]), change.position))
-    consumer.close()
+    out = []
+    for change, _ in read_changes(bootstrap, topic, serde):
+        assert change.after is not None and isinstance(change.position, PgPosition)
+        out.append((int(change.after["tx"]), int(change.after["id"]), change.position))
     return out
 
 

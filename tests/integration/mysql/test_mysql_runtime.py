@@ -30,20 +30,20 @@ import pymysql
 import pymysql.cursors
 import pytest
 import yaml
-from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from cdc.events import Op
 from cdc.offsets.store import OffsetStore
 from cdc.positions import GtidSet, MySqlPosition
 from cdc.runtime.source_runner import RunnerSettings, SnapshotMode, SourceRunner
-from cdc.serde import AvroSerde, DecodedChange, RegistryClient, Tombstone
+from cdc.serde import AvroSerde, DecodedChange, RegistryClient
 from cdc.spi import Position
 from cdc.transport.producer import EventProducer
 from cdc.transport.topics import TopicManager, TopicSpec
 from connectors.mysql.config import MySqlSourceConfig
 from connectors.mysql.source import MySqlSource
 from tests.fixtures.services import mysql_kwargs
+from tests.fixtures.topics import read_changes
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]
@@ -141,29 +141,7 @@ def my(mysql_source_url: str, kafka_bootstrap: str, unique_name: str) -> Iterato
 
 def consume(bootstrap: str, topic: str, serde: AvroSerde) -> list[DecodedChange]:
     """Every change record of ``topic``, tombstones left out."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}-check",
-                         "enable.auto.commit": False})
-    out: list[DecodedChange] = []
-    try:
-        md = consumer.list_topics(topic, timeout=10)
-        assert md.topics[topic].error is None, md.topics[topic].error
-        for p in md.topics[topic].partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p, 0), timeout=10)
-            if high == low:
-                continue
-            consumer.assign([TopicPartition(topic, p, low)])
-            seen = low
-            while seen < high:
-                msg = consumer.poll(5)
-                assert msg is not None, f"partition {p} stalled at {seen} of {high}"
-                assert msg.error() is None, msg.error()
-                seen = (msg.offset() or 0) + 1
-                change = serde.decode(msg.key(), msg.value())
-                if not isinstance(change, Tombstone):
-                    out.append(change)
-    finally:
-        consumer.close()
-    return out
+    return [change for change, _ in read_changes(bootstrap, topic, serde)]
 
 
 def replay(changes: list[DecodedChange], key: str = "id") -> Rows:

@@ -15,48 +15,21 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
-from confluent_kafka import Consumer, TopicPartition
 from psycopg.rows import dict_row
 
 from cdc.events import Op
 from cdc.offsets.store import OffsetStore
 from cdc.positions import PgPosition
 from cdc.runtime.source_runner import RunnerSettings, SnapshotMode, SourceRunner
-from cdc.serde import AvroSerde, DecodedChange, RegistryClient, Tombstone
+from cdc.serde import AvroSerde, DecodedChange, RegistryClient
 from cdc.transport.producer import EventProducer
 from cdc.transport.topics import TopicManager, TopicSpec
+from tests.fixtures.topics import read_changes
 from tests.integration.postgres.conftest import PgEnv, current_lsn
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]
 CDC = ROOT / ".venv" / "bin" / "cdc"
-
-
-def consume(bootstrap: str, topic: str, serde: AvroSerde) -> list[tuple[DecodedChange, int]]:
-    """Every change record of ``topic`` (tombstones left out), with its partition."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}-check",
-                         "enable.auto.commit": False})
-    out: list[tuple[DecodedChange, int]] = []
-    try:
-        md = consumer.list_topics(topic, timeout=10)
-        for p in md.topics[topic].partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p, 0), timeout=10)
-            if high == low:
-                continue
-            consumer.assign([TopicPartition(topic, p, low)])
-            seen = low
-            while seen < high:
-                msg = consumer.poll(5)
-                assert msg is not None, f"partition {p} stalled at {seen} of {high}"
-                assert msg.error() is None, msg.error()
-                seen = (msg.offset() or 0) + 1
-                change = serde.decode(msg.key(), msg.value())
-                if isinstance(change, Tombstone):
-                    continue
-                out.append((change, p))
-    finally:
-        consumer.close()
-    return out
 
 
 def replay(changes: list[DecodedChange]) -> dict[Any, dict[str, Any]]:
@@ -140,7 +113,7 @@ def test_source_runner_delivers_every_change_to_kafka(
     assert slot is not None and slot["confirmed_flush"] >= end, "acknowledged to the server"
 
     serde = AvroSerde(RegistryClient(schema_registry_url))
-    records = consume(kafka_bootstrap, f"{pg.name}.public.{t}", serde)
+    records = read_changes(kafka_bootstrap, f"{pg.name}.public.{t}", serde)
     changes = [c for c, _ in records]
     ops = Counter(c.op for c in changes)
     # The key change 1000 -> 1001 adds one delete and one create.
@@ -262,7 +235,7 @@ def test_kill_9_during_a_stream_loses_nothing(
         proc.wait(60)
 
     serde = AvroSerde(RegistryClient(schema_registry_url))
-    records = consume(kafka_bootstrap, f"{pg.name}.public.{t}", serde)
+    records = read_changes(kafka_bootstrap, f"{pg.name}.public.{t}", serde)
     changes = [c for c, _ in records]
     assert replay(changes) == table_state(pg, t), "every committed change is in Kafka"
     seen = Counter(c.position for c in changes)

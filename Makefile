@@ -6,7 +6,7 @@ PY      := $(VENV)/bin/python
 STACK   := $(PY) deploy/local/stack.py
 PYTEST  := $(VENV)/bin/pytest
 
-.PHONY: setup up down status env demo test test-unit test-pg15 test-all lint typecheck bench clean-stack
+.PHONY: setup native up down status env demo test test-unit test-pg15 test-all lint typecheck bench clean-stack
 
 $(VENV)/.installed: pyproject.toml deploy/local/setup.sh
 	bash deploy/local/setup.sh
@@ -14,13 +14,17 @@ $(VENV)/.installed: pyproject.toml deploy/local/setup.sh
 
 setup: $(VENV)/.installed
 
-up: setup
+# The optional C speed-ups (setup.py), rebuilt in place when a .c file changed.
+native: setup
+	@$(PY) setup.py -q build_ext --inplace 2>&1 | grep -v -E "^(running|copying|building|creating)" || true
+
+up: native
 	$(STACK) up
 
 down:
 	@if [ -x $(PY) ]; then $(STACK) down; fi
 
-status: setup
+status: native
 	$(STACK) status
 
 env: setup
@@ -33,7 +37,7 @@ demo: up
 test: up
 	$(PYTEST) -m "not slow" -q
 
-test-unit: setup
+test-unit: native
 	$(PYTEST) tests/unit -q
 
 # The PostgreSQL suites again, on Debian's PostgreSQL 15 (the stack runs 18).
@@ -45,7 +49,7 @@ test-all: up
 	$(PYTEST) -q
 	bash deploy/local/test-pg15.sh
 
-lint: setup
+lint: native
 	$(VENV)/bin/ruff check cdc connectors tests bench deploy
 	$(VENV)/bin/mypy
 

@@ -11,19 +11,34 @@ backpressure.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Callable
 
 from cdc.positions import MySqlPosition, PgPosition
 
 Position = PgPosition | MySqlPosition
 
 
-@dataclass(slots=True)
-class _Pending:
-    seq: int
-    position: Position | None
-    boundary: bool
-    acked: bool = False
+class Pending:
+    """One registered event; also its own delivery callback (no closure per record).
+
+    confluent-kafka calls ``on_delivery(err, msg)``: passing the token itself
+    saves a closure and a dict lookup per record on the produce path.
+    """
+
+    __slots__ = ("acked", "boundary", "failed", "position", "tracker")
+
+    def __init__(self, tracker: AckTracker, position: Position | None, boundary: bool) -> None:
+        self.tracker = tracker
+        self.position = position
+        self.boundary = boundary
+        self.acked = False
+        self.failed: object = None
+
+    def __call__(self, err: object, msg: object) -> None:
+        if err is not None:
+            self.tracker.on_failure(err, msg)
+            return
+        self.tracker.ack(self)
 
 
 class AckTracker:
@@ -34,35 +49,35 @@ class AckTracker:
     """
 
     def __init__(self) -> None:
-        self._pending: deque[_Pending] = deque()
-        self._by_seq: dict[int, _Pending] = {}
-        self._next_seq = 0
+        self._pending: deque[Pending] = deque()
+        self._in_flight = 0
         self._durable: Position | None = None
         self._durable_version = 0
+        self.on_failure: Callable[[object, object], None] = _no_failure_handler
 
-    def register(self, position: Position | None, *, boundary: bool) -> int:
-        """Record an event about to be sent; returns its ack token.
+    def register(self, position: Position | None, *, boundary: bool) -> Pending:
+        """Record an event about to be sent; returns its ack token (a delivery callback).
 
         ``boundary`` marks the last event of a transaction (or a heartbeat):
         only there can the durable position advance.
         """
-        seq = self._next_seq
-        self._next_seq += 1
-        item = _Pending(seq, position, boundary)
+        item = Pending(self, position, boundary)
         self._pending.append(item)
-        self._by_seq[seq] = item
-        return seq
+        self._in_flight += 1
+        return item
 
     def mark(self, position: Position) -> None:
         """A position with no event (heartbeat, empty transaction): acked at once."""
         self.ack(self.register(position, boundary=True))
 
-    def ack(self, seq: int) -> None:
-        item = self._by_seq.pop(seq, None)
-        if item is None:
-            raise KeyError(f"unknown or already acknowledged event {seq}")
+    def ack(self, item: Pending) -> None:
+        if item.acked or item.tracker is not self:
+            raise KeyError(f"unknown or already acknowledged event {item.position}")
         item.acked = True
+        self._in_flight -= 1
         pending = self._pending
+        if pending[0] is not item:
+            return  # an earlier event is still unacknowledged
         while pending and pending[0].acked:
             head = pending.popleft()
             if head.boundary and head.position is not None:
@@ -71,7 +86,7 @@ class AckTracker:
 
     @property
     def in_flight(self) -> int:
-        return len(self._by_seq)
+        return self._in_flight
 
     @property
     def durable(self) -> Position | None:
@@ -82,3 +97,7 @@ class AckTracker:
     def durable_version(self) -> int:
         """Increments whenever ``durable`` moves; cheap change detection."""
         return self._durable_version
+
+
+def _no_failure_handler(err: object, msg: object) -> None:
+    raise RuntimeError(f"a delivery failed and nothing handles it: {err}")

@@ -41,6 +41,7 @@ from typing import Any, Final
 from fastavro import parse_schema
 from fastavro.schema import SchemaParseException, UnknownType
 
+from cdc import native
 from cdc.errors import PositionError, SchemaError, SerializationError
 from cdc.events import (
     ChangeEvent,
@@ -111,9 +112,14 @@ class _NeedsSlowPath(Exception):
     """Raised by generated code when a row does not fit the fast path's assumptions."""
 
 
+# The C twin of the generated fast path (cdc/serde/_cencode.c), when built.
+_C: Final = native.load("cdc.serde._cencode")
+_C_SLOW: Final[tuple[type[BaseException], ...]] = (_C.SlowPath,) if _C is not None else ()
+
+
 # Exceptions a generated fast path can raise on a value it does not handle;
 # the slow path then re-encodes the row and names the offending column.
-_FAST_PATH_ERRORS: Final = (
+_FAST_PATH_ERRORS: Final[tuple[type[BaseException], ...]] = (
     KeyError,
     TypeError,
     ValueError,
@@ -123,13 +129,39 @@ _FAST_PATH_ERRORS: Final = (
     struct.error,
     SerializationError,
     _NeedsSlowPath,
+    *_C_SLOW,
 )
+
+
+def _c_program(fields: Sequence[FieldSpec]) -> Any:
+    """The fields as a native RowProgram, or None without the C module."""
+    if _C is None:
+        return None
+    ops = {
+        None: _C.OP_CALL,
+        Inline.BOOLEAN: _C.OP_BOOLEAN,
+        Inline.INT: _C.OP_INT,
+        Inline.STRING: _C.OP_STRING,
+        Inline.BYTES: _C.OP_BYTES,
+        Inline.DOUBLE: _C.OP_DOUBLE,
+        Inline.DATE: _C.OP_DATE,
+        Inline.TIMESTAMP: _C.OP_TIMESTAMP,
+        Inline.TIMESTAMPTZ: _C.OP_TIMESTAMPTZ,
+    }
+    spec = []
+    for f in fields:
+        lo, hi = f.avro.int_range or (binary.INT64_MIN, binary.INT64_MAX)
+        absent = NULL_BRANCH if f.column.nullable else f.avro.placeholder  # as RowEncoder._absent
+        spec.append(
+            (f.column.name, f.column.nullable, ops[f.avro.inline], lo, hi, f.avro.encode, absent)
+        )
+    return _C.RowProgram(spec)
 
 
 class RowEncoder:
     """Writes row images of one record schema (a table's Value or Key record)."""
 
-    __slots__ = ("_absent", "_fast", "_unchanged", "fields", "label", "source")
+    __slots__ = ("_absent", "_fast", "_unchanged", "fields", "label", "program", "source")
 
     def __init__(self, fields: Sequence[FieldSpec], label: str) -> None:
         self.fields = tuple(fields)
@@ -153,6 +185,9 @@ class RowEncoder:
             namespace[f"enc_{i}"] = f.avro.encode
         exec(compile(self.source, f"<row encoder {label!r}>", "exec"), namespace)
         self._fast: Callable[[Row], bytes] = namespace["encode"]
+        self.program = _c_program(self.fields)
+        if self.program is not None:
+            self._fast = self.program.encode
         # What to write for a column the image lacks: before-image gaps read as
         # null (or the type's zero when NOT NULL); unchanged TOAST columns get
         # Debezium's "__debezium_unavailable_value" marker where it applies.
@@ -559,6 +594,19 @@ class TableEncoder:
             raise SerializationError(f"{self.label}: a {op.name} event without an after image")
         if op is Op.DELETE and before is None:
             raise SerializationError(f"{self.label}: a DELETE event without a before image")
+        unchanged = event.unchanged
+        program = self.value.program
+        if program is not None and not unchanged:
+            source = self.source.encode(event.source)
+            tx = event.transaction
+            try:
+                return _C.encode_envelope(  # type: ignore[union-attr,no-any-return]
+                    program, prefix, before, after, source,
+                    None if tx is None else (tx.id, tx.total_order, tx.data_collection_order),
+                    _OPS[op], event.ts_ms,
+                )  # fmt: skip
+            except _FAST_PATH_ERRORS:
+                pass  # an unusual value: the Python path below encodes it or names it
         parts = [prefix]
         before_absent: Sequence[str] = ()
         before_specials = after_specials = None
@@ -569,7 +617,6 @@ class TableEncoder:
                 before, allow_absent=True
             )
             parts += (VALUE_BRANCH, body)
-        unchanged = event.unchanged
         if after is None:
             if unchanged:
                 raise SerializationError(f"{self.label}: unchanged columns without an after image")

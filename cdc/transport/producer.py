@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from cdc.errors import DeliveryError, UnreachableError
 from cdc.offsets.tracker import AckTracker, Position
@@ -41,6 +41,8 @@ DEFAULT_SETTINGS: Mapping[str, Any] = {
 
 Headers = Sequence[tuple[str, bytes]]
 
+_POLL_EVERY = 64  # records between delivery-report polls on the send path
+
 
 class EventProducer:
     """Produces change records and tracks which source positions are durable."""
@@ -60,9 +62,11 @@ class EventProducer:
         self._bootstrap = bootstrap_servers
         self._producer = Producer(conf)
         self.tracker = tracker or AckTracker()
+        self.tracker.on_failure = self._on_delivery_failure
+        self._produce = self._producer.produce
+        self._unpolled = 0
         self._max_in_flight = max_in_flight
         self._failure: BaseException | None = None
-        self.delivered = 0
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -78,18 +82,23 @@ class EventProducer:
         partition: int | None = None,
     ) -> None:
         """Queue one record; blocks (polling) while too many are unacknowledged."""
-        self._raise_failure()
-        if self.tracker.in_flight >= self._max_in_flight:
+        if self._failure is not None:
+            raise self._failure
+        tracker = self.tracker
+        if tracker.in_flight >= self._max_in_flight:
             self._wait_below(self._max_in_flight // 2)
-        seq = self.tracker.register(position, boundary=boundary)
-        kwargs: dict[str, Any] = {"on_delivery": self._callback(seq)}
-        if headers:
-            kwargs["headers"] = list(headers)
-        if partition is not None:
-            kwargs["partition"] = partition
+        token = tracker.register(position, boundary=boundary)
         while True:
             try:
-                self._producer.produce(topic, value=value, key=key, **kwargs)
+                if partition is None and not headers:
+                    self._produce(topic, value, key, on_delivery=token)
+                else:
+                    kwargs: dict[str, Any] = {"on_delivery": token}
+                    if headers:
+                        kwargs["headers"] = list(headers)
+                    if partition is not None:
+                        kwargs["partition"] = partition
+                    self._produce(topic, value, key, **kwargs)
                 break
             except BufferError:
                 # librdkafka's local queue is full: serve callbacks until it drains a bit.
@@ -97,25 +106,23 @@ class EventProducer:
                 self._raise_failure()
             except KafkaException as e:
                 raise DeliveryError(f"cannot produce to {topic}: {e}") from e
-        self._producer.poll(0)
+        # Serving delivery reports in batches: a poll per record costs more than the record.
+        self._unpolled += 1
+        if self._unpolled >= _POLL_EVERY:
+            self._unpolled = 0
+            self._producer.poll(0)
 
     def mark(self, position: Position) -> None:
         """A position with nothing to send (heartbeat, filtered transaction)."""
         self.tracker.mark(position)
 
-    def _callback(self, seq: int) -> Any:
-        def on_delivery(err: KafkaError | None, msg: Message) -> None:
-            if err is not None:
-                if self._failure is None:
-                    self._failure = DeliveryError(
-                        f"Kafka did not accept a record for {msg.topic()}: {err.str()}",
-                        hint="check the broker and topic; cdc stops rather than skip a change",
-                    )
-                return
-            self.delivered += 1
-            self.tracker.ack(seq)
-
-        return on_delivery
+    def _on_delivery_failure(self, err: Any, msg: Any) -> None:
+        if self._failure is None:
+            reason = err.str() if isinstance(err, KafkaError) else str(err)
+            self._failure = DeliveryError(
+                f"Kafka did not accept a record for {msg.topic()}: {reason}",
+                hint="check the broker and topic; cdc stops rather than skip a change",
+            )
 
     def _on_client_error(self, err: KafkaError) -> None:
         if err.fatal():

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Final, Literal, TypeAlias
 
+from cdc import native
 from cdc.errors import SerializationError
 from cdc.positions import Lsn
 
@@ -489,6 +490,19 @@ def _read_tuple(buf: bytes, pos: int, end: int) -> tuple[TupleData, int]:
     return tuple(values), pos
 
 
+_C = native.load("connectors.postgres.source._cpgoutput")
+
+
+def _tuple(buf: bytes, pos: int) -> tuple[TupleData, int]:
+    """TupleData at ``pos`` of an unpadded message: the C parser, else the reference."""
+    if _C is not None and buf.__class__ is bytes:
+        try:
+            return _C.read_tuple(buf, pos, UNCHANGED_TOAST)  # type: ignore[no-any-return]
+        except ValueError:
+            pass  # malformed: the Python parser below says where and why
+    return _read_tuple(buf + _PAD, pos, len(buf))
+
+
 def _xid_prefix(buf: bytes, in_stream: bool) -> tuple[int | None, int]:
     if not in_stream:
         return None, 1
@@ -556,7 +570,7 @@ def _insert(buf: bytes, in_stream: bool) -> Insert:
     if marker != 0x4E:  # 'N'
         raise _Malformed(pos + 4, f"expected 'N' before the new tuple, got {marker:#04x}")
     end = len(buf)
-    new, pos = _read_tuple(buf + _PAD, pos + 5, end)
+    new, pos = _tuple(buf, pos + 5)
     if pos != end:
         raise _Malformed(pos, f"{end - pos} unexpected trailing bytes")
     return Insert(relid, new, xid)
@@ -568,18 +582,17 @@ def _update(buf: bytes, in_stream: bool) -> Update:
     relid, marker = _U32_U8.unpack_from(buf, pos)
     pos += 5
     end = len(buf)
-    padded = buf + _PAD
     old: TupleData | None = None
     old_kind: Literal["K", "O"] | None = None
     if marker == 0x4B or marker == 0x4F:  # 'K' key, 'O' old row
         old_kind = "K" if marker == 0x4B else "O"
-        old, pos = _read_tuple(padded, pos, end)
+        old, pos = _tuple(buf, pos)
         _need(buf, pos, 1)
         marker = buf[pos]
         pos += 1
     if marker != 0x4E:
         raise _Malformed(pos - 1, f"expected 'N' before the new tuple, got {marker:#04x}")
-    new, pos = _read_tuple(padded, pos, end)
+    new, pos = _tuple(buf, pos)
     if pos != end:
         raise _Malformed(pos, f"{end - pos} unexpected trailing bytes")
     return Update(relid, new, old, old_kind, xid)
@@ -592,7 +605,7 @@ def _delete(buf: bytes, in_stream: bool) -> Delete:
     if marker != 0x4B and marker != 0x4F:
         raise _Malformed(pos + 4, f"expected 'K' or 'O' before the old tuple, got {marker:#04x}")
     end = len(buf)
-    old, pos = _read_tuple(buf + _PAD, pos + 5, end)
+    old, pos = _tuple(buf, pos + 5)
     if pos != end:
         raise _Malformed(pos, f"{end - pos} unexpected trailing bytes")
     return Delete(relid, old, "K" if marker == 0x4B else "O", xid)

@@ -1,0 +1,521 @@
+/*
+ * Native Avro encoding of row images and change envelopes.
+ *
+ * Mirrors the generated Python fast path of cdc/serde/codec.py (RowEncoder._fast and
+ * TableEncoder.encode_value) for rows whose values are the common canonical types.
+ * Anything else raises SlowPath, and the Python code re-encodes the row on its checked
+ * path, which owns every error message: this file never decides that a value is wrong,
+ * only that it is not the easy case.
+ *
+ * Wire format (Avro 1.11 binary): zig-zag varints for int/long, length-prefixed
+ * strings/bytes, union = branch index then value, record = fields back to back.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <datetime.h>
+#include <string.h>
+
+enum {
+    OP_CALL = 0,
+    OP_BOOLEAN = 1,
+    OP_INT = 2,
+    OP_STRING = 3,
+    OP_BYTES = 4,
+    OP_DOUBLE = 5,
+    OP_DATE = 6,
+    OP_TIMESTAMP = 7,
+    OP_TIMESTAMPTZ = 8,
+};
+
+static PyObject *SlowPath; /* cdc.serde._cencode.SlowPath */
+
+/* ------------------------------------------------------------------ output buffer */
+
+typedef struct {
+    char *p;
+    Py_ssize_t len;
+    Py_ssize_t cap;
+    char stack[2048];
+} Buf;
+
+static void buf_init(Buf *b) {
+    b->p = b->stack;
+    b->len = 0;
+    b->cap = (Py_ssize_t)sizeof(b->stack);
+}
+
+static void buf_free(Buf *b) {
+    if (b->p != b->stack) PyMem_Free(b->p);
+}
+
+static int buf_reserve(Buf *b, Py_ssize_t extra) {
+    if (b->len + extra <= b->cap) return 0;
+    Py_ssize_t cap = b->cap * 2;
+    while (cap < b->len + extra) cap *= 2;
+    char *p;
+    if (b->p == b->stack) {
+        p = PyMem_Malloc((size_t)cap);
+        if (p != NULL) memcpy(p, b->stack, (size_t)b->len);
+    } else {
+        p = PyMem_Realloc(b->p, (size_t)cap);
+    }
+    if (p == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+static inline int put_byte(Buf *b, char c) {
+    if (buf_reserve(b, 1) < 0) return -1;
+    b->p[b->len++] = c;
+    return 0;
+}
+
+static inline int put_raw(Buf *b, const char *s, Py_ssize_t n) {
+    if (buf_reserve(b, n) < 0) return -1;
+    memcpy(b->p + b->len, s, (size_t)n);
+    b->len += n;
+    return 0;
+}
+
+static inline int put_long(Buf *b, long long n) {
+    if (buf_reserve(b, 10) < 0) return -1;
+    unsigned long long z = ((unsigned long long)n << 1) ^ (unsigned long long)(n >> 63);
+    char *o = b->p + b->len;
+    while (z >= 0x80) {
+        *o++ = (char)((z & 0x7F) | 0x80);
+        z >>= 7;
+    }
+    *o++ = (char)z;
+    b->len = o - b->p;
+    return 0;
+}
+
+static inline int put_string(Buf *b, const char *s, Py_ssize_t n) {
+    if (put_long(b, (long long)n) < 0) return -1;
+    return put_raw(b, s, n);
+}
+
+static PyObject *buf_bytes(Buf *b) {
+    return PyBytes_FromStringAndSize(b->p, b->len);
+}
+
+static int slow(void) {
+    PyErr_SetNone(SlowPath);
+    return -1;
+}
+
+/* ------------------------------------------------------------------ calendar */
+
+/* Days from 1970-01-01 to a proleptic Gregorian date (valid for years 1..9999). */
+static long long days_from_civil(int y, int m, int d) {
+    y -= m <= 2;
+    long long era = (y >= 0 ? y : y - 399) / 400;
+    long long yoe = y - era * 400;
+    long long doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    long long doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+/* ------------------------------------------------------------------ row programs */
+
+typedef struct {
+    PyObject *name;     /* column name (str) */
+    PyObject *fallback; /* callable(value) -> bytes, for OP_CALL and non-common temporals */
+    PyObject *absent;   /* bytes written when a before image lacks the column */
+    long long lo, hi;   /* OP_INT range */
+    int nullable;
+    int op;
+} Field;
+
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t n;
+    Field *fields;
+} RowProgram;
+
+static void RowProgram_dealloc(RowProgram *self) {
+    if (self->fields != NULL) {
+        for (Py_ssize_t i = 0; i < self->n; i++) {
+            Py_XDECREF(self->fields[i].name);
+            Py_XDECREF(self->fields[i].fallback);
+            Py_XDECREF(self->fields[i].absent);
+        }
+        PyMem_Free(self->fields);
+    }
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* RowProgram(fields): a sequence of (name, nullable, op, lo, hi, fallback, absent). */
+static int RowProgram_init(RowProgram *self, PyObject *args, PyObject *kwds) {
+    PyObject *spec;
+    if (!PyArg_ParseTuple(args, "O:RowProgram", &spec)) return -1;
+    PyObject *seq = PySequence_Fast(spec, "RowProgram needs a sequence of field tuples");
+    if (seq == NULL) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    Field *fields = PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof(Field));
+    if (fields == NULL) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        PyObject *name, *fallback, *absent;
+        int nullable, op;
+        long long lo, hi;
+        if (!PyArg_ParseTuple(item, "UpiLLOS:RowProgram field", &name, &nullable, &op, &lo, &hi,
+                              &fallback, &absent)) {
+            goto fail;
+        }
+        if (op < OP_CALL || op > OP_TIMESTAMPTZ) {
+            PyErr_Format(PyExc_ValueError, "unknown opcode %d", op);
+            goto fail;
+        }
+        if (!PyCallable_Check(fallback)) {
+            PyErr_SetString(PyExc_TypeError, "a field's fallback must be callable");
+            goto fail;
+        }
+        Py_INCREF(name);
+        Py_INCREF(fallback);
+        Py_INCREF(absent);
+        fields[i].absent = absent;
+        fields[i].name = name;
+        fields[i].fallback = fallback;
+        fields[i].nullable = nullable;
+        fields[i].op = op;
+        fields[i].lo = lo;
+        fields[i].hi = hi;
+        continue;
+    fail:
+        for (Py_ssize_t j = 0; j < i; j++) {
+            Py_DECREF(fields[j].name);
+            Py_DECREF(fields[j].fallback);
+            Py_DECREF(fields[j].absent);
+        }
+        PyMem_Free(fields);
+        Py_DECREF(seq);
+        return -1;
+    }
+    Py_DECREF(seq);
+    if (self->fields != NULL) { /* __init__ called twice */
+        for (Py_ssize_t i = 0; i < self->n; i++) {
+            Py_XDECREF(self->fields[i].name);
+            Py_XDECREF(self->fields[i].fallback);
+            Py_XDECREF(self->fields[i].absent);
+        }
+        PyMem_Free(self->fields);
+    }
+    self->fields = fields;
+    self->n = n;
+    return 0;
+}
+
+static int put_fallback(Buf *b, const Field *f, PyObject *v) {
+    PyObject *r = PyObject_CallOneArg(f->fallback, v);
+    if (r == NULL) return -1;
+    if (!PyBytes_Check(r)) {
+        Py_DECREF(r);
+        return slow();
+    }
+    int rc = put_raw(b, PyBytes_AS_STRING(r), PyBytes_GET_SIZE(r));
+    Py_DECREF(r);
+    return rc;
+}
+
+static int put_value(Buf *b, const Field *f, PyObject *v) {
+    switch (f->op) {
+    case OP_BOOLEAN:
+        if (v == Py_True) return put_byte(b, 1);
+        if (v == Py_False) return put_byte(b, 0);
+        return slow();
+    case OP_INT: {
+        if (!PyLong_Check(v)) return slow();
+        int overflow = 0;
+        long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (x == -1 && PyErr_Occurred()) return -1;
+        if (overflow || x < f->lo || x > f->hi) return slow();
+        return put_long(b, x);
+    }
+    case OP_STRING: {
+        if (!PyUnicode_Check(v)) return slow();
+        Py_ssize_t n;
+        const char *s = PyUnicode_AsUTF8AndSize(v, &n);
+        if (s == NULL) {
+            PyErr_Clear(); /* lone surrogates: the checked path reports them */
+            return slow();
+        }
+        return put_string(b, s, n);
+    }
+    case OP_BYTES:
+        if (!PyBytes_Check(v)) return slow();
+        return put_string(b, PyBytes_AS_STRING(v), PyBytes_GET_SIZE(v));
+    case OP_DOUBLE: {
+        if (!PyFloat_Check(v)) return slow();
+        if (buf_reserve(b, 8) < 0) return -1;
+        if (PyFloat_Pack8(PyFloat_AS_DOUBLE(v), b->p + b->len, 1) < 0) return -1;
+        b->len += 8;
+        return 0;
+    }
+    case OP_DATE:
+        if (PyDate_CheckExact(v)) {
+            return put_long(b, days_from_civil(PyDateTime_GET_YEAR(v), PyDateTime_GET_MONTH(v),
+                                               PyDateTime_GET_DAY(v)));
+        }
+        return put_fallback(b, f, v);
+    case OP_TIMESTAMP:
+    case OP_TIMESTAMPTZ: {
+        if (!PyDateTime_CheckExact(v)) return put_fallback(b, f, v);
+        PyObject *tz = PyDateTime_DATE_GET_TZINFO(v);
+        int y = PyDateTime_GET_YEAR(v), mo = PyDateTime_GET_MONTH(v), d = PyDateTime_GET_DAY(v);
+        int h = PyDateTime_DATE_GET_HOUR(v), mi = PyDateTime_DATE_GET_MINUTE(v);
+        int s = PyDateTime_DATE_GET_SECOND(v), us = PyDateTime_DATE_GET_MICROSECOND(v);
+        if (f->op == OP_TIMESTAMP) {
+            if (tz != Py_None) return put_fallback(b, f, v);
+            long long secs = days_from_civil(y, mo, d) * 86400LL + h * 3600LL + mi * 60LL + s;
+            return put_long(b, secs * 1000000LL + us);
+        }
+        if (tz != PyDateTime_TimeZone_UTC) return put_fallback(b, f, v);
+        /* datetime.isoformat() of a UTC value, "+00:00" written as "Z" */
+        char text[40];
+        int n;
+        if (us) {
+            n = snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", y, mo, d, h,
+                         mi, s, us);
+        } else {
+            n = snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02dZ", y, mo, d, h, mi, s);
+        }
+        return put_string(b, text, n);
+    }
+    default:
+        return put_fallback(b, f, v);
+    }
+}
+
+/*
+ * Write a row. With ``absent`` (a list), a column the row lacks is written as its
+ * placeholder and its name appended; without it, a missing column is the slow path.
+ */
+static int put_row(Buf *b, const RowProgram *prog, PyObject *row, PyObject *absent) {
+    int is_dict = PyDict_CheckExact(row);
+    Py_ssize_t size = is_dict ? PyDict_GET_SIZE(row) : PyObject_Size(row);
+    if (size < 0) {
+        PyErr_Clear();
+        return slow();
+    }
+    if (absent == NULL ? size != prog->n : size > prog->n) return slow();
+    Py_ssize_t found = 0;
+    for (Py_ssize_t i = 0; i < prog->n; i++) {
+        const Field *f = &prog->fields[i];
+        PyObject *v;
+        if (is_dict) {
+            v = PyDict_GetItemWithError(row, f->name); /* borrowed */
+            if (v == NULL && PyErr_Occurred()) return -1;
+            Py_XINCREF(v);
+        } else {
+            v = PyObject_GetItem(row, f->name);
+            if (v == NULL) PyErr_Clear();
+        }
+        if (v == NULL) {
+            if (absent == NULL) return slow();
+            if (PyList_Append(absent, f->name) < 0) return -1;
+            if (put_raw(b, PyBytes_AS_STRING(f->absent), PyBytes_GET_SIZE(f->absent)) < 0) {
+                return -1;
+            }
+            continue;
+        }
+        found++;
+        int rc;
+        if (f->nullable) {
+            if (v == Py_None) {
+                rc = put_byte(b, 0);
+            } else {
+                rc = put_byte(b, 2);
+                if (rc == 0) rc = put_value(b, f, v);
+            }
+        } else if (v == Py_None) {
+            rc = slow();
+        } else {
+            rc = put_value(b, f, v);
+        }
+        Py_DECREF(v);
+        if (rc < 0) return -1;
+    }
+    if (found != size) return slow(); /* columns the schema lacks */
+    return 0;
+}
+
+static int put_prefix(Buf *b, PyObject *prefix) {
+    if (prefix == NULL || prefix == Py_None) return 0;
+    if (!PyBytes_Check(prefix)) {
+        PyErr_SetString(PyExc_TypeError, "prefix must be bytes");
+        return -1;
+    }
+    return put_raw(b, PyBytes_AS_STRING(prefix), PyBytes_GET_SIZE(prefix));
+}
+
+/* RowProgram.encode(row, prefix=b"") -> bytes */
+static PyObject *RowProgram_encode(RowProgram *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "encode(row, prefix=b'')");
+        return NULL;
+    }
+    Buf b;
+    buf_init(&b);
+    PyObject *out = NULL;
+    if (put_prefix(&b, nargs == 2 ? args[1] : NULL) == 0 && put_row(&b, self, args[0], NULL) == 0) {
+        out = buf_bytes(&b);
+    }
+    buf_free(&b);
+    return out;
+}
+
+static PyMethodDef RowProgram_methods[] = {
+    {"encode", (PyCFunction)(void (*)(void))RowProgram_encode, METH_FASTCALL,
+     "encode(row, prefix=b'') -> bytes: the Avro record of a full row (SlowPath if unusual)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject RowProgramType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "cdc.serde._cencode.RowProgram",
+    .tp_basicsize = sizeof(RowProgram),
+    .tp_dealloc = (destructor)RowProgram_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A compiled row encoder: RowProgram([(name, nullable, op, lo, hi, fallback), ...])",
+    .tp_methods = RowProgram_methods,
+    .tp_init = (initproc)RowProgram_init,
+    .tp_new = PyType_GenericNew,
+};
+
+/* ------------------------------------------------------------------ envelopes */
+
+static int put_image(Buf *b, PyObject *prog, PyObject *row, PyObject *absent) {
+    if (row == Py_None) return put_byte(b, 0);
+    if (put_byte(b, 2) < 0) return -1;
+    return put_row(b, (RowProgram *)prog, row, absent);
+}
+
+/* A sorted [null, array<string>] of names: null when there are none. */
+static int put_names(Buf *b, PyObject *names) {
+    Py_ssize_t n = PyList_GET_SIZE(names);
+    if (n == 0) return put_byte(b, 0);
+    if (PyList_Sort(names) < 0) return -1;
+    if (put_byte(b, 2) < 0 || put_long(b, n) < 0) return -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_ssize_t len;
+        const char *s = PyUnicode_AsUTF8AndSize(PyList_GET_ITEM(names, i), &len);
+        if (s == NULL || put_string(b, s, len) < 0) return -1;
+    }
+    return put_byte(b, 0);
+}
+
+/*
+ * encode_envelope(program, prefix, before, after, source, tx, op, ts_ms) -> bytes
+ *
+ * The common envelope: no unchanged columns and no special values (those trailing
+ * fields are null); a before image may lack columns (a delete's key-only image). ``source`` is the encoded source record,
+ * ``op`` the encoded op string, ``tx`` None or (id, total_order, data_collection_order).
+ */
+static PyObject *encode_envelope(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError,
+                        "encode_envelope(program, prefix, before, after, source, tx, op, ts_ms)");
+        return NULL;
+    }
+    PyObject *prog = args[0], *source = args[4], *tx = args[5], *op = args[6];
+    if (!PyObject_TypeCheck(prog, &RowProgramType)) {
+        PyErr_SetString(PyExc_TypeError, "program must be a RowProgram");
+        return NULL;
+    }
+    if (!PyBytes_Check(source) || !PyBytes_Check(op)) {
+        PyErr_SetString(PyExc_TypeError, "source and op must be bytes");
+        return NULL;
+    }
+    long long ts_ms = PyLong_AsLongLong(args[7]);
+    if (ts_ms == -1 && PyErr_Occurred()) return NULL;
+    PyObject *absent = PyList_New(0);
+    if (absent == NULL) return NULL;
+    Buf b;
+    buf_init(&b);
+    PyObject *out = NULL;
+    if (put_prefix(&b, args[1]) < 0) goto done;
+    if (put_image(&b, prog, args[2], absent) < 0) goto done;
+    if (put_image(&b, prog, args[3], NULL) < 0) goto done;
+    if (put_raw(&b, PyBytes_AS_STRING(source), PyBytes_GET_SIZE(source)) < 0) goto done;
+    if (tx == Py_None) {
+        if (put_byte(&b, 0) < 0) goto done;
+    } else {
+        PyObject *id;
+        long long total, order;
+        if (!PyArg_ParseTuple(tx, "ULL:transaction", &id, &total, &order)) goto done;
+        Py_ssize_t n;
+        const char *s = PyUnicode_AsUTF8AndSize(id, &n);
+        if (s == NULL) goto done;
+        if (put_byte(&b, 2) < 0 || put_string(&b, s, n) < 0 || put_long(&b, total) < 0 ||
+            put_long(&b, order) < 0) {
+            goto done;
+        }
+    }
+    if (put_raw(&b, PyBytes_AS_STRING(op), PyBytes_GET_SIZE(op)) < 0) goto done;
+    if (put_byte(&b, 2) < 0 || put_long(&b, ts_ms) < 0) goto done;
+    if (put_byte(&b, 0) < 0 || put_names(&b, absent) < 0 || put_byte(&b, 0) < 0) goto done;
+    out = buf_bytes(&b); /* unchanged (null), before's absent columns, specials (null) */
+done:
+    buf_free(&b);
+    Py_DECREF(absent);
+    return out;
+}
+
+/* zigzag(n) -> bytes: one Avro long (OverflowError outside the signed 64-bit range). */
+static PyObject *zigzag(PyObject *module, PyObject *arg) {
+    long long n = PyLong_AsLongLong(arg);
+    if (n == -1 && PyErr_Occurred()) return NULL;
+    Buf b;
+    buf_init(&b);
+    put_long(&b, n);
+    return buf_bytes(&b);
+}
+
+static PyMethodDef module_methods[] = {
+    {"encode_envelope", (PyCFunction)(void (*)(void))encode_envelope, METH_FASTCALL,
+     "encode_envelope(program, prefix, before, after, source, tx, op, ts_ms) -> bytes"},
+    {"zigzag", zigzag, METH_O, "zigzag(n) -> bytes: an Avro long"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "cdc.serde._cencode",
+    "Native Avro row and envelope encoding (see cdc/serde/codec.py for the reference).", -1,
+    module_methods,
+};
+
+PyMODINIT_FUNC PyInit__cencode(void) {
+    PyDateTime_IMPORT;
+    if (PyDateTimeAPI == NULL) return NULL;
+    if (PyType_Ready(&RowProgramType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module_def);
+    if (m == NULL) return NULL;
+    SlowPath = PyErr_NewExceptionWithDoc(
+        "cdc.serde._cencode.SlowPath",
+        "The row is not the common case: encode it on the checked Python path.", NULL, NULL);
+    if (SlowPath == NULL || PyModule_AddObjectRef(m, "SlowPath", SlowPath) < 0) goto fail;
+    if (PyModule_AddObjectRef(m, "RowProgram", (PyObject *)&RowProgramType) < 0) goto fail;
+    static const struct { const char *name; int value; } ops[] = {
+        {"OP_CALL", OP_CALL},       {"OP_BOOLEAN", OP_BOOLEAN},
+        {"OP_INT", OP_INT},         {"OP_STRING", OP_STRING},
+        {"OP_BYTES", OP_BYTES},     {"OP_DOUBLE", OP_DOUBLE},
+        {"OP_DATE", OP_DATE},       {"OP_TIMESTAMP", OP_TIMESTAMP},
+        {"OP_TIMESTAMPTZ", OP_TIMESTAMPTZ},
+    };
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+        if (PyModule_AddIntConstant(m, ops[i].name, ops[i].value) < 0) goto fail;
+    }
+    return m;
+fail:
+    Py_DECREF(m);
+    return NULL;
+}

@@ -25,7 +25,10 @@ enum {
     OP_DATE = 6,
     OP_TIMESTAMP = 7,
     OP_TIMESTAMPTZ = 8,
+    OP_DECIMAL = 9, /* lo = scale, hi = precision */
 };
+
+static PyObject *DecimalType; /* decimal.Decimal */
 
 static PyObject *SlowPath; /* cdc.serde._cencode.SlowPath */
 
@@ -171,7 +174,7 @@ static int RowProgram_init(RowProgram *self, PyObject *args, PyObject *kwds) {
                               &fallback, &absent)) {
             goto fail;
         }
-        if (op < OP_CALL || op > OP_TIMESTAMPTZ) {
+        if (op < OP_CALL || op > OP_DECIMAL) {
             PyErr_Format(PyExc_ValueError, "unknown opcode %d", op);
             goto fail;
         }
@@ -223,6 +226,70 @@ static int put_fallback(Buf *b, const Field *f, PyObject *v) {
     }
     int rc = put_raw(b, PyBytes_AS_STRING(r), PyBytes_GET_SIZE(r));
     Py_DECREF(r);
+    return rc;
+}
+
+/*
+ * A Decimal of a decimal(precision, scale) column as Avro's unscaled big-endian two's
+ * complement bytes. Handles the plain text form with at most 18 significant digits;
+ * 1 = not handled (exponent form, NaN, too many digits: the Python encoder decides).
+ */
+static int put_decimal(Buf *b, const Field *f, PyObject *v) {
+    PyObject *text = PyObject_Str(v);
+    if (text == NULL) return -1;
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(text, &n);
+    if (s == NULL) {
+        Py_DECREF(text);
+        return -1;
+    }
+    int scale = (int)f->lo, precision = (int)f->hi;
+    long long unscaled = 0;
+    int digits = 0, frac = -1, neg = 0, rc = 1;
+    Py_ssize_t i = 0;
+    if (i < n && (s[i] == '-' || s[i] == '+')) neg = s[i++] == '-';
+    if (i == n) goto out;
+    for (; i < n; i++) {
+        char c = s[i];
+        if (c == '.' && frac < 0) {
+            frac = 0;
+            continue;
+        }
+        if (c < '0' || c > '9') goto out; /* exponent, NaN, Infinity */
+        if (frac >= 0) {
+            if (frac >= scale) {
+                if (c != '0') goto out; /* more fractional digits than the scale */
+                continue;
+            }
+            frac++;
+        }
+        if (unscaled == 0 && c == '0') continue;
+        if (++digits > 18) goto out;
+        unscaled = unscaled * 10 + (c - '0');
+    }
+    for (int k = frac < 0 ? 0 : frac; k < scale; k++) {
+        if (unscaled != 0 && ++digits > 18) goto out;
+        unscaled *= 10;
+    }
+    if (digits > precision) goto out;
+    if (neg) unscaled = -unscaled;
+    /* minimal two's complement length: (bit_length(|n|) + 8) // 8, as int.to_bytes */
+    unsigned long long mag = unscaled < 0 ? (unsigned long long)(-unscaled) : (unsigned long long)unscaled;
+    int bits = 0;
+    while (mag) {
+        bits++;
+        mag >>= 1;
+    }
+    int len = (bits + 8) / 8;
+    char out[9];
+    unsigned long long u = (unsigned long long)unscaled;
+    for (int k = len - 1; k >= 0; k--) {
+        out[k] = (char)(u & 0xFF);
+        u >>= 8;
+    }
+    rc = put_string(b, out, len);
+out:
+    Py_DECREF(text);
     return rc;
 }
 
@@ -290,6 +357,12 @@ static int put_value(Buf *b, const Field *f, PyObject *v) {
         }
         return put_string(b, text, n);
     }
+    case OP_DECIMAL:
+        if (Py_TYPE(v) == (PyTypeObject *)DecimalType) {
+            int rc = put_decimal(b, f, v);
+            if (rc <= 0) return rc;
+        }
+        return put_fallback(b, f, v);
     default:
         return put_fallback(b, f, v);
     }
@@ -470,6 +543,46 @@ done:
     return out;
 }
 
+/*
+ * pg_source(pre, head, lsn_text, index, snapshot, last_in_tx, post) -> bytes
+ *
+ * A PostgreSQL event's source record: the per-transaction bytes around its
+ * cdc_position JSON, ``head + lsn + '","index":' ...`` (codec._format_pg_position).
+ */
+static PyObject *pg_source(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 7 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[6]) ||
+        !PyUnicode_Check(args[1]) || !PyUnicode_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "pg_source(pre: bytes, head: str, lsn: str, index: int, snapshot: bool, "
+                        "last_in_tx: bool, post: bytes)");
+        return NULL;
+    }
+    long long index = PyLong_AsLongLong(args[3]);
+    if (index == -1 && PyErr_Occurred()) return NULL;
+    int snapshot = PyObject_IsTrue(args[4]), last = PyObject_IsTrue(args[5]);
+    if (snapshot < 0 || last < 0) return NULL;
+    Py_ssize_t head_n, lsn_n;
+    const char *head = PyUnicode_AsUTF8AndSize(args[1], &head_n);
+    if (head == NULL) return NULL;
+    const char *lsn = PyUnicode_AsUTF8AndSize(args[2], &lsn_n);
+    if (lsn == NULL) return NULL;
+    char tail[96];
+    int tail_n = snprintf(tail, sizeof tail, "\",\"index\":%lld,\"snapshot\":%s,\"last_in_tx\":%s}",
+                          index, snapshot ? "true" : "false", last ? "true" : "false");
+    Buf b;
+    buf_init(&b);
+    PyObject *out = NULL;
+    if (put_raw(&b, PyBytes_AS_STRING(args[0]), PyBytes_GET_SIZE(args[0])) == 0 &&
+        put_byte(&b, 2) == 0 && put_long(&b, head_n + lsn_n + tail_n) == 0 &&
+        put_raw(&b, head, head_n) == 0 && put_raw(&b, lsn, lsn_n) == 0 &&
+        put_raw(&b, tail, tail_n) == 0 &&
+        put_raw(&b, PyBytes_AS_STRING(args[6]), PyBytes_GET_SIZE(args[6])) == 0) {
+        out = buf_bytes(&b);
+    }
+    buf_free(&b);
+    return out;
+}
+
 /* zigzag(n) -> bytes: one Avro long (OverflowError outside the signed 64-bit range). */
 static PyObject *zigzag(PyObject *module, PyObject *arg) {
     long long n = PyLong_AsLongLong(arg);
@@ -484,6 +597,8 @@ static PyMethodDef module_methods[] = {
     {"encode_envelope", (PyCFunction)(void (*)(void))encode_envelope, METH_FASTCALL,
      "encode_envelope(program, prefix, before, after, source, tx, op, ts_ms) -> bytes"},
     {"zigzag", zigzag, METH_O, "zigzag(n) -> bytes: an Avro long"},
+    {"pg_source", (PyCFunction)(void (*)(void))pg_source, METH_FASTCALL,
+     "pg_source(pre, head, lsn, index, snapshot, last_in_tx, post) -> bytes"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -496,6 +611,11 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC PyInit__cencode(void) {
     PyDateTime_IMPORT;
     if (PyDateTimeAPI == NULL) return NULL;
+    PyObject *decimal = PyImport_ImportModule("decimal");
+    if (decimal == NULL) return NULL;
+    DecimalType = PyObject_GetAttrString(decimal, "Decimal");
+    Py_DECREF(decimal);
+    if (DecimalType == NULL) return NULL;
     if (PyType_Ready(&RowProgramType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL) return NULL;
@@ -509,7 +629,7 @@ PyMODINIT_FUNC PyInit__cencode(void) {
         {"OP_INT", OP_INT},         {"OP_STRING", OP_STRING},
         {"OP_BYTES", OP_BYTES},     {"OP_DOUBLE", OP_DOUBLE},
         {"OP_DATE", OP_DATE},       {"OP_TIMESTAMP", OP_TIMESTAMP},
-        {"OP_TIMESTAMPTZ", OP_TIMESTAMPTZ},
+        {"OP_TIMESTAMPTZ", OP_TIMESTAMPTZ}, {"OP_DECIMAL", OP_DECIMAL},
     };
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
         if (PyModule_AddIntConstant(m, ops[i].name, ops[i].value) < 0) goto fail;

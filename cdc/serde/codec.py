@@ -147,6 +147,7 @@ def _c_program(fields: Sequence[FieldSpec]) -> Any:
         Inline.DATE: _C.OP_DATE,
         Inline.TIMESTAMP: _C.OP_TIMESTAMP,
         Inline.TIMESTAMPTZ: _C.OP_TIMESTAMPTZ,
+        Inline.DECIMAL: _C.OP_DECIMAL,
     }
     spec = []
     for f in fields:
@@ -476,6 +477,11 @@ class SourceEncoder:
                 self._new_transaction(src, key)
                 self._lsn_text = str(pos.lsn)
             if _PG_JSON_HEAD is not None:
+                if _C is not None and pos.index <= binary.INT64_MAX:
+                    return _C.pg_source(  # type: ignore[no-any-return]
+                        self._pre, _PG_JSON_HEAD, self._lsn_text, pos.index, pos.snapshot,
+                        pos.last_in_tx, self._post,
+                    )  # fmt: skip
                 text = _format_pg_position(_PG_JSON_HEAD, self._lsn_text, pos)
             else:
                 text = _POSITION_JSON(pos.to_dict())

@@ -679,6 +679,9 @@ class Inline(Enum):
     DATE = "date"
     TIMESTAMP = "timestamp"
     TIMESTAMPTZ = "timestamptz"
+    # Only the C encoder inlines it (a plain Decimal of a fixed-scale column);
+    # the generated Python calls ``encode``. ``int_range`` holds (scale, precision).
+    DECIMAL = "decimal"
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -917,6 +920,8 @@ def _decimal_type(ct: ColumnType) -> AvroType:
             from_wire,
             "\u0000",
             _enc_raw_bytes(b"\x00"),
+            Inline.DECIMAL,
+            (s, p),
             special=special,
         )
     # Unconstrained numeric, or a scale Avro's decimal cannot express (PostgreSQL

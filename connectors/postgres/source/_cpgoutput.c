@@ -9,17 +9,10 @@
 #include <Python.h>
 #include <stdint.h>
 
-/* read_tuple(buf: bytes, pos: int, unchanged: object) -> (tuple, next_pos) */
-static PyObject *read_tuple(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 3 || !PyBytes_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "read_tuple(buf: bytes, pos: int, unchanged)");
-        return NULL;
-    }
-    const unsigned char *buf = (const unsigned char *)PyBytes_AS_STRING(args[0]);
-    Py_ssize_t end = PyBytes_GET_SIZE(args[0]);
-    Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
-    if (pos == -1 && PyErr_Occurred()) return NULL;
-    PyObject *unchanged = args[2];
+/* TupleData at *pos_io of buf[0:end]: a new tuple, or NULL with ValueError (malformed). */
+static PyObject *parse_tuple(const unsigned char *buf, Py_ssize_t end, Py_ssize_t *pos_io,
+                             PyObject *unchanged) {
+    Py_ssize_t pos = *pos_io;
     if (pos < 0 || pos + 2 > end) goto malformed;
     Py_ssize_t ncols = ((Py_ssize_t)buf[pos] << 8) | buf[pos + 1];
     pos += 2;
@@ -64,8 +57,8 @@ static PyObject *read_tuple(PyObject *module, PyObject *const *args, Py_ssize_t 
         }
         PyTuple_SET_ITEM(values, i, v);
     }
-    PyObject *out = Py_BuildValue("(Nn)", values, pos);
-    return out;
+    *pos_io = pos;
+    return values;
 malformed_values:
     Py_DECREF(values);
 malformed:
@@ -73,9 +66,87 @@ malformed:
     return NULL;
 }
 
+/* read_tuple(buf: bytes, pos: int, unchanged: object) -> (tuple, next_pos) */
+static PyObject *read_tuple(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "read_tuple(buf: bytes, pos: int, unchanged)");
+        return NULL;
+    }
+    Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
+    if (pos == -1 && PyErr_Occurred()) return NULL;
+    PyObject *values = parse_tuple((const unsigned char *)PyBytes_AS_STRING(args[0]),
+                                   PyBytes_GET_SIZE(args[0]), &pos, args[2]);
+    if (values == NULL) return NULL;
+    return Py_BuildValue("(Nn)", values, pos);
+}
+
+/*
+ * parse_row(buf: bytes, in_stream: bool, unchanged) -> (relid, new, old, old_kind)
+ *
+ * An Insert ('I'), Update ('U') or Delete ('D') message, whole: new/old are tuples or
+ * None, old_kind is 'K', 'O' or None. ValueError for anything else or malformed input.
+ */
+static PyObject *parse_row(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "parse_row(buf: bytes, in_stream: bool, unchanged)");
+        return NULL;
+    }
+    const unsigned char *buf = (const unsigned char *)PyBytes_AS_STRING(args[0]);
+    Py_ssize_t end = PyBytes_GET_SIZE(args[0]);
+    int in_stream = PyObject_IsTrue(args[1]);
+    if (in_stream < 0) return NULL;
+    PyObject *unchanged = args[2];
+    PyObject *new_t = NULL, *old_t = NULL;
+    const char *kind = NULL;
+    Py_ssize_t pos = in_stream ? 5 : 1; /* tag, then the xid inside a stream block */
+    if (end < pos + 5) goto malformed;
+    unsigned char tag = buf[0];
+    uint32_t relid = ((uint32_t)buf[pos] << 24) | ((uint32_t)buf[pos + 1] << 16) |
+                     ((uint32_t)buf[pos + 2] << 8) | (uint32_t)buf[pos + 3];
+    unsigned char marker = buf[pos + 4];
+    pos += 5;
+    if (tag == 'I') {
+        if (marker != 'N') goto malformed;
+        new_t = parse_tuple(buf, end, &pos, unchanged);
+        if (new_t == NULL) goto fail;
+    } else if (tag == 'U') {
+        if (marker == 'K' || marker == 'O') {
+            kind = marker == 'K' ? "K" : "O";
+            old_t = parse_tuple(buf, end, &pos, unchanged);
+            if (old_t == NULL) goto fail;
+            if (pos >= end) goto malformed;
+            marker = buf[pos++];
+        }
+        if (marker != 'N') goto malformed;
+        new_t = parse_tuple(buf, end, &pos, unchanged);
+        if (new_t == NULL) goto fail;
+    } else if (tag == 'D') {
+        if (marker != 'K' && marker != 'O') goto malformed;
+        kind = marker == 'K' ? "K" : "O";
+        old_t = parse_tuple(buf, end, &pos, unchanged);
+        if (old_t == NULL) goto fail;
+    } else {
+        goto malformed;
+    }
+    if (pos != end) goto malformed;
+    if (new_t == NULL) new_t = Py_NewRef(Py_None);
+    if (old_t == NULL) old_t = Py_NewRef(Py_None);
+    PyObject *kind_obj = kind == NULL ? Py_NewRef(Py_None) : PyUnicode_InternFromString(kind);
+    if (kind_obj == NULL) goto fail;
+    return Py_BuildValue("(kNNN)", (unsigned long)relid, new_t, old_t, kind_obj);
+malformed:
+    PyErr_SetNone(PyExc_ValueError);
+fail:
+    Py_XDECREF(new_t);
+    Py_XDECREF(old_t);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"read_tuple", (PyCFunction)(void (*)(void))read_tuple, METH_FASTCALL,
      "read_tuple(buf, pos, unchanged) -> (values, next_pos); ValueError if malformed"},
+    {"parse_row", (PyCFunction)(void (*)(void))parse_row, METH_FASTCALL,
+     "parse_row(buf, in_stream, unchanged) -> (relid, new, old, old_kind); ValueError if not"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -718,6 +718,31 @@ _PARSERS: Final[dict[int, Callable[[bytes, bool], PgOutputMessage]]] = {
     0x70: _stream_prepare,
 }
 
+RowMessage: TypeAlias = tuple[int, TupleData | None, TupleData | None, Literal["K", "O"] | None]
+
+
+def decode_row(payload: bytes, in_stream: bool = False) -> RowMessage:
+    """An Insert, Update or Delete as ``(relation id, new, old, old kind)``.
+
+    The hot path of the stream: no message object, and the whole message is
+    parsed in C when the native module is built. Anything the C parser
+    refuses is decoded by :func:`decode_message`, which raises the precise error.
+    """
+    if _C is not None and payload.__class__ is bytes:
+        try:
+            return _C.parse_row(payload, in_stream, UNCHANGED_TOAST)  # type: ignore[no-any-return]
+        except ValueError:
+            pass
+    msg = decode_message(payload, in_stream=in_stream)
+    if isinstance(msg, Insert):
+        return msg.relation_id, msg.new, None, None
+    if isinstance(msg, Update):
+        return msg.relation_id, msg.new, msg.old, msg.old_kind
+    if isinstance(msg, Delete):
+        return msg.relation_id, None, msg.old, msg.old_kind
+    raise SerializationError(f"pgoutput {type(msg).__name__} message is not a row change")
+
+
 # Messages that only ever come outside a Stream Start/Stop block; seeing one
 # inside means the stream state (and so the xid prefixes) is wrong.
 _OUTSIDE_STREAM: Final = frozenset(b"BCScAbPKrp")

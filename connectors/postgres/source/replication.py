@@ -67,8 +67,6 @@ from connectors.postgres.source.decoder import (
     Begin,
     Commit,
     DataType,
-    Delete,
-    Insert,
     LogicalMessage,
     Origin,
     Relation,
@@ -76,8 +74,9 @@ from connectors.postgres.source.decoder import (
     StreamCommit,
     StreamStart,
     Truncate,
-    Update,
+    TupleData,
     decode_message,
+    decode_row,
     encode_standby_status,
     pg_timestamp_now,
 )
@@ -92,6 +91,8 @@ _BEGIN: Final = 0x42  # B
 _COMMIT: Final = 0x43  # C
 _STREAM_START: Final = 0x53  # S
 _STREAM_STOP: Final = 0x45  # E
+_INSERT: Final = 0x49  # I
+_IUD: Final = frozenset(b"IUD")  # row changes: Insert, Update, Delete
 _STREAM_COMMIT: Final = 0x63  # c
 _STREAM_ABORT: Final = 0x41  # A
 _MESSAGE: Final = 0x4D  # M
@@ -930,56 +931,51 @@ class StreamReader:
                 int.from_bytes(payload[1:5], "big") in aborted
             ):
                 continue
-            msg = decode_message(payload, in_stream=streamed)
-            cls = msg.__class__
-            if cls is Insert:
-                rid = msg.relation_id  # type: ignore[union-attr]
+            if tag in _IUD:
+                rid, new_tuple, old_tuple, old_kind = decode_row(payload, streamed)
                 try:
                     shape = shapes[rid]
                 except KeyError:
                     raise _undescribed(rid) from None
                 if shape is None:
                     continue
-                try:
-                    after = shape.row(msg.new)  # type: ignore[union-attr]
-                except NullInNotNull:
-                    shape, after = self._relaxed_row(rid, msg.new)  # type: ignore[union-attr]
-                rows = [(Op.CREATE, shape, shape.key(after), None, after, no_unchanged, rid)]
-            elif cls is Update or cls is Delete:
-                rid = msg.relation_id  # type: ignore[union-attr]
-                try:
-                    shape = shapes[rid]
-                except KeyError:
-                    raise _undescribed(rid) from None
-                if shape is None:
-                    continue
-                change = self._change(rid, shape, msg)  # type: ignore[arg-type]
-                rows = _split_key_change(change)
-            elif cls is Relation:
-                self._on_relation(msg)  # type: ignore[arg-type]
-                continue
-            elif cls is Truncate:
-                rows = []
-                for rid in msg.relation_ids:  # type: ignore[union-attr]
+                if tag == _INSERT:
                     try:
-                        shape = shapes[rid]
-                    except KeyError:
-                        raise _undescribed(rid) from None
-                    if shape is not None:
-                        rows.append((Op.TRUNCATE, shape, None, None, None, no_unchanged, rid))
-                if not rows:
-                    continue
-            elif cls is Origin:
-                origin = msg.name  # type: ignore[union-attr]
-                continue
-            elif cls is DataType or cls is LogicalMessage:
-                # Types are read from the catalog with the Relation; logical
-                # decoding messages are not row changes (SOURCE.md).
-                continue
+                        after = shape.row(new_tuple)  # type: ignore[arg-type]
+                    except NullInNotNull:
+                        shape, after = self._relaxed_row(rid, new_tuple)  # type: ignore[arg-type]
+                    rows = [(Op.CREATE, shape, shape.key(after), None, after, no_unchanged, rid)]
+                else:
+                    change = self._change(rid, shape, new_tuple, old_tuple, old_kind)
+                    rows = _split_key_change(change)
             else:
-                raise SerializationError(
-                    f"unexpected pgoutput {cls.__name__} message inside transaction {xid}"
-                )
+                msg = decode_message(payload, in_stream=streamed)
+                cls = msg.__class__
+                if cls is Relation:
+                    self._on_relation(msg)  # type: ignore[arg-type]
+                    continue
+                elif cls is Truncate:
+                    rows = []
+                    for rid in msg.relation_ids:  # type: ignore[union-attr]
+                        try:
+                            shape = shapes[rid]
+                        except KeyError:
+                            raise _undescribed(rid) from None
+                        if shape is not None:
+                            rows.append((Op.TRUNCATE, shape, None, None, None, no_unchanged, rid))
+                    if not rows:
+                        continue
+                elif cls is Origin:
+                    origin = msg.name  # type: ignore[union-attr]
+                    continue
+                elif cls is DataType or cls is LogicalMessage:
+                    # Types are read from the catalog with the Relation; logical
+                    # decoding messages are not row changes (SOURCE.md).
+                    continue
+                else:
+                    raise SerializationError(
+                        f"unexpected pgoutput {cls.__name__} message inside transaction {xid}"
+                    )
             for op, shape, key, before, after, unchanged, rid in rows:
                 dc = counts.get(rid, 0) + 1
                 counts[rid] = dc
@@ -1047,40 +1043,40 @@ class StreamReader:
                 self._shapes[relation_id] = shape.relaxed(e.index)
 
     def _change(
-        self, rid: int, shape: TableShape, msg: Update | Delete
+        self, rid: int, shape: TableShape, new_tuple: TupleData | None,
+        old_tuple: TupleData | None, old_kind: str | None,
     ) -> tuple[Op, TableShape, Any, Any, Any, frozenset[str], int]:
         """``(op, shape, key, before, after, unchanged, relation id)`` of an update or delete."""
         before: dict[str, Any] | None = None
-        if msg.__class__ is Delete:
-            assert isinstance(msg, Delete)
-            if msg.old_kind == "O":  # REPLICA IDENTITY FULL: the whole old row
+        if new_tuple is None:  # a delete
+            assert old_tuple is not None
+            if old_kind == "O":  # REPLICA IDENTITY FULL: the whole old row
                 try:
-                    old = shape.row(msg.old)
+                    old = shape.row(old_tuple)
                 except NullInNotNull:
-                    shape, old = self._relaxed_row(rid, msg.old)
+                    shape, old = self._relaxed_row(rid, old_tuple)
                 return (Op.DELETE, shape, shape.key(old), old, None, frozenset(), rid)
-            before = shape.key_from_tuple(msg.old)
+            before = shape.key_from_tuple(old_tuple)
             return (Op.DELETE, shape, before, before, None, frozenset(), rid)
-        assert isinstance(msg, Update)
-        new = msg.new
+        new = new_tuple
         old_row: dict[str, Any] | None = None
-        if msg.old is not None:
-            if msg.old_kind == "O":
+        if old_tuple is not None:
+            if old_kind == "O":
                 try:
-                    old_row = shape.row(msg.old)
+                    old_row = shape.row(old_tuple)
                 except NullInNotNull:
-                    shape, old_row = self._relaxed_row(rid, msg.old)
+                    shape, old_row = self._relaxed_row(rid, old_tuple)
                 before = old_row
             else:
-                before = shape.key_from_tuple(msg.old)
+                before = shape.key_from_tuple(old_tuple)
         unchanged: frozenset[str] = frozenset()
         if UNCHANGED_TOAST in new:
             missing = [n for n, v in zip(shape.names, new, strict=True) if v is UNCHANGED_TOAST]
-            if old_row is not None and msg.old is not None:
+            if old_row is not None and old_tuple is not None:
                 # REPLICA IDENTITY FULL: the old row (flattened by the server) has
                 # the text of the value that did not change.
                 new = tuple(o if v is UNCHANGED_TOAST else v
-                            for v, o in zip(new, msg.old, strict=True))
+                            for v, o in zip(new, old_tuple, strict=True))
             else:
                 unchanged = frozenset(missing)
                 if unchanged & set(shape.key_names):

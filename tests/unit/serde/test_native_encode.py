@@ -96,7 +96,17 @@ EDGES: list[tuple[ColumnType, list[Any]]] = [
                                     datetime(2024, 1, 1, 0, 0, 1, 120000, tzinfo=UTC),
                                     datetime(2024, 1, 1, tzinfo=timezone(timedelta(hours=2))),
                                     datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)]),
-    (ColumnType(Kind.DECIMAL, precision=10, scale=2), [Decimal("0.00"), Decimal("-99999999.99")]),
+    (ColumnType(Kind.DECIMAL, precision=10, scale=2),
+     [Decimal("0.00"), Decimal("-99999999.99"), Decimal("-0"), Decimal("1.500"), Decimal("1E+3"),
+      Decimal("0.05"), Decimal("-128"), Decimal("127.99"), Decimal("1.999"), Decimal("12345678901"),
+      Decimal("1.5E-7"), 7]),
+    (ColumnType(Kind.DECIMAL, precision=38, scale=10),
+     [Decimal("12345678.9012345678"), Decimal("123456789.0123456789"),
+      Decimal("-9999999999999999999999999999.9999999999"), Decimal("0.0000000001")]),
+    (ColumnType(Kind.DECIMAL, precision=5, scale=0), [Decimal("99999"), Decimal("-99999"),
+                                                      Decimal("100000"), Decimal("0.0")]),
+    (ColumnType(Kind.DECIMAL, precision=10, scale=2, nan=True),
+     [Decimal("NaN"), Decimal("Infinity"), Decimal("-Infinity"), Decimal("3.14")]),
 ]
 
 
@@ -106,7 +116,31 @@ def test_edge_values_encode_identically(ct: ColumnType, values: list[Any]) -> No
     native, python = _pair(schema)
     for i, v in enumerate([*values, None]):
         row = {"id": i, "v": v}
-        assert native.value.encode_image(row) == python.value.encode_image(row), v
+        outcomes = []
+        for enc in (native, python):
+            try:
+                outcomes.append(enc.value.encode_image(row))
+            except codec.SerializationError as e:
+                outcomes.append(str(e))
+        assert outcomes[0] == outcomes[1], v
+
+
+@SETTINGS
+@given(st.integers(1, 38).flatmap(lambda p: st.tuples(st.just(p), st.integers(0, p))), st.data())
+def test_decimals_encode_identically(ps: tuple[int, int], data: st.DataObject) -> None:
+    p, s = ps
+    ct = ColumnType(Kind.DECIMAL, precision=p, scale=s)
+    schema = _schema(("id", ColumnType(Kind.INT32), False), ("v", ct, True))
+    native, python = _pair(schema)
+    v = data.draw(st.decimals(allow_nan=False, allow_infinity=False, places=data.draw(
+        st.integers(0, s + 2))) | st.decimals(allow_nan=False, allow_infinity=False))
+    outcomes = []
+    for enc in (native, python):
+        try:
+            outcomes.append(enc.value.encode_image({"id": 1, "v": v}))
+        except codec.SerializationError as e:
+            outcomes.append(str(e))
+    assert outcomes[0] == outcomes[1], v
 
 
 @pytest.mark.parametrize(
@@ -182,3 +216,28 @@ def test_delete_images_lacking_columns_encode_identically(before: dict[str, Any]
         except Exception as e:
             outcomes.append((type(e).__name__, str(e)))
     assert outcomes[0] == outcomes[1]
+
+
+@SETTINGS
+@given(st.integers(0, 2**64 - 1), st.integers(0, 2**63 + 5), st.booleans(), st.booleans(),
+       st.integers(0, 2**40), st.text(max_size=5))
+def test_pg_source_blocks_encode_identically(
+    lsn: int, index: int, snapshot: bool, last: bool, ts_ms: int, name: str
+) -> None:
+    from dataclasses import replace
+
+    from cdc.events import TableId
+    from cdc.positions import Lsn, PgPosition
+    from tests.unit.serde.strategies import pg_source
+
+    src = replace(pg_source(name or "srv", ts_ms=ts_ms),
+                  position=PgPosition(Lsn(lsn), index, snapshot, last))
+    table = TableId("db", "public", "t")
+    native = codec.SourceEncoder("postgresql", table)
+    saved = codec._C
+    codec._C = None
+    try:
+        expected = codec.SourceEncoder("postgresql", table).encode(src)
+    finally:
+        codec._C = saved
+    assert native.encode(src) == expected

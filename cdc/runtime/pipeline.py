@@ -26,6 +26,7 @@ from cdc.offsets.store import OffsetStore
 from cdc.registry import get_connector
 from cdc.runtime.source_runner import RunnerSettings, SnapshotMode, SourceRunner
 from cdc.serde import AvroSerde, RegistryClient
+from cdc.serde.transaction import TransactionMetadataEncoder
 from cdc.transport.producer import EventProducer
 from cdc.transport.topics import TopicManager, TopicSpec
 
@@ -60,11 +61,15 @@ def build_source_runner(config: CdcConfig, name: str,
     spec = TopicSpec(partitions=topics.partitions, replication_factor=topics.replication_factor,
                      cleanup_policy=str(topics.cleanup_policy),
                      config={k: str(v) for k, v in topics.extra.items()})
+    registry = registry_client(config)
+    transactions = (
+        TransactionMetadataEncoder(registry, source_cfg.transaction_topic_name)
+        if source_cfg.transaction_topic else None
+    )
     return SourceRunner(
         name,
         connector.create_source(source_cfg, name=name),
-        AvroSerde(registry_client(config),
-                  topic_naming=lambda _prefix, table: source_cfg.topic_for(table)),
+        AvroSerde(registry, topic_naming=lambda _prefix, table: source_cfg.topic_for(table)),
         EventProducer(kafka.bootstrap_servers, producer_settings,
                       max_in_flight=kafka.producer.max_in_flight_events),
         OffsetStore(kafka.bootstrap_servers, kafka.offsets_topic, settings=client,
@@ -76,6 +81,7 @@ def build_source_runner(config: CdcConfig, name: str,
             topic_spec=spec,
         ),
         stop=stop,
+        transactions=transactions,
     )
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
@@ -42,12 +42,27 @@ class RecordEncoder(Protocol):
     def encode(self, event: ChangeEvent) -> EncodedChange: ...
 
 
+class TransactionEncoder(Protocol):
+    """Frames transaction markers (``cdc.serde.transaction.TransactionMetadataEncoder``)."""
+
+    topic: str
+
+    def key(self, tx_id: str) -> bytes: ...
+
+    def begin(self, tx_id: str, ts_ms: int) -> bytes: ...
+
+    def end(self, tx_id: str, ts_ms: int, event_count: int,
+            collections: Sequence[tuple[str, int]]) -> bytes: ...
+
+
 @dataclass(frozen=True, slots=True)
 class RunnerSettings:
     snapshot_mode: SnapshotMode = SnapshotMode.INITIAL
     tombstones_on_delete: bool = True
     checkpoint_interval_s: float = 1.0
     topic_spec: TopicSpec = field(default_factory=TopicSpec)
+    # BEGIN/END markers of streamed transactions go here (None: not written).
+    transaction_topic: str | None = None
 
 
 @dataclass(slots=True)
@@ -71,6 +86,7 @@ class SourceRunner:
         *,
         stop: threading.Event | None = None,
         on_checkpoint: Callable[[Position], None] | None = None,
+        transactions: TransactionEncoder | None = None,
     ) -> None:
         self.name = name
         self.source = source
@@ -85,6 +101,9 @@ class SourceRunner:
         self._saved_version = -1
         self._last_save = 0.0
         self._partitions: dict[str, int] = {}
+        self._transactions = transactions
+        self._tx_open: str | None = None  # id of the transaction whose BEGIN was sent
+        self._tx_collections: dict[str, int] = {}  # table -> events so far (for END)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -131,6 +150,10 @@ class SourceRunner:
         return consistent
 
     def _stream_phase(self, start: Position | None) -> None:
+        if self._transactions is not None:
+            topic = self._transactions.topic
+            self.topics.ensure([topic], self.settings.topic_spec)
+            self._partitions[topic] = self.topics.partitions(topic)
         interval = self.settings.checkpoint_interval_s
         for item in self.source.stream(start):
             if isinstance(item, Heartbeat):
@@ -155,6 +178,11 @@ class SourceRunner:
             self._partitions[topic] = self.topics.partitions(topic)
         position = event.position
         boundary = position.last_in_tx
+        tx = event.transaction
+        marking = self._transactions is not None and tx is not None
+        if marking:
+            self._begin_marker(event)
+            boundary = False  # the END marker carries the transaction's boundary
         if event.op is Op.TRUNCATE:
             # Every partition sees the truncate in order with its own rows.
             n = self._partitions[topic]
@@ -169,6 +197,36 @@ class SourceRunner:
             if tomb:
                 self.producer.send(topic, key, None, position=position, boundary=boundary)
         self.stats.events += 1
+        if marking and position.last_in_tx:
+            self._end_marker(event)
+
+    # -- transaction markers -------------------------------------------------------------------
+
+    def _begin_marker(self, event: ChangeEvent) -> None:
+        tx = event.transaction
+        assert tx is not None and self._transactions is not None
+        if tx.id != self._tx_open:
+            self._tx_open = tx.id
+            self._tx_collections = {}
+            if tx.total_order == 1:  # not when resuming inside a transaction
+                enc = self._transactions
+                self.producer.send(enc.topic, enc.key(tx.id),
+                                   enc.begin(tx.id, event.source.ts_ms))
+        name = event.table.qualified
+        self._tx_collections[name] = tx.data_collection_order
+
+    def _end_marker(self, event: ChangeEvent) -> None:
+        tx = event.transaction
+        assert tx is not None and self._transactions is not None
+        enc = self._transactions
+        self.producer.send(
+            enc.topic, enc.key(tx.id),
+            enc.end(tx.id, event.source.ts_ms, tx.total_order,
+                    sorted(self._tx_collections.items())),
+            position=event.position, boundary=True,
+        )
+        self._tx_open = None
+        self._tx_collections = {}
 
     # -- checkpoints -------------------------------------------------------------------------
 

@@ -1,0 +1,130 @@
+"""The transaction metadata topic: BEGIN/END markers that match the change events."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from collections import Counter, defaultdict
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from fastavro import parse_schema, schemaless_reader
+
+from cdc.offsets.store import OffsetStore
+from cdc.positions import PgPosition
+from cdc.runtime.source_runner import RunnerSettings, SnapshotMode, SourceRunner
+from cdc.serde import AvroSerde, RegistryClient, unframe
+from cdc.serde.transaction import TransactionMetadataEncoder
+from cdc.transport.producer import EventProducer
+from cdc.transport.topics import TopicManager, TopicSpec
+from tests.fixtures.topics import read_changes
+from tests.integration.postgres.conftest import PgEnv, current_lsn
+
+pytestmark = pytest.mark.integration
+
+
+def _read_markers(bootstrap: str, topic: str, registry: RegistryClient) -> list[dict[str, Any]]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}-check",
+                         "enable.auto.commit": False})
+    out: list[dict[str, Any]] = []
+    try:
+        md = consumer.list_topics(topic, timeout=10)
+        for p in sorted(md.topics[topic].partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p, 0), timeout=10)
+            consumer.assign([TopicPartition(topic, p, low)])
+            seen = low
+            while seen < high:
+                msg = consumer.poll(5)
+                assert msg is not None and msg.error() is None
+                seen = (msg.offset() or 0) + 1
+                key_id, key_body = unframe(msg.key())
+                value_id, body = unframe(msg.value())
+                key_schema = parse_schema(json.loads(registry.get_schema(key_id)))
+                value_schema = parse_schema(json.loads(registry.get_schema(value_id)))
+                value = schemaless_reader(io.BytesIO(body), value_schema)
+                assert schemaless_reader(io.BytesIO(key_body), key_schema) == {"id": value["id"]}
+                out.append({**value, "partition": p, "offset": msg.offset()})
+    finally:
+        consumer.close()
+    return out
+
+
+def test_markers_bracket_each_transaction_with_its_counts(
+    pg: PgEnv, kafka_bootstrap: str, schema_registry_url: str
+) -> None:
+    a = pg.table("CREATE TABLE {t} (id int PRIMARY KEY, v text)", f"{pg.name}_a")
+    b = pg.table("CREATE TABLE {t} (id int PRIMARY KEY, v text)", f"{pg.name}_b")
+    registry = RegistryClient(schema_registry_url)
+    tx_topic = f"{pg.name}.transaction"
+    checkpoints: list[PgPosition] = []
+    stop = threading.Event()
+    runner = SourceRunner(
+        pg.name, pg.source(), AvroSerde(registry),
+        EventProducer(kafka_bootstrap, {"linger.ms": 5}),
+        OffsetStore(kafka_bootstrap, f"{pg.name}.offsets"), TopicManager(kafka_bootstrap),
+        RunnerSettings(snapshot_mode=SnapshotMode.NEVER, checkpoint_interval_s=0.2,
+                       topic_spec=TopicSpec(partitions=2)),
+        stop=stop, on_checkpoint=lambda p: checkpoints.append(p),  # type: ignore[arg-type]
+        transactions=TransactionMetadataEncoder(registry, tx_topic),
+    )
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            runner.run()
+        except BaseException as e:
+            failure.append(e)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not checkpoints:
+            assert not failure, failure
+            assert time.monotonic() < deadline, "the stream never started"
+            time.sleep(0.05)
+        with pg.conn.transaction():  # two tables in one transaction
+            pg.sql(f"INSERT INTO {a} SELECT g, 'x' FROM generate_series(1, 5) g")
+            pg.sql(f"INSERT INTO {b} SELECT g, 'y' FROM generate_series(1, 3) g")
+            pg.sql(f"UPDATE {a} SET v = 'z' WHERE id <= 2")
+        pg.sql(f"DELETE FROM {b} WHERE id = 1")  # a transaction of its own
+        with pg.conn.transaction(force_rollback=True):  # rolled back: nothing at all
+            pg.sql(f"INSERT INTO {a} VALUES (100, 'never')")
+        end = current_lsn(pg.dsn)
+        deadline = time.monotonic() + 60
+        while not (checkpoints and checkpoints[-1].lsn >= end):
+            assert not failure, failure
+            assert time.monotonic() < deadline, f"checkpoints stopped at {checkpoints[-1:]}"
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        thread.join(60)
+    assert not failure, failure
+
+    serde = AvroSerde(registry)
+    events = [c for t in (a, b) for c, _ in read_changes(kafka_bootstrap, f"{pg.name}.public.{t}",
+                                                         serde)]
+    per_tx: dict[str, Counter[str]] = defaultdict(Counter)
+    for c in events:
+        assert c.transaction is not None
+        per_tx[c.transaction.id][str(c.table)] += 1
+    assert sorted(sum(n.values()) for n in per_tx.values()) == [1, 10]
+
+    markers = _read_markers(kafka_bootstrap, tx_topic, registry)
+    by_tx: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for m in markers:
+        by_tx[m["id"]].append(m)
+    assert set(by_tx) == set(per_tx), "markers for exactly the committed transactions"
+    for tx_id, ms in by_tx.items():
+        assert {m["partition"] for m in ms} == {ms[0]["partition"]}, "one key, one partition"
+        ms.sort(key=lambda m: m["offset"])
+        assert [m["status"] for m in ms] == ["BEGIN", "END"]
+        begin, end_marker = ms
+        assert begin["event_count"] is None and begin["data_collections"] is None
+        assert end_marker["event_count"] == sum(per_tx[tx_id].values())
+        assert {d["data_collection"]: d["event_count"] for d in end_marker["data_collections"]} \
+            == dict(per_tx[tx_id])
+        assert begin["ts_ms"] == end_marker["ts_ms"] > 0

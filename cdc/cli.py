@@ -91,15 +91,20 @@ def _load(config_file: Path) -> CdcConfig:
 @main.command()
 @click.argument("config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--name", required=True, help="The source's name in the config.")
-def source(config_file: Path, name: str) -> None:
+@click.option("--metrics-port", type=int, default=None,
+              help="Serve metrics on this port instead of metrics.port (cdc run sets it).")
+def source(config_file: Path, name: str, metrics_port: int | None) -> None:
     """Run one source: snapshot if needed, then stream changes into Kafka."""
+    from cdc.observability.metrics import serve_source_metrics
     from cdc.runtime.pipeline import build_source_runner, stop_on_signals
 
     config = _load(config_file)
     stop = threading.Event()
     stop_on_signals(stop)
     try:
-        build_source_runner(config, name, stop).run()
+        runner = build_source_runner(config, name, stop)
+        serve_source_metrics(runner, config.metrics, metrics_port)
+        runner.run()
     except CdcError as e:
         raise click.ClickException(f"source {name}: {e}") from e
 

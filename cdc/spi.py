@@ -12,7 +12,7 @@ the source how far it may let the database discard log via ``acknowledge``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
@@ -57,6 +57,17 @@ StreamItem = ChangeEvent | Heartbeat
 
 
 @runtime_checkable
+@runtime_checkable
+class ReportsMetrics(Protocol):
+    """A source with gauges of its own, exported as ``cdc_source_<key>`` when scraped.
+
+    Called from the metrics server's thread: implementations must be thread-safe
+    and quick (cache anything that queries the database). None: unknown now.
+    """
+
+    def metrics(self) -> Mapping[str, float | None]: ...
+
+
 class SourceConnector(Protocol):
     """A database source. Created from its validated config by the connector."""
 

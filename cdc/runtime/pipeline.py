@@ -111,10 +111,12 @@ def supervise(config_path: Path, config: CdcConfig, only: Sequence[str] = ()) ->
         raise ConfigError(f"not in the config: {', '.join(sorted(unknown))}")
     if not jobs:
         raise ConfigError("nothing to run: the config has no sources or sinks")
+    base = config.metrics.port
     children = [
         _Child(role, name, subprocess.Popen(
-            [sys.executable, "-m", "cdc.cli", role, str(config_path), "--name", name]))
-        for role, name in jobs
+            [sys.executable, "-m", "cdc.cli", role, str(config_path), "--name", name,
+             *(["--metrics-port", str(base + i)] if role == "source" else [])]))
+        for i, (role, name) in enumerate(jobs)
     ]
     stop = threading.Event()
     stop_on_signals(stop)

@@ -71,6 +71,8 @@ class RunnerStats:
     snapshot_rows: int = 0
     checkpoints: int = 0
     last_checkpoint: Position | None = None
+    last_checkpoint_at: float = 0.0  # wall clock (epoch seconds)
+    last_event_ts_ms: int = 0  # commit time of the last event produced
 
 
 class SourceRunner:
@@ -196,7 +198,9 @@ class SourceRunner:
                                boundary=boundary and not tomb)
             if tomb:
                 self.producer.send(topic, key, None, position=position, boundary=boundary)
-        self.stats.events += 1
+        stats = self.stats
+        stats.events += 1
+        stats.last_event_ts_ms = event.source.ts_ms
         if marking and position.last_in_tx:
             self._end_marker(event)
 
@@ -242,6 +246,7 @@ class SourceRunner:
         self._saved_version = version
         self.stats.checkpoints += 1
         self.stats.last_checkpoint = durable
+        self.stats.last_checkpoint_at = time.time()
         self.source.acknowledge(durable)
         if self._on_checkpoint is not None:
             self._on_checkpoint(durable)

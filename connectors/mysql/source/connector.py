@@ -195,6 +195,10 @@ class MySqlSource:
 
     # ------------------------------------------------------------------ metrics
 
+    def metrics(self) -> dict[str, float | None]:
+        """cdc.spi.ReportsMetrics: how far the binlog reader is behind the server."""
+        return {"mysql_binlog_lag_seconds": self.seconds_behind}
+
     @property
     def seconds_behind(self) -> float:
         return self.reader.seconds_behind

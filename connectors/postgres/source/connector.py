@@ -521,6 +521,10 @@ class PostgresSource:
 
     # -- metrics ------------------------------------------------------------------------------------
 
+    def metrics(self) -> dict[str, float | None]:
+        """cdc.spi.ReportsMetrics: the WAL this source's slot keeps on the server."""
+        return {"postgres_slot_retained_wal_bytes": self.retained_wal_bytes()}
+
     def retained_wal_bytes(self) -> int | None:
         """WAL the slot keeps on the server (``pg_current_wal_lsn() - restart_lsn``).
 

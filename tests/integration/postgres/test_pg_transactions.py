@@ -1,11 +1,14 @@
-"""The transaction metadata topic: BEGIN/END markers that match the change events."""
+"""The transaction metadata topic (BEGIN/END markers that match the change events), and
+the source's Prometheus metrics, scraped over HTTP while it runs."""
 
 from __future__ import annotations
 
 import io
 import json
+import socket
 import threading
 import time
+import urllib.request
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -13,6 +16,8 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from fastavro import parse_schema, schemaless_reader
 
+from cdc.config import MetricsConfig
+from cdc.observability.metrics import serve_source_metrics
 from cdc.offsets.store import OffsetStore
 from cdc.positions import PgPosition
 from cdc.runtime.source_runner import RunnerSettings, SnapshotMode, SourceRunner
@@ -52,6 +57,17 @@ def _read_markers(bootstrap: str, topic: str, registry: RegistryClient) -> list[
     return out
 
 
+def _scrape(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
 def test_markers_bracket_each_transaction_with_its_counts(
     pg: PgEnv, kafka_bootstrap: str, schema_registry_url: str
 ) -> None:
@@ -78,6 +94,10 @@ def test_markers_bracket_each_transaction_with_its_counts(
         except BaseException as e:
             failure.append(e)
 
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert serve_source_metrics(runner, MetricsConfig(port=port), port) == port
     thread = threading.Thread(target=run)
     thread.start()
     try:
@@ -99,6 +119,11 @@ def test_markers_bracket_each_transaction_with_its_counts(
             assert not failure, failure
             assert time.monotonic() < deadline, f"checkpoints stopped at {checkpoints[-1:]}"
             time.sleep(0.1)
+        scraped = _scrape(port)
+        assert scraped[f'cdc_source_events_total{{source="{pg.name}"}}'] == 11
+        assert scraped[f'cdc_source_checkpoints_total{{source="{pg.name}"}}'] >= 1
+        assert scraped[f'cdc_source_postgres_slot_retained_wal_bytes{{source="{pg.name}"}}'] >= 0
+        assert f'cdc_source_last_event_lag_seconds{{source="{pg.name}"}}' in scraped
     finally:
         stop.set()
         thread.join(60)

@@ -440,9 +440,13 @@ class SourceEncoder:
 
     __slots__ = (
         "_db",
+        "_gtid_set",
         "_head",
         "_lsn_text",
         "_middle",
+        "_my_head",
+        "_my_mid",
+        "_my_snapshot",
         "_post",
         "_pre",
         "_shape",
@@ -463,6 +467,9 @@ class SourceEncoder:
         self._statics: tuple[Any, ...] = ()
         self._pre = self._post = self._head = self._middle = self._tail = b""
         self._lsn_text = ""
+        self._gtid_set: object = None
+        self._my_snapshot: object = None
+        self._my_head = self._my_mid = ""
 
     def encode(self, src: SourceInfo) -> bytes:
         pos = src.position
@@ -493,12 +500,39 @@ class SourceEncoder:
                src.snapshot, src.name, src.version, src.connector, src.origin, src.db_version)  # fmt: skip
         if key != self._tx_key:
             self._new_transaction(src, key)
+            self._gtid_set = None  # file/pos/GTID may have changed: split the JSON again
+        if pos.gtid_set is not self._gtid_set or pos.snapshot is not self._my_snapshot:
+            self._mysql_position_parts(pos)
         row = zigzag(min(pos.index, binary.INT32_MAX))
-        position = _string(_POSITION_JSON(pos.to_dict()))
+        if self._my_head:
+            # The JSON of to_dict(), from per-transaction pieces (checked in _mysql_position_parts)
+            text = f"{self._my_head}{pos.index}{self._my_mid}{'true}' if pos.last_in_tx else 'false}'}"
+            position = _string(text)
+        else:
+            position = _string(_POSITION_JSON(pos.to_dict()))
         # row, thread (null), query (null), then cdc_position
         return b"".join(
             (self._pre, row, NULL_BRANCH, NULL_BRANCH, VALUE_BRANCH, position, self._post)
         )
+
+    def _mysql_position_parts(self, pos: MySqlPosition) -> None:
+        """Split a MySqlPosition's JSON around its per-event fields (index, last_in_tx).
+
+        Everything else in it (file, pos, GTIDs, server id, snapshot) is the same
+        for all events of a transaction. Exact by construction: the sentinel
+        int and the trailing JSON ``false`` are replaced by the event's own.
+        """
+        self._gtid_set = pos.gtid_set
+        self._my_snapshot = pos.snapshot
+        self._my_head = self._my_mid = ""
+        d = pos.to_dict()
+        sentinel = 987_654_321_987_654_321
+        d["index"], d["last_in_tx"] = sentinel, False
+        probe = _POSITION_JSON(d)
+        parts = probe.split(str(sentinel))
+        if len(parts) != 2 or not parts[1].endswith("false}"):
+            return
+        self._my_head, self._my_mid = parts[0], parts[1][: -len("false}")]
 
     def _new_transaction(self, src: SourceInfo, key: tuple[Any, ...]) -> None:
         tx = src.tx_id

@@ -241,3 +241,30 @@ def test_pg_source_blocks_encode_identically(
     finally:
         codec._C = saved
     assert native.encode(src) == expected
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.integers(0, 2**40), st.booleans(), st.booleans(),
+                          st.sampled_from(["mysql-bin.000001", "b\"in.000002", "x.000003"]),
+                          st.integers(4, 2**32), st.sampled_from([None, "0-1-5", "3-2-9"])),
+                min_size=1, max_size=6))
+def test_mysql_source_blocks_match_the_generic_json(
+    events: list[tuple[int, bool, bool, str, int, str | None]],
+) -> None:
+    import json
+
+    from cdc.events import SourceInfo, TableId
+    from cdc.positions import BinlogFile, GtidSet, MySqlPosition
+    from cdc.serde import binary
+
+    enc = codec.SourceEncoder("mysql", TableId("db", None, "t"))
+    for index, last, snapshot, file, pos, gtid in events:
+        position = MySqlPosition(BinlogFile(file), pos, index=index, gtid=gtid,
+                                 gtid_set=GtidSet.parse(gtid or ""), server_id=1,
+                                 snapshot=snapshot, last_in_tx=last)
+        src = SourceInfo(connector="mysql", name="srv", version="1", db_version="10.11",
+                         position=position, ts_ms=5, tx_id=gtid, snapshot="false", origin=None)
+        got = enc.encode(src)
+        expected = binary.string(json.dumps(position.to_dict(), separators=(",", ":"),
+                                            ensure_ascii=False))
+        assert expected in got

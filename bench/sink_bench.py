@@ -52,7 +52,10 @@ from cdc.spi import SinkSession, TableName  # noqa: E402
 from cdc.transport.producer import EventProducer  # noqa: E402
 from cdc.transport.topics import TopicManager, TopicSpec  # noqa: E402
 
-ENV = ROOT / ".cdc-local" / "env"
+_BASE = Path(os.environ.get("CDC_LOCAL_DIR", ROOT / ".cdc-local"))
+_OFFSET = int(os.environ.get("CDC_PORT_OFFSET", "0"))
+# The stack of this port offset (like the tests): offset 0 is .cdc-local/env.
+ENV = (_BASE if _OFFSET == 0 else _BASE / f"stack-{_OFFSET}") / "env"
 
 
 def endpoints() -> dict[str, str]:
@@ -114,13 +117,32 @@ def dialect_for(kind: str) -> Any:
     return my()
 
 
-def _worker(config_path: str, name: str, kind: str) -> None:
+def _worker(config_path: str, name: str, kind: str, profile_rows: int = 0) -> None:
     config = load_config(Path(config_path))
     stop = threading.Event()
     import signal
 
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    build_worker(config, name, stop=stop, dialect=dialect_for(kind)).run()
+    worker = build_worker(config, name, stop=stop, dialect=dialect_for(kind))
+    if not profile_rows:
+        worker.run()
+        return
+    # --profile: this process alone, under cProfile, until every row is applied.
+    import cProfile
+    import pstats
+
+    def on_batch(result: Any) -> None:
+        if worker.stats.applied + result.applied >= profile_rows:
+            stop.set()
+
+    worker._on_batch = on_batch
+    prof = cProfile.Profile()
+    t = time.perf_counter()
+    prof.runcall(worker.run)
+    secs = time.perf_counter() - t
+    print(f"\n--- profile: {name} ({kind}), {worker.stats.applied} rows in {secs:.1f}s "
+          "(includes the group join) ---", file=sys.stderr)
+    pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(25)
 
 
 def offsets(session: SinkSession, group: str, topic: str) -> dict[int, int]:
@@ -190,6 +212,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--max-rows", type=int, default=5_000)
     ap.add_argument("--replica", nargs="+", default=["postgres", "mysql"], choices=["postgres", "mysql"])
+    ap.add_argument("--profile", action="store_true",
+                    help="run one worker in this process under cProfile and print where time goes")
     args = ap.parse_args()
     env = endpoints()
     bootstrap, registry_url = env["KAFKA_BOOTSTRAP"], env["SCHEMA_REGISTRY_URL"]
@@ -227,6 +251,9 @@ def main() -> None:
             session = dialect_for(kind).connect(load_config(cfg).sink(f"bench_{kind}_insert"))
             try:
                 for phase, topic in topics.items():
+                    if args.profile:
+                        _worker(str(cfg), f"bench_{kind}_{phase}", kind, args.rows)
+                        continue
                     secs, rows = measure(cfg, f"bench_{kind}_{phase}", kind, args.workers, session,
                                          f"{run}_{kind}_{phase}", topic, args.rows, admin)
                     results.append((kind, phase, rows, secs))

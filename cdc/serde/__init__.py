@@ -177,18 +177,24 @@ class AvroSerde:
         kr = None
         key_row = None
         if key is not None:
-            kr = self._key_reader(_schema_id(key))
+            sid = _schema_id(key)
+            kr = self._keys.get(sid) or self._key_reader(sid)
             key_row = kr.read(key, HEADER_SIZE)
         if value is None:
             return Tombstone(key=key_row, table=None if kr is None else kr.table)
-        return self._envelope_reader(_schema_id(value)).decode(value, key_row, kr, HEADER_SIZE)
+        sid = _schema_id(value)
+        reader = self._envelopes.get(sid) or self._envelope_reader(sid)
+        return reader.decode(value, key_row, kr, HEADER_SIZE)
 
 
 def _schema_id(message: bytes | bytearray | memoryview) -> int:
     """The schema id of a Confluent-framed message (unframe() names what is wrong)."""
     if len(message) >= HEADER_SIZE and message[0] == 0:
-        return int.from_bytes(message[1:HEADER_SIZE], "big")
+        return _FROM_BYTES(message[1:HEADER_SIZE], "big")
     return unframe(message)[0]
+
+
+_FROM_BYTES: Final = int.from_bytes
 
 
 __all__ = [

@@ -609,6 +609,7 @@ from cdc.serde import types as _types  # noqa: E402
 
 _FIXED_DECIMAL_CODE: Final = _types._fixed_decimal_codec(1, 0)[1].__code__
 _cdecode = _reader.native_module()
+_OP_OF: Final[dict[Any, Op]] = {op.value: op for op in Op}
 _NATIVE_READ: Final[Callable[..., Any] | None] = None if _cdecode is None else _cdecode.read
 
 
@@ -1051,10 +1052,9 @@ class EnvelopeReader:
         key: Mapping[str, Any] | None,
         key_reader: KeyReader | None,
     ) -> DecodedChange:
-        try:
-            op = Op(op_text)
-        except ValueError:
-            raise SerializationError(f"unknown op {op_text!r} in change envelope") from None
+        op = _OP_OF.get(op_text)
+        if op is None:
+            raise SerializationError(f"unknown op {op_text!r} in change envelope")
         table = self.table or self._table_from_source(source)
         if specials:
             self._restore_specials(specials, before, after, table)

@@ -18,6 +18,7 @@ Needs the local stack (``python deploy/local/stack.py up``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import multiprocessing
 import os
@@ -52,7 +53,10 @@ from cdc.spi import SinkSession, TableName  # noqa: E402
 from cdc.transport.producer import EventProducer  # noqa: E402
 from cdc.transport.topics import TopicManager, TopicSpec  # noqa: E402
 
-ENV = ROOT / ".cdc-local" / "env"
+_BASE = Path(os.environ.get("CDC_LOCAL_DIR", ROOT / ".cdc-local"))
+_OFFSET = int(os.environ.get("CDC_PORT_OFFSET", "0"))
+# The stack of this port offset (like the tests): offset 0 is .cdc-local/env.
+ENV = (_BASE if _OFFSET == 0 else _BASE / f"stack-{_OFFSET}") / "env"
 
 
 def endpoints() -> dict[str, str]:
@@ -114,13 +118,32 @@ def dialect_for(kind: str) -> Any:
     return my()
 
 
-def _worker(config_path: str, name: str, kind: str) -> None:
+def _worker(config_path: str, name: str, kind: str, profile_rows: int = 0) -> None:
     config = load_config(Path(config_path))
     stop = threading.Event()
     import signal
 
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    build_worker(config, name, stop=stop, dialect=dialect_for(kind)).run()
+    worker = build_worker(config, name, stop=stop, dialect=dialect_for(kind))
+    if not profile_rows:
+        worker.run()
+        return
+    # --profile: this process alone, under cProfile, until every row is applied.
+    import cProfile
+    import pstats
+
+    def on_batch(result: Any) -> None:
+        if worker.stats.applied >= profile_rows:  # (_done counted this batch already)
+            stop.set()
+
+    worker._on_batch = on_batch
+    prof = cProfile.Profile()
+    t = time.perf_counter()
+    prof.runcall(worker.run)
+    secs = time.perf_counter() - t
+    print(f"\n--- profile: {name} ({kind}), {worker.stats.applied} rows in {secs:.1f}s "
+          "(includes the group join) ---", file=sys.stderr)
+    pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(25)
 
 
 def offsets(session: SinkSession, group: str, topic: str) -> dict[int, int]:
@@ -183,6 +206,112 @@ def measure(config_path: Path, name: str, kind: str, workers: int, session: Sink
             p.join(60)
 
 
+# -- PostgreSQL native logical replication, on the same workload --------------------------
+
+_NATIVE_COLUMNS = (
+    "id bigint PRIMARY KEY, qty integer, name text, price numeric(10,2), "
+    "created timestamp without time zone, day date, ratio double precision, active boolean, "
+    "code character varying(50), seq bigint"
+)
+
+
+def _rows_sql(v: int) -> str:
+    """The columns of row(i, v) computed by PostgreSQL from i (same shapes as row())."""
+    return (
+        f"(i + {v}) % 1000, 'product number ' || i, "
+        f"(((i * 7 + {v}) % 100000) || '.{v % 100:02d}')::numeric, "
+        f"timestamp '2024-01-01' + make_interval(secs => i + {v}), "
+        f"date '2024-01-01' + (i % 365)::int, i / 7.0 + {v}, (i + {v}) % 2 = 1, "
+        f"'C' || lpad(i::text, 8, '0') || '-{v}', i * 10 + {v}"
+    )
+
+
+def native_pg(source_dsn: str, replica_dsn: str, n: int, tx_rows: int) -> list[tuple[str, int, float]]:
+    """Apply rate of PostgreSQL's own logical replication (publication on pg-source,
+    subscription on pg-replica, copy_data = false) for n inserts then n updates.
+
+    The workload is written with the subscription disabled (its slot keeps the
+    WAL), in source transactions of ``tx_rows`` rows; the subscription is then
+    enabled and the time from the first transaction's rows being visible on the
+    replica to the last one's is measured (like the cdc measure, the first
+    batch is not counted)."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    run = f"nativebench_{int(time.time())}"
+    src = psycopg.connect(source_dsn, autocommit=True)
+    rep = psycopg.connect(replica_dsn, autocommit=True)
+    sub_conninfo = make_conninfo(**{k: v for k, v in conninfo_to_dict(source_dsn).items()})
+    results = []
+    try:
+        for c in (src, rep):
+            c.execute(f"CREATE TABLE {run} ({_NATIVE_COLUMNS})")
+        src.execute(f"CREATE PUBLICATION {run} FOR TABLE {run}")
+        rep.execute(
+            f"CREATE SUBSCRIPTION {run} CONNECTION '{sub_conninfo}' PUBLICATION {run} "
+            "WITH (copy_data = false, enabled = false)"
+        )
+        for phase, v in (("insert", 0), ("update", 1)):
+            for a in range(0, n, tx_rows):
+                b = min(n, a + tx_rows) - 1
+                with src.transaction():
+                    if phase == "insert":
+                        src.execute(
+                            f"INSERT INTO {run} SELECT i, {_rows_sql(v)} "
+                            f"FROM generate_series({a}, {b}) AS i"
+                        )
+                    else:
+                        cols = "qty, name, price, created, day, ratio, active, code, seq"
+                        src.execute(
+                            f"UPDATE {run} t SET ({cols}) = (SELECT {_rows_sql(v)} FROM "
+                            f"(SELECT t.id AS i) x) WHERE t.id BETWEEN {a} AND {b}"
+                        )
+            first, last = min(n, tx_rows) - 1, n - 1
+
+            def applied(i: int, v: int = v) -> bool:
+                row = rep.execute(f"SELECT seq FROM {run} WHERE id = %s", [i]).fetchone()
+                return row is not None and row[0] == i * 10 + v
+
+            rep.execute(f"ALTER SUBSCRIPTION {run} ENABLE")
+            deadline = time.monotonic() + 600
+            while not applied(first):
+                if time.monotonic() > deadline:
+                    raise SystemExit("native replication: nothing applied in 10 minutes")
+                time.sleep(0.002)
+            t0 = time.perf_counter()
+            while not applied(last):
+                if time.monotonic() > deadline:
+                    raise SystemExit("native replication timed out")
+                time.sleep(0.005)
+            results.append((phase, last - first, time.perf_counter() - t0))
+            rep.execute(f"ALTER SUBSCRIPTION {run} DISABLE")
+        (count,) = rep.execute(f"SELECT count(*) FROM {run}").fetchone() or (0,)
+        assert count == n, f"native replication: {count} rows, expected {n}"
+    finally:
+        with contextlib.suppress(psycopg.Error):
+            rep.execute(f"ALTER SUBSCRIPTION {run} DISABLE")
+        try:  # (a disabled subscription's slot must be dropped apart)
+            rep.execute(f"ALTER SUBSCRIPTION {run} SET (slot_name = NONE)")
+            rep.execute(f"DROP SUBSCRIPTION IF EXISTS {run}")
+        except psycopg.Error as e:
+            print(f"native replication: dropping subscription {run}: {e}", file=sys.stderr)
+        for _ in range(50):  # the walsender may still hold the slot for a moment
+            try:
+                src.execute(
+                    "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                    "WHERE slot_name = %s", [run],
+                )
+                break
+            except psycopg.Error:
+                time.sleep(0.1)
+        src.execute(f"DROP PUBLICATION IF EXISTS {run}")
+        for c in (src, rep):
+            c.execute(f"DROP TABLE IF EXISTS {run}")
+        src.close()
+        rep.close()
+    return results
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=100_000)
@@ -190,6 +319,12 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--max-rows", type=int, default=5_000)
     ap.add_argument("--replica", nargs="+", default=["postgres", "mysql"], choices=["postgres", "mysql"])
+    ap.add_argument("--no-native", action="store_true",
+                    help="skip PostgreSQL's own logical replication on the same workload")
+    ap.add_argument("--native-tx-rows", type=int, default=0,
+                    help="rows per source transaction for the native run (default: --max-rows)")
+    ap.add_argument("--profile", action="store_true",
+                    help="run one worker in this process under cProfile and print where time goes")
     args = ap.parse_args()
     env = endpoints()
     bootstrap, registry_url = env["KAFKA_BOOTSTRAP"], env["SCHEMA_REGISTRY_URL"]
@@ -227,6 +362,9 @@ def main() -> None:
             session = dialect_for(kind).connect(load_config(cfg).sink(f"bench_{kind}_insert"))
             try:
                 for phase, topic in topics.items():
+                    if args.profile:
+                        _worker(str(cfg), f"bench_{kind}_{phase}", kind, args.rows)
+                        continue
                     secs, rows = measure(cfg, f"bench_{kind}_{phase}", kind, args.workers, session,
                                          f"{run}_{kind}_{phase}", topic, args.rows, admin)
                     results.append((kind, phase, rows, secs))
@@ -237,8 +375,14 @@ def main() -> None:
             finally:
                 session.execute_ddl([f"DROP TABLE IF EXISTS {session.dialect.table_sql(TableName(None, table))}"])
                 session.close()
+    tx_rows = args.native_tx_rows or args.max_rows
+    if "postgres" in args.replica and not args.no_native and not args.profile:
+        for phase, rows, secs in native_pg(env["PG_SOURCE_DSN"], dsns["postgres"], args.rows, tx_rows):
+            results.append(("pg-native", phase, rows, secs))
     print(f"\nsink apply rate: {args.rows} rows of 10 columns, {args.partitions} partitions, "
-          f"{args.workers} worker process(es), batch.max_rows={args.max_rows}")
+          f"{args.workers} worker process(es), batch.max_rows={args.max_rows}; pg-native is "
+          f"PostgreSQL's logical replication (pg-source -> pg-replica), source transactions of "
+          f"{tx_rows} rows")
     print(f"{'replica':<10} {'phase':<8} {'rows timed':>10} {'seconds':>8} {'rows/s':>9}")
     for kind, phase, rows, secs in results:
         print(f"{kind:<10} {phase:<8} {rows:>10} {secs:>8.2f} {rows / secs:>9.0f}")

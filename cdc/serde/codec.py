@@ -689,6 +689,37 @@ class TableEncoder:
 
 # --------------------------------------------------------------------------- decoding
 
+# Decode-side imports live here, next to their use, so the encode half's import
+# block stays untouched by decoding work.
+from cdc.serde import reader as _reader  # noqa: E402
+from cdc.serde import types as _types  # noqa: E402
+
+_FIXED_DECIMAL_CODE: Final = _types._fixed_decimal_codec(1, 0)[1].__code__
+_cdecode = _reader.native_module()
+_OP_OF: Final[dict[Any, Op]] = {op.value: op for op in Op}
+_NATIVE_READ: Final[Callable[..., Any] | None] = None if _cdecode is None else _cdecode.read
+
+
+def _native_conversion(conv: Callable[[Any], Any] | None) -> _reader.Conversion | None:
+    """The C reader's form of a column converter: a native code for the common
+    ones (which call ``conv`` for values outside their fast case), else a call."""
+    if conv is None:
+        return None
+    if conv is _types._date_from_wire:
+        return (_reader.CV_DATE, 0, conv)
+    if conv is _types._ts_from_micros:
+        return (_reader.CV_TS, 0, conv)
+    if conv is _types._time_from_micros:
+        return (_reader.CV_TIME, 0, conv)
+    code = getattr(conv, "__code__", None)
+    cells = getattr(conv, "__closure__", None)
+    if code is _FIXED_DECIMAL_CODE and cells is not None:
+        scale = cells[code.co_freevars.index("scale")].cell_contents
+        if isinstance(scale, int) and 0 <= scale <= 1_000_000:
+            return (_reader.CV_DECIMAL, scale, conv)
+    return (_reader.CV_CALL, 0, conv)
+
+
 
 @dataclass(frozen=True, slots=True, eq=False)
 class WriterSchema:
@@ -721,6 +752,9 @@ class WriterSchema:
             raise SchemaError(f"writer schema is not valid Avro: {e}") from e
         named = named_types(obj)
         read, _ = compile_reader(obj, named)
+        program = _reader.compile_native(obj, named)
+        if program is not None:
+            read = _reader.native_reader(program, read)
         ws = cls(text=text, schema=obj, named=named, read=read)
         with _CACHE_LOCK:
             _WRITER_CACHE[text] = ws
@@ -819,7 +853,16 @@ def _table_from_prop(prop: Any) -> TableId | None:
 class RowDecoder:
     """Reads one record schema's images into canonical rows."""
 
-    __slots__ = ("_columns", "columns", "label", "original_names", "trusted", "types")
+    __slots__ = (
+        "_columns",
+        "columns",
+        "full_name",
+        "label",
+        "native_spec",
+        "original_names",
+        "trusted",
+        "types",
+    )
 
     def __init__(
         self,
@@ -831,6 +874,7 @@ class RowDecoder:
     ) -> None:
         self.label = str(record.get("name", "record"))
         full = full_name(record, namespace) if "name" in record else self.label
+        self.full_name = full
         inner_ns = full.rpartition(".")[0] or None
         self.trusted = trusted
         cols: list[tuple[str, str, ColumnDecoding]] = []
@@ -858,6 +902,11 @@ class RowDecoder:
         self.columns = tuple(columns)
         self.original_names = {a: o for a, o, _ in cols}
         self.types = {c.name: c.type for c in columns}
+        # The C reader's row spec: records it reads straight into canonical rows. Only
+        # trusted rows (no Debezium unavailable markers to look for) take that path.
+        self.native_spec: _reader.RowSpec | None = (
+            tuple((o, _native_conversion(d.decode)) for _, o, d in cols) if trusted else None
+        )
 
     def convert(
         self, rec: Mapping[str, Any], drop: Collection[str] = ()
@@ -892,7 +941,7 @@ class RowDecoder:
 class KeyReader:
     """Decodes keys written with one key schema."""
 
-    __slots__ = ("rows", "table", "writer")
+    __slots__ = ("_native", "rows", "table", "writer")
 
     def __init__(self, writer: WriterSchema) -> None:
         self.writer = writer
@@ -901,8 +950,23 @@ class KeyReader:
             raise SchemaError("key schema is not a record")
         self.table = _table_from_prop(s.get("cdc.table"))
         self.rows = RowDecoder(s, writer.named, trusted=True)  # keys carry no TOAST markers
+        spec = self.rows.native_spec
+        self._native = (
+            None
+            if spec is None
+            else _reader.compile_native(s, writer.named, rows={self.rows.full_name: spec})
+        )
 
-    def read(self, body: bytes | bytearray | memoryview) -> dict[str, Any]:
+    def read(self, body: bytes | bytearray | memoryview, start: int = 0) -> dict[str, Any]:
+        """The key row of ``body[start:]``."""
+        if self._native is not None:
+            try:
+                row: dict[str, Any] = _NATIVE_READ(self._native, body, start)  # type: ignore[misc]
+                return row
+            except Exception:  # the reference path below raises the canonical error
+                pass
+        if start:
+            body = memoryview(body)[start:]
         return self.rows.convert(decode_value(body, self.writer))[0]
 
 
@@ -910,7 +974,10 @@ class EnvelopeReader:
     """Decodes change envelopes written with one value schema (ours or Debezium's)."""
 
     __slots__ = (
+        "_fields",
         "_lsn",
+        "_native",
+        "_native_rows",
         "_schemas",
         "cdc_written",
         "primary_key",
@@ -955,6 +1022,24 @@ class EnvelopeReader:
         )
         self._schemas: dict[tuple[TableId, KeyReader | None], TableSchema] = {}
         self._lsn: tuple[str, str, Lsn] | None = None
+        # The C reader reads the envelope as a tuple (indexes below) and, for records
+        # cdc wrote, before/after straight into canonical rows.
+        names = [str(f["name"]) for f in env["fields"]]
+        self._fields = tuple(
+            names.index(n) if n in names else -1
+            for n in (
+                "op", "source", "before", "after", "cdc_unchanged", "cdc_before_absent",
+                "cdc_special_values", "transaction", "ts_ms",
+            )
+        )  # fmt: skip
+        spec = self.rows.native_spec
+        self._native_rows = spec is not None
+        self._native = _reader.compile_native(
+            env,
+            writer.named,
+            tuples=(full_name(env, None),),
+            rows={} if spec is None else {self.rows.full_name: spec},
+        )
 
     def table_schema(self, table: TableId, key: KeyReader | None) -> TableSchema:
         hit = self._schemas.get((table, key))
@@ -978,12 +1063,8 @@ class EnvelopeReader:
     def read(
         self, env: Mapping[str, Any], key: Mapping[str, Any] | None, key_reader: KeyReader | None
     ) -> DecodedChange:
-        try:
-            op = Op(env["op"])
-        except ValueError:
-            raise SerializationError(f"unknown op {env['op']!r} in change envelope") from None
+        """The change of an envelope as :func:`decode_value` returned it (the reference path)."""
         source: Mapping[str, Any] = env["source"]
-        table = self.table or self._table_from_source(source)
         unchanged_list = env.get("cdc_unchanged") or ()
         absent = env.get("cdc_before_absent") or ()
         before = after = None
@@ -993,10 +1074,77 @@ class EnvelopeReader:
         if env["after"] is not None:
             after, unchanged = self.rows.convert(env["after"], unchanged_list)
             unchanged.update(unchanged_list)
-        specials = env.get("cdc_special_values")
+        return self._change(
+            env["op"], source, before, after, unchanged, env.get("cdc_special_values"),
+            env.get("transaction"), env.get("ts_ms"), key, key_reader,
+        )  # fmt: skip
+
+    def decode(
+        self,
+        body: bytes | bytearray | memoryview,
+        key: Mapping[str, Any] | None,
+        key_reader: KeyReader | None,
+        start: int = 0,
+    ) -> DecodedChange:
+        """The change in the Avro body ``body[start:]``: the C reader when built,
+        else (and for anything it refuses) the generated Python reader."""
+        if self._native is not None:
+            try:
+                t = _NATIVE_READ(self._native, body, start)  # type: ignore[misc]
+            except Exception:  # the reference path below raises the canonical error
+                t = None
+            if t is not None:
+                return self._from_tuple(t, key, key_reader)
+        return self.read(self.writer.read(bytes(memoryview(body)[start:])), key, key_reader)
+
+    def _from_tuple(
+        self, t: tuple[Any, ...], key: Mapping[str, Any] | None, key_reader: KeyReader | None
+    ) -> DecodedChange:
+        i_op, i_src, i_before, i_after, i_unch, i_absent, i_special, i_tx, i_ts = self._fields
+        before = t[i_before]
+        after = t[i_after]
+        unchanged_list = (t[i_unch] if i_unch >= 0 else None) or ()
+        unchanged: set[str] = set()
+        if self._native_rows:  # already canonical rows: drop what the source did not send
+            if before is not None and i_absent >= 0 and t[i_absent]:
+                for name in t[i_absent]:
+                    before.pop(name, None)
+            if after is not None and unchanged_list:
+                for name in unchanged_list:
+                    after.pop(name, None)
+                unchanged.update(unchanged_list)
+        else:
+            absent = (t[i_absent] if i_absent >= 0 else None) or ()
+            if before is not None:
+                before, _ = self.rows.convert(before, absent)
+            if after is not None:
+                after, unchanged = self.rows.convert(after, unchanged_list)
+                unchanged.update(unchanged_list)
+        return self._change(
+            t[i_op], t[i_src], before, after, unchanged,
+            t[i_special] if i_special >= 0 else None, t[i_tx] if i_tx >= 0 else None,
+            t[i_ts] if i_ts >= 0 else None, key, key_reader,
+        )  # fmt: skip
+
+    def _change(
+        self,
+        op_text: Any,
+        source: Mapping[str, Any],
+        before: dict[str, Any] | None,
+        after: dict[str, Any] | None,
+        unchanged: set[str],
+        specials: Mapping[str, str] | None,
+        tx: Mapping[str, Any] | None,
+        ts_ms: int | None,
+        key: Mapping[str, Any] | None,
+        key_reader: KeyReader | None,
+    ) -> DecodedChange:
+        op = _OP_OF.get(op_text)
+        if op is None:
+            raise SerializationError(f"unknown op {op_text!r} in change envelope")
+        table = self.table or self._table_from_source(source)
         if specials:
             self._restore_specials(specials, before, after, table)
-        tx = env.get("transaction")
         position = None
         raw_position = source.get("cdc_position")
         if raw_position:
@@ -1022,7 +1170,7 @@ class EnvelopeReader:
             else TransactionInfo(
                 str(tx["id"]), int(tx["total_order"]), int(tx["data_collection_order"])
             ),
-            ts_ms=env.get("ts_ms"),
+            ts_ms=ts_ms,
         )
 
     def _position(self, text: str) -> PgPosition | MySqlPosition:
@@ -1121,8 +1269,7 @@ def decode_change(
         return Tombstone(key=key_row, table=None if kr is None else kr.table)
     if value_schema is None:
         raise SerializationError("a value without a writer schema")
-    reader = envelope_reader(value_schema)
-    return reader.read(decode_value(value, reader.writer), key_row, kr)
+    return envelope_reader(value_schema).decode(value, key_row, kr)
 
 
 __all__ = [

@@ -9,16 +9,25 @@ inline) and compiles it once; decoding is then 3-4x faster. It reads any
 Avro schema, not only ours, and returns what fastavro returns with logical
 types ignored (dicts, ints, bytes, str, lists); the unit tests compare the
 two on generated data.
+
+The optional C extension ``cdc.serde._cdecode`` (built from ``_cdecode.c``)
+walks a compact description of the same schema instead (:func:`describe`,
+:func:`compile_native`): a flat tuple of nodes, one per Avro type, with
+records as dicts or tuples and, for a change record's row, each column's
+logical conversion applied in C for the common cases (dates, timestamps,
+decimals) and by the Python converter otherwise. The generated Python reader
+stays the reference: the tests check the two agree on every type family and
+raise the same error class on malformed input.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any, Final
 
+from cdc import native
 from cdc.errors import SchemaError, SerializationError
-from cdc.serde.binary import read_long
 from cdc.serde.envelope import full_name
 
 Reader = Callable[[bytes], Any]
@@ -26,6 +35,71 @@ Reader = Callable[[bytes], Any]
 _PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 _float = struct.Struct("<f").unpack_from
 _double = struct.Struct("<d").unpack_from
+# Arrays and maps whose items take no bytes (of nulls...) may claim at most this many
+# items; others no more items than bytes remain (both readers refuse bigger counts).
+MAX_ZERO_WIDTH_ITEMS: Final = 10_000_000
+
+
+def read_long(buf: bytes, pos: int) -> tuple[int, int]:
+    """A zig-zag varint at ``pos`` that fits 64 bits; (value, next position).
+
+    Stricter than :func:`cdc.serde.binary.read_long`: an 11th byte, or a 10th
+    carrying bits beyond the 64th, is malformed (ValueError), as in the C reader.
+    """
+    b = buf[pos]
+    z = b & 0x7F
+    shift = 7
+    pos += 1
+    while b & 0x80:
+        if shift > 63:
+            raise ValueError("varint longer than 10 bytes")
+        b = buf[pos]
+        pos += 1
+        if shift == 63 and b & 0x7E:
+            raise ValueError("varint overflows 64 bits")
+        z |= (b & 0x7F) << shift
+        shift += 7
+    return (z >> 1) ^ -(z & 1), pos
+
+
+def resolve_type(named: Mapping[str, Any], t: Any, ns: str | None) -> tuple[Any, str | None]:
+    """Named references -> their definitions, with the namespace they live in."""
+    if isinstance(t, str) and t not in _PRIMITIVES:
+        # Avro: a name without a dot is looked up in the enclosing namespace first.
+        for candidate in (f"{ns}.{t}" if ns and "." not in t else t, t):
+            if candidate in named:
+                d = named[candidate]
+                return d, candidate.rpartition(".")[0] or None
+        raise SchemaError(f"writer schema references unknown type {t!r}")
+    if isinstance(t, dict) and isinstance(t.get("type"), dict | list):
+        return resolve_type(named, t["type"], ns)
+    if (
+        isinstance(t, dict)
+        and isinstance(t.get("type"), str)
+        and t["type"] not in _PRIMITIVES
+        and t["type"] not in ("record", "error", "enum", "fixed", "array", "map")
+    ):
+        return resolve_type(named, t["type"], ns)
+    return t, ns
+
+
+def zero_width(named: Mapping[str, Any], t: Any, ns: str | None, seen: frozenset[str] = frozenset()) -> bool:
+    """Whether a value of type ``t`` may take no bytes at all (null, empty records...)."""
+    t, ns = resolve_type(named, t, ns)
+    if isinstance(t, list):
+        return False  # the branch index takes a byte
+    kind = t if isinstance(t, str) else t.get("type")
+    if kind == "null":
+        return True
+    if kind == "fixed":
+        return int(t["size"]) == 0
+    if kind in ("record", "error"):
+        full = full_name(t, ns)
+        if full in seen:
+            return False
+        inner = full.rpartition(".")[0] or None
+        return all(zero_width(named, f["type"], inner, seen | {full}) for f in t.get("fields", ()))
+    return False
 
 
 class _Generator:
@@ -46,24 +120,7 @@ class _Generator:
         return name
 
     def resolve(self, t: Any, ns: str | None) -> tuple[Any, str | None]:
-        """Named references -> their definitions, with the namespace they live in."""
-        if isinstance(t, str) and t not in _PRIMITIVES:
-            # Avro: a name without a dot is looked up in the enclosing namespace first.
-            for candidate in (f"{ns}.{t}" if ns and "." not in t else t, t):
-                if candidate in self.named:
-                    d = self.named[candidate]
-                    return d, candidate.rpartition(".")[0] or None
-            raise SchemaError(f"writer schema references unknown type {t!r}")
-        if isinstance(t, dict) and isinstance(t.get("type"), dict | list):
-            return self.resolve(t["type"], ns)
-        if (
-            isinstance(t, dict)
-            and isinstance(t.get("type"), str)
-            and t["type"] not in _PRIMITIVES
-            and t["type"] not in ("record", "error", "enum", "fixed", "array", "map")
-        ):
-            return self.resolve(t["type"], ns)
-        return t, ns
+        return resolve_type(self.named, t, ns)
 
     def record_function(self, t: Mapping[str, Any], ns: str | None) -> str:
         full = full_name(t, ns)
@@ -117,7 +174,12 @@ class _Generator:
         if kind == "enum":
             symbols = self.constant(tuple(t["symbols"]))
             i = self.var("i")
-            return [*self.long(i), f"{out} = {symbols}[{i}]"]
+            return [
+                *self.long(i),
+                f"if not 0 <= {i} < {len(t['symbols'])}:",
+                f"    raise Bad('enum index ' + str({i}))",
+                f"{out} = {symbols}[{i}]",
+            ]
         if kind in ("record", "error"):
             return [f"{out}, pos = {self.record_function(t, ns)}(buf, pos)"]
         if kind == "array":
@@ -170,12 +232,17 @@ class _Generator:
         n, v, k, skip = self.var("n"), self.var("v"), self.var("k"), self.var("s")
         lines = [f"{out} = {{}}" if is_map else f"{out} = []", "while True:"]
         inner = self.long(n)
+        limit = (
+            str(MAX_ZERO_WIDTH_ITEMS) if zero_width(self.named, item, ns) else "len(buf) - pos"
+        )
         inner += [
             f"if {n} == 0:",
             "    break",
             f"if {n} < 0:",  # a block with its byte size: skip the size
             f"    {n} = -{n}",
             *["    " + line for line in self.long(skip)],
+            f"if {n} > {limit}:",
+            f"    raise Bad('block of ' + str({n}) + ' items')",
             f"for _ in range({n}):",
         ]
         body: list[str] = []
@@ -209,8 +276,8 @@ def compile_reader(schema: Any, named: Mapping[str, Any]) -> tuple[Reader, str]:
     def checked(buf: bytes) -> Any:
         try:
             return read(buf)
-        except (_Malformed, IndexError, ValueError, struct.error) as e:
-            # ValueError covers invalid UTF-8 and truncated varints.
+        except (_Malformed, IndexError, ValueError, struct.error, RecursionError) as e:
+            # ValueError covers invalid UTF-8 and over-long varints.
             raise SerializationError(f"Avro body does not match its writer schema: {e}") from e
 
     return checked, source
@@ -239,3 +306,161 @@ def without_logical_types(t: Any) -> Any:
     if isinstance(out.get("type"), dict | list):
         out["type"] = without_logical_types(out["type"])
     return out
+
+
+# --------------------------------------------------------------------------- native reader
+
+_cdecode = native.load("cdc.serde._cdecode")
+
+# Opcodes and conversions of cdc/serde/_cdecode.c (mirrored so describe() runs without it).
+OP_NULL, OP_BOOL, OP_LONG, OP_FLOAT, OP_DOUBLE, OP_STRING, OP_BYTES = range(7)
+OP_FIXED, OP_ENUM, OP_UNION, OP_RECORD, OP_ARRAY, OP_MAP, OP_CONV = range(7, 14)
+CV_CALL, CV_DATE, CV_TS, CV_TIME, CV_DECIMAL = range(5)
+_OPS: Final = {
+    "null": OP_NULL,
+    "boolean": OP_BOOL,
+    "int": OP_LONG,
+    "long": OP_LONG,
+    "float": OP_FLOAT,
+    "double": OP_DOUBLE,
+    "string": OP_STRING,
+    "bytes": OP_BYTES,
+}
+
+# A column conversion for a native row: (CV_* code, argument, the Python converter).
+Conversion = tuple[int, int, Callable[[Any], Any]]
+# A record read as a row: per field, in schema order, (key in the result, conversion or None).
+RowSpec = Sequence[tuple[str, Conversion | None]]
+
+
+class _Describer:
+    """Flattens a writer schema into the node table ``_cdecode.Program`` takes."""
+
+    def __init__(
+        self,
+        named: Mapping[str, Any],
+        tuples: Collection[str],
+        rows: Mapping[str, RowSpec],
+    ) -> None:
+        self.named = named
+        self.tuples = tuples
+        self.rows = rows
+        self.nodes: list[tuple[Any, ...]] = []
+        self.records: dict[str, int] = {}
+        self.simple: dict[tuple[Any, ...], int] = {}
+
+    def add(self, node: tuple[Any, ...]) -> int:
+        if node[0] < OP_UNION:  # leaves are shared
+            hit = self.simple.get(node)
+            if hit is not None:
+                return hit
+            self.simple[node] = len(self.nodes)
+        self.nodes.append(node)
+        return len(self.nodes) - 1
+
+    def node(self, t: Any, ns: str | None) -> int:
+        t, ns = resolve_type(self.named, t, ns)
+        if isinstance(t, list):
+            if not t:
+                raise SchemaError("writer schema has an empty union")
+            return self.add((OP_UNION, tuple(self.node(b, ns) for b in t)))
+        kind = t if isinstance(t, str) else t.get("type")
+        op = _OPS.get(kind) if isinstance(kind, str) else None
+        if op is not None:
+            return self.add((op,))
+        if kind == "fixed":
+            return self.add((OP_FIXED, int(t["size"])))
+        if kind == "enum":
+            return self.add((OP_ENUM, tuple(str(x) for x in t["symbols"])))
+        if kind in ("record", "error"):
+            return self.record(t, ns)
+        if kind in ("array", "map"):
+            item = t["items"] if kind == "array" else t["values"]
+            index = len(self.nodes)
+            self.nodes.append(())  # placeholder: the item may refer to enclosing records
+            self.nodes[index] = (
+                OP_ARRAY if kind == "array" else OP_MAP,
+                self.node(item, ns),
+                zero_width(self.named, item, ns),
+            )
+            return index
+        raise SchemaError(f"writer schema has an unknown Avro type {kind!r}")
+
+    def record(self, t: Mapping[str, Any], ns: str | None) -> int:
+        full = full_name(t, ns)
+        hit = self.records.get(full)
+        if hit is not None:
+            return hit
+        index = len(self.nodes)
+        self.nodes.append(())  # placeholder, so recursive references find it
+        self.records[full] = index
+        inner_ns = full.rpartition(".")[0] or None
+        fields = list(t.get("fields", ()))
+        spec = self.rows.get(full)
+        if spec is not None and len(spec) != len(fields):
+            raise SchemaError(f"row spec of {full} has {len(spec)} fields, the schema {len(fields)}")
+        names: list[str] = []
+        kids: list[int] = []
+        for i, f in enumerate(fields):
+            kid = self.node(f["type"], inner_ns)
+            name = str(f["name"])
+            if spec is not None:
+                name, conv = spec[i]
+                if conv is not None:
+                    code, arg, fallback = conv
+                    kid = self.add((OP_CONV, kid, code, arg, fallback))
+            names.append(name)
+            kids.append(kid)
+        self.nodes[index] = (OP_RECORD, tuple(names), tuple(kids), full in self.tuples)
+        return index
+
+
+def describe(
+    schema: Any,
+    named: Mapping[str, Any],
+    *,
+    tuples: Collection[str] = (),
+    rows: Mapping[str, RowSpec] | None = None,
+) -> tuple[tuple[tuple[Any, ...], ...], int]:
+    """(node table, root index) of ``schema`` for ``_cdecode.Program``.
+
+    Records are read as dicts keyed by field name, except those named in
+    ``tuples`` (tuples in field order) and those in ``rows`` (dicts keyed and
+    converted as the row spec says).
+    """
+    d = _Describer(named, tuples, rows or {})
+    root = d.node(schema, None)
+    return tuple(d.nodes), root
+
+
+def compile_native(
+    schema: Any,
+    named: Mapping[str, Any],
+    *,
+    tuples: Collection[str] = (),
+    rows: Mapping[str, RowSpec] | None = None,
+) -> Any:
+    """A ``_cdecode.Program`` for ``schema``, or None when the extension is unavailable."""
+    if _cdecode is None:
+        return None
+    nodes, root = describe(schema, named, tuples=tuples, rows=rows)
+    return _cdecode.Program(nodes, root, SerializationError)
+
+
+def native_module() -> Any:
+    """The loaded ``_cdecode`` module, or None (not built, or CDC_NATIVE=0)."""
+    return _cdecode
+
+
+def native_reader(program: Any, reference: Reader) -> Reader:
+    """A Reader running ``program`` in C; on any failure the ``reference`` reader
+    decides (it raises the canonical error, naming the same problem)."""
+    read = _cdecode.read  # type: ignore[union-attr]
+
+    def fast(buf: bytes) -> Any:
+        try:
+            return read(program, buf)
+        except Exception:
+            return reference(buf)
+
+    return fast

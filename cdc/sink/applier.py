@@ -212,6 +212,10 @@ class Applier:
             # loop runs once per record.
             cp = expected[tp]
             last_off, last_pos = cp.offset, cp.position
+            # last_pos's sort key, computed once per position (the same rule as
+            # Position.__le__ within one kind).
+            last_kind = None if last_pos is None else last_pos.kind
+            last_key = None if last_pos is None else last_pos.sort_key()
             consumed = 0
             for index, rec in enumerate(records):
                 if rec.decoded is None and rec.error is None:
@@ -220,10 +224,10 @@ class Applier:
                 off = rec.offset
                 position = d.position if type(d) is DecodedChange else None
                 duplicate = off <= last_off
-                if not duplicate and position is not None and last_pos is not None and (
-                    position.kind == last_pos.kind
-                ):
-                    duplicate = position <= last_pos
+                key = None
+                if not duplicate and position is not None and position.kind == last_kind:
+                    key = position.sort_key()
+                    duplicate = key <= last_key  # type: ignore[operator]  # (same kind: set)
                 if duplicate:
                     last_off = max(last_off, off)
                     prep.skipped += 1
@@ -253,6 +257,10 @@ class Applier:
                 last_off = off
                 if position is not None:
                     last_pos = position
+                    if position.kind != last_kind:
+                        last_kind = position.kind
+                        key = None
+                    last_key = key if key is not None else position.sort_key()
                 consumed += 1
             prep.done[tp] = Checkpoint(last_off, last_pos)
             prep.consumed[tp] = consumed

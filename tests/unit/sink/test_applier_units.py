@@ -70,3 +70,49 @@ def test_mutations_of_each_kind_of_change() -> None:
         Move((1,), (2,), ("id", "v"), (2, "c"))]
     # An update whose before image has the same key is a plain upsert.
     assert p.mutations(change(Op.UPDATE, full, before=full)) == [Upsert((1,), p.columns, (1, "a", "B"))]
+
+
+KEYLESS = TableSchema(TableId("d", "public", "log"), (
+    Column("at", ColumnType(Kind.INT64), nullable=False),
+    Column("msg", ColumnType(Kind.STRING)),
+), ())
+
+
+def test_a_table_without_primary_key_is_a_bad_record_naming_the_table() -> None:
+    """Keyless tables are not applied (the sink upserts and deletes by key): each of their
+    records is a bad record of kind 'schema' whose error says why and how to fix it;
+    policy fail stops the partition just before it, dead_letter sets it aside."""
+    from types import SimpleNamespace
+
+    from cdc.sink.checkpoint import NOTHING
+
+    session: Any = SimpleNamespace(dialect=None)  # the key check comes before any database work
+
+    keyless = DecodedChange(op=Op.CREATE, table=KEYLESS.table, schema=KEYLESS, key=None,
+                            before=None, after={"at": 1, "msg": "x"}, source={},
+                            position=PgPosition(Lsn(5)), unchanged=frozenset(), origin=None,
+                            transaction=None, ts_ms=0)
+    batch = {("t", 0): [rec(0, change(Op.CREATE, {"id": 1, "v": "a", "big": "b"})),
+                        rec(1, keyless)]}
+    stops = applier(False)
+    stops.schemas.plan = lambda session, topic, d: (  # type: ignore[method-assign]
+        plan() if d.schema is SCHEMA else ReplicaSchemas._make(stops.schemas, session, topic,
+                                                               d.schema, False))
+    prep = stops._prepare(session, batch, {("t", 0): NOTHING})
+    assert prep.failure is not None
+    assert "public.log has no primary key" in str(prep.failure)
+    assert "(schema)" in str(prep.failure)
+    assert prep.consumed[("t", 0)] == 1  # the keyed record before it still applies
+    assert len(prep.work) == 1
+
+    letters = Applier(
+        SinkSettings("s", "g", policy="dead_letter"), AvroSerde(InMemorySchemaRegistry()),
+        ReplicaSchemas(TableSettings()), CheckpointStore(TableName(None, "cdc_offsets"), "g"),
+        dead_letters=SimpleNamespace(),  # type: ignore[arg-type]  # (letters are only collected here)
+    )
+    letters.schemas.plan = stops.schemas.plan  # type: ignore[method-assign]
+    prep = letters._prepare(session, batch, {("t", 0): NOTHING})
+    assert prep.failure is None and prep.consumed[("t", 0)] == 2
+    [letter] = prep.letters
+    assert letter.kind == "schema" and letter.offset == 1
+    assert "has no primary key" in letter.error and "replica identity" in letter.error

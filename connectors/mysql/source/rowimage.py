@@ -502,6 +502,15 @@ class FastRowDecoder:
 
     __slots__ = ("_all", "_columns", "_dense", "_ncols", "_null_bytes", "program")
 
+    @property
+    def ncols(self) -> int:
+        return self._ncols
+
+    @property
+    def all_columns(self) -> int:
+        """The columns-present bitmap of a full image, as an int."""
+        return self._all
+
     def __init__(
         self,
         names: Sequence[str],

@@ -213,6 +213,8 @@ def test_every_type_family_through_binlog_and_snapshot(
         (r.fast.program is not None) is (decoder == "native") for r in resolved if r.fast
     )
     assert (src.reader.metrics.fast_images == 7) is fast_decode  # 4 c, 2 u (pairs), 1 d
+    # the native program's rows events are read from the packet bytes, not by the library
+    assert (src.reader.metrics.raw_events == 7) is (decoder == "native")
     assert [(e.op, e.key) for e in events] == [
         (Op.CREATE, {"id": 1}),
         (Op.CREATE, {"id": 2}),

@@ -242,6 +242,8 @@ _RAW_ROWS: Final = {
     32: (DeleteRowsEvent, 10),
 }
 _TABLE_MAP_EVENT: Final = 19
+_XID_EVENT: Final = 16
+_MARIADB_GTID_EVENT: Final = 162
 # BinLogStreamReader's private state this reads (mysql-replication 1.0.17); when
 # an upgrade renames it, every packet simply goes through the library again.
 _R_CONNECTED: Final = "_BinLogStreamReader__connected_stream"
@@ -252,16 +254,17 @@ _R_POST_HEADER: Final = "_BinLogStreamReader__post_header_lengths"
 class _RawPackets:
     """Reads the hot events from the packet bytes, skipping the library's parse.
 
-    In a stream of small transactions each row change costs the library a
-    packet wrapper and an event object for its rows event and TableMap, more
-    than decoding the row. For a rows event of a table this reader decodes
-    with a native program (full images, standard post-header), ``parse``
-    decodes the body in one C call; a TableMap whose body was already parsed
-    and resolved for the same table id is skipped. Every other packet - GTID,
-    XID, query, rotate, heartbeat, format description, first TableMaps, tables
-    on the library path - is handed back to the library (the connection
-    replays it to ``fetchone``), which keeps handshake, checksums, rotation and
-    its table map exactly as before.
+    In a stream of small transactions (GTID, TableMap, rows, XID) each row
+    change costs the library a packet wrapper and an event object per event,
+    more than decoding the row. For a rows event of a table this reader
+    decodes with a native program (full images, standard post-header),
+    ``parse`` decodes the body in one C call; a TableMap whose body was
+    already parsed and resolved for the same table id is skipped; XID and
+    MariaDB GTID events are read from their few fixed bytes. Every other
+    packet - queries, rotate, heartbeat, format description, first TableMaps,
+    MySQL GTIDs, tables on the library path - is handed back to the library
+    (the connection replays it to ``fetchone``), which keeps handshake,
+    checksums, rotation and its table map exactly as before.
     """
 
     def __init__(
@@ -295,10 +298,12 @@ class _RawPackets:
         return conn
 
     def parse(self, pkt: Any) -> tuple[Any, ...] | None:
-        """``(table, cls, images, start)`` of a rows event, ``(None,)`` for a TableMap
-        already in effect, None for a packet the library must read."""
+        """What the reader needs of a hot event, first the event class, or None for
+        a packet the library must read: ``(cls, table, images, start)`` of a rows
+        event, ``(TableMapEvent,)`` for a TableMap already in effect,
+        ``(XidEvent,)``, ``(MariadbGtidEvent, domain, server, seq, flags, ts, start)``."""
         data: bytes = pkt._data
-        if len(data) < 30 or data[0] != 0:
+        if len(data) < 20 or data[0] != 0:
             return None
         etype = data[5]
         size = int.from_bytes(data[10:14], "little")
@@ -307,10 +312,28 @@ class _RawPackets:
         end = len(data) - self.checksum
         if etype == _TABLE_MAP_EVENT:
             return self._table_map(data, end)
+        if etype == _XID_EVENT:
+            self._progress(data)
+            return (XidEvent,)
+        if etype == _MARIADB_GTID_EVENT:
+            if end < 33:  # seq_no (8), domain_id (4), flags (1)
+                return None
+            self._progress(data)
+            return (
+                MariadbGtidEvent,
+                int.from_bytes(data[28:32], "little"),  # domain_id
+                int.from_bytes(data[6:10], "little"),  # server_id, from the header
+                int.from_bytes(data[20:28], "little"),  # seq_no
+                data[32],  # flags
+                int.from_bytes(data[1:5], "little"),  # timestamp
+                int.from_bytes(data[14:18], "little") - size,  # start
+            )
         spec = _RAW_ROWS.get(etype)
         if spec is None:
             return None
         cls, post_len = spec
+        if end < 31:
+            return None
         post = self.post_header
         if post and etype <= len(post) and post[etype - 1] != post_len:
             return None
@@ -359,7 +382,7 @@ class _RawPackets:
             self.metrics.raw_events += 1
         self._progress(data)
         log_pos = int.from_bytes(data[14:18], "little")
-        return table, cls, images, log_pos - size
+        return cls, table, images, log_pos - size
 
     def _table_map(self, data: bytes, end: int) -> tuple[Any, ...] | None:
         cache = self.table_maps
@@ -372,7 +395,7 @@ class _RawPackets:
         if table_id is None or self.mapped.get(table_id) is not hit.get("table_obj"):
             return None
         self._progress(data)
-        return (None,)
+        return (TableMapEvent,)
 
     def _progress(self, data: bytes) -> None:
         m = self.metrics
@@ -836,10 +859,12 @@ class BinlogReader:
                 if fast is None:
                     conn.replay = pkt  # the library reads this packet again, in fetchone
             if fast is not None:
-                if fast[0] is None:  # a TableMap this reader already resolved
-                    continue
-                table, cls, images, start = fast
+                cls = fast[0]
                 ev = packet = None
+                if cls in _ROW_EVENTS:
+                    _, table, images, start = fast
+                elif cls is TableMapEvent:  # a TableMap this reader already resolved
+                    cls = None
             else:
                 ev = reader.fetchone()
                 if self._closed.is_set():
@@ -888,7 +913,6 @@ class BinlogReader:
                     tables[ev.table_id] = self._table_map(ev)
                     mapped[ev.table_id] = parsed
             elif cls is mariadb_gtid or cls is GtidEvent:
-                assert ev is not None and packet is not None
                 if tx is not None:
                     log.warning(
                         "%s: transaction %s at %s:%s has no commit event before the next "
@@ -900,19 +924,26 @@ class BinlogReader:
                     )
                     yield from self._commit(tx, held)
                     held = None
-                start = packet.log_pos - packet.event_size
+                if ev is None:  # read from the packet (MariaDB's GTID event)
+                    assert fast is not None
+                    _, domain, server, seq, flags, ts, start = fast
+                else:
+                    start = packet.log_pos - packet.event_size
+                    ts = ev.timestamp
+                    if cls is mariadb_gtid:
+                        domain, server, seq, flags = (
+                            ev.domain_id, ev.server_id, ev.gtid_seq_no, ev.flags,
+                        )
                 if cls is mariadb_gtid:
-                    gtid = f"{ev.domain_id}-{ev.server_id}-{ev.gtid_seq_no}"
-                    after_set = self._gtid_set.with_mariadb(
-                        MariaGtid(ev.domain_id, ev.server_id, ev.gtid_seq_no)
-                    )
+                    gtid = f"{domain}-{server}-{seq}"
+                    after_set = self._gtid_set.with_mariadb(MariaGtid(domain, server, seq))
                     # MariaDB's GTID event is the BEGIN unless the group is one statement.
-                    is_open = not ev.flags & _FL_STANDALONE
+                    is_open = not flags & _FL_STANDALONE
                 else:
                     gtid = ev.gtid
                     after_set = _with_mysql_gtid(self._gtid_set, gtid)
                     is_open = False  # MySQL: a BEGIN query follows for DML
-                tx = self._begin(start, gtid, after_set, ev.timestamp, is_open)
+                tx = self._begin(start, gtid, after_set, ts, is_open)
             elif cls is XidEvent:
                 if tx is not None:
                     yield from self._commit(tx, held)

@@ -500,23 +500,27 @@ def test_raw_rows_packets(v2: bool, checksum: bool) -> None:
     got = raw.parse(pkt)
     assert got is not None
     size = len(pkt._data) - 1
-    assert got == (table, WriteRowsEvent, [{"id": 1, "v": "a"}, {"id": 2, "v": "é"}], 5000 - size)
+    assert got == (WriteRowsEvent, table, [{"id": 1, "v": "a"}, {"id": 2, "v": "é"}], 5000 - size)
     assert metrics.raw_events == 1 and metrics.fast_images == 2 and metrics.pos == 5000
 
     pkt = raw_packet(update, head + b"\x02\x03\x03" + row(1, "a") + row(1, "b"), checksum=checksum)
     got = raw.parse(pkt)
-    assert got is not None and got[1] is UpdateRowsEvent
+    assert got is not None and got[0] is UpdateRowsEvent
     assert got[2] == [({"id": 1, "v": "a"}, {"id": 1, "v": "b"})]
 
     # the library's cases: minimal image, unknown table, other events
     assert raw.parse(raw_packet(write, head + b"\x02\x01" + b"\x00" + bytes(4))) is None
     other = (9).to_bytes(6, "little") + head[6:]
     assert raw.parse(raw_packet(write, other + b"\x02\x03" + row(1, "a"))) is None
-    assert raw.parse(raw_packet(16, bytes(20), checksum=checksum)) is None  # XID
-    # a table that is not captured: skipped without decoding
+    assert raw.parse(raw_packet(2, bytes(20), checksum=checksum)) is None  # a query
+    assert raw.parse(raw_packet(16, bytes(8), checksum=checksum)) == (XidEvent,)
+    gtid = (77).to_bytes(8, "little") + (3).to_bytes(4, "little") + b"\x0c"
+    pkt = raw_packet(162, gtid + bytes(8), checksum=checksum)
+    start = 5000 - (len(pkt._data) - 1)
+    assert raw.parse(pkt) == (MariadbGtidEvent, 3, 1, 77, 12, 1_700_000_000, start)    # a table that is not captured: skipped without decoding
     skipped = (8).to_bytes(6, "little") + head[6:]
     got = raw.parse(raw_packet(write, skipped + b"\x02\x03" + b"junk", checksum=checksum))
-    assert got is not None and got[0] is None and got[2] is None
+    assert got is not None and got[1] is None and got[2] is None
     # a truncated body is an error, not a crash
     with pytest.raises(ValueError, match="truncated"):
         raw.parse(raw_packet(write, head + b"\x02\x03" + row(1, "abc")[:-2], checksum=checksum))
@@ -559,5 +563,5 @@ def test_raw_table_map_in_effect_is_skipped() -> None:
     pkt = raw_packet(19, body)
     assert raw.parse(pkt) is None  # not resolved yet: the library parses it
     mapped[7] = parsed
-    assert raw.parse(pkt) == (None,)
+    assert raw.parse(pkt) == (TableMapEvent,)
     assert raw.parse(raw_packet(19, b"another body")) is None

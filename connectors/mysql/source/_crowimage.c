@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 enum {
     OP_INT = 1,      /* a = size (1,2,3,4,8), b = unsigned */
@@ -176,6 +177,17 @@ shortest_float32(double x)
 
 static const int DIG2BYTES[10] = {0, 1, 1, 2, 2, 3, 3, 4, 4, 4};
 
+/* Writes v as exactly n decimal digits (zero-padded; v < 10**n); returns the end. */
+static char *
+put_digits(char *w, uint64_t v, int n)
+{
+    for (int i = n - 1; i >= 0; i--) {
+        w[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
+    return w + n;
+}
+
 static Py_ssize_t
 decimal_size(int precision, int scale)
 {
@@ -210,19 +222,19 @@ decode_decimal(const unsigned char *src, int precision, int scale, int *fallback
     if (lead) {
         uint64_t v = be(raw, lead);
         if (v >= pow10[intg0x]) { *fallback = 1; return NULL; }
-        w += sprintf(w, "%0*llu", intg0x, (unsigned long long)v);
+        w = put_digits(w, v, intg0x);
         pos = lead;
     }
     for (int g = 0; g < intg0 + frac0; g++) {
         uint64_t v = be(raw + pos, 4);
         if (v >= 1000000000u) { *fallback = 1; return NULL; }
-        w += sprintf(w, "%09llu", (unsigned long long)v);
+        w = put_digits(w, v, 9);
         pos += 4;
     }
     if (tail) {
         uint64_t v = be(raw + pos, tail);
         if (v >= pow10[frac0x]) { *fallback = 1; return NULL; }
-        w += sprintf(w, "%0*llu", frac0x, (unsigned long long)v);
+        w = put_digits(w, v, frac0x);
     }
     /* str(int): no leading zeros, "0" for zero */
     char *first = digits;
@@ -234,7 +246,12 @@ decode_decimal(const unsigned char *src, int precision, int scale, int *fallback
         memmove(digits, first, (size_t)(w - first));
         w -= first - digits;
     }
-    if (scale) w += sprintf(w, "E-%d", scale);
+    if (scale) {
+        *w++ = 'E';
+        *w++ = '-';
+        if (scale >= 10) *w++ = (char)('0' + scale / 10);
+        *w++ = (char)('0' + scale % 10);
+    }
     PyObject *s = PyUnicode_FromStringAndSize(text, w - text);
     if (s == NULL) return NULL;
     PyObject *d = PyObject_CallOneArg(DecimalType, s);
@@ -896,6 +913,259 @@ static PyTypeObject MakerType = {
     .tp_vectorcall_offset = offsetof(Maker, vectorcall),
 };
 
+/* ------------------------------------------------------------------ changes */
+
+static PyObject *
+key_of(PyObject *image, PyObject *key_names)
+{
+    Py_ssize_t n = PyTuple_GET_SIZE(key_names);
+    PyObject *key = PyDict_New();
+    if (key == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *k = PyTuple_GET_ITEM(key_names, i);
+        PyObject *v = PyObject_GetItem(image, k);
+        if (v == NULL) {
+            Py_DECREF(key);
+            return NULL;
+        }
+        int rc = PyDict_SetItem(key, k, v);
+        Py_DECREF(v);
+        if (rc < 0) {
+            Py_DECREF(key);
+            return NULL;
+        }
+    }
+    return key;
+}
+
+static int
+append4(PyObject *out, PyObject *op, PyObject *key, PyObject *before, PyObject *after)
+{
+    PyObject *t = PyTuple_Pack(4, op, key, before, after);
+    if (t == NULL) return -1;
+    int rc = PyList_Append(out, t);
+    Py_DECREF(t);
+    return rc;
+}
+
+PyDoc_STRVAR(changes_doc,
+"changes(kind, key_names, images, ops) -> list of (op, key, before, after)\n\n"
+"binlog._changes in C: kind 0 write, 1 update (images are (before, after) pairs),\n"
+"2 delete; ops = (CREATE, UPDATE, DELETE); a key change is a delete and a create.");
+
+static PyObject *
+changes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyLong_Check(args[0]) || !PyTuple_Check(args[1]) ||
+        !PyList_Check(args[2]) || !PyTuple_Check(args[3]) || PyTuple_GET_SIZE(args[3]) != 3) {
+        PyErr_SetString(PyExc_TypeError, "changes(kind: int, key_names: tuple, images: list, ops: 3-tuple)");
+        return NULL;
+    }
+    long kind = PyLong_AsLong(args[0]);
+    if (kind == -1 && PyErr_Occurred()) return NULL;
+    PyObject *key_names = args[1], *images = args[2];
+    PyObject *create = PyTuple_GET_ITEM(args[3], 0), *update = PyTuple_GET_ITEM(args[3], 1),
+             *delete = PyTuple_GET_ITEM(args[3], 2);
+    int keyed = PyTuple_GET_SIZE(key_names) > 0;
+    Py_ssize_t n = PyList_GET_SIZE(images);
+    PyObject *out = PyList_New(0);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(images) && i < n; i++) {
+        PyObject *img = PyList_GET_ITEM(images, i);
+        Py_INCREF(img);
+        int rc = 0;
+        if (kind == 0 || kind == 2) {
+            PyObject *key = keyed ? key_of(img, key_names) : Py_NewRef(Py_None);
+            if (key == NULL) rc = -1;
+            else {
+                rc = kind == 0 ? append4(out, create, key, Py_None, img)
+                               : append4(out, delete, key, img, Py_None);
+                Py_DECREF(key);
+            }
+        }
+        else if (kind == 1) {
+            if (!PyTuple_Check(img) || PyTuple_GET_SIZE(img) != 2) {
+                PyErr_SetString(PyExc_TypeError, "update images are (before, after) pairs");
+                rc = -1;
+            }
+            else if (!keyed) {
+                rc = append4(out, update, Py_None, PyTuple_GET_ITEM(img, 0), PyTuple_GET_ITEM(img, 1));
+            }
+            else {
+                PyObject *before = PyTuple_GET_ITEM(img, 0), *after = PyTuple_GET_ITEM(img, 1);
+                PyObject *old_key = key_of(before, key_names);
+                PyObject *new_key = old_key ? key_of(after, key_names) : NULL;
+                int same = new_key ? PyObject_RichCompareBool(old_key, new_key, Py_EQ) : -1;
+                if (same < 0) rc = -1;
+                else if (same) rc = append4(out, update, new_key, before, after);
+                else {
+                    /* Debezium's rule: a key change is a delete of the old key and a create */
+                    rc = append4(out, delete, old_key, before, Py_None);
+                    if (rc == 0) rc = append4(out, create, new_key, Py_None, after);
+                }
+                Py_XDECREF(old_key);
+                Py_XDECREF(new_key);
+            }
+        }
+        else {
+            PyErr_SetString(PyExc_ValueError, "kind must be 0, 1 or 2");
+            rc = -1;
+        }
+        Py_DECREF(img);
+        if (rc < 0) {
+            Py_DECREF(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+/* ------------------------------------------------------------------ EventBuilder */
+
+/* EventBuilder(position, source, event, transaction): four Makers (MySqlPosition,
+ * SourceInfo, ChangeEvent, TransactionInfo). Called as
+ *   builder(op, schema, key, before, after, index, order, last, tx)
+ * with tx = (file, pos, gtid_before, gtid_after, gtid, server_id, connector, name,
+ *            version, db_version, ts_ms, tx_id, unchanged)
+ * it returns (event, position), the fields set exactly as binlog.BinlogReader._event
+ * sets them (ts_ms: now, in epoch milliseconds). */
+typedef struct {
+    PyObject_HEAD
+    PyObject *makers[4];
+    vectorcallfunc vectorcall;
+} EventBuilder;
+
+enum { TX_FILE, TX_POS, TX_GTID_BEFORE, TX_GTID_AFTER, TX_GTID, TX_SERVER_ID, TX_CONNECTOR,
+       TX_NAME, TX_VERSION, TX_DB_VERSION, TX_TS_MS, TX_ID, TX_UNCHANGED, TX_FIELDS };
+
+static PyObject *False_str = NULL;
+static PyObject *One = NULL;
+
+static PyObject *
+EventBuilder_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    EventBuilder *self = (EventBuilder *)callable;
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs != 9 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "builder(op, schema, key, before, after, index, order, last, tx)");
+        return NULL;
+    }
+    PyObject *tx = args[8];
+    if (!PyTuple_Check(tx) || PyTuple_GET_SIZE(tx) != TX_FIELDS) {
+        PyErr_SetString(PyExc_TypeError, "tx must be the 13-tuple of transaction facts");
+        return NULL;
+    }
+    int last = PyObject_IsTrue(args[7]);
+    if (last < 0) return NULL;
+    PyObject *index = args[5];
+    PyObject *last_obj = last ? Py_True : Py_False;
+#define TX(i) PyTuple_GET_ITEM(tx, (i))
+    PyObject *pargs[8] = {TX(TX_FILE), TX(TX_POS), index,
+                          last ? TX(TX_GTID_AFTER) : TX(TX_GTID_BEFORE), TX(TX_GTID),
+                          TX(TX_SERVER_ID), Py_False, last_obj};
+    PyObject *position = PyObject_Vectorcall(self->makers[0], pargs, 8, NULL);
+    if (position == NULL) return NULL;
+    PyObject *sargs[9] = {TX(TX_CONNECTOR), TX(TX_NAME), TX(TX_VERSION), TX(TX_DB_VERSION),
+                          position, TX(TX_TS_MS), TX(TX_GTID), False_str, Py_None};
+    PyObject *source = PyObject_Vectorcall(self->makers[1], sargs, 9, NULL);
+    PyObject *total = NULL, *txinfo = NULL, *now = NULL, *event = NULL, *result = NULL;
+    if (source == NULL) goto done;
+    total = PyNumber_Add(index, One);
+    if (total == NULL) goto done;
+    PyObject *targs[3] = {TX(TX_ID), total, args[6]};
+    txinfo = PyObject_Vectorcall(self->makers[3], targs, 3, NULL);
+    if (txinfo == NULL) goto done;
+    struct timespec ts;
+    if (timespec_get(&ts, TIME_UTC) != TIME_UTC) {
+        PyErr_SetString(PyExc_OSError, "timespec_get failed");
+        goto done;
+    }
+    now = PyLong_FromLongLong((long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    if (now == NULL) goto done;
+    PyObject *eargs[9] = {args[0], args[1], args[2], args[3], args[4], source, now, txinfo,
+                          TX(TX_UNCHANGED)};
+    event = PyObject_Vectorcall(self->makers[2], eargs, 9, NULL);
+    if (event == NULL) goto done;
+    result = PyTuple_Pack(2, event, position);
+#undef TX
+done:
+    Py_XDECREF(event);
+    Py_XDECREF(now);
+    Py_XDECREF(txinfo);
+    Py_XDECREF(total);
+    Py_XDECREF(source);
+    Py_DECREF(position);
+    return result;
+}
+
+static PyObject *
+EventBuilder_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    PyObject *m[4];
+    if (kwds != NULL && PyDict_GET_SIZE(kwds)) {
+        PyErr_SetString(PyExc_TypeError, "EventBuilder takes positional arguments");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "O!O!O!O!:EventBuilder", &MakerType, &m[0], &MakerType, &m[1],
+                          &MakerType, &m[2], &MakerType, &m[3]))
+        return NULL;
+    static const Py_ssize_t arity[4] = {8, 9, 9, 3};
+    for (int i = 0; i < 4; i++) {
+        if (PyTuple_GET_SIZE(((Maker *)m[i])->descrs) != arity[i]) {
+            PyErr_Format(PyExc_ValueError, "maker %d must take %zd fields", i, arity[i]);
+            return NULL;
+        }
+    }
+    EventBuilder *self = (EventBuilder *)type->tp_alloc(type, 0);
+    if (self == NULL) return NULL;
+    for (int i = 0; i < 4; i++) self->makers[i] = Py_NewRef(m[i]);
+    self->vectorcall = EventBuilder_vectorcall;
+    return (PyObject *)self;
+}
+
+static int
+EventBuilder_traverse(EventBuilder *self, visitproc visit, void *arg)
+{
+    for (int i = 0; i < 4; i++) Py_VISIT(self->makers[i]);
+    return 0;
+}
+
+static int
+EventBuilder_clear(EventBuilder *self)
+{
+    for (int i = 0; i < 4; i++) Py_CLEAR(self->makers[i]);
+    return 0;
+}
+
+static void
+EventBuilder_dealloc(EventBuilder *self)
+{
+    PyObject_GC_UnTrack(self);
+    EventBuilder_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject EventBuilderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "connectors.mysql.source._crowimage.EventBuilder",
+    .tp_basicsize = sizeof(EventBuilder),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = "EventBuilder(position, source, event, transaction makers): builds a binlog "
+              "ChangeEvent and its position in one call.",
+    .tp_new = EventBuilder_new,
+    .tp_dealloc = (destructor)EventBuilder_dealloc,
+    .tp_traverse = (traverseproc)EventBuilder_traverse,
+    .tp_clear = (inquiry)EventBuilder_clear,
+    .tp_call = PyVectorcall_Call,
+    .tp_vectorcall_offset = offsetof(EventBuilder, vectorcall),
+};
+
+static PyMethodDef module_methods[] = {
+    {"changes", (PyCFunction)(void (*)(void))changes, METH_FASTCALL, changes_doc},
+    {NULL, NULL, 0, NULL},
+};
+
 /* ------------------------------------------------------------------ module */
 
 static int
@@ -911,7 +1181,13 @@ module_exec(PyObject *m)
     EmptyStr = PyUnicode_FromString("");
     Comma = PyUnicode_FromString(",");
     if (EmptyStr == NULL || Comma == NULL) return -1;
-    if (PyType_Ready(&ProgramType) < 0 || PyType_Ready(&MakerType) < 0) return -1;
+    False_str = PyUnicode_InternFromString("false");
+    One = PyLong_FromLong(1);
+    if (False_str == NULL || One == NULL) return -1;
+    if (PyType_Ready(&ProgramType) < 0 || PyType_Ready(&MakerType) < 0 ||
+        PyType_Ready(&EventBuilderType) < 0)
+        return -1;
+    if (PyModule_AddObjectRef(m, "EventBuilder", (PyObject *)&EventBuilderType) < 0) return -1;
     if (PyModule_AddObjectRef(m, "Program", (PyObject *)&ProgramType) < 0) return -1;
     if (PyModule_AddObjectRef(m, "Maker", (PyObject *)&MakerType) < 0) return -1;
     struct { const char *name; int value; } ops[] = {
@@ -937,6 +1213,7 @@ static struct PyModuleDef module_def = {
     .m_name = "connectors.mysql.source._crowimage",
     .m_doc = "Native binlog row-image decoder (see rowimage.py, the reference).",
     .m_size = 0,
+    .m_methods = module_methods,
     .m_slots = module_slots,
 };
 

@@ -456,6 +456,18 @@ _new_source = _maker(SourceInfo)
 _new_event = _maker(ChangeEvent)
 _new_transaction = _maker(TransactionInfo)
 _NOTHING_UNCHANGED: Final = frozenset[str]()
+# With the C extension: one call builds an event and its position (_event), and
+# _changes runs in C; the Python code above is the reference and the fallback.
+_build_event: Any = (
+    _native.EventBuilder(_new_position, _new_source, _new_event, _new_transaction)
+    if _native is not None and all(
+        isinstance(m, _native.Maker)
+        for m in (_new_position, _new_source, _new_event, _new_transaction)
+    )
+    else None
+)
+_CHANGE_KINDS: Final = {WriteRowsEvent: 0, UpdateRowsEvent: 1, DeleteRowsEvent: 2}
+_CHANGE_OPS: Final = (Op.CREATE, Op.UPDATE, Op.DELETE)
 
 
 def _unquote(ident: str | None) -> str | None:
@@ -517,6 +529,8 @@ class _Tx:
     skip_through: int = -1  # rows up to this index were emitted before a restart
     per_table: dict[str, int] = field(default_factory=dict)
     tx_id: str = ""  # the GTID, else file:pos of the transaction's start
+    # what every event of the transaction shares, for _event (see _EventFacts)
+    facts: tuple[Any, ...] = ()
 
     def __post_init__(self) -> None:
         self.tx_id = self.gtid if self.gtid is not None else f"{self.file}:{self.pos}"
@@ -897,7 +911,12 @@ class BinlogReader:
                     name = schema.table.table
                     per_table = tx.per_table
                     skip = tx.skip_through
-                    for op, key, before, after in _changes(table.key, cls, images):
+                    changes = (
+                        _changes(table.key, cls, images)
+                        if _native is None
+                        else _native.changes(_CHANGE_KINDS[cls], table.key, images, _CHANGE_OPS)
+                    )
+                    for op, key, before, after in changes:
                         index = tx.index
                         tx.index = index + 1
                         if index <= skip:
@@ -998,6 +1017,21 @@ class BinlogReader:
 
     def _begin(self, start: int, gtid: str | None, after: GtidSet, ts: int, is_open: bool) -> _Tx:
         tx = _Tx(self._file, start, gtid, self._gtid_set, after, ts * 1000, is_open)
+        tx.facts = (
+            tx.file,
+            start,
+            tx.gtid_before,
+            after,
+            gtid,
+            self._server_id,
+            "mysql",
+            self.source_name,
+            self._version,
+            self._db_version,
+            tx.ts_ms,
+            tx.tx_id,
+            _NOTHING_UNCHANGED,
+        )
         skip = self._skip
         if skip is not None:
             self._skip = None
@@ -1030,6 +1064,15 @@ class BinlogReader:
 
     def _event(self, tx: _Tx, h: _Held, last: bool) -> ChangeEvent:
         op, schema, key, before, after, index, order = h
+        tx.emitted += 1
+        self.metrics.events += 1
+        if _build_event is not None:
+            built: tuple[ChangeEvent, MySqlPosition] = _build_event(
+                op, schema, key, before, after, index, order, last, tx.facts
+            )
+            if not last:
+                self._resume = built[1]
+            return built[0]
         position = _new_position(
             tx.file,
             tx.pos,
@@ -1051,8 +1094,6 @@ class BinlogReader:
             "false",  # snapshot
             None,  # origin
         )
-        tx.emitted += 1
-        self.metrics.events += 1
         if not last:
             self._resume = position
         event: ChangeEvent = _new_event(

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
 from cdc.events import (
     ChangeEvent,
@@ -34,6 +35,7 @@ from cdc.events import (
 )
 from cdc.positions import BinlogFile, GtidSet, MySqlPosition
 from connectors.mysql import types as t
+from connectors.mysql.source import binlog
 from connectors.mysql.source import rowimage as r
 from connectors.mysql.types import BinlogColumn, ColumnCodec, make_codec
 
@@ -370,3 +372,73 @@ def test_maker_builds_the_same_frozen_objects() -> None:
         native.Maker(MySqlPosition, ("file", "nope"))
     with pytest.raises(TypeError):  # not a slot
         native.Maker(int, ("real",))
+
+
+# ------------------------------------------------------------------ changes, EventBuilder
+
+image_values = st.one_of(st.integers(-3, 3), st.text(max_size=2), st.none())
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    kind=st.sampled_from([WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent]),
+    key_names=st.sampled_from([(), ("a",), ("a", "b")]),
+    rows=st.lists(
+        st.tuples(st.fixed_dictionaries({"a": image_values, "b": image_values, "c": image_values}),
+                  st.fixed_dictionaries({"a": image_values, "b": image_values, "c": image_values})),
+        max_size=5,
+    ),
+)
+def test_native_changes_equal_python(
+    kind: type, key_names: tuple[str, ...], rows: list[tuple[dict[str, Any], dict[str, Any]]]
+) -> None:
+    images: list[Any] = rows if kind is UpdateRowsEvent else [r[0] for r in rows]
+    want = binlog._changes(key_names, kind, images)
+    got = r._native.changes(binlog._CHANGE_KINDS[kind], key_names, images, binlog._CHANGE_OPS)
+    assert got == want
+    assert [type(c) for c in got] == [tuple] * len(want)
+
+
+def test_native_changes_errors() -> None:
+    native = r._native
+    ops = binlog._CHANGE_OPS
+    with pytest.raises(KeyError):
+        native.changes(0, ("missing",), [{"a": 1}], ops)
+    with pytest.raises(TypeError):
+        native.changes(1, ("a",), [{"a": 1}], ops)  # updates are pairs
+    with pytest.raises(ValueError):
+        native.changes(7, (), [{"a": 1}], ops)
+    with pytest.raises(TypeError):
+        native.changes(0, (), ({"a": 1},), ops)
+
+
+@pytest.mark.parametrize("last", [False, True])
+def test_event_builder_equals_the_python_event(last: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    assert binlog._build_event is not None
+    reader = binlog.BinlogReader({"host": "x"}, server_id=9, source_name="src")
+    reader._server_id, reader._db_version = 1, "10.11.19-MariaDB"
+    reader._file = BinlogFile("mysql-bin.000007")
+    reader._gtid_set = GtidSet.parse("0-1-41")
+    schema = TableSchema(TableId("db", None, "t"), (), ())
+    held = (Op.UPDATE, schema, {"id": 1}, {"id": 1, "v": "a"}, {"id": 1, "v": "b"}, 4, 2)
+
+    def build() -> tuple[ChangeEvent, Any]:
+        tx = reader._begin(1234, "0-1-42", GtidSet.parse("0-1-42"), 1_700_000_000, True)
+        return reader._event(tx, held, last), reader._resume
+
+    before = int(time.time() * 1000)
+    native_event, native_resume = build()
+    monkeypatch.setattr(binlog, "_build_event", None)
+    python_event, python_resume = build()
+    after = int(time.time() * 1000)
+    assert before <= native_event.ts_ms <= after
+    assert dataclasses.replace(native_event, ts_ms=0) == dataclasses.replace(python_event, ts_ms=0)
+    assert native_event.source == python_event.source
+    assert native_event.position.to_dict() == python_event.position.to_dict()
+    assert native_event.transaction == python_event.transaction == TransactionInfo("0-1-42", 5, 2)
+    assert native_resume == python_resume
+    assert native_event.position.last_in_tx is last
+    assert str(native_event.position.gtid_set) == ("0-1-42" if last else "0-1-41")
+    assert type(native_event.source.position) is MySqlPosition

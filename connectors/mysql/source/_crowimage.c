@@ -139,7 +139,8 @@ frac_micros(const unsigned char *s, int fsp)
     return n ? (int64_t)be(s, n) * mult[n] : 0;
 }
 
-/* Days since 1970-01-01 -> civil date (proleptic Gregorian). */
+/* Days since 1970-01-01 -> civil date (proleptic Gregorian), by Howard Hinnant's
+ * public-domain civil_from_days algorithm. */
 static void
 civil_from_days(int64_t z, int *y, int *m, int *d)
 {

@@ -10,9 +10,11 @@ by Kafka), then the cProfile top 15 (own time) of a second, profiled run over
 the same binlog range into fresh topics.
 
 Run: ``.venv/bin/python bench/mysql_e2e_bench.py [--rows N] [--tx-rows 10]
-[--no-profile]`` (services from the environment or ``.cdc-local/env``, like
-the tests; ``BENCH_CUMULATIVE=1`` adds a cumulative-time profile). Target:
->= 20,000 events/s.
+[--no-profile] [--split]`` (services from the environment or ``.cdc-local/env``,
+like the tests; ``BENCH_CUMULATIVE=1`` adds a cumulative-time profile).
+``--split`` first times the same range through the source alone and through
+source + Avro encoding (no Kafka), best of two each, to split the per-event
+cost into source / serde / producer+runtime. Target: >= 20,000 events/s.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import io
 import os
 import pstats
 import random
+import resource
 import sys
 import threading
 import time
@@ -36,6 +39,7 @@ import pymysql
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cdc.events import ChangeEvent  # noqa: E402
 from cdc.offsets.store import OffsetStore, SourceOffset  # noqa: E402
 from cdc.positions import GtidSet, MySqlPosition  # noqa: E402
 from cdc.runtime.source_runner import RunnerSettings, SnapshotMode, SourceRunner  # noqa: E402
@@ -91,7 +95,8 @@ def _kwargs(url: str) -> dict[str, Any]:
 
 
 class Bench:
-    def __init__(self, rows: int, per_tx: int) -> None:
+    def __init__(self, rows: int, per_tx: int, producer: dict[str, Any] | None = None) -> None:
+        self.producer_settings = {"linger.ms": 20, **(producer or {})}
         self.ep = resolve_endpoints()
         self.kw = _kwargs(self.ep.mysql_source_url)
         self.rows = rows
@@ -99,6 +104,7 @@ class Bench:
         self.table = f"bench_e2e_{os.getpid()}"
         self.conn = pymysql.connect(**self.kw, autocommit=True)
         self.names: list[str] = []
+        self.cpu_s = 0.0  # CPU time of this process (all threads) in the last stream()
 
     def sql(self, statement: str, *args: Any) -> Any:
         with self.conn.cursor() as cur:
@@ -140,7 +146,7 @@ class Bench:
 
         runner = SourceRunner(
             name, self.source(name), AvroSerde(RegistryClient(ep.schema_registry_url)),
-            EventProducer(ep.kafka_bootstrap, {"linger.ms": 20}), offsets,
+            EventProducer(ep.kafka_bootstrap, self.producer_settings), offsets,
             TopicManager(ep.kafka_bootstrap),
             RunnerSettings(snapshot_mode=SnapshotMode.NEVER, checkpoint_interval_s=0.2,
                            topic_spec=TopicSpec(partitions=3)),
@@ -157,14 +163,40 @@ class Bench:
         runner._emit = timed_emit  # type: ignore[method-assign]
         prof = cProfile.Profile() if profile else None
         t0 = time.perf_counter()
+        cpu0 = resource.getrusage(resource.RUSAGE_SELF)
         if prof is not None:
             prof.enable()
         runner.run()
+        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+        self.cpu_s = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
         if prof is not None:
             prof.disable()
         finish = done.get("end", time.perf_counter())
         stats = pstats.Stats(prof) if prof is not None else None
         return runner.stats.events, finish - t0, finish - first.get("t", t0), stats
+
+    def split(self, start: MySqlPosition, expect: int) -> tuple[float, float]:
+        """Seconds per event of the source alone, and of source + serde (best of 2)."""
+        results = []
+        for encode in (False, True):
+            best = float("inf")
+            for attempt in range(2):
+                name = f"bench_split{attempt}_{os.getpid()}"
+                src = self.source(name)
+                serde = AvroSerde(RegistryClient(self.ep.schema_registry_url)) if encode else None
+                n = 0
+                t0 = time.perf_counter()
+                for item in src.stream(start):
+                    if isinstance(item, ChangeEvent):
+                        if serde is not None:
+                            serde.encode(item)
+                        n += 1
+                        if n >= expect:
+                            break
+                best = min(best, (time.perf_counter() - t0) / n)
+                src.close()
+            results.append(best)
+        return results[0], results[1]
 
     def close(self) -> None:
         from confluent_kafka.admin import AdminClient
@@ -188,18 +220,38 @@ def main() -> None:
                     help="rows inserted, then updated (events = 2 x rows)")
     ap.add_argument("--tx-rows", type=int, default=10, help="rows per transaction (<= 1000)")
     ap.add_argument("--no-profile", action="store_true", help="skip the profiled run")
+    ap.add_argument("--split", action="store_true",
+                    help="also time source alone and source + serde over the same range")
+    ap.add_argument("--producer", action="append", default=[], metavar="KEY=VALUE",
+                    help="a librdkafka producer setting (repeatable), e.g. compression.type=none")
     args = ap.parse_args()
-    bench = Bench(args.rows, min(args.tx_rows, 1000))
+    settings = dict(kv.split("=", 1) for kv in args.producer)
+    bench = Bench(args.rows, min(args.tx_rows, 1000), settings)
     try:
         start, end, write_s = bench.prepare()
         txs = 2 * -(-args.rows // bench.per_tx)
         print(f"workload: {args.rows:,} inserts + {args.rows:,} updates in {txs:,} transactions "
               f"of {bench.per_tx} rows, written in {write_s:.1f}s (before streaming)")
-        n, total, steady, _ = bench.stream("tp", start, end, profile=False)
+        if args.split:
+            source_s, serde_s = bench.split(start, 2 * args.rows)
+            print(f"source alone: {1 / source_s:,.0f} events/s ({source_s * 1e6:.1f} us/event); "
+                  f"source + Avro encode: {1 / serde_s:,.0f} events/s "
+                  f"(serde {(serde_s - source_s) * 1e6:.1f} us/event)")
+        n, _, steady, _ = bench.stream("tp", start, end, profile=False)
+        cpu = bench.cpu_s
+        n2, _, steady2, _ = bench.stream("tp2", start, end, profile=False)
+        if n2 / steady2 > n / steady:
+            n, steady, cpu = n2, steady2, bench.cpu_s
         rate = n / steady
-        print(f"throughput binlog -> Kafka (acknowledged): {rate:,.0f} events/s "
-              f"({n:,} events in {steady:.1f}s; {total:.1f}s including start-up); "
+        print(f"throughput binlog -> Kafka (acknowledged, best of 2): {rate:,.0f} events/s "
+              f"({n:,} events in {steady:.1f}s, {1e6 / rate:.1f} us/event); "
               f"target {TARGET:,}: {'met' if rate >= TARGET else 'NOT met'}")
+        print(f"CPU of this process (all threads, incl. librdkafka's): {cpu / n * 1e6:.1f} us/event; "
+              f"the rest of the wall time waits for the CPU (broker, registry, other processes)")
+        if args.split:
+            rest = 1 / rate - serde_s
+            print(f"per event: source {source_s * 1e6:.1f} us, serde "
+                  f"{(serde_s - source_s) * 1e6:.1f} us, producer + runtime {rest * 1e6:.1f} us")
         if not args.no_profile:
             n, _, steady, stats = bench.stream("prof", start, end, profile=True)
             assert stats is not None

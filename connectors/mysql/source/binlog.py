@@ -50,10 +50,18 @@ needs on top:
   reuses that parse, and its table is not resolved again (until DDL or a
   rotation). ``TableMapEvent.__init__`` is wrapped for this when the module is
   imported; readers other than this one (without the cache) are unaffected.
+* **Raw rows packets.** With the native row-image program (``_crowimage``,
+  see rowimage.py), rows events of natively decoded tables and TableMaps
+  already in effect are read from the packet bytes by :class:`_RawPackets`
+  (header, post-header, column bitmaps, then the whole body in one C call);
+  every other packet is handed back to the library, which keeps handshake,
+  checksums, rotation and its table map. Events are built by the C ``Maker``
+  (a positional constructor of the frozen dataclasses) when it is built.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import threading
@@ -62,6 +70,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import pymysql.connections
 import pymysql.err
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.event import (
@@ -82,6 +91,7 @@ from pymysqlreplication.row_event import (
 )
 
 import cdc
+from cdc import native
 from cdc.errors import PrerequisiteError, SchemaError, UnreachableError
 from cdc.events import ChangeEvent, Op, SourceInfo, TableSchema, TransactionInfo
 from cdc.positions import BinlogFile, GtidSet, MariaGtid, MySqlPosition
@@ -170,10 +180,20 @@ class _TableMapCachingConnection(StreamConnection):
     """
 
     table_maps: dict[bytes, dict[str, Any]]
+    #: a packet the reader already read and hands back to the library (see _RawPackets)
+    replay: Any
 
     def __init__(self, **kwargs: Any) -> None:
         self.table_maps = {}
+        self.replay = None
         super().__init__(**kwargs)
+
+    def _read_packet(self, packet_type: Any = pymysql.connections.MysqlPacket) -> Any:
+        pkt = self.replay
+        if pkt is not None:
+            self.replay = None
+            return pkt
+        return super()._read_packet(packet_type)
 
 
 _TABLE_MAP_CACHE_MAX: Final = 1024
@@ -211,6 +231,243 @@ def _table_map_init(
 
 # Inert for readers without the cache (pymysql_wrapper other than the one above).
 TableMapEvent.__init__ = _table_map_init
+
+# Rows event type -> (class, post-header length): v1 (MariaDB), v2 (MySQL 5.6+).
+_RAW_ROWS: Final = {
+    23: (WriteRowsEvent, 8),
+    24: (UpdateRowsEvent, 8),
+    25: (DeleteRowsEvent, 8),
+    30: (WriteRowsEvent, 10),
+    31: (UpdateRowsEvent, 10),
+    32: (DeleteRowsEvent, 10),
+}
+_TABLE_MAP_EVENT: Final = 19
+_XID_EVENT: Final = 16
+_MARIADB_GTID_EVENT: Final = 162
+# BinLogStreamReader's private state this reads (mysql-replication 1.0.17); when
+# an upgrade renames it, every packet simply goes through the library again.
+_R_CONNECTED: Final = "_BinLogStreamReader__connected_stream"
+_R_CHECKSUM: Final = "_BinLogStreamReader__use_checksum"
+_R_POST_HEADER: Final = "_BinLogStreamReader__post_header_lengths"
+
+
+class _RawPackets:
+    """Reads the hot events from the packet bytes, skipping the library's parse.
+
+    In a stream of small transactions (GTID, TableMap, rows, XID) each row
+    change costs the library a packet wrapper and an event object per event,
+    more than decoding the row. For a rows event of a table this reader
+    decodes with a native program (full images, standard post-header),
+    ``parse`` decodes the body in one C call; a TableMap whose body was
+    already parsed and resolved for the same table id is skipped; XID and
+    MariaDB GTID events are read from their few fixed bytes. Every other
+    packet - queries, rotate, heartbeat, format description, first TableMaps,
+    MySQL GTIDs, tables on the library path - is handed back to the library
+    (the connection replays it to ``fetchone``), which keeps handshake,
+    checksums, rotation and its table map exactly as before.
+    """
+
+    def __init__(
+        self,
+        reader: Any,
+        tables: dict[int, ResolvedTable | None],
+        mapped: dict[int, Any],
+        metrics: BinlogMetrics,
+    ) -> None:
+        self.reader = reader
+        self.tables = tables
+        self.mapped = mapped
+        self.metrics = metrics
+        self.checksum = 0
+        self.post_header: Any = None
+        self.table_maps: dict[bytes, dict[str, Any]] | None = None
+        self.usable = all(hasattr(reader, a) for a in (_R_CONNECTED, _R_CHECKSUM, _R_POST_HEADER))
+
+    def connection(self) -> _TableMapCachingConnection | None:
+        """The connected stream connection (after a ``fetchone``), else None."""
+        r = self.reader
+        conn = getattr(r, "_stream_connection", None)
+        if not self.usable or not isinstance(conn, _TableMapCachingConnection):
+            return None
+        if not getattr(r, _R_CONNECTED):
+            return None
+        self.checksum = 4 if getattr(r, _R_CHECKSUM) else 0
+        self.post_header = getattr(r, _R_POST_HEADER)
+        ctl = getattr(r, "_ctl_connection", None)
+        self.table_maps = getattr(ctl, "table_maps", None)
+        return conn
+
+    def parse(self, pkt: Any) -> tuple[Any, ...] | None:
+        """What the reader needs of a hot event, first the event class, or None for
+        a packet the library must read: ``(cls, table, images, start)`` of a rows
+        event, ``(TableMapEvent,)`` for a TableMap already in effect,
+        ``(XidEvent,)``, ``(MariadbGtidEvent, domain, server, seq, flags, ts, start)``."""
+        data: bytes = pkt._data
+        if len(data) < 20 or data[0] != 0:
+            return None
+        etype = data[5]
+        size = int.from_bytes(data[10:14], "little")
+        if len(data) != size + 1:
+            return None
+        end = len(data) - self.checksum
+        if etype == _TABLE_MAP_EVENT:
+            return self._table_map(data, end)
+        if etype == _XID_EVENT:
+            self._progress(data)
+            return (XidEvent,)
+        if etype == _MARIADB_GTID_EVENT:
+            if end < 33:  # seq_no (8), domain_id (4), flags (1)
+                return None
+            self._progress(data)
+            return (
+                MariadbGtidEvent,
+                int.from_bytes(data[28:32], "little"),  # domain_id
+                int.from_bytes(data[6:10], "little"),  # server_id, from the header
+                int.from_bytes(data[20:28], "little"),  # seq_no
+                data[32],  # flags
+                int.from_bytes(data[1:5], "little"),  # timestamp
+                int.from_bytes(data[14:18], "little") - size,  # start
+            )
+        spec = _RAW_ROWS.get(etype)
+        if spec is None:
+            return None
+        cls, post_len = spec
+        if end < 31:
+            return None
+        post = self.post_header
+        if post and etype <= len(post) and post[etype - 1] != post_len:
+            return None
+        table_id = int.from_bytes(data[20:26], "little")
+        if table_id not in self.tables:
+            return None
+        table = self.tables[table_id]
+        images = None
+        if table is not None:
+            fast = table.fast
+            if fast is None or fast.program is None:
+                return None
+            program = fast.program
+            off = 28
+            if post_len == 10:  # v2: extra data, its length includes its own 2 bytes
+                extra = data[28] | data[29] << 8
+                if extra < 2:
+                    return None
+                off = 28 + extra
+            if off >= end:
+                return None
+            n = data[off]
+            if n < 251:
+                off += 1
+            elif n == 252:
+                n, off = data[off + 1] | data[off + 2] << 8, off + 3
+            else:
+                return None
+            if n != fast.ncols:
+                return None
+            nb = (n + 7) // 8
+            every = fast.all_columns
+            # padding bits past the last column are ignored
+            if int.from_bytes(data[off : off + nb], "little") & every != every:
+                return None
+            off += nb
+            pairs = cls is UpdateRowsEvent
+            if pairs:
+                if int.from_bytes(data[off : off + nb], "little") & every != every:
+                    return None
+                off += nb
+            if off > end:
+                return None
+            images = program.decode(data, off, end, pairs)
+            self.metrics.fast_images += len(images)
+            self.metrics.raw_events += 1
+        self._progress(data)
+        log_pos = int.from_bytes(data[14:18], "little")
+        return cls, table, images, log_pos - size
+
+    def _table_map(self, data: bytes, end: int) -> tuple[Any, ...] | None:
+        cache = self.table_maps
+        if cache is None:
+            return None
+        hit = cache.get(data[20:end])
+        if hit is None:
+            return None
+        table_id = hit.get("table_id")
+        if table_id is None or self.mapped.get(table_id) is not hit.get("table_obj"):
+            return None
+        self._progress(data)
+        return (TableMapEvent,)
+
+    def _progress(self, data: bytes) -> None:
+        m = self.metrics
+        ts = int.from_bytes(data[1:5], "little")
+        if ts:
+            m.last_event_ts = ts
+            m.caught_up = False
+        log_pos = int.from_bytes(data[14:18], "little")
+        if log_pos:
+            m.pos = log_pos
+
+
+Change = tuple[Op, "dict[str, Any] | None", "dict[str, Any] | None", "dict[str, Any] | None"]
+
+
+def _changes(key_names: tuple[str, ...], cls: type, images: list[Any]) -> list[Change]:
+    """(op, key, before, after) of each row image of a rows event (pairs for updates)."""
+    out: list[Change] = []
+    if cls is WriteRowsEvent:
+        for after in images:
+            out.append(
+                (Op.CREATE, ({k: after[k] for k in key_names} if key_names else None), None, after)
+            )
+    elif cls is DeleteRowsEvent:
+        for before in images:
+            out.append(
+                (Op.DELETE, ({k: before[k] for k in key_names} if key_names else None), before, None)
+            )
+    else:
+        for before, after in images:
+            if not key_names:
+                out.append((Op.UPDATE, None, before, after))
+                continue
+            old_key = {k: before[k] for k in key_names}
+            new_key = {k: after[k] for k in key_names}
+            if old_key == new_key:
+                out.append((Op.UPDATE, new_key, before, after))
+            else:
+                # Debezium's rule: a key change is a delete of the old key and a
+                # create of the new one, so per-key ordering and compaction hold.
+                out.append((Op.DELETE, old_key, before, None))
+                out.append((Op.CREATE, new_key, None, after))
+    return out
+
+
+def _maker(cls: type) -> Any:
+    """A positional constructor (all fields, in order) of a frozen slotted dataclass:
+    the C ``Maker`` when built (the dataclass ``__init__`` sets each field through
+    ``object.__setattr__``, several microseconds per event), else the class."""
+    if _native is None or hasattr(cls, "__post_init__"):
+        return cls
+    return _native.Maker(cls, tuple(f.name for f in dataclasses.fields(cls)))
+
+
+_native: Any = native.load("connectors.mysql.source._crowimage")
+_new_position = _maker(MySqlPosition)
+_new_source = _maker(SourceInfo)
+_new_event = _maker(ChangeEvent)
+_new_transaction = _maker(TransactionInfo)
+_NOTHING_UNCHANGED: Final = frozenset[str]()
+# With the C extension: one call builds an event and its position (_event), and
+# _changes runs in C; the Python code above is the reference and the fallback.
+_build_event: Any = (
+    _native.EventBuilder(_new_position, _new_source, _new_event, _new_transaction)
+    if _native is not None and all(
+        isinstance(m, _native.Maker)
+        for m in (_new_position, _new_source, _new_event, _new_transaction)
+    )
+    else None
+)
+_CHANGE_KINDS: Final = {WriteRowsEvent: 0, UpdateRowsEvent: 1, DeleteRowsEvent: 2}
+_CHANGE_OPS: Final = (Op.CREATE, Op.UPDATE, Op.DELETE)
 
 
 def _unquote(ident: str | None) -> str | None:
@@ -255,6 +512,7 @@ class BinlogMetrics:
     last_event_ts: float = 0.0  # header time of the last event read (epoch seconds)
     caught_up: bool = False  # the last thing read was a server heartbeat
     fast_images: int = 0  # rows (update: before+after pairs) decoded by cdc, not the library
+    raw_events: int = 0  # rows events read from the packet bytes, without the library
 
 
 @dataclass(slots=True)
@@ -270,23 +528,18 @@ class _Tx:
     emitted: int = 0
     skip_through: int = -1  # rows up to this index were emitted before a restart
     per_table: dict[str, int] = field(default_factory=dict)
+    tx_id: str = ""  # the GTID, else file:pos of the transaction's start
+    # what every event of the transaction shares, for _event (see _EventFacts)
+    facts: tuple[Any, ...] = ()
 
-    @property
-    def tx_id(self) -> str:
-        return self.gtid if self.gtid is not None else f"{self.file}:{self.pos}"
+    def __post_init__(self) -> None:
+        self.tx_id = self.gtid if self.gtid is not None else f"{self.file}:{self.pos}"
 
 
-@dataclass(slots=True)
-class _Held:
-    """A change waiting for the next one (or the commit) to learn if it is last."""
-
-    op: Op
-    schema: TableSchema
-    key: dict[str, Any] | None
-    before: dict[str, Any] | None
-    after: dict[str, Any] | None
-    index: int
-    table_order: int
+# A change waiting for the next one (or the commit) to learn if it is last:
+# (op, schema, key, before, after, index in the transaction, order in its table).
+_Held = tuple[Op, TableSchema, "dict[str, Any] | None", "dict[str, Any] | None",
+              "dict[str, Any] | None", int, int]
 
 
 class BinlogReader:
@@ -334,6 +587,8 @@ class BinlogReader:
         self._resolver: SchemaResolver | None = None
         self._gtid = False
         self._version = getattr(cdc, "__version__", "0")
+        self._server_id = 0
+        self._db_version = ""
         # stream state
         self._file = BinlogFile("")
         self._gtid_set = GtidSet()
@@ -598,39 +853,78 @@ class BinlogReader:
         tables = self._tables
         mapped = self._mapped
         assert self.server is not None and self._resolver is not None
+        self._server_id = self.server.server_id
+        self._db_version = self.server.version
         mariadb_gtid = MariadbGtidEvent
+        # Rows events (and repeated TableMaps) of natively decoded tables are read
+        # straight from the packet bytes; everything else goes through the library.
+        raw = _RawPackets(reader, tables, mapped, metrics) if self.fast_decode else None
+        conn: _TableMapCachingConnection | None = None
+        ev: Any = None
+        packet: Any = None
         while True:
-            ev = reader.fetchone()
-            if self._closed.is_set():
-                return
-            if ev is None:
-                raise ConnectionLost("the server ended the binlog stream")
-            cls = type(ev)
-            packet = ev.packet
-            if ev.timestamp:
-                metrics.last_event_ts = ev.timestamp
-                metrics.caught_up = False
-            if packet.log_pos:
-                metrics.pos = packet.log_pos
+            fast: tuple[Any, ...] | None = None
+            if conn is not None:
+                pkt = conn._read_packet()
+                if self._closed.is_set():
+                    return
+                assert raw is not None
+                fast = raw.parse(pkt)
+                if fast is None:
+                    conn.replay = pkt  # the library reads this packet again, in fetchone
+            if fast is not None:
+                cls = fast[0]
+                ev = packet = None
+                if cls in _ROW_EVENTS:
+                    _, table, images, start = fast
+                elif cls is TableMapEvent:  # a TableMap this reader already resolved
+                    cls = None
+            else:
+                ev = reader.fetchone()
+                if self._closed.is_set():
+                    return
+                if ev is None:
+                    raise ConnectionLost("the server ended the binlog stream")
+                if raw is not None:
+                    conn = raw.connection()
+                cls = type(ev)
+                packet = ev.packet
+                if ev.timestamp:
+                    metrics.last_event_ts = ev.timestamp
+                    metrics.caught_up = False
+                if packet.log_pos:
+                    metrics.pos = packet.log_pos
+                if cls in _ROW_EVENTS:
+                    table = tables.get(ev.table_id)
+                    images = None
+                    start = packet.log_pos - packet.event_size
             if cls in _ROW_EVENTS:
-                table = tables.get(ev.table_id)
                 if table is None or tx is None:
                     if table is not None:
                         raise SchemaError(
-                            f"row event outside a transaction at {self._file}:"
-                            f"{packet.log_pos - packet.event_size}"
+                            f"row event outside a transaction at {self._file}:{start}"
                         )
-                    continue
-                for op, key, before, after in self._changes(table, cls, ev):
-                    index = tx.index
-                    tx.index += 1
-                    if index <= tx.skip_through:
-                        continue
-                    name = table.schema.table.table
-                    order = tx.per_table[name] = tx.per_table.get(name, 0) + 1
-                    if held is not None:
-                        yield self._event(tx, held, last=False)
-                    held = _Held(op, table.schema, key, before, after, index, order)
+                else:
+                    if images is None:
+                        images = self._images(table, cls, ev)
+                    schema = table.schema
+                    name = schema.table.table
+                    per_table = tx.per_table
+                    skip = tx.skip_through
+                    changes = (
+                        _changes(table.key, cls, images)
+                        if _native is None
+                        else _native.changes(_CHANGE_KINDS[cls], table.key, images, _CHANGE_OPS)
+                    )
+                    for op, key, before, after in changes:
+                        index = tx.index
+                        tx.index = index + 1
+                        if index <= skip:
+                            continue
+                        order = per_table[name] = per_table.get(name, 0) + 1
+                        if held is not None:
+                            yield self._event(tx, held, False)
+                        held = (op, schema, key, before, after, index, order)
             elif cls is TableMapEvent:
                 # A repeated TableMap (the same parse, from the cache) maps to the same table.
                 parsed = getattr(ev, "table_obj", None)
@@ -649,24 +943,32 @@ class BinlogReader:
                     )
                     yield from self._commit(tx, held)
                     held = None
-                start = packet.log_pos - packet.event_size
+                if ev is None:  # read from the packet (MariaDB's GTID event)
+                    assert fast is not None
+                    _, domain, server, seq, flags, ts, start = fast
+                else:
+                    start = packet.log_pos - packet.event_size
+                    ts = ev.timestamp
+                    if cls is mariadb_gtid:
+                        domain, server, seq, flags = (
+                            ev.domain_id, ev.server_id, ev.gtid_seq_no, ev.flags,
+                        )
                 if cls is mariadb_gtid:
-                    gtid = f"{ev.domain_id}-{ev.server_id}-{ev.gtid_seq_no}"
-                    after_set = self._gtid_set.with_mariadb(
-                        MariaGtid(ev.domain_id, ev.server_id, ev.gtid_seq_no)
-                    )
+                    gtid = f"{domain}-{server}-{seq}"
+                    after_set = self._gtid_set.with_mariadb(MariaGtid(domain, server, seq))
                     # MariaDB's GTID event is the BEGIN unless the group is one statement.
-                    is_open = not ev.flags & _FL_STANDALONE
+                    is_open = not flags & _FL_STANDALONE
                 else:
                     gtid = ev.gtid
                     after_set = _with_mysql_gtid(self._gtid_set, gtid)
                     is_open = False  # MySQL: a BEGIN query follows for DML
-                tx = self._begin(start, gtid, after_set, ev.timestamp, is_open)
+                tx = self._begin(start, gtid, after_set, ts, is_open)
             elif cls is XidEvent:
                 if tx is not None:
                     yield from self._commit(tx, held)
                     tx, held = None, None
             elif cls is QueryEvent:
+                assert ev is not None and packet is not None
                 kind = _query_kind(ev.query)
                 if kind == "begin":
                     if tx is None:  # no GTID event: BEGIN opens the transaction
@@ -686,11 +988,12 @@ class BinlogReader:
                         index = tx.index
                         tx.index += 1
                         if index > tx.skip_through:
-                            held = _Held(Op.TRUNCATE, truncated, None, None, None, index, 1)
+                            held = (Op.TRUNCATE, truncated, None, None, None, index, 1)
                     if not tx.open:
                         yield from self._commit(tx, held)
                         tx, held = None, None
             elif cls is RotateEvent:
+                assert ev is not None
                 self._file = BinlogFile(ev.next_binlog)
                 metrics.file = ev.next_binlog
                 metrics.pos = ev.position
@@ -698,6 +1001,7 @@ class BinlogReader:
                     tables.clear()
                     mapped.clear()
             elif cls is HeartbeatLogEvent:
+                assert ev is not None
                 metrics.heartbeats += 1
                 metrics.caught_up = True
                 if ev.ident:
@@ -713,6 +1017,21 @@ class BinlogReader:
 
     def _begin(self, start: int, gtid: str | None, after: GtidSet, ts: int, is_open: bool) -> _Tx:
         tx = _Tx(self._file, start, gtid, self._gtid_set, after, ts * 1000, is_open)
+        tx.facts = (
+            tx.file,
+            start,
+            tx.gtid_before,
+            after,
+            gtid,
+            self._server_id,
+            "mysql",
+            self.source_name,
+            self._version,
+            self._db_version,
+            tx.ts_ms,
+            tx.tx_id,
+            _NOTHING_UNCHANGED,
+        )
         skip = self._skip
         if skip is not None:
             self._skip = None
@@ -729,7 +1048,7 @@ class BinlogReader:
     def _commit(self, tx: _Tx, held: _Held | None) -> Iterator[ChangeEvent]:
         self._gtid_set = tx.gtid_after
         if held is not None:
-            event = self._event(tx, held, last=True)
+            event = self._event(tx, held, True)
             self._boundary = self._resume = event.source.position  # type: ignore[assignment]
             yield event
         else:
@@ -743,39 +1062,52 @@ class BinlogReader:
                 last_in_tx=True,
             )
 
-    def _event(self, tx: _Tx, h: _Held, *, last: bool) -> ChangeEvent:
-        position = MySqlPosition(
-            tx.file,
-            tx.pos,
-            h.index,
-            gtid_set=tx.gtid_after if last else tx.gtid_before,
-            gtid=tx.gtid,
-            server_id=self.server.server_id if self.server else 0,
-            last_in_tx=last,
-        )
-        source = SourceInfo(
-            connector="mysql",
-            name=self.source_name,
-            version=self._version,
-            db_version=self.server.version if self.server else "",
-            position=position,
-            ts_ms=tx.ts_ms,
-            tx_id=tx.gtid,
-        )
+    def _event(self, tx: _Tx, h: _Held, last: bool) -> ChangeEvent:
+        op, schema, key, before, after, index, order = h
         tx.emitted += 1
         self.metrics.events += 1
+        if _build_event is not None:
+            built: tuple[ChangeEvent, MySqlPosition] = _build_event(
+                op, schema, key, before, after, index, order, last, tx.facts
+            )
+            if not last:
+                self._resume = built[1]
+            return built[0]
+        position = _new_position(
+            tx.file,
+            tx.pos,
+            index,
+            tx.gtid_after if last else tx.gtid_before,
+            tx.gtid,
+            self._server_id,
+            False,  # snapshot
+            last,
+        )
+        source = _new_source(
+            "mysql",
+            self.source_name,
+            self._version,
+            self._db_version,
+            position,
+            tx.ts_ms,
+            tx.gtid,
+            "false",  # snapshot
+            None,  # origin
+        )
         if not last:
             self._resume = position
-        return ChangeEvent(
-            op=h.op,
-            schema=h.schema,
-            key=h.key,
-            before=h.before,
-            after=h.after,
-            source=source,
-            ts_ms=int(time.time() * 1000),
-            transaction=TransactionInfo(tx.tx_id, h.index + 1, h.table_order),
+        event: ChangeEvent = _new_event(
+            op,
+            schema,
+            key,
+            before,
+            after,
+            source,
+            int(time.time() * 1000),
+            _new_transaction(tx.tx_id, index + 1, order),
+            _NOTHING_UNCHANGED,
         )
+        return event
 
     def _images(self, table: ResolvedTable, cls: type, ev: Any) -> list[Any]:
         """Canonical row images of a rows event (pairs for updates)."""
@@ -795,42 +1127,6 @@ class BinlogReader:
                 for r in ev.rows
             ]
         return [decode(r["values"], r["none_sources"]) for r in ev.rows]
-
-    def _changes(
-        self, table: ResolvedTable, cls: type, ev: Any
-    ) -> Iterator[tuple[Op, dict[str, Any] | None, dict[str, Any] | None, dict[str, Any] | None]]:
-        key_names = table.key
-        images = self._images(table, cls, ev)
-        if cls is WriteRowsEvent:
-            for after in images:
-                yield (
-                    Op.CREATE,
-                    ({k: after[k] for k in key_names} if key_names else None),
-                    None,
-                    after,
-                )
-        elif cls is DeleteRowsEvent:
-            for before in images:
-                yield (
-                    Op.DELETE,
-                    ({k: before[k] for k in key_names} if key_names else None),
-                    before,
-                    None,
-                )
-        else:
-            for before, after in images:
-                if not key_names:
-                    yield Op.UPDATE, None, before, after
-                    continue
-                old_key = {k: before[k] for k in key_names}
-                new_key = {k: after[k] for k in key_names}
-                if old_key == new_key:
-                    yield Op.UPDATE, new_key, before, after
-                else:
-                    # Debezium's rule: a key change is a delete of the old key and a
-                    # create of the new one, so per-key ordering and compaction hold.
-                    yield Op.DELETE, old_key, before, None
-                    yield Op.CREATE, new_key, None, after
 
     def _table_map(self, ev: Any) -> ResolvedTable | None:
         database, table = ev.schema, ev.table

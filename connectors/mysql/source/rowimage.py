@@ -14,6 +14,13 @@ table version: runs of fixed-width numbers read with one ``unpack_from``,
 CHAR/VARCHAR text sliced and decoded in place, other columns through their
 decoder; images with NULLs take the per-column loop.
 
+When the optional C extension ``_crowimage`` is built (``make native``; off
+with ``CDC_NATIVE=0``), a whole rows-event body is decoded in one call by a
+per-table-version program compiled from the same column facts
+(:func:`_native_spec`); columns it has no code for (binary JSON) call their
+Python decoder from C. This module's Python decoders stay the reference: the
+tests compare both on the same bytes.
+
 Tables with a column type not listed (the pre-5.6 temporal formats, old
 DECIMAL) or events this does not handle (partial JSON updates, MINIMAL row
 images) fall back to the library.
@@ -29,6 +36,7 @@ DATE 3 bytes; TIME2/DATETIME2/TIMESTAMP2 big-endian with fractional bytes.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -37,12 +45,20 @@ from typing import Any, Final
 
 from pymysqlreplication.json_binary import parse_json
 
+from cdc import native
 from cdc.events import Kind
 from cdc.serde.types import shortest_float32
 from connectors.mysql import types as t
 from connectors.mysql.types import BinlogColumn, ColumnCodec, _json_text
 
-__all__ = ["FastRowDecoder", "build_fast_decoder"]
+__all__ = ["FastRowDecoder", "build_fast_decoder", "native_available"]
+
+_native: Any = native.load("connectors.mysql.source._crowimage")
+
+
+def native_available() -> bool:
+    """Whether the C row-image decoder is built and enabled."""
+    return _native is not None
 
 ColumnDecoder = Callable[[bytes, int], tuple[Any, int]]
 Image = dict[str, Any]
@@ -329,6 +345,83 @@ def _text_or_bytes(b: BinlogColumn, codec: ColumnCodec, prefix: int) -> ColumnDe
     return _string(prefix, encoding, None)
 
 
+_ENCODING_CODES: Final = {"utf-8": 0, "cp1252": 1, "ascii": 2}
+NativeSpec = tuple[int, int, int, Any, Any]
+
+
+def _native_spec(b: BinlogColumn, codec: ColumnCodec, dec: ColumnDecoder) -> NativeSpec:
+    """The C program's ``(op, a, b, obj, conv)`` for a column whose Python decoder
+    (from :func:`_column_decoder`) is ``dec``; mirrors that function case by case.
+    Anything without C code (or with facts out of the C code's range) calls ``dec``.
+    """
+    n = _native
+    py: NativeSpec = (n.OP_PY, 0, 0, dec, None)
+    code = b.type_code
+    fixed = _STRUCTS.get((code, b.unsigned))
+    if fixed is not None:
+        if code == t.T_DOUBLE:
+            return (n.OP_DOUBLE, 0, 0, None, None)
+        return (n.OP_INT, fixed.size, int(b.unsigned), None, None)
+    if code == t.T_INT24:
+        return (n.OP_INT, 3, int(b.unsigned), None, None)
+    if code == t.T_FLOAT:
+        return (n.OP_FLOAT, 0, 0, None, None)
+    if code == t.T_NEWDECIMAL:
+        p, s = b.precision or 0, b.scale or 0
+        if 1 <= p <= 65 and 0 <= s <= min(30, p):
+            return (n.OP_DECIMAL, p, s, dec, None)
+        return py
+    if code in (t.T_STRING, t.T_VARCHAR, t.T_VAR_STRING):
+        assert b.max_length is not None
+        return _native_text(b, codec, 1 if b.max_length <= 255 else 2, dec)
+    if code in (t.T_BLOB, t.T_TINY_BLOB, t.T_MEDIUM_BLOB, t.T_LONG_BLOB):
+        assert b.length_size is not None
+        return _native_text(b, codec, b.length_size, dec)
+    if code == t.T_GEOMETRY and b.length_size and 1 <= b.length_size <= 4:
+        return (n.OP_BYTES, b.length_size, 0, None, t._strip_srid)
+    if code == t.T_ENUM:
+        size = b.pack_size or (1 if len(b.enum_values) < 256 else 2)
+        if 1 <= size <= 8:
+            return (n.OP_ENUM, size, 0, ("", *b.enum_values), None)
+        return py
+    if code == t.T_SET:
+        size = (len(b.set_values) + 7) // 8 or 1
+        size = b.pack_size or (8 if size > 4 else size)
+        if 1 <= size <= 8:
+            return (n.OP_SET, size, 0, tuple(b.set_values), None)
+        return py
+    if code == t.T_BIT and b.bits:
+        nbytes = (b.bits + 7) // 8
+        return (n.OP_BIT, nbytes, 0, None, None) if nbytes <= 8 else py
+    fsp = b.fsp or 0
+    if code in (t.T_DATE, t.T_NEWDATE):
+        return (n.OP_DATE, 0, 0, codec.zero, None)
+    if code == t.T_DATETIME2 and 0 <= fsp <= 6:
+        return (n.OP_DATETIME2, fsp, 0, codec.zero, None)
+    if code == t.T_TIMESTAMP2 and 0 <= fsp <= 6:
+        return (n.OP_TIMESTAMP2, fsp, 0, codec.zero, None)
+    if code == t.T_TIME2 and 0 <= fsp <= 6:
+        return (n.OP_TIME2, fsp, 0, None, None)
+    if code == t.T_YEAR:
+        return (n.OP_YEAR, 0, 0, None, None)
+    return py  # binary JSON, and facts out of the C code's range
+
+
+def _native_text(
+    b: BinlogColumn, codec: ColumnCodec, prefix: int, dec: ColumnDecoder
+) -> NativeSpec:
+    """Mirrors :func:`_text_or_bytes`."""
+    n = _native
+    if not 1 <= prefix <= 4:
+        return (n.OP_PY, 0, 0, dec, None)
+    special = codec.type.kind is Kind.UUID or codec.type.native.startswith("inet")
+    if b.binary or special:
+        pad = b.max_length if b.type_code == t.T_STRING else None
+        return (n.OP_BYTES, prefix, pad or 0, None, codec.from_binlog if special else None)
+    encoding = _PY_CODEC[b.charset or ""]
+    return (n.OP_STR, prefix, _ENCODING_CODES[encoding], None, None)
+
+
 # How a column can be decoded inline by generated code (see _generate):
 # ("struct", Struct) for fixed-width numbers, ("str1" | "str2", encoding) for CHAR/VARCHAR
 # text with a 1- or 2-byte length.
@@ -407,14 +500,26 @@ def _generate(
 class FastRowDecoder:
     """Decodes a rows event of one table version into canonical images."""
 
-    __slots__ = ("_all", "_columns", "_dense", "_ncols", "_null_bytes")
+    __slots__ = ("_all", "_columns", "_dense", "_ncols", "_null_bytes", "program")
+
+    @property
+    def ncols(self) -> int:
+        return self._ncols
+
+    @property
+    def all_columns(self) -> int:
+        """The columns-present bitmap of a full image, as an int."""
+        return self._all
 
     def __init__(
         self,
         names: Sequence[str],
         decoders: Sequence[ColumnDecoder],
         inline: Sequence[Inline | None] | None = None,
+        program: Any = None,
     ) -> None:
+        #: the C program (``_crowimage.Program``) decoding whole bodies, if built
+        self.program = program
         self._columns = tuple(zip(names, decoders, strict=True))
         n = self._ncols = len(names)
         self._null_bytes = (n + 7) // 8
@@ -437,7 +542,13 @@ class FastRowDecoder:
         """All row images of ``ev``: dicts, or (before, after) pairs for updates."""
         packet = ev.packet
         buf: bytes = packet.read(ev.event_size - packet.read_bytes)
-        off, end = 0, len(buf)
+        return self.decode(buf, 0, len(buf), pairs)
+
+    def decode(self, buf: bytes, off: int, end: int, pairs: bool) -> list[Any]:
+        """The row images in ``buf[off:end]`` (a rows event's body after its header)."""
+        if self.program is not None:
+            images: list[Any] = self.program.decode(buf, off, end, pairs)
+            return images
         out: list[Any] = []
         image = self._image
         while off < end:
@@ -467,9 +578,16 @@ class FastRowDecoder:
 
 
 def build_fast_decoder(
-    columns: Sequence[BinlogColumn], codecs: Sequence[ColumnCodec]
+    columns: Sequence[BinlogColumn],
+    codecs: Sequence[ColumnCodec],
+    *,
+    use_native: bool | None = None,
 ) -> FastRowDecoder | None:
-    """A decoder for this TableMap, or None if a column needs the library."""
+    """A decoder for this TableMap, or None if a column needs the library.
+
+    ``use_native`` None: the C program when it is built (and not disabled by
+    ``CDC_NATIVE=0``); False: the Python decoders only.
+    """
     decoders = []
     for b, codec in zip(columns, codecs, strict=True):
         dec = _column_decoder(b, codec)
@@ -477,4 +595,14 @@ def build_fast_decoder(
             return None
         decoders.append(dec)
     inline = [_inline_spec(b, codec) for b, codec in zip(columns, codecs, strict=True)]
-    return FastRowDecoder([b.name for b in columns], decoders, inline)
+    names = [b.name for b in columns]
+    program = None
+    if _native is not None and use_native is not False:
+        specs = tuple(
+            _native_spec(b, codec, dec)
+            for b, codec, dec in zip(columns, codecs, decoders, strict=True)
+        )
+        program = _native.Program(tuple(sys.intern(n) for n in names), specs)
+    elif use_native:
+        raise RuntimeError("the native row-image decoder is not available")
+    return FastRowDecoder(names, decoders, inline, program)

@@ -19,7 +19,7 @@ import pytest
 from cdc.events import ChangeEvent, Kind, Op
 from cdc.positions import MySqlPosition
 from cdc.serde.types import ZERO
-from connectors.mysql.source import MySqlSource
+from connectors.mysql.source import MySqlSource, rowimage
 from tests.integration.mysql.conftest import drain
 
 pytestmark = pytest.mark.integration
@@ -171,14 +171,31 @@ def _replay(events: list[ChangeEvent], into: dict[Any, dict[str, Any]]) -> None:
             into[k] = dict(e.after)
 
 
-@pytest.mark.parametrize("fast_decode", [True, False], ids=["rowimage", "library"])
+DECODERS = pytest.mark.parametrize(
+    "decoder", ["native", "rowimage", "library"], ids=["native", "rowimage", "library"]
+)
+
+
+def _decoder(decoder: str, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """fast_decode for the parametrised decoder (``rowimage`` without its C program)."""
+    if decoder == "native" and not rowimage.native_available():
+        pytest.skip("_crowimage not built")
+    if decoder == "rowimage":
+        monkeypatch.setattr(rowimage, "_native", None)
+    return decoder != "library"
+
+
+@DECODERS
 def test_every_type_family_through_binlog_and_snapshot(
     make_source: Callable[..., MySqlSource],
     sql: Callable[..., Any],
     unique_name: str,
-    fast_decode: bool,
+    decoder: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Both binlog decoders: cdc's own row-image decoder and mysql-replication's."""
+    """Every binlog decoder: cdc's row-image decoder (C program, and the Python
+    reference) and mysql-replication's."""
+    fast_decode = _decoder(decoder, monkeypatch)
     t = unique_name
     src = make_source(include=[f"cdc_source.{t}"], fast_decode=fast_decode)
     start = src.reader.current_position()
@@ -192,7 +209,12 @@ def test_every_type_family_through_binlog_and_snapshot(
     events = drain(src.stream(start), lambda ev: len(ev) >= 8)
     resolved = list(src.reader.resolver._resolved.values())
     assert resolved and all((r.fast is not None) is fast_decode for r in resolved)
+    assert all(
+        (r.fast.program is not None) is (decoder == "native") for r in resolved if r.fast
+    )
     assert (src.reader.metrics.fast_images == 7) is fast_decode  # 4 c, 2 u (pairs), 1 d
+    # the native program's rows events are read from the packet bytes, not by the library
+    assert (src.reader.metrics.raw_events == 7) is (decoder == "native")
     assert [(e.op, e.key) for e in events] == [
         (Op.CREATE, {"id": 1}),
         (Op.CREATE, {"id": 2}),
@@ -240,13 +262,15 @@ def test_every_type_family_through_binlog_and_snapshot(
     assert all(e.source.snapshot == "true" for e in snap[:-1])
 
 
-@pytest.mark.parametrize("fast_decode", [True, False], ids=["rowimage", "library"])
+@DECODERS
 def test_zero_date_sentinel_and_error_policies(
     make_source: Callable[..., MySqlSource],
     sql: Callable[..., Any],
     unique_name: str,
-    fast_decode: bool,
+    decoder: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    fast_decode = _decoder(decoder, monkeypatch)
     t = unique_name
     src = make_source(include=[f"cdc_source.{t}"], zero_date="sentinel", fast_decode=fast_decode)
     start = src.reader.current_position()

@@ -7,9 +7,11 @@ one-behind emission, resume skipping, DDL/TRUNCATE handling and heartbeats.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, ClassVar
 
 import pytest
+from pymysql.protocol import MysqlPacket
 from pymysqlreplication.event import (
     GtidEvent,
     HeartbeatLogEvent,
@@ -32,6 +34,7 @@ from cdc.spi import Heartbeat
 from connectors.mysql import types as t
 from connectors.mysql.source import binlog as b
 from connectors.mysql.source.connector import table_filter
+from connectors.mysql.source.rowimage import native_available
 from connectors.mysql.source.schema import SchemaResolver
 from connectors.mysql.source.server import ConnectionLost, ServerInfo
 from connectors.mysql.source.snapshot import _keyset
@@ -435,3 +438,130 @@ def test_position_checks() -> None:
         check(logs, BinlogFile("mysql-bin.000005"), 2000)
     with pytest.raises(P, match="not on the source"):
         check(logs, BinlogFile("mysql-bin.000009"), 4)
+
+
+# ------------------------------------------------------------------ raw rows packets
+
+native_only = pytest.mark.skipif(
+    not native_available(), reason="_crowimage not built"
+)
+
+
+class RawReader:
+    """The BinLogStreamReader state _RawPackets reads (mysql-replication 1.0.17 names)."""
+
+    def __init__(self, checksum: bool, post_header: list[int] | None = None) -> None:
+        setattr(self, b._R_CONNECTED, True)
+        setattr(self, b._R_CHECKSUM, checksum)
+        setattr(self, b._R_POST_HEADER, post_header)
+        self._stream_connection = b._TableMapCachingConnection(defer_connect=True, host="x")
+        self._ctl_connection = b._TableMapCachingConnection(defer_connect=True, host="x")
+
+
+def raw_packet(etype: int, body: bytes, *, log_pos: int = 5000, checksum: bool = True) -> Any:
+    size = 19 + len(body) + (4 if checksum else 0)
+    head = (1_700_000_000).to_bytes(4, "little") + bytes([etype]) + (1).to_bytes(4, "little")
+    head += size.to_bytes(4, "little") + log_pos.to_bytes(4, "little") + b"\x00\x00"
+    pkt = object.__new__(MysqlPacket)
+    pkt._data, pkt._position = b"\x00" + head + body + (b"\xaa" * 4 if checksum else b""), 0
+    return pkt
+
+
+def fast_table() -> Any:
+    from connectors.mysql.types import BinlogColumn
+
+    resolver = SchemaResolver(FakeCatalog(), fast_decode=True)  # type: ignore[arg-type]
+    cols = [
+        BinlogColumn("id", t.T_LONG, nullable=False),
+        BinlogColumn("v", t.T_VARCHAR, max_length=40, collation="utf8mb4_general_ci"),
+    ]
+    return resolver.resolve("app", "t", cols, ["id"])
+
+
+def row(i: int, v: str) -> bytes:
+    text = v.encode()
+    return b"\x00" + i.to_bytes(4, "little") + bytes([len(text)]) + text
+
+
+@native_only
+@pytest.mark.parametrize("v2", [False, True])
+@pytest.mark.parametrize("checksum", [False, True])
+def test_raw_rows_packets(v2: bool, checksum: bool) -> None:
+    table = fast_table()
+    assert table.fast is not None and table.fast.program is not None
+    tables: dict[int, Any] = {7: table, 8: None}
+    metrics = b.BinlogMetrics()
+    raw = b._RawPackets(RawReader(checksum), tables, {}, metrics)
+    assert raw.connection() is not None
+    head = (7).to_bytes(6, "little") + b"\x01\x00" + (b"\x02\x00" if v2 else b"")
+    write, update = (30, 31) if v2 else (23, 24)
+
+    pkt = raw_packet(write, head + b"\x02\xff" + row(1, "a") + row(2, "é"), checksum=checksum)
+    got = raw.parse(pkt)
+    assert got is not None
+    size = len(pkt._data) - 1
+    assert got == (WriteRowsEvent, table, [{"id": 1, "v": "a"}, {"id": 2, "v": "é"}], 5000 - size)
+    assert metrics.raw_events == 1 and metrics.fast_images == 2 and metrics.pos == 5000
+
+    pkt = raw_packet(update, head + b"\x02\x03\x03" + row(1, "a") + row(1, "b"), checksum=checksum)
+    got = raw.parse(pkt)
+    assert got is not None and got[0] is UpdateRowsEvent
+    assert got[2] == [({"id": 1, "v": "a"}, {"id": 1, "v": "b"})]
+
+    # the library's cases: minimal image, unknown table, other events
+    assert raw.parse(raw_packet(write, head + b"\x02\x01" + b"\x00" + bytes(4))) is None
+    other = (9).to_bytes(6, "little") + head[6:]
+    assert raw.parse(raw_packet(write, other + b"\x02\x03" + row(1, "a"))) is None
+    assert raw.parse(raw_packet(2, bytes(20), checksum=checksum)) is None  # a query
+    assert raw.parse(raw_packet(16, bytes(8), checksum=checksum)) == (XidEvent,)
+    gtid = (77).to_bytes(8, "little") + (3).to_bytes(4, "little") + b"\x0c"
+    pkt = raw_packet(162, gtid + bytes(8), checksum=checksum)
+    start = 5000 - (len(pkt._data) - 1)
+    assert raw.parse(pkt) == (MariadbGtidEvent, 3, 1, 77, 12, 1_700_000_000, start)    # a table that is not captured: skipped without decoding
+    skipped = (8).to_bytes(6, "little") + head[6:]
+    got = raw.parse(raw_packet(write, skipped + b"\x02\x03" + b"junk", checksum=checksum))
+    assert got is not None and got[1] is None and got[2] is None
+    # a truncated body is an error, not a crash
+    with pytest.raises(ValueError, match="truncated"):
+        raw.parse(raw_packet(write, head + b"\x02\x03" + row(1, "abc")[:-2], checksum=checksum))
+
+
+@native_only
+def test_raw_rows_refuses_unusual_post_headers_and_library_tables() -> None:
+    table = fast_table()
+    post = [0] * 40
+    post[23 - 1] = 10  # a server declaring a longer v1 post-header than the library knows
+    raw = b._RawPackets(RawReader(True, post), {7: table}, {}, b.BinlogMetrics())
+    raw.connection()
+    head = (7).to_bytes(6, "little") + b"\x01\x00"
+    assert raw.parse(raw_packet(23, head + b"\x02\x03" + row(1, "a"))) is None
+    library = dataclasses.replace(table, fast=None)
+    raw = b._RawPackets(RawReader(True), {7: library}, {}, b.BinlogMetrics())
+    raw.connection()
+    assert raw.parse(raw_packet(23, head + b"\x02\x03" + row(1, "a"))) is None
+
+
+def test_raw_rows_need_the_library_state() -> None:
+    class Other:
+        pass
+
+    assert b._RawPackets(Other(), {}, {}, b.BinlogMetrics()).connection() is None
+    disconnected = RawReader(True)
+    setattr(disconnected, b._R_CONNECTED, False)
+    assert b._RawPackets(disconnected, {}, {}, b.BinlogMetrics()).connection() is None
+
+
+@native_only
+def test_raw_table_map_in_effect_is_skipped() -> None:
+    reader = RawReader(True)
+    parsed = object()
+    body = b"table map body"
+    reader._ctl_connection.table_maps[body] = {"table_id": 7, "table_obj": parsed}
+    mapped: dict[int, Any] = {}
+    raw = b._RawPackets(reader, {}, mapped, b.BinlogMetrics())
+    raw.connection()
+    pkt = raw_packet(19, body)
+    assert raw.parse(pkt) is None  # not resolved yet: the library parses it
+    mapped[7] = parsed
+    assert raw.parse(pkt) == (TableMapEvent,)
+    assert raw.parse(raw_packet(19, b"another body")) is None

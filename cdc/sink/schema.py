@@ -140,6 +140,15 @@ class TablePlan:
                 out.append(v if conv is None or v is None else self._convert(conv, name, v))
         return tuple(names), tuple(out)
 
+    def full_row(self, row: Mapping[str, Any]) -> tuple[tuple[Any, ...], tuple[Any, ...]] | None:
+        """``(key, values)`` of a full row image in :attr:`columns` order, or None when
+        the image is partial or a value does not fit (:meth:`mutations` says why)."""
+        try:
+            values = self._full_values(row)
+        except (KeyError, DoesNotFit):
+            return None
+        return self._get_key(values), values
+
     def key_of(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
         """The replica key (in the replica's key order) of a key or row image."""
         out = []
@@ -225,9 +234,12 @@ class ReplicaSchemas:
         self.settings = settings
         self._plans: dict[tuple[str, int], TablePlan] = {}
         self._tables: dict[TableName, ReplicaTable | None] = {}
+        # (topic, value schema id, key schema id) -> the plan plan() gave for them
+        self._fast: dict[tuple[str, int, int], TablePlan] = {}
 
     def reset(self) -> None:
         """Forget everything learnt about the replica (after an unexpected error)."""
+        self._fast.clear()
         self._plans.clear()
         self._tables.clear()
 
@@ -254,6 +266,16 @@ class ReplicaSchemas:
         plan = self._make(session, topic, schema, session.dialect.native_applies(connector))
         self._plans[key] = plan
         return plan
+
+    def remember(self, topic: str, value_id: int, key_id: int, plan: TablePlan) -> None:
+        """Note the plan :meth:`plan` gave for records of these schema ids (one writer
+        schema pair gives one table schema), for :meth:`known`."""
+        self._fast[(topic, value_id, key_id)] = plan
+
+    def known(self, topic: str, value_id: int, key_id: int) -> TablePlan | None:
+        """The plan :meth:`plan` gave for these schema ids, without decoding a record
+        (None until :meth:`remember`, and after :meth:`reset`)."""
+        return self._fast.get((topic, value_id, key_id))
 
     def replica(self, session: SinkSession, name: TableName) -> ReplicaTable | None:
         return self._describe(session, name)

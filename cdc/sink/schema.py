@@ -24,7 +24,7 @@ from cdc.errors import SchemaError
 from cdc.events import Column, Op, TableId, TableSchema
 from cdc.serde import DecodedChange
 from cdc.sink.reduce import Delete, Move, Mutation, Upsert
-from cdc.sink.values import DoesNotFit
+from cdc.sink.values import DoesNotFit, passes
 from cdc.spi import ErrorKind, ReplicaTable, SinkSession, TableName
 
 log = logging.getLogger(__name__)
@@ -100,16 +100,19 @@ class TablePlan:
         # columns that need a converter are touched.
         self._get = _getter(self.columns)
         self._get_key = _getter(range(len(self.columns)), self._key_pos)
-        self._convs = tuple((i, name, conv) for i, (name, conv) in enumerate(self._spec) if conv)
+        # (index, name, converter, exact types it returns unchanged: not called for those)
+        self._convs = tuple(
+            (i, name, conv, passes(conv)) for i, (name, conv) in enumerate(self._spec) if conv
+        )
 
     def _full_values(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
         values = self._get(row)
         if not self._convs:
             return values
         out = list(values)
-        for i, name, conv in self._convs:
+        for i, name, conv, same in self._convs:
             v = out[i]
-            if v is not None:
+            if v is not None and type(v) not in same:
                 out[i] = self._convert(conv, name, v)
         return tuple(out)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from threading import Lock
-from typing import Final
+from typing import Any, Final
 
 from cdc.errors import SerializationError
 from cdc.events import ChangeEvent, TableSchema
@@ -185,6 +185,22 @@ class AvroSerde:
         sid = _schema_id(value)
         reader = self._envelopes.get(sid) or self._envelope_reader(sid)
         return reader.decode(value, key_row, kr, HEADER_SIZE)
+
+
+    def fast_read(
+        self, value: bytes | None
+    ) -> tuple[int, tuple[str, Any, dict[str, Any] | None, dict[str, Any] | None]] | None:
+        """``(value schema id, (op, source, before, after))`` of a plain cdc-written
+        change whose reader is already cached (see ``EnvelopeReader.fast_read``);
+        None when :meth:`decode` must handle the record."""
+        if value is None or len(value) < HEADER_SIZE or value[0] != 0:
+            return None
+        sid = _FROM_BYTES(value[1:HEADER_SIZE], "big")
+        reader = self._envelopes.get(sid)
+        if reader is None:
+            return None
+        got = reader.fast_read(value, HEADER_SIZE)
+        return None if got is None else (sid, got)
 
 
 def _schema_id(message: bytes | bytearray | memoryview) -> int:

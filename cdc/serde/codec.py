@@ -429,6 +429,37 @@ def _pg_position_pattern() -> re.Pattern[str] | None:
 _PG_POSITION: Final = _pg_position_pattern()
 
 
+def pg_position_key(text: str) -> tuple[tuple[int, int], str] | None:
+    """The sort key of a PostgreSQL ``cdc_position`` text, without building the
+    position (the sinks' per-record duplicate check), or None when the text is
+    not exactly what :func:`_format_pg_position` writes (then parse it with
+    :func:`parse_position`). Also returns the text, so the caller can build the
+    position later. Agrees with ``PgPosition.sort_key`` (tested)."""
+    if _PG_POSITION is None:
+        return None
+    m = _PG_POSITION.match(text)
+    if m is None:
+        return None
+    hi, lo, index, snapshot, _ = m.groups()
+    i = int(index)
+    return ((int(hi, 16) << 32) | int(lo, 16), i if snapshot == "true" else _SNAPSHOT_AFTER + i), text
+
+
+_SNAPSHOT_AFTER: Final = 1 << 62  # PgPosition.sort_key: streamed events sort after snapshot reads
+
+
+def parse_position(text: str) -> PgPosition | MySqlPosition:
+    """A ``cdc_position`` text as a position (the exact fast form, else generic JSON)."""
+    if _PG_POSITION is not None:
+        m = _PG_POSITION.match(text)
+        if m is not None:
+            hi, lo, index, snapshot, last = m.groups()
+            return PgPosition(
+                Lsn((int(hi, 16) << 32) | int(lo, 16)), int(index), snapshot == "true", last == "true"
+            )
+    return position_from_dict(json.loads(text))
+
+
 class SourceEncoder:
     """Writes the ``source`` record of one table's events.
 
@@ -1097,6 +1128,29 @@ class EnvelopeReader:
                 return self._from_tuple(t, key, key_reader)
         return self.read(self.writer.read(bytes(memoryview(body)[start:])), key, key_reader)
 
+    def fast_read(
+        self, body: bytes | bytearray | memoryview, start: int
+    ) -> tuple[str, Mapping[str, Any], dict[str, Any] | None, dict[str, Any] | None] | None:
+        """``(op, source, before, after)`` of a plain cdc-written change, read by the C
+        reader with nothing else built; None when the record needs :meth:`decode`
+        (no C reader, a schema without a table property, unchanged or absent columns,
+        special values, an unreadable body: the full path decides and names errors)."""
+        native = self._native
+        if native is None or not self._native_rows or not self.cdc_written or self.table is None:
+            return None
+        try:
+            t = _NATIVE_READ(native, body, start)  # type: ignore[misc]
+        except Exception:
+            return None
+        i_op, i_src, i_before, i_after, i_unch, i_absent, i_special, _, _ = self._fields
+        if (
+            (i_unch >= 0 and t[i_unch])
+            or (i_special >= 0 and t[i_special])
+            or (i_absent >= 0 and t[i_absent])
+        ):
+            return None
+        return t[i_op], t[i_src], t[i_before], t[i_after]
+
     def _from_tuple(
         self, t: tuple[Any, ...], key: Mapping[str, Any] | None, key_reader: KeyReader | None
     ) -> DecodedChange:
@@ -1287,4 +1341,6 @@ __all__ = [
     "envelope_reader",
     "envelope_to_change",
     "key_reader",
+    "parse_position",
+    "pg_position_key",
 ]

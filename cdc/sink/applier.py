@@ -33,11 +33,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from cdc.errors import CdcError, SchemaError, SerializationError, UnreachableError
 from cdc.events import Op
 from cdc.serde import AvroSerde, DecodedChange, SchemaRegistry, Tombstone
+from cdc.serde.codec import parse_position, pg_position_key
 from cdc.sink.checkpoint import Checkpoint, CheckpointStore, Position, TopicPartition
 from cdc.sink.deadletter import DeadLetter, DeadLetterQueue
 from cdc.sink.partitioning import (
@@ -109,13 +110,39 @@ class ApplyResult:
 
 @dataclass(slots=True, eq=False)
 class _Work:
-    """A record that passed prepare: its mutations for one replica table."""
+    """A record that passed prepare: its mutations for one replica table.
+
+    A record of the fast path carries ``row`` (key, values: a full-row upsert of
+    ``plan.columns``) instead of mutations.
+    """
 
     record: Record
     plan: TablePlan
-    mutations: list[Mutation]
-    before: tuple[int, Position | None] = (-1, None)  # the partition's checkpoint before it
+    mutations: Sequence[Mutation]
+    # The partition's checkpoint before it (a position may still be its cdc_position text).
+    before: tuple[int, Position | str | None] = (-1, None)
     index: int = 0  # its position in the partition's run of the batch
+    row: tuple[tuple[Any, ...], tuple[Any, ...]] | None = None
+
+
+_NONE: Final[tuple[Mutation, ...]] = ()
+_FAST_OPS: Final = frozenset(("c", "r", "u"))
+_PG_KIND: Final = "postgres"  # PgPosition.kind: the positions pg_position_key reads
+
+
+def _position(p: Position | str | None) -> Position | None:
+    """A position kept as its cdc_position text (fast path) as an object."""
+    return parse_position(p) if isinstance(p, str) else p
+
+
+def _frame_id(data: bytes) -> int:
+    """The schema id of Confluent-framed bytes, -1 if not framed."""
+    if len(data) >= 5 and data[0] == 0:
+        return _FROM_BYTES(data[1:5], "big")
+    return -1
+
+
+_FROM_BYTES: Final = int.from_bytes
 
 
 @dataclass(slots=True)
@@ -151,6 +178,9 @@ class Applier:
         self.dead_letters = dead_letters
         self.partitions_of = partitions_of
         self._samples: dict[str, dict[int, KeySample]] = {}
+        # The fast path (see _fast); False applies every record through DecodedChange
+        # and mutations, the reference path.
+        self.fast = True
 
     # -- decoding ------------------------------------------------------------------------
 
@@ -207,21 +237,39 @@ class Applier:
         prep = _Prepared()
         origin = self.settings.origin
         work_list = prep.work
+        fast = self.fast
         for tp, records in batch.items():
             # The skip rule of cdc.sink.checkpoint (is_duplicate/advance), inlined: this
             # loop runs once per record.
             cp = expected[tp]
-            last_off, last_pos = cp.offset, cp.position
+            last_off = cp.offset
             # last_pos's sort key, computed once per position (the same rule as
             # Position.__le__ within one kind).
-            last_kind = None if last_pos is None else last_pos.kind
-            last_key = None if last_pos is None else last_pos.sort_key()
+            last_kind = None if cp.position is None else cp.position.kind
+            last_key = None if cp.position is None else cp.position.sort_key()
+            last_pos: Position | str | None = cp.position  # (a str: its cdc_position text)
             consumed = 0
             for index, rec in enumerate(records):
+                off = rec.offset
                 if rec.decoded is None and rec.error is None:
+                    hit = self._fast(rec) if fast else None
+                    if hit is not None:
+                        plan, row, pkey, ptext = hit
+                        if off <= last_off or (last_kind == _PG_KIND and pkey <= last_key):  # type: ignore[operator]  # (same kind: set)
+                            last_off = max(last_off, off)
+                        else:
+                            work_list.append(_Work(rec, plan, _NONE, (last_off, last_pos), index, row))
+                            last_off = off
+                            last_pos = ptext
+                            last_kind = _PG_KIND
+                            last_key = pkey
+                            consumed += 1
+                            continue
+                        prep.skipped += 1
+                        consumed += 1
+                        continue
                     self.decode(rec)
                 d = rec.decoded
-                off = rec.offset
                 position = d.position if type(d) is DecodedChange else None
                 duplicate = off <= last_off
                 key = None
@@ -262,7 +310,7 @@ class Applier:
                         key = None
                     last_key = key if key is not None else position.sort_key()
                 consumed += 1
-            prep.done[tp] = Checkpoint(last_off, last_pos)
+            prep.done[tp] = Checkpoint(last_off, _position(last_pos))
             prep.consumed[tp] = consumed
         return prep
 
@@ -273,6 +321,8 @@ class Applier:
             t = Truncate(rec.topic, None if n <= 1 else rec.partition, n)
             return _Work(rec, plan, [t])
         plan = self.schemas.plan(session, rec.topic, d)
+        if rec.key is not None and rec.value is not None:
+            self.schemas.remember(rec.topic, _frame_id(rec.value), _frame_id(rec.key), plan)
         if rec.key is not None and d.key is not None:
             samples = self._samples.get(rec.topic)
             if samples is None:
@@ -280,6 +330,51 @@ class Applier:
             if rec.partition not in samples or rec.offset % 64 == 0:  # keep one, refresh rarely
                 samples[rec.partition] = KeySample(rec.key, rec.partition, d.key)
         return _Work(rec, plan, plan.mutations(d))
+
+    def _fast(
+        self, rec: Record
+    ) -> tuple[TablePlan, tuple[tuple[Any, ...], tuple[Any, ...]], tuple[int, int], str] | None:
+        """The common case without DecodedChange or mutation objects: an insert, snapshot
+        read or same-key update of a full row, written by cdc (PostgreSQL position), of
+        a topic and schema pair whose plan is known. Returns ``(plan, (key, values),
+        position sort key, position text)``, or None: then the record takes the full
+        path, which decides everything else (tombstones, deletes, truncates, key
+        changes, unchanged columns, the sink's own origin, bad records, new schemas,
+        key samples for truncates). Both give the same mutation (tested)."""
+        got = self.serde.fast_read(rec.value)
+        if got is None:
+            return None
+        value_id, (op, source, before, after) = got
+        if op not in _FAST_OPS or after is None:
+            return None
+        origin = self.settings.origin
+        if origin is not None and source.get("cdc_origin") == origin:
+            return None
+        text = source.get("cdc_position")
+        if not text:
+            return None
+        pkey = pg_position_key(text)
+        if pkey is None:
+            return None
+        key = rec.key
+        if key is None:
+            return None
+        samples = self._samples.get(rec.topic)
+        if samples is None or rec.partition not in samples or rec.offset % 64 == 0:
+            return None  # _work keeps a key sample of the partition
+        plan = self.schemas.known(rec.topic, value_id, _frame_id(key))
+        if plan is None:
+            return None
+        row = plan.full_row(after)
+        if row is None:
+            return None
+        if op == "u" and before is not None:
+            try:
+                if plan.key_of(before) != row[0]:
+                    return None
+            except (SchemaError, DoesNotFit):
+                return None
+        return plan, row, pkey[0], text
 
     # -- apply ---------------------------------------------------------------------------
 
@@ -348,7 +443,10 @@ class Applier:
             elif entry[0] is not plan:
                 # A newer schema version of the same table: describe-after-DDL wins.
                 entry = reducers[plan.name] = (plan, entry[1])
-            entry[1].add_all(w.mutations)
+            if w.row is not None:
+                entry[1].upsert(w.row[0], plan.columns, w.row[1])
+            else:
+                entry[1].add_all(w.mutations)
         for plan, reducer in reducers.values():
             self._execute(session, plan, reducer.steps())
 
@@ -364,7 +462,10 @@ class Applier:
             session.savepoint()
             try:
                 reducer = TableReducer(w.plan.columns)
-                reducer.add_all(w.mutations)
+                if w.row is not None:
+                    reducer.upsert(w.row[0], w.plan.columns, w.row[1])
+                else:
+                    reducer.add_all(w.mutations)
                 self._execute(session, w.plan, reducer.steps())
             except Exception as e:
                 session.rollback_to_savepoint()
@@ -375,7 +476,7 @@ class Applier:
                     # Policy fail: the partition stops just before the bad record.
                     prep.failure = failure or prep.failure
                     stopped.add(tp)
-                    prep.done[tp] = Checkpoint(*w.before)
+                    prep.done[tp] = Checkpoint(w.before[0], _position(w.before[1]))
                     prep.consumed[tp] = w.index
                 continue
             session.release_savepoint()

@@ -135,6 +135,11 @@ class TableReducer:
         else:
             raise TypeError(f"not a mutation: {m!r}")
 
+    def upsert(self, key: Key, columns: Columns, values: tuple[Any, ...]) -> None:
+        """``add(Upsert(key, columns, values))`` without building the Upsert."""
+        self.changes += 1
+        self._upsert(key, columns, values)
+
     def add_all(self, mutations: Iterable[Mutation]) -> None:
         for m in mutations:
             self.add(m)

@@ -24,7 +24,7 @@ from cdc.errors import SchemaError
 from cdc.events import Column, Op, TableId, TableSchema
 from cdc.serde import DecodedChange
 from cdc.sink.reduce import Delete, Move, Mutation, Upsert
-from cdc.sink.values import DoesNotFit
+from cdc.sink.values import DoesNotFit, passes
 from cdc.spi import ErrorKind, ReplicaTable, SinkSession, TableName
 
 log = logging.getLogger(__name__)
@@ -100,16 +100,19 @@ class TablePlan:
         # columns that need a converter are touched.
         self._get = _getter(self.columns)
         self._get_key = _getter(range(len(self.columns)), self._key_pos)
-        self._convs = tuple((i, name, conv) for i, (name, conv) in enumerate(self._spec) if conv)
+        # (index, name, converter, exact types it returns unchanged: not called for those)
+        self._convs = tuple(
+            (i, name, conv, passes(conv)) for i, (name, conv) in enumerate(self._spec) if conv
+        )
 
     def _full_values(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
         values = self._get(row)
         if not self._convs:
             return values
         out = list(values)
-        for i, name, conv in self._convs:
+        for i, name, conv, same in self._convs:
             v = out[i]
-            if v is not None:
+            if v is not None and type(v) not in same:
                 out[i] = self._convert(conv, name, v)
         return tuple(out)
 
@@ -139,6 +142,15 @@ class TablePlan:
                 names.append(name)
                 out.append(v if conv is None or v is None else self._convert(conv, name, v))
         return tuple(names), tuple(out)
+
+    def full_row(self, row: Mapping[str, Any]) -> tuple[tuple[Any, ...], tuple[Any, ...]] | None:
+        """``(key, values)`` of a full row image in :attr:`columns` order, or None when
+        the image is partial or a value does not fit (:meth:`mutations` says why)."""
+        try:
+            values = self._full_values(row)
+        except (KeyError, DoesNotFit):
+            return None
+        return self._get_key(values), values
 
     def key_of(self, row: Mapping[str, Any]) -> tuple[Any, ...]:
         """The replica key (in the replica's key order) of a key or row image."""
@@ -225,9 +237,12 @@ class ReplicaSchemas:
         self.settings = settings
         self._plans: dict[tuple[str, int], TablePlan] = {}
         self._tables: dict[TableName, ReplicaTable | None] = {}
+        # (topic, value schema id, key schema id) -> the plan plan() gave for them
+        self._fast: dict[tuple[str, int, int], TablePlan] = {}
 
     def reset(self) -> None:
         """Forget everything learnt about the replica (after an unexpected error)."""
+        self._fast.clear()
         self._plans.clear()
         self._tables.clear()
 
@@ -254,6 +269,16 @@ class ReplicaSchemas:
         plan = self._make(session, topic, schema, session.dialect.native_applies(connector))
         self._plans[key] = plan
         return plan
+
+    def remember(self, topic: str, value_id: int, key_id: int, plan: TablePlan) -> None:
+        """Note the plan :meth:`plan` gave for records of these schema ids (one writer
+        schema pair gives one table schema), for :meth:`known`."""
+        self._fast[(topic, value_id, key_id)] = plan
+
+    def known(self, topic: str, value_id: int, key_id: int) -> TablePlan | None:
+        """The plan :meth:`plan` gave for these schema ids, without decoding a record
+        (None until :meth:`remember`, and after :meth:`reset`)."""
+        return self._fast.get((topic, value_id, key_id))
 
     def replica(self, session: SinkSession, name: TableName) -> ReplicaTable | None:
         return self._describe(session, name)

@@ -29,6 +29,23 @@ class DoesNotFit(ValueError):
     """A value the replica column cannot hold without changing it."""
 
 
+def identity_for(*types: type) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]:
+    """Declare that a converter returns values of exactly these types unchanged, so
+    the applier may skip calling it for them (see :func:`passes`)."""
+
+    def mark(conv: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        conv.cdc_identity_for = frozenset(types)  # type: ignore[attr-defined]
+        return conv
+
+    return mark
+
+
+def passes(conv: Callable[[Any], Any]) -> frozenset[type]:
+    """The exact types ``conv`` returns unchanged (declared with :func:`identity_for`)."""
+    found = getattr(conv, "cdc_identity_for", None)
+    return found if isinstance(found, frozenset) else frozenset()
+
+
 def decimal_check(
     precision: int | None,
     scale: int | None,

@@ -67,13 +67,21 @@ from typing import Any, Final
 
 import pymysql
 import pymysql.cursors
+from pymysql import converters as _pymysql_converters
 from pymysql.constants import CLIENT
 
 from cdc.errors import SchemaError
 from cdc.events import ColumnType, Kind
 from cdc.serde.types import TemporalSentinel
 from cdc.sink.sql import delete_by_keys
-from cdc.sink.values import DoesNotFit, chain, decimal_check, fraction_check, json_value
+from cdc.sink.values import (
+    DoesNotFit,
+    chain,
+    decimal_check,
+    fraction_check,
+    identity_for,
+    json_value,
+)
 from cdc.spi import (
     ErrorKind,
     KeyRange,
@@ -128,6 +136,7 @@ def _float_to_db(v: Any) -> Any:
     return v
 
 
+@identity_for(date)
 def _date_to_db(v: Any) -> Any:
     if isinstance(v, TemporalSentinel):
         if v is TemporalSentinel.ZERO:
@@ -767,8 +776,42 @@ def _literals(conn: Any) -> dict[type, Callable[[Any], str]]:
     for t in (datetime, Decimal, float, timedelta):
         enc = encoders.get(t)
         if enc is not None:
-            out[t] = _encoder_call(enc, encoders)
+            out[t] = _same_as.get((t, enc)) or _encoder_call(enc, encoders)
     return out
+
+
+_DATETIME: Final = "'{0.year:04}-{0.month:02}-{0.day:02} {0.hour:02}:{0.minute:02}:{0.second:02}'".format
+_DATETIME_US: Final = (
+    "'{0.year:04}-{0.month:02}-{0.day:02} {0.hour:02}:{0.minute:02}:{0.second:02}.{0.microsecond:06}'"
+).format
+
+
+def _datetime_literal(v: datetime) -> str:
+    return (_DATETIME_US if v.microsecond else _DATETIME)(v)
+
+
+def _float_literal(v: float) -> str:
+    s = float.__repr__(v)
+    if "e" in s:
+        return s
+    if s in ("inf", "-inf", "nan"):
+        return str(_pymysql_converters.escape_float(v))  # raises, as PyMySQL does
+    return s + "e0"
+
+
+def _decimal_literal(v: Decimal) -> str:
+    if v.is_finite():
+        return format(v, "f")
+    return str(_pymysql_converters.Decimal2Literal(v, None))  # raises, as PyMySQL does
+
+
+# PyMySQL's own encoders, written here without their extra call (tests compare outputs);
+# used only when the connection's encoder is exactly PyMySQL's function.
+_same_as: Final[dict[tuple[type, Any], Callable[[Any], str]]] = {
+    (datetime, _pymysql_converters.escape_datetime): _datetime_literal,
+    (float, _pymysql_converters.escape_float): _float_literal,
+    (Decimal, _pymysql_converters.Decimal2Literal): _decimal_literal,
+}
 
 
 def _encoder_call(enc: Callable[[Any, Any], Any], encoders: Any) -> Callable[[Any], str]:

@@ -64,7 +64,7 @@ from cdc.errors import SchemaError
 from cdc.events import ColumnType, Kind
 from cdc.serde.types import TemporalSentinel
 from cdc.sink.sql import delete_by_keys
-from cdc.sink.values import DoesNotFit, chain, decimal_check, fraction_check
+from cdc.sink.values import DoesNotFit, chain, decimal_check, fraction_check, identity_for
 from cdc.spi import (
     ErrorKind,
     KeyRange,
@@ -136,6 +136,7 @@ def _sentinel_text(v: TemporalSentinel) -> str:
     return str(v.value)
 
 
+@identity_for(date, datetime)
 def _date_to_db(v: Any) -> Any:
     if isinstance(v, date):
         return v
@@ -146,6 +147,7 @@ def _date_to_db(v: Any) -> Any:
     return v
 
 
+@identity_for(datetime)
 def _ts_to_db(v: Any) -> Any:
     if isinstance(v, TemporalSentinel):
         return _sentinel_text(v)

@@ -232,3 +232,43 @@ def pg(pg_source_dsn: str, unique_name: str) -> Iterator[PgEnv]:
         yield env
     finally:
         env.cleanup()
+
+
+class RunningSource:
+    """A ``SourceRunner`` on a thread, recording its checkpoints.
+
+    The waits re-raise the runner's failure as soon as it happens; leaving the
+    ``with`` block stops the runner and re-raises a failure that came late.
+    """
+
+    def __init__(self, runner: Any) -> None:
+        self.runner = runner
+        self.checkpoints: list[PgPosition] = []
+        self.failure: list[BaseException] = []
+        runner._on_checkpoint = self.checkpoints.append
+        self._thread = threading.Thread(target=self._run)
+
+    def _run(self) -> None:
+        try:
+            self.runner.run()
+        except BaseException as e:
+            self.failure.append(e)
+
+    def __enter__(self) -> RunningSource:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.runner.stop.set()
+        self._thread.join(60)
+        assert not self.failure, self.failure
+
+    def wait_checkpoint(self, what: str, at_least: Lsn | None = None,
+                        timeout: float = 60) -> None:
+        """Until a checkpoint exists (at or past ``at_least``), or fail naming ``what``."""
+        deadline = time.monotonic() + timeout
+        while not (self.checkpoints
+                   and (at_least is None or self.checkpoints[-1].lsn >= at_least)):
+            assert not self.failure, self.failure
+            assert time.monotonic() < deadline, f"{what} (checkpoints: {self.checkpoints[-1:]})"
+            time.sleep(0.05)

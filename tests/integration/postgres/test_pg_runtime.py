@@ -25,7 +25,7 @@ from cdc.serde import AvroSerde, DecodedChange, RegistryClient
 from cdc.transport.producer import EventProducer
 from cdc.transport.topics import TopicManager, TopicSpec
 from tests.fixtures.topics import read_changes
-from tests.integration.postgres.conftest import PgEnv, current_lsn
+from tests.integration.postgres.conftest import PgEnv, RunningSource, current_lsn
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]
@@ -64,34 +64,16 @@ def test_source_runner_delivers_every_change_to_kafka(
                + g * interval '1 minute', '2024-01-01'::date + g, g % 2 = 0, g / 3.0,
                jsonb_build_object('g', g), md5(g::text)::uuid, decode(md5(g::text), 'hex')
                FROM generate_series(1, 200) g""")
-    src = pg.source()
-    stop = threading.Event()
-    checkpoints: list[PgPosition] = []
     runner = SourceRunner(
-        pg.name, src, AvroSerde(RegistryClient(schema_registry_url)),
+        pg.name, pg.source(), AvroSerde(RegistryClient(schema_registry_url)),
         EventProducer(kafka_bootstrap, {"linger.ms": 5}),
         OffsetStore(kafka_bootstrap, f"{pg.name}.offsets"),
         TopicManager(kafka_bootstrap),
         RunnerSettings(snapshot_mode=SnapshotMode.INITIAL, checkpoint_interval_s=0.2,
                        topic_spec=TopicSpec(partitions=3)),
-        stop=stop, on_checkpoint=lambda p: checkpoints.append(p),  # type: ignore[arg-type]
     )
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            runner.run()
-        except BaseException as e:
-            failure.append(e)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 60
-        while not checkpoints:
-            assert not failure, failure
-            assert time.monotonic() < deadline, "no checkpoint after the snapshot"
-            time.sleep(0.05)
+    with RunningSource(runner) as running:
+        running.wait_checkpoint("no checkpoint after the snapshot")
         for i in range(201, 301):
             pg.sql(f"INSERT INTO {t} (id, name, amount, ok) VALUES ({i}, 'new', {i}.5, true)")
         pg.sql(f"UPDATE {t} SET name = 'updated', amount = amount + 1 WHERE id % 7 = 0")
@@ -100,15 +82,7 @@ def test_source_runner_delivers_every_change_to_kafka(
             pg.sql(f"INSERT INTO {t} (id, name) VALUES (1000, 'in a tx')")
             pg.sql(f"UPDATE {t} SET id = 1001 WHERE id = 1000")
         end = current_lsn(pg.dsn)
-        deadline = time.monotonic() + 60
-        while not (checkpoints and checkpoints[-1].lsn >= end):
-            assert not failure, failure
-            assert time.monotonic() < deadline, f"checkpoints stopped at {checkpoints[-1:]}"
-            time.sleep(0.1)
-    finally:
-        stop.set()
-        thread.join(60)
-    assert not failure, failure
+        running.wait_checkpoint("checkpoints stopped", end)
     slot = pg.slot(f"cdc_{pg.name}")
     assert slot is not None and slot["confirmed_flush"] >= end, "acknowledged to the server"
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 import io
 import json
 import socket
-import threading
-import time
 import urllib.request
 from collections import Counter, defaultdict
 from typing import Any
@@ -19,14 +17,13 @@ from fastavro import parse_schema, schemaless_reader
 from cdc.config import MetricsConfig
 from cdc.observability.metrics import serve_source_metrics
 from cdc.offsets.store import OffsetStore
-from cdc.positions import PgPosition
 from cdc.runtime.source_runner import RunnerSettings, SnapshotMode, SourceRunner
 from cdc.serde import AvroSerde, RegistryClient, unframe
 from cdc.serde.transaction import TransactionMetadataEncoder
 from cdc.transport.producer import EventProducer
 from cdc.transport.topics import TopicManager, TopicSpec
 from tests.fixtures.topics import read_changes
-from tests.integration.postgres.conftest import PgEnv, current_lsn
+from tests.integration.postgres.conftest import PgEnv, RunningSource, current_lsn
 
 pytestmark = pytest.mark.integration
 
@@ -75,37 +72,20 @@ def test_markers_bracket_each_transaction_with_its_counts(
     b = pg.table("CREATE TABLE {t} (id int PRIMARY KEY, v text)", f"{pg.name}_b")
     registry = RegistryClient(schema_registry_url)
     tx_topic = f"{pg.name}.transaction"
-    checkpoints: list[PgPosition] = []
-    stop = threading.Event()
     runner = SourceRunner(
         pg.name, pg.source(), AvroSerde(registry),
         EventProducer(kafka_bootstrap, {"linger.ms": 5}),
         OffsetStore(kafka_bootstrap, f"{pg.name}.offsets"), TopicManager(kafka_bootstrap),
         RunnerSettings(snapshot_mode=SnapshotMode.NEVER, checkpoint_interval_s=0.2,
                        topic_spec=TopicSpec(partitions=2)),
-        stop=stop, on_checkpoint=lambda p: checkpoints.append(p),  # type: ignore[arg-type]
         transactions=TransactionMetadataEncoder(registry, tx_topic),
     )
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            runner.run()
-        except BaseException as e:
-            failure.append(e)
-
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     assert serve_source_metrics(runner, MetricsConfig(port=port), port) == port
-    thread = threading.Thread(target=run)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 60
-        while not checkpoints:
-            assert not failure, failure
-            assert time.monotonic() < deadline, "the stream never started"
-            time.sleep(0.05)
+    with RunningSource(runner) as running:
+        running.wait_checkpoint("the stream never started")
         with pg.conn.transaction():  # two tables in one transaction
             pg.sql(f"INSERT INTO {a} SELECT g, 'x' FROM generate_series(1, 5) g")
             pg.sql(f"INSERT INTO {b} SELECT g, 'y' FROM generate_series(1, 3) g")
@@ -113,21 +93,12 @@ def test_markers_bracket_each_transaction_with_its_counts(
         pg.sql(f"DELETE FROM {b} WHERE id = 1")  # a transaction of its own
         with pg.conn.transaction(force_rollback=True):  # rolled back: nothing at all
             pg.sql(f"INSERT INTO {a} VALUES (100, 'never')")
-        end = current_lsn(pg.dsn)
-        deadline = time.monotonic() + 60
-        while not (checkpoints and checkpoints[-1].lsn >= end):
-            assert not failure, failure
-            assert time.monotonic() < deadline, f"checkpoints stopped at {checkpoints[-1:]}"
-            time.sleep(0.1)
+        running.wait_checkpoint("checkpoints stopped", current_lsn(pg.dsn))
         scraped = _scrape(port)
         assert scraped[f'cdc_source_events_total{{source="{pg.name}"}}'] == 11
         assert scraped[f'cdc_source_checkpoints_total{{source="{pg.name}"}}'] >= 1
         assert scraped[f'cdc_source_postgres_slot_retained_wal_bytes{{source="{pg.name}"}}'] >= 0
         assert f'cdc_source_last_event_lag_seconds{{source="{pg.name}"}}' in scraped
-    finally:
-        stop.set()
-        thread.join(60)
-    assert not failure, failure
 
     serde = AvroSerde(registry)
     events = [c for t in (a, b) for c, _ in read_changes(kafka_bootstrap, f"{pg.name}.public.{t}",

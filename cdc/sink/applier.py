@@ -38,7 +38,7 @@ from typing import Any, Final, Literal
 from cdc.errors import CdcError, SchemaError, SerializationError, UnreachableError
 from cdc.events import Op
 from cdc.serde import AvroSerde, DecodedChange, SchemaRegistry, Tombstone
-from cdc.serde.codec import parse_position, pg_position_key
+from cdc.serde.codec import parse_position, pg_position_sort_key
 from cdc.sink.checkpoint import Checkpoint, CheckpointStore, Position, TopicPartition
 from cdc.sink.deadletter import DeadLetter, DeadLetterQueue
 from cdc.sink.partitioning import (
@@ -127,7 +127,7 @@ class _Work:
 
 _NONE: Final[tuple[Mutation, ...]] = ()
 _FAST_OPS: Final = frozenset(("c", "r", "u"))
-_PG_KIND: Final = "postgres"  # PgPosition.kind: the positions pg_position_key reads
+_PG_KIND: Final = "postgres"  # PgPosition.kind: the positions pg_position_sort_key reads
 
 
 def _position(p: Position | str | None) -> Position | None:
@@ -353,7 +353,7 @@ class Applier:
         text = source.get("cdc_position")
         if not text:
             return None
-        pkey = pg_position_key(text)
+        pkey = pg_position_sort_key(text)
         if pkey is None:
             return None
         key = rec.key
@@ -374,7 +374,7 @@ class Applier:
                     return None
             except (SchemaError, DoesNotFit):
                 return None
-        return plan, row, pkey[0], text
+        return plan, row, pkey, text
 
     # -- apply ---------------------------------------------------------------------------
 

@@ -277,6 +277,13 @@ class SinkWorker:
     # -- buffering -----------------------------------------------------------------------
 
     def _add(self, messages: list[Message]) -> None:
+        # Once per consumed record: locals only, and the partition's buffer looked up
+        # again only when the partition changes (a consume() call returns runs of one).
+        buffers = self._buffers
+        last_topic: str | None = None
+        last_part = -1
+        buf: list[Record] | None = None
+        added = 0
         for m in messages:
             err = m.error()
             if err is not None:
@@ -286,20 +293,24 @@ class SinkWorker:
                 continue
             topic, part = m.topic(), m.partition()
             assert topic is not None and part is not None
-            buf = self._buffers.get((topic, part))
+            if part != last_part or topic != last_topic:
+                buf = buffers.get((topic, part))
+                last_topic, last_part = topic, part
             if buf is None:
                 log.warning("%s: record for unassigned %s[%d] ignored", self.name, topic, part)
                 continue
-            if not self._buffered:
+            if not added and not self._buffered:
                 self._oldest = time.monotonic()
             raw = m.headers()
             headers = (
                 [(str(k), v if isinstance(v, bytes) else str(v or "").encode()) for k, v in raw]
-                if isinstance(raw, list) and raw
+                if raw and isinstance(raw, list)
                 else None
             )
             buf.append(Record(topic, part, m.offset() or 0, m.key(), m.value(), headers))
-            self._buffered += 1
+            added += 1
+        if added:
+            self._buffered += added
             self._stalled = False
 
     def partitions_of(self, topic: str) -> int:

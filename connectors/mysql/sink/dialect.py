@@ -68,8 +68,9 @@ from typing import Any, Final
 import pymysql
 import pymysql.cursors
 from pymysql import converters as _pymysql_converters
-from pymysql.constants import CLIENT
+from pymysql.constants import CLIENT, SERVER_STATUS
 
+from cdc import native
 from cdc.errors import SchemaError
 from cdc.events import ColumnType, Kind
 from cdc.serde.types import TemporalSentinel
@@ -539,6 +540,7 @@ class MySqlSession:
         self._conn = conn
         self._literal: Callable[[Any], str] = conn.escape
         self._fast_literals = _literals(conn)
+        self._row_text = _native_row_text(conn, self._fast_literals)
         self._upserts: dict[tuple[TableName, tuple[str, ...], tuple[str, ...]], tuple[str, str]] = {}
         self._in_tx = False
         with conn.cursor() as cur:
@@ -715,11 +717,21 @@ class MySqlSession:
         head, tail = parts
         literal = self._literal
         get = self._fast_literals.get
+        row_text = self._row_text
+        # How PyMySQL's escape reads the session now (NO_BACKSLASH_ESCAPES: quotes doubled).
+        no_backslash = bool(self._conn.server_status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES)
+
+        def fallback(v: Any) -> str:
+            return (get(type(v)) or literal)(v)
+
         batch: list[str] = []
         size = 0
         with self._conn.cursor() as cur:
             for row in rows:
-                text = "(" + ",".join([(get(type(v)) or literal)(v) for v in row]) + ")"
+                if row_text is not None:
+                    text = row_text(row, fallback, no_backslash)
+                else:
+                    text = "(" + ",".join([(get(type(v)) or literal)(v) for v in row]) + ")"
                 batch.append(text)
                 size += len(text) + 1
                 if size >= _STATEMENT_BYTES:
@@ -812,6 +824,26 @@ _same_as: Final[dict[tuple[type, Any], Callable[[Any], str]]] = {
     (float, _pymysql_converters.escape_float): _float_literal,
     (Decimal, _pymysql_converters.Decimal2Literal): _decimal_literal,
 }
+
+
+_cliteral: Any = native.load("connectors.mysql.sink._cliteral")
+
+
+def _native_row_text(
+    conn: Any, literals: dict[type, Callable[[Any], str]]
+) -> Callable[..., str] | None:
+    """The C writer of a row's literal text (``_cliteral.row``), when the session's
+    literals are the ones it reproduces (PyMySQL's str escaping and datetime
+    encoder); None otherwise (the Python loop, the reference, runs then)."""
+    if (
+        _cliteral is None
+        or literals.get(datetime) is not _datetime_literal
+        or str not in literals
+        or getattr(type(conn), "_escape_string", None) is not pymysql.connections.Connection._escape_string
+    ):
+        return None
+    row: Callable[..., str] = _cliteral.row
+    return row
 
 
 def _encoder_call(enc: Callable[[Any, Any], Any], encoders: Any) -> Callable[[Any], str]:

@@ -4,14 +4,16 @@ they declare to return unchanged."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
+import pymysql
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pymysql import converters
+from pymysql.constants import SERVER_STATUS
 
 from cdc.events import ColumnType, Kind
 from cdc.sink.values import passes
@@ -58,3 +60,58 @@ def test_declared_identities_hold(dialect: Any, kind: Kind, data: st.DataObject)
     for t in passes(conv):
         v = data.draw(_VALUES[t])
         assert conv(v) is v
+
+
+# -- a whole row's literal text in C (connectors/mysql/sink/_cliteral.c) ---------------------
+
+_row_values = st.lists(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.integers(-(2**63), 2**63 - 1),
+        st.text(),
+        st.text(st.characters(max_codepoint=127)),
+        st.sampled_from(["", "'", "\\", '"', "\x00", "\n", "\r", "\x1a", "a'b\\c", "é'", "%s"]),
+        st.dates(),
+        st.datetimes(),
+        st.datetimes(timezones=st.just(UTC)),
+        st.decimals(allow_nan=False, allow_infinity=False),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.timedeltas(),
+        st.binary(max_size=8),
+    ),
+    max_size=12,
+)
+
+
+def _connection(no_backslash: bool) -> Any:
+    conn = pymysql.connections.Connection(defer_connect=True)
+    conn.server_status = SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES if no_backslash else 0
+    return conn
+
+
+@pytest.mark.skipif(my._cliteral is None, reason="native module not built")
+@given(_row_values, st.booleans())
+def test_native_row_text_is_the_python_text(row: list[Any], no_backslash: bool) -> None:
+    conn = _connection(no_backslash)
+    literals = my._literals(conn)
+    row_text = my._native_row_text(conn, literals)
+    assert row_text is not None
+    get = literals.get
+
+    def fallback(v: Any) -> str:
+        return (get(type(v)) or conn.escape)(v)
+
+    want = "(" + ",".join([(get(type(v)) or conn.escape)(v) for v in row]) + ")"
+    assert row_text(row, fallback, no_backslash) == want
+    assert row_text(tuple(row), fallback, no_backslash) == want
+
+
+def test_native_row_text_only_for_pymysql_s_own_escaping() -> None:
+    class Custom(pymysql.connections.Connection):
+        def _escape_string(self, s: str) -> str:
+            return s
+
+    conn = Custom(defer_connect=True)
+    assert my._native_row_text(conn, my._literals(conn)) is None

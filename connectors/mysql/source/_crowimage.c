@@ -13,11 +13,8 @@
  * columns call a Python decoder ``dec(buf, off) -> (value, new_off)``.
  * Truncated or malformed input raises ValueError, never reads past ``end``.
  *
- * Maker(cls, names): a fast constructor of frozen, slotted dataclasses
- * (``Maker(...)(v1, v2, ...)`` sets exactly the named slots, in order, the way
- * the dataclass ``__init__`` does with ``object.__setattr__``); the caller
- * checks the names are all of the class's fields and that it has no
- * ``__post_init__``.
+ * EventBuilder builds a change event and its position from four positional
+ * constructors (cdc._cslots.Maker, or the classes themselves).
  *
  * CPython C API only, C11.
  */
@@ -796,124 +793,6 @@ static PyTypeObject ProgramType = {
     .tp_methods = Program_methods,
 };
 
-/* ------------------------------------------------------------------ Maker */
-
-typedef struct {
-    PyObject_HEAD
-    PyTypeObject *cls;
-    PyObject *descrs; /* tuple of member descriptors, in argument order */
-    vectorcallfunc vectorcall;
-} Maker;
-
-static PyObject *
-Maker_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
-{
-    Maker *self = (Maker *)callable;
-    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    Py_ssize_t n = PyTuple_GET_SIZE(self->descrs);
-    if (nargs != n || (kwnames != NULL && PyTuple_GET_SIZE(kwnames))) {
-        PyErr_Format(PyExc_TypeError, "%s maker takes exactly %zd positional arguments (%zd given)",
-                     self->cls->tp_name, n, nargs);
-        return NULL;
-    }
-    PyObject *obj = self->cls->tp_alloc(self->cls, 0);
-    if (obj == NULL) return NULL;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *d = PyTuple_GET_ITEM(self->descrs, i);
-        if (Py_TYPE(d)->tp_descr_set(d, obj, args[i]) < 0) {
-            Py_DECREF(obj);
-            return NULL;
-        }
-    }
-    return obj;
-}
-
-static PyObject *
-Maker_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
-{
-    static char *kwlist[] = {"cls", "names", NULL};
-    PyObject *cls, *names;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!:Maker", kwlist, &PyType_Type, &cls,
-                                     &PyTuple_Type, &names))
-        return NULL;
-    PyTypeObject *tp = (PyTypeObject *)cls;
-    if (tp->tp_new != PyBaseObject_Type.tp_new) {
-        PyErr_Format(PyExc_TypeError, "%s has its own __new__", tp->tp_name);
-        return NULL;
-    }
-    Py_ssize_t n = PyTuple_GET_SIZE(names);
-    PyObject *descrs = PyTuple_New(n);
-    if (descrs == NULL) return NULL;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *name = PyTuple_GET_ITEM(names, i);
-        if (!PyUnicode_Check(name)) {
-            Py_DECREF(descrs);
-            PyErr_SetString(PyExc_TypeError, "names must be str");
-            return NULL;
-        }
-        PyObject *d = PyObject_GetAttr(cls, name);
-        if (d == NULL) {
-            Py_DECREF(descrs);
-            return NULL;
-        }
-        if (!Py_IS_TYPE(d, &PyMemberDescr_Type)) {
-            PyErr_Format(PyExc_TypeError, "%s.%U is not a slot", tp->tp_name, name);
-            Py_DECREF(d);
-            Py_DECREF(descrs);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(descrs, i, d);
-    }
-    Maker *self = (Maker *)type->tp_alloc(type, 0);
-    if (self == NULL) {
-        Py_DECREF(descrs);
-        return NULL;
-    }
-    self->cls = (PyTypeObject *)Py_NewRef(cls);
-    self->descrs = descrs;
-    self->vectorcall = Maker_vectorcall;
-    return (PyObject *)self;
-}
-
-static void
-Maker_dealloc(Maker *self)
-{
-    PyObject_GC_UnTrack(self);
-    Py_XDECREF(self->cls);
-    Py_XDECREF(self->descrs);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
-
-static int
-Maker_traverse(Maker *self, visitproc visit, void *arg)
-{
-    Py_VISIT(self->cls);
-    Py_VISIT(self->descrs);
-    return 0;
-}
-
-static int
-Maker_clear(Maker *self)
-{
-    Py_CLEAR(self->cls);
-    Py_CLEAR(self->descrs);
-    return 0;
-}
-
-static PyTypeObject MakerType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "connectors.mysql.source._crowimage.Maker",
-    .tp_basicsize = sizeof(Maker),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
-    .tp_doc = "Maker(cls, names): builds instances of a slotted class from positional values.",
-    .tp_new = Maker_new,
-    .tp_dealloc = (destructor)Maker_dealloc,
-    .tp_traverse = (traverseproc)Maker_traverse,
-    .tp_clear = (inquiry)Maker_clear,
-    .tp_call = PyVectorcall_Call,
-    .tp_vectorcall_offset = offsetof(Maker, vectorcall),
-};
-
 /* ------------------------------------------------------------------ changes */
 
 static PyObject *
@@ -1023,8 +902,8 @@ changes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 
 /* ------------------------------------------------------------------ EventBuilder */
 
-/* EventBuilder(position, source, event, transaction): four Makers (MySqlPosition,
- * SourceInfo, ChangeEvent, TransactionInfo). Called as
+/* EventBuilder(position, source, event, transaction): four positional constructors
+ * (cdc._cslots.Maker) of MySqlPosition, SourceInfo, ChangeEvent, TransactionInfo. Called as
  *   builder(op, schema, key, before, after, index, order, last, tx)
  * with tx = (file, pos, gtid_before, gtid_after, gtid, server_id, connector, name,
  *            version, db_version, ts_ms, tx_id, unchanged)
@@ -1108,13 +987,11 @@ EventBuilder_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         PyErr_SetString(PyExc_TypeError, "EventBuilder takes positional arguments");
         return NULL;
     }
-    if (!PyArg_ParseTuple(args, "O!O!O!O!:EventBuilder", &MakerType, &m[0], &MakerType, &m[1],
-                          &MakerType, &m[2], &MakerType, &m[3]))
+    if (!PyArg_ParseTuple(args, "OOOO:EventBuilder", &m[0], &m[1], &m[2], &m[3]))
         return NULL;
-    static const Py_ssize_t arity[4] = {8, 9, 9, 3};
     for (int i = 0; i < 4; i++) {
-        if (PyTuple_GET_SIZE(((Maker *)m[i])->descrs) != arity[i]) {
-            PyErr_Format(PyExc_ValueError, "maker %d must take %zd fields", i, arity[i]);
+        if (!PyCallable_Check(m[i])) {
+            PyErr_Format(PyExc_TypeError, "maker %d is not callable", i);
             return NULL;
         }
     }
@@ -1185,12 +1062,10 @@ module_exec(PyObject *m)
     False_str = PyUnicode_InternFromString("false");
     One = PyLong_FromLong(1);
     if (False_str == NULL || One == NULL) return -1;
-    if (PyType_Ready(&ProgramType) < 0 || PyType_Ready(&MakerType) < 0 ||
-        PyType_Ready(&EventBuilderType) < 0)
+    if (PyType_Ready(&ProgramType) < 0 || PyType_Ready(&EventBuilderType) < 0)
         return -1;
     if (PyModule_AddObjectRef(m, "EventBuilder", (PyObject *)&EventBuilderType) < 0) return -1;
     if (PyModule_AddObjectRef(m, "Program", (PyObject *)&ProgramType) < 0) return -1;
-    if (PyModule_AddObjectRef(m, "Maker", (PyObject *)&MakerType) < 0) return -1;
     struct { const char *name; int value; } ops[] = {
         {"OP_INT", OP_INT}, {"OP_FLOAT", OP_FLOAT}, {"OP_DOUBLE", OP_DOUBLE},
         {"OP_DECIMAL", OP_DECIMAL}, {"OP_STR", OP_STR}, {"OP_BYTES", OP_BYTES},

@@ -445,12 +445,13 @@ def _maker(cls: type) -> Any:
     """A positional constructor (all fields, in order) of a frozen slotted dataclass:
     the C ``Maker`` when built (the dataclass ``__init__`` sets each field through
     ``object.__setattr__``, several microseconds per event), else the class."""
-    if _native is None or hasattr(cls, "__post_init__"):
+    if _slots is None or hasattr(cls, "__post_init__"):
         return cls
-    return _native.Maker(cls, tuple(f.name for f in dataclasses.fields(cls)))
+    return _slots.Maker(cls, tuple(f.name for f in dataclasses.fields(cls)))
 
 
 _native: Any = native.load("connectors.mysql.source._crowimage")
+_slots: Any = native.load("cdc._cslots")
 _new_position = _maker(MySqlPosition)
 _new_source = _maker(SourceInfo)
 _new_event = _maker(ChangeEvent)
@@ -460,8 +461,8 @@ _NOTHING_UNCHANGED: Final = frozenset[str]()
 # _changes runs in C; the Python code above is the reference and the fallback.
 _build_event: Any = (
     _native.EventBuilder(_new_position, _new_source, _new_event, _new_transaction)
-    if _native is not None and all(
-        isinstance(m, _native.Maker)
+    if _native is not None and _slots is not None and all(
+        isinstance(m, _slots.Maker)
         for m in (_new_position, _new_source, _new_event, _new_transaction)
     )
     else None

@@ -48,7 +48,7 @@ from typing import IO, Any, Final
 import psycopg
 from psycopg import pq
 
-from cdc import __version__
+from cdc import __version__, native
 from cdc.config.models import TableFilter
 from cdc.errors import (
     CdcError,
@@ -1117,6 +1117,9 @@ def _undescribed(relation_id: int) -> SerializationError:
     )
 
 
+_SLOTS = native.load("cdc._cslots")
+
+
 def _fast_init(cls: type[Any]) -> Callable[..., Any]:
     """A constructor for frozen slotted dataclass ``cls`` taking every field positionally.
 
@@ -1130,6 +1133,8 @@ def _fast_init(cls: type[Any]) -> Callable[..., Any]:
     if hasattr(cls, "__post_init__") or not hasattr(cls, "__slots__"):
         return cls
     fields = [f.name for f in dataclasses.fields(cls)]
+    if _SLOTS is not None:  # the same, in C (cdc/_cslots.c)
+        return _SLOTS.Maker(cls, tuple(fields))  # type: ignore[no-any-return]
     ns: dict[str, Any] = {"new": object.__new__, "cls": cls}
     body = []
     for i, f in enumerate(fields):

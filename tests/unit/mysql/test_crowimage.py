@@ -12,6 +12,7 @@ Truncated input must raise ValueError, never crash.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import struct
 from datetime import UTC, date, datetime, timedelta
@@ -346,7 +347,7 @@ def _fields(cls: type) -> tuple[str, ...]:
 
 
 def test_maker_builds_the_same_frozen_objects() -> None:
-    native = r._native
+    native = importlib.import_module("cdc._cslots")
     pos_args = dict(file=BinlogFile("mysql-bin.000003"), pos=4, index=2,
                     gtid_set=GtidSet.parse("0-1-5"), gtid="0-1-6", server_id=1,
                     snapshot=False, last_in_tx=False)

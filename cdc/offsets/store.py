@@ -15,7 +15,14 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 
 from cdc.errors import DeliveryError, PositionError, UnreachableError
 from cdc.positions import MySqlPosition, PgPosition, position_from_dict
@@ -28,6 +35,19 @@ log = logging.getLogger(__name__)
 # Delivery errors worth producing the record again for (the broker was away too long).
 _RETRY_CODES = frozenset({KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT,
                           KafkaError._ALL_BROKERS_DOWN, KafkaError._TIMED_OUT})
+# Reading: also the states of a topic whose partition leader is not settled yet.
+_READ_RETRY_CODES = _RETRY_CODES | {
+    KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_PARTITION,
+}
+
+
+class _Transient(Exception):
+    """A read failed in a way worth retrying (see OffsetStore.load)."""
+
+    def __init__(self, error: KafkaError) -> None:
+        super().__init__(error.str())
+        self.error = error
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +111,27 @@ class OffsetStore:
                                    "logger": KAFKA_LOG})
 
     def load(self, name: str) -> SourceOffset | None:
-        """The last offset written for ``name`` (reads the whole compacted topic)."""
+        """The last offset written for ``name`` (reads the whole compacted topic).
+
+        Transient broker states (a leader being elected for a topic just created,
+        a broker restarting) are retried with backoff for up to the timeout.
+        """
+        deadline = time.monotonic() + self._timeout
+        backoff = 0.25
+        while True:
+            try:
+                return self._load(name)
+            except _Transient as e:
+                if time.monotonic() + backoff >= deadline:
+                    raise UnreachableError(
+                        f"could not read offsets topic {self._topic}: {e.error.str()}",
+                        hint="is the broker up and the topic's partition led?") from None
+                log.info("offsets topic %s not readable yet (%s); retrying in %.2fs",
+                         self._topic, e.error.str(), backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def _load(self, name: str) -> SourceOffset | None:
         consumer = Consumer({
             **self._settings,
             "bootstrap.servers": self._bootstrap,
@@ -132,6 +172,11 @@ class OffsetStore:
                     latest = msg.value()  # None = tombstone (offsets reset on purpose)
                 if (msg.offset() or 0) + 1 >= ends[partition]:
                     pending.discard(partition)
+        except KafkaException as e:
+            err = e.args[0] if e.args and isinstance(e.args[0], KafkaError) else None
+            if err is not None and (err.retriable() or err.code() in _READ_RETRY_CODES):
+                raise _Transient(err) from e
+            raise UnreachableError(f"could not read offsets topic {self._topic}: {e}") from e
         except Exception as e:
             if isinstance(e, (UnreachableError, PositionError)):
                 raise

@@ -32,7 +32,6 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import pymysql
 
@@ -48,7 +47,7 @@ from cdc.spi import Position  # noqa: E402
 from cdc.transport.producer import EventProducer  # noqa: E402
 from cdc.transport.topics import TopicManager, TopicSpec  # noqa: E402
 from connectors.mysql.source import MySqlSource  # noqa: E402
-from tests.fixtures.services import resolve_endpoints  # noqa: E402
+from tests.fixtures.services import mysql_settings, resolve_endpoints  # noqa: E402
 
 TARGET = 20_000
 DDL = """CREATE TABLE {t} (
@@ -82,23 +81,12 @@ BEGIN
 END"""
 
 
-def _kwargs(url: str) -> dict[str, Any]:
-    u = urlparse(url)
-    return {
-        "host": u.hostname or "127.0.0.1",
-        "port": u.port or 3306,
-        "user": u.username or "root",
-        "password": u.password or "",
-        "database": (u.path or "/").lstrip("/") or "cdc_source",
-        "charset": "utf8mb4",
-    }
-
 
 class Bench:
     def __init__(self, rows: int, per_tx: int, producer: dict[str, Any] | None = None) -> None:
         self.producer_settings = {"linger.ms": 20, **(producer or {})}
         self.ep = resolve_endpoints()
-        self.kw = _kwargs(self.ep.mysql_source_url)
+        self.kw = mysql_settings(self.ep.mysql_source_url, "cdc_source")
         self.rows = rows
         self.per_tx = per_tx
         self.table = f"bench_e2e_{os.getpid()}"

@@ -30,7 +30,6 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import pymysql
 from pymysqlreplication import BinLogStreamReader
@@ -40,6 +39,9 @@ from cdc.events import ChangeEvent
 from cdc.positions import MySqlPosition
 from connectors.mysql.source import MySqlSource
 from connectors.mysql.source.rowimage import native_available
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' service lookup
+from tests.fixtures.services import mysql_settings, resolve_endpoints
 
 DDL = """CREATE TABLE {t} (
   id BIGINT PRIMARY KEY, name VARCHAR(64), qty BIGINT, price DECIMAL(12,2),
@@ -52,17 +54,6 @@ INSERT = """INSERT INTO {t} SELECT seq, CONCAT('customer name ', seq), seq * 791
 UPDATE = "UPDATE {t} SET qty = qty + 1, name = CONCAT(name, '!') WHERE id BETWEEN {lo} AND {hi}"
 BATCH = 1000
 
-
-def kwargs_from(url: str) -> dict[str, Any]:
-    u = urlparse(url)
-    return {
-        "host": u.hostname or "127.0.0.1",
-        "port": u.port or 3306,
-        "user": u.username or "root",
-        "password": u.password or "",
-        "database": (u.path or "/").lstrip("/") or "cdc_source",
-        "charset": "utf8mb4",
-    }
 
 
 def prepare(
@@ -160,11 +151,8 @@ def main() -> None:
     args = ap.parse_args()
     url = args.url
     if url is None:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        from tests.fixtures.services import resolve_endpoints
-
         url = resolve_endpoints().mysql_source_url
-    kw = kwargs_from(url)
+    kw = mysql_settings(url, "cdc_source")
     table = f"bench_mysql_{int(time.time())}"
     t0 = time.perf_counter()
     start, _, _ = prepare(kw, table, args.rows, max(1, args.tx_rows))

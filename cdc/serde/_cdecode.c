@@ -595,6 +595,19 @@ set_kids(Node *node, PyObject *seq, Py_ssize_t count, Py_ssize_t i)
     return 0;
 }
 
+/* A node with exactly one child, ``o`` (an array's item, a converted value). */
+static int
+set_one_kid(Node *node, PyObject *o, Py_ssize_t count, Py_ssize_t i)
+{
+    node->kids = PyMem_Calloc(1, sizeof(Py_ssize_t));
+    if (node->kids == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    node->n = 1;
+    return kid_index(o, count, i, &node->kids[0]);
+}
+
 static int
 parse_node(Node *node, PyObject *t, Py_ssize_t count, Py_ssize_t i)
 {
@@ -654,13 +667,7 @@ parse_node(Node *node, PyObject *t, Py_ssize_t count, Py_ssize_t i)
     case OP_MAP: {
         if (len != 3)
             return bad_node(i, "array/map needs (op, item, zero_width)");
-        node->kids = PyMem_Calloc(1, sizeof(Py_ssize_t));
-        if (node->kids == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        node->n = 1;
-        if (kid_index(PyTuple_GET_ITEM(t, 1), count, i, &node->kids[0]) < 0)
+        if (set_one_kid(node, PyTuple_GET_ITEM(t, 1), count, i) < 0)
             return -1;
         int zw = PyObject_IsTrue(PyTuple_GET_ITEM(t, 2));
         if (zw < 0)
@@ -671,13 +678,7 @@ parse_node(Node *node, PyObject *t, Py_ssize_t count, Py_ssize_t i)
     case OP_CONV: {
         if (len != 5)
             return bad_node(i, "conv needs (op, value, code, arg, fallback)");
-        node->kids = PyMem_Calloc(1, sizeof(Py_ssize_t));
-        if (node->kids == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        node->n = 1;
-        if (kid_index(PyTuple_GET_ITEM(t, 1), count, i, &node->kids[0]) < 0)
+        if (set_one_kid(node, PyTuple_GET_ITEM(t, 1), count, i) < 0)
             return -1;
         long code = PyLong_AsLong(PyTuple_GET_ITEM(t, 2));
         if (code == -1 && PyErr_Occurred())

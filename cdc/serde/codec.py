@@ -1285,30 +1285,29 @@ _ENVELOPE_READERS: OrderedDict[str, EnvelopeReader] = OrderedDict()
 _KEY_READERS: OrderedDict[str, KeyReader] = OrderedDict()
 
 
-def envelope_reader(writer: str | Mapping[str, Any] | WriterSchema) -> EnvelopeReader:
+def _cached_reader(
+    cache: OrderedDict[str, Any], make: Callable[[WriterSchema], Any],
+    writer: str | Mapping[str, Any] | WriterSchema,
+) -> Any:
+    """The reader ``make`` builds for ``writer``, one per schema text (LRU-bounded)."""
     ws = WriterSchema.parse(writer)
     with _READERS_LOCK:
-        hit = _ENVELOPE_READERS.get(ws.text)
+        hit = cache.get(ws.text)
     if hit is None:
-        hit = EnvelopeReader(ws)
+        hit = make(ws)
         with _READERS_LOCK:
-            _ENVELOPE_READERS[ws.text] = hit
-            if len(_ENVELOPE_READERS) > _CACHE_SIZE:
-                _ENVELOPE_READERS.popitem(last=False)
+            cache[ws.text] = hit
+            if len(cache) > _CACHE_SIZE:
+                cache.popitem(last=False)
     return hit
+
+
+def envelope_reader(writer: str | Mapping[str, Any] | WriterSchema) -> EnvelopeReader:
+    return _cached_reader(_ENVELOPE_READERS, EnvelopeReader, writer)  # type: ignore[no-any-return]
 
 
 def key_reader(writer: str | Mapping[str, Any] | WriterSchema) -> KeyReader:
-    ws = WriterSchema.parse(writer)
-    with _READERS_LOCK:
-        hit = _KEY_READERS.get(ws.text)
-    if hit is None:
-        hit = KeyReader(ws)
-        with _READERS_LOCK:
-            _KEY_READERS[ws.text] = hit
-            if len(_KEY_READERS) > _CACHE_SIZE:
-                _KEY_READERS.popitem(last=False)
-    return hit
+    return _cached_reader(_KEY_READERS, KeyReader, writer)  # type: ignore[no-any-return]
 
 
 def envelope_to_change(

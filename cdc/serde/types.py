@@ -404,27 +404,36 @@ def _from_unscaled(b: bytes) -> int:
     return int.from_bytes(b, "big", signed=True)
 
 
+def _finite_decimal(v: Any, column: str) -> Decimal:
+    """``v`` (an int or Decimal) as a finite Decimal, or the error naming ``column``."""
+    d: Decimal
+    if isinstance(v, int) and not isinstance(v, bool):
+        d = Decimal(v)
+    elif isinstance(v, Decimal):
+        d = v
+    else:
+        raise _type_error("a Decimal", v)
+    if not d.is_finite():
+        raise SerializationError(
+            f"{d} in a {column} column mapped without NaN/Infinity "
+            "support (set ColumnType.nan for columns that can hold them)"
+        )
+    return d
+
+
 def _fixed_decimal_codec(precision: int, scale: int) -> tuple[Encoder, Converter]:
     """(encoder of a canonical value to Avro bytes, converter of wire bytes back)."""
     limit = 10**precision
 
     def encode(v: Any) -> bytes:
-        if isinstance(v, int) and not isinstance(v, bool):
-            v = Decimal(v)
-        elif not isinstance(v, Decimal):
-            raise _type_error("a Decimal", v)
-        if not v.is_finite():
-            raise SerializationError(
-                f"{v} in a decimal({precision},{scale}) column mapped without NaN/Infinity "
-                "support (set ColumnType.nan for columns that can hold them)"
-            )
+        v = _finite_decimal(v, f"decimal({precision},{scale})")
         x = v.scaleb(scale, _DEC_CTX)
         n = int(x)
         if x != n:
             raise SerializationError(f"{v} has more than {scale} fractional digits")
         if not -limit < n < limit:
             raise SerializationError(f"{v} has more than {precision} digits")
-        b = n.to_bytes((n.bit_length() + 8) // 8, "big", signed=True)
+        b = _unscaled_bytes(n)
         return _zz(len(b)) + b
 
     def from_wire(b: bytes) -> Decimal:
@@ -434,15 +443,7 @@ def _fixed_decimal_codec(precision: int, scale: int) -> tuple[Encoder, Converter
 
 
 def _vsd_parts(v: Any) -> tuple[int, bytes]:
-    if isinstance(v, int) and not isinstance(v, bool):
-        v = Decimal(v)
-    elif not isinstance(v, Decimal):
-        raise _type_error("a Decimal", v)
-    if not v.is_finite():
-        raise SerializationError(
-            f"{v} in a numeric column mapped without NaN/Infinity support "
-            "(set ColumnType.nan for columns that can hold them)"
-        )
+    v = _finite_decimal(v, "numeric")
     exp = v.as_tuple().exponent
     assert isinstance(exp, int)  # finite
     return -exp, _unscaled_bytes(int(v.scaleb(-exp, _DEC_CTX)))

@@ -187,9 +187,6 @@ def test_events_from_the_shared_strategy_are_not_all_slow_path() -> None:
     assert native.value.program.encode({"id": 1, "v": "a"}) == b"\x02\x02\x02a"
 
 
-def test_change_event_type_is_the_one_encoded() -> None:
-    assert ChangeEvent is codec.ChangeEvent
-
 
 @pytest.mark.parametrize(
     "before",

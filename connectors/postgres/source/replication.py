@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
 import psycopg
-from psycopg import pq
+from psycopg import pq, sql
 
 from cdc import __version__, native
 from cdc.config.models import TableFilter
@@ -947,7 +947,10 @@ class StreamReader:
                     rows = [(Op.CREATE, shape, shape.key(after), None, after, no_unchanged, rid)]
                 else:
                     change = self._change(rid, shape, new_tuple, old_tuple, old_kind)
-                    rows = _split_key_change(change)
+                    if change[5] and _key_changed(change):
+                        rows = self._key_change_reselected(change, new_tuple, old_tuple, old_kind)  # type: ignore[arg-type]
+                    else:
+                        rows = _split_key_change(change)
             else:
                 msg = decode_message(payload, in_stream=streamed)
                 cls = msg.__class__
@@ -1030,6 +1033,47 @@ class StreamReader:
                 ),
             ))
 
+    def _key_change_reselected(
+        self, change: tuple[Op, TableShape, Any, Any, Any, frozenset[str], int],
+        new_tuple: TupleData, old_tuple: TupleData | None, old_kind: str | None,
+    ) -> list[tuple[Op, TableShape, Any, Any, Any, frozenset[str], int]]:
+        """A key change whose new row lacks unchanged TOAST values: read them from the table.
+
+        Published as one update keyed by the new key, the change would leave
+        the old key's row on every replica and the new row without those
+        values. As a delete plus a create it needs the values, and the server
+        did not send them (REPLICA IDENTITY DEFAULT sends only the old key).
+        So they are read from the table now, by the new key. The row may have
+        changed since this transaction committed; any later change of it is a
+        later event of the same key, so the replica still ends at the source's
+        state. A row that is gone by now needs no create: its later delete (or
+        key change) follows.
+        """
+        _op, shape, key, before, _after, unchanged, rid = change
+        old_key = {k: before[k] for k in key}
+        missing = [n for n in shape.names if n in unchanged]
+        query = sql.SQL("SELECT {} FROM {} WHERE {}").format(
+            sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(n)) for n in missing),
+            sql.Identifier(shape.table.schema or shape.table.database, shape.table.table),
+            sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(k))
+                                  for k in shape.key_names),
+        )
+        try:
+            found = self.sql().execute(query, [new_tuple[i] for i in shape.key_index]).fetchone()
+        except psycopg.Error as e:
+            raise classify(e, f"cannot read unchanged TOAST values of {shape.table}") from e
+        delete: tuple[Op, TableShape, Any, Any, Any, frozenset[str], int] = (
+            Op.DELETE, shape, old_key, before, None, frozenset(), rid)
+        self.stats["toast_reselects"] = self.stats.get("toast_reselects", 0) + 1
+        if found is None:
+            return [delete]
+        values = dict(zip(missing, found, strict=True))
+        filled = tuple(values[n] if v is UNCHANGED_TOAST else v
+                       for n, v in zip(shape.names, new_tuple, strict=True))
+        _op, shape, key, _before, after, _unchanged, rid = self._change(
+            rid, shape, filled, old_tuple, old_kind)
+        return [delete, (Op.CREATE, shape, key, None, after, frozenset(), rid)]
+
     def _relaxed_row(
         self, relation_id: int, values: Sequence[Any]
     ) -> tuple[TableShape, dict[str, Any]]:
@@ -1092,14 +1136,22 @@ class StreamReader:
         return (Op.UPDATE, shape, shape.key(after), before, after, unchanged, rid)
 
 
+def _key_changed(change: tuple[Op, TableShape, Any, Any, Any, frozenset[str], int]) -> bool:
+    """Whether an update moves its row to another primary key."""
+    op, _shape, key, before, _after, _unchanged, _rid = change
+    return (op is Op.UPDATE and before is not None and key is not None
+            and any(before[k] != v for k, v in key.items()))
+
+
 def _split_key_change(
     change: tuple[Op, TableShape, Any, Any, Any, frozenset[str], int],
 ) -> list[tuple[Op, TableShape, Any, Any, Any, frozenset[str], int]]:
     """A primary-key change becomes a delete of the old key and a create of the new one.
 
     Debezium's rule: each key keeps its whole history in its own partition, so
-    the old key's delete cannot overtake its earlier changes. An update whose new
-    row lacks unchanged TOAST values stays one update (the create would lose them).
+    the old key's delete cannot overtake its earlier changes. A key change whose
+    new row lacks unchanged TOAST values never comes here: the values are read
+    first (``StreamReader._key_change_reselected``).
     """
     op, shape, key, before, after, unchanged, rid = change
     if op is not Op.UPDATE or before is None or key is None or unchanged:

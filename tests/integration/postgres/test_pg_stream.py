@@ -177,6 +177,29 @@ def test_unchanged_toast_columns(pg: PgEnv) -> None:
     assert not full_update.unchanged
 
 
+def test_key_change_with_unchanged_toast_is_a_delete_and_a_whole_create(pg: PgEnv) -> None:
+    """The new key's row carries the TOASTed value, read back from the table."""
+    t = pg.table("CREATE TABLE {t} (id int PRIMARY KEY, big text, n int)")
+    pg.sql(f"ALTER TABLE {t} ALTER COLUMN big SET STORAGE EXTERNAL")
+    big = "y" * 20_000
+    src = pg.source()
+    items = src.stream(None)
+    drain(items, src, lambda c: bool(c.heartbeats))
+    pg.sql(f"INSERT INTO {t} VALUES (1, %s, 1), (3, %s, 3)", (big, big + "3"))
+    pg.sql(f"UPDATE {t} SET id = 2 WHERE id = 1")
+    got = drain(items, src, count(4)).events
+    assert [(e.op, e.key) for e in got[2:]] == [(Op.DELETE, {"id": 1}), (Op.CREATE, {"id": 2})]
+    create = got[3]
+    assert create.after == {"id": 2, "big": big, "n": 1}
+    assert not create.unchanged
+    # The new key's row is gone by the time the stream reads the change: the
+    # old key is deleted, and the later delete of the new key follows.
+    pg.sql(f"UPDATE {t} SET id = 4, n = 4 WHERE id = 3")
+    pg.sql(f"DELETE FROM {t} WHERE id = 4")
+    got = drain(items, src, count(2)).events
+    assert [(e.op, e.key) for e in got] == [(Op.DELETE, {"id": 3}), (Op.DELETE, {"id": 4})]
+
+
 def test_schema_changes_mid_stream_give_new_table_schemas(pg: PgEnv) -> None:
     t = pg.table("CREATE TABLE {t} (id int PRIMARY KEY, a text, b int NOT NULL DEFAULT 0)")
     src = pg.source()

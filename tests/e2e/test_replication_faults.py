@@ -45,7 +45,7 @@ import yaml
 
 from tests.fixtures.services import mysql_kwargs
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1800)]
 ROOT = Path(__file__).resolve().parents[2]
 CDC = [sys.executable, "-m", "cdc.cli"]
 STACK = [sys.executable, str(ROOT / "deploy" / "local" / "stack.py")]
@@ -309,7 +309,11 @@ Rows = dict[Any, dict[str, Any]]
 
 
 def _pg_rows(dsn: str, table: str, uuid_key: bool = False) -> Rows:
+    """The table's rows by key; none while a sink has not created it yet."""
     with psycopg.connect(dsn) as conn, conn.cursor() as cur:
+        cur.execute("SELECT to_regclass(%s)", (table,))
+        if (cur.fetchone() or (None,))[0] is None:
+            return {}
         cur.execute(f"SELECT * FROM {table}")
         names = [d.name for d in cur.description or ()]
         out: Rows = {}
@@ -323,6 +327,8 @@ def _my_rows(kwargs: dict[str, Any], table: str, uuid_key: bool = False) -> Rows
     conn = pymysql.connect(**kwargs)
     try:
         with conn.cursor() as cur:
+            if not cur.execute("SHOW TABLES LIKE %s", (table,)):
+                return {}
             cur.execute(f"SELECT * FROM `{table}`")
             names = [d[0] for d in cur.description or ()]
             out: Rows = {}
@@ -484,7 +490,8 @@ def test_four_directions_exact_under_faults(
         except BaseException as e:
             errors.append(e)
 
-    def converge(what: str, timeout: float = 300) -> None:
+    def converge(what: str, timeout: float = 600) -> None:
+        print(f"[{time.monotonic() - t0:6.1f}s] converging: {what}", flush=True)
         deadline = time.monotonic() + timeout
         while True:
             for p in procs.values():
@@ -492,13 +499,17 @@ def test_four_directions_exact_under_faults(
             problems = {name: _diff(src(), rep()) for name, src, rep in pairs}
             bad = {k: v for k, v in problems.items() if v}
             if not bad:
+                print(f"[{time.monotonic() - t0:6.1f}s] converged: {what}", flush=True)
                 return
             if time.monotonic() > deadline:
                 raise AssertionError(what + ": " + "\n".join(
                     f"{k}: {len(v)} differences, e.g. {v[:5]}" for k, v in bad.items()))
             time.sleep(2)
 
+    t0 = time.monotonic()
+
     def running(seconds: float) -> None:
+        print(f"[{time.monotonic() - t0:6.1f}s] running {seconds}s", flush=True)
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             for p in procs.values():

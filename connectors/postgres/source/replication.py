@@ -948,7 +948,8 @@ class StreamReader:
                 else:
                     change = self._change(rid, shape, new_tuple, old_tuple, old_kind)
                     if change[5] and _key_changed(change):
-                        rows = self._key_change_reselected(change, new_tuple, old_tuple, old_kind)  # type: ignore[arg-type]
+                        rows = self._key_change_reselected(
+                            change, new_tuple, old_tuple, old_kind, xid)  # type: ignore[arg-type]
                     else:
                         rows = _split_key_change(change)
             else:
@@ -1035,7 +1036,7 @@ class StreamReader:
 
     def _key_change_reselected(
         self, change: tuple[Op, TableShape, Any, Any, Any, frozenset[str], int],
-        new_tuple: TupleData, old_tuple: TupleData | None, old_kind: str | None,
+        new_tuple: TupleData, old_tuple: TupleData | None, old_kind: str | None, xid: int,
     ) -> list[tuple[Op, TableShape, Any, Any, Any, frozenset[str], int]]:
         """A key change whose new row lacks unchanged TOAST values: read them from the table.
 
@@ -1047,7 +1048,9 @@ class StreamReader:
         changed since this transaction committed; any later change of it is a
         later event of the same key, so the replica still ends at the source's
         state. A row that is gone by now needs no create: its later delete (or
-        key change) follows.
+        key change) follows. The server may send a commit a moment before the
+        transaction is visible to other sessions, so the read waits for that
+        first: "gone" must not be "not visible yet".
         """
         _op, shape, key, before, _after, unchanged, rid = change
         old_key = {k: before[k] for k in key}
@@ -1059,7 +1062,9 @@ class StreamReader:
                                   for k in shape.key_names),
         )
         try:
-            found = self.sql().execute(query, [new_tuple[i] for i in shape.key_index]).fetchone()
+            conn = self.sql()
+            _wait_visible(conn, xid)
+            found = conn.execute(query, [new_tuple[i] for i in shape.key_index]).fetchone()
         except psycopg.Error as e:
             raise classify(e, f"cannot read unchanged TOAST values of {shape.table}") from e
         delete: tuple[Op, TableShape, Any, Any, Any, frozenset[str], int] = (
@@ -1134,6 +1139,31 @@ class StreamReader:
         if unchanged:
             after = {k: v for k, v in after.items() if k not in unchanged}
         return (Op.UPDATE, shape, shape.key(after), before, after, unchanged, rid)
+
+
+def _wait_visible(conn: psycopg.Connection[Any], xid: int, timeout_s: float = 30.0) -> None:
+    """Wait until transaction ``xid`` (32 bits, as pgoutput sends it) is visible to ``conn``.
+
+    A snapshot is ``xmin:xmax:in-progress xids`` in 64-bit xids; ``xid`` is
+    widened to the 64-bit xid nearest ``xmax`` with the same low 32 bits. It is
+    visible when below ``xmax`` and not in progress.
+    """
+    deadline = time.monotonic() + timeout_s
+    delay = 0.001
+    while True:
+        row = conn.execute("SELECT pg_current_snapshot()::text").fetchone()
+        assert row is not None
+        _xmin, xmax_s, xip_s = str(row[0]).split(":")
+        xmax = int(xmax_s)
+        distance = (xid - xmax) & 0xFFFFFFFF
+        full = xmax + (distance - (1 << 32) if distance >= 1 << 31 else distance)
+        if full < xmax and full not in {int(x) for x in xip_s.split(",") if x}:
+            return
+        if time.monotonic() > deadline:
+            raise RetriableError(f"transaction {xid} committed but is not visible after "
+                                 f"{timeout_s:.0f}s")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
 
 
 def _key_changed(change: tuple[Op, TableShape, Any, Any, Any, frozenset[str], int]) -> bool:

@@ -431,3 +431,19 @@ def test_server_restart_mid_stream_loses_nothing(pg: PgEnv) -> None:
     assert len(ids) == len(set(ids)), "a reconnect re-emits nothing already yielded"
     reader = src._reader
     assert reader is not None and reader.stats["reconnects"] >= 1
+
+
+def test_wait_visible_waits_for_an_open_transaction(pg: PgEnv) -> None:
+    """The re-select of a key change never mistakes 'not visible yet' for 'gone'."""
+    from cdc.errors import RetriableError
+    from connectors.postgres.source.replication import _wait_visible
+
+    with psycopg.connect(pg.dsn, autocommit=True) as reader, psycopg.connect(pg.dsn) as writer:
+        row = writer.execute("SELECT pg_current_xact_id()::text").fetchone()
+        assert row is not None
+        xid = int(row[0]) & 0xFFFFFFFF  # as pgoutput sends it
+        with pytest.raises(RetriableError, match="not visible"):
+            _wait_visible(reader, xid, timeout_s=0.2)
+        writer.commit()
+        _wait_visible(reader, xid, timeout_s=5)
+        _wait_visible(reader, xid - 1, timeout_s=5)

@@ -44,6 +44,7 @@ def registry_for(config: CdcConfig) -> RegistryClient:
     return RegistryClient(
         reg.url, username=reg.username, password=password, timeout=reg.timeout_s,
         deadline=reg.timeout_s * 2,
+        cafile=str(reg.ssl_ca_location) if reg.ssl_ca_location is not None else None,
     )
 
 

@@ -75,7 +75,8 @@ def source_problems(config: CdcConfig) -> tuple[list[ConfigProblem], dict[str, l
 
 
 def _problem(loc: Loc, p: Problem) -> ConfigProblem:
-    return ConfigProblem((*loc, *_key_loc(p.key)), p.what, p.fix, warning=not p.fatal)
+    return ConfigProblem((*loc, *_key_loc(p.key)), " ".join(p.what.split()), p.fix,
+                         warning=not p.fatal)
 
 
 def sink_problems(config: CdcConfig) -> list[ConfigProblem]:

@@ -57,7 +57,12 @@ def source_problems(config: CdcConfig) -> tuple[list[ConfigProblem], dict[str, l
                                      "see the error"))
             continue
         try:
-            problems = source.check()
+            try:
+                problems = source.check()
+            except Exception as e:  # a check that itself failed is one problem, not a crash
+                problems = [Problem(f"checking source {cfg.name} failed: {_one_line(e)}",
+                                    "see the error; the user may lack a right the check needs",
+                                    key="connection")]
             out += [_problem(loc, p) for p in problems]
             if isinstance(source, ListsTables) and not any(
                 p.key == "connection" for p in problems

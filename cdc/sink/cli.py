@@ -68,7 +68,6 @@ def build_worker(
         group=sink.consumer_group,
         policy=sink.errors.policy,
         origin=sink.origin,
-        # Not in every config model version yet: a missing flag means off.
         transactional=sink.transactional,
     )
     dead_letters = None

@@ -178,3 +178,50 @@ def test_a_source_refuses_to_start_on_a_fatal_check(
     assert result.exit_code == 1, result.output
     assert "server_id: server_id 1 is the source server's own server_id" in result.output
     assert PASSWORD not in result.output
+
+
+def test_unreachable_kafka_and_registry_are_named(tmp_path: Path, config: dict[str, Any]) -> None:
+    config["kafka"]["bootstrap_servers"] = "127.0.0.1:1"
+    config["schema_registry"] = {"url": "http://127.0.0.1:1/apis/ccompat/v7", "timeout_s": 1}
+    code, out = _check(tmp_path, config)
+    assert code == 2, out
+    lines = _problem_lines(out)
+    assert any(line.startswith("error: kafka.bootstrap_servers: cannot reach Kafka at "
+                               "127.0.0.1:1") for line in lines), out
+    assert any(line.startswith("error: schema_registry.url: the schema registry does not "
+                               "answer") for line in lines), out
+    assert len(lines) == 2, out
+
+
+@pytest.fixture
+def limited_replica_user(mysql_replica_url: str, unique_name: str) -> Iterator[str]:
+    """A replica user who may write rows but not create tables."""
+    user = f"{unique_name}_w"[:32]
+    database = mysql_settings(mysql_replica_url)["database"]
+    conn = pymysql.connect(**mysql_kwargs(mysql_replica_url))  # type: ignore[arg-type]
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{PASSWORD}'")
+            cur.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON `{database}`.* TO '{user}'@'%'")
+        yield user
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP USER IF EXISTS '{user}'@'%'")
+        conn.close()
+
+
+def test_a_replica_that_refuses_create_table(
+    tmp_path: Path, config: dict[str, Any], limited_replica_user: str
+) -> None:
+    code, out = _check(tmp_path, config)  # as root: the checkpoint table exists afterwards
+    assert code == 0, out
+    config["sinks"][1]["target"].update(user=limited_replica_user, password=PASSWORD)
+    code, out = _check(tmp_path, config)
+    assert code == 2, out
+    lines = _problem_lines(out)
+    assert len(lines) == 1, out
+    assert lines[0].startswith(f"error: sinks[1].target: sink {config['sinks'][1]['name']} "
+                               "cannot create tables in the replica (tables.auto_create is true)")
+    config["sinks"][1]["tables"] = {"auto_create": False}  # tables made beforehand: fine
+    code, out = _check(tmp_path, config)
+    assert code == 0, out

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from cdc.errors import PrerequisiteError
+from cdc.errors import PrerequisiteError, UnreachableError
 from cdc.events import ChangeEvent, Op
 from cdc.offsets.store import OffsetStore, SourceOffset
 from cdc.serde import EncodedChange
@@ -136,7 +136,11 @@ class SourceRunner:
             lines = "; ".join(
                 f"{p.key + ': ' if p.key else ''}{p.what} (fix: {p.fix})" for p in fatal
             )
-            raise PrerequisiteError(
+            # Only "cannot connect": the server may merely be down (retriable), or
+            # the credentials wrong; anything else is a prerequisite to fix first.
+            error = UnreachableError if all(p.key == "connection" for p in fatal) \
+                else PrerequisiteError
+            raise error(
                 f"{len(fatal)} prerequisite{'s' if len(fatal) != 1 else ''} not met: {lines}",
                 hint="`cdc check FILE` lists every problem of the deployment",
             )

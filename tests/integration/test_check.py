@@ -225,3 +225,16 @@ def test_a_replica_that_refuses_create_table(
     config["sinks"][1]["tables"] = {"auto_create": False}  # tables made beforehand: fine
     code, out = _check(tmp_path, config)
     assert code == 0, out
+
+
+def test_a_source_with_a_wrong_password_stops_at_start_without_printing_it(
+    tmp_path: Path, config: dict[str, Any], unique_name: str
+) -> None:
+    config["sources"][1]["connection"]["password"] = WRONG
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = CliRunner().invoke(main, ["source", str(path), "--name", f"{unique_name}_my"])
+    assert result.exit_code == 1, result.output
+    assert "connection: cannot connect to the MySQL source" in result.output
+    assert "Access denied" in result.output
+    assert WRONG not in result.output and PASSWORD not in result.output

@@ -238,3 +238,17 @@ def test_a_source_with_a_wrong_password_stops_at_start_without_printing_it(
     assert "connection: cannot connect to the MySQL source" in result.output
     assert "Access denied" in result.output
     assert WRONG not in result.output and PASSWORD not in result.output
+
+
+def test_kafka_is_checked_with_the_configured_security(
+    tmp_path: Path, config: dict[str, Any]
+) -> None:
+    """The local broker speaks PLAINTEXT only: with SASL configured it must not pass."""
+    config["kafka"]["security"] = {"protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN",
+                                   "username": "cdc", "password": WRONG}
+    code, out = _check(tmp_path, config)  # asserts the password is not printed
+    assert code == 2, out
+    lines = _problem_lines(out)
+    assert len(lines) == 1, out
+    assert lines[0].startswith("error: kafka.bootstrap_servers: cannot reach Kafka at ")
+    assert "kafka.security" in lines[0]

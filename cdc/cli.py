@@ -134,11 +134,47 @@ def reset_source(config_file: Path, name: str, release: bool, yes: bool) -> None
             done = get_connector(source_cfg.kind).release_source(source_cfg, name=name)
             click.echo(done or "nothing held on the server")
         kafka = config.kafka
-        OffsetStore(kafka.bootstrap_servers, kafka.offsets_topic,
+        client = dict(kafka.common_client_config())  # security settings included
+        client.pop("bootstrap.servers", None)
+        OffsetStore(kafka.bootstrap_servers, kafka.offsets_topic, settings=client,
                     replication_factor=kafka.topics.replication_factor).reset(name)
         click.echo(f"offsets of {name} reset")
     except CdcError as e:
         raise click.ClickException(str(e)) from e
+
+
+@main.command(name="check")
+@click.argument("config_file", type=click.Path(dir_okay=False, path_type=Path))
+def check(config_file: Path) -> None:
+    """Check FILE against the live servers: sources, replicas, Kafka, registry.
+
+    Runs every check of `cdc config check`, then contacts every server the
+    file names (each source connector's preflight, each replica, Kafka with
+    the configured security settings, the schema registry) and looks for
+    topics that would write one replica table. Exit 0: ready; 2: problems.
+    """
+    from cdc.config.cli import EXIT_INVALID, print_invalid
+    from cdc.config.loader import inspect_config
+    from cdc.config.problems import ConfigValidationError
+    from cdc.preflight import check_live
+
+    try:
+        report = inspect_config(config_file, os.environ)
+    except (ConfigValidationError, ConfigError) as e:
+        print_invalid(config_file, e)
+        raise SystemExit(EXIT_INVALID) from None
+    setup_logging("WARNING", report.config.log.format)
+    problems = check_live(report.config)
+    for w in report.warnings:
+        click.echo(f"  warning: {w}")
+    if problems:
+        n = len(problems)
+        click.echo(f"{config_file}: {n} problem{'s' if n != 1 else ''} on the live servers")
+        for p in problems:
+            note = " (not fatal: the source would start)" if p.warning else ""
+            click.echo(f"  error: {p}{note}")
+        raise SystemExit(EXIT_INVALID)
+    click.echo(f"{config_file}: ready (sources, replicas, Kafka and the schema registry checked)")
 
 
 @main.command()

@@ -25,11 +25,17 @@ Position = PgPosition | MySqlPosition
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """A prerequisite that is not met, with what to do about it."""
+    """A prerequisite that is not met, with what to do about it.
+
+    ``key`` is the config key (dotted, relative to the source's entry, e.g.
+    ``connection``, ``tables.include``, ``slot_name``) the problem is about,
+    or "" for the entry as a whole; ``cdc check`` prints it as a key path.
+    """
 
     what: str
     fix: str
     fatal: bool = True
+    key: str = ""
 
     def __str__(self) -> str:
         return f"{self.what}\n    fix: {self.fix}"
@@ -57,6 +63,15 @@ StreamItem = ChangeEvent | Heartbeat
 
 
 @runtime_checkable
+class ListsTables(Protocol):
+    """A source that can name the tables its filter captures now (``cdc check``).
+
+    Raises :class:`cdc.errors.CdcError` when the server cannot be asked.
+    """
+
+    def captured_tables(self) -> list[TableId]: ...
+
+
 @runtime_checkable
 class ReportsMetrics(Protocol):
     """A source with gauges of its own, exported as ``cdc_source_<key>`` when scraped.
@@ -72,13 +87,20 @@ class SourceConnector(Protocol):
     """A database source. Created from its validated config by the connector."""
 
     def check(self) -> list[Problem]:
-        """Preflight: every unmet prerequisite, none raised."""
+        """Preflight against the live server: every unmet prerequisite, none raised.
+
+        Connection failures, grants, server settings, slots or publications, and
+        the tables the filter matches (none is a problem). ``cdc check`` prints
+        them; a source runs them at start and refuses to start on a fatal one.
+        Messages never contain a password.
+        """
 
     def snapshot(self, resume: Position | None) -> tuple[Position, Iterator[ChangeEvent]]:
         """Open a consistent snapshot: the stream position it matches, and its rows.
 
-        ``resume`` is the last durable snapshot position when resuming an
-        interrupted snapshot (rows up to it need not be read again).
+        The runner always passes ``resume=None`` today: an interrupted snapshot
+        is taken again from the start (no snapshot progress is stored). The
+        parameter is kept for connectors that could resume one.
         """
 
     def stream(self, start: Position | None) -> Iterator[StreamItem]:

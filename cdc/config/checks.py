@@ -13,6 +13,8 @@ from collections.abc import Hashable
 
 from cdc.config.models import CdcConfig, SinkConfigBase
 from cdc.config.problems import ConfigProblem, Loc, format_loc
+from cdc.sink.naming import replica_table
+from cdc.spi import TableName
 
 
 def cross_check(config: CdcConfig) -> list[ConfigProblem]:
@@ -27,6 +29,7 @@ def cross_check(config: CdcConfig) -> list[ConfigProblem]:
     out += _unique_groups(config)
     out += _internal_topics(config)
     out += _sink_warnings(config)
+    out += _replica_collisions(config)
     return out
 
 
@@ -100,7 +103,7 @@ def _unique_groups(config: CdcConfig) -> list[ConfigProblem]:
 
 
 def _internal_topics(config: CdcConfig) -> list[ConfigProblem]:
-    internal = {config.kafka.offsets_topic, config.kafka.schema_history_topic}
+    internal = {config.kafka.offsets_topic}
     internal |= {
         s.errors.dead_letter_topic for s in config.sinks if s.errors.policy == "dead_letter"
     }
@@ -161,4 +164,68 @@ def _unused_table_keys(i: int, sink: SinkConfigBase) -> list[ConfigProblem]:
                         warning=True,
                     )
                 )
+    return out
+
+
+def replica_identity(sink: SinkConfigBase) -> tuple[object, ...]:
+    """What makes two sinks write the same replica database (no secret leaves this)."""
+    t = sink.target
+    dsn = t.dsn.get_secret_value() if t.dsn is not None else None
+    return (sink.kind, dsn, t.host, t.port, t.database)
+
+
+def sink_default_schema(sink: SinkConfigBase) -> str | None:
+    """Where the sink's unqualified replica tables live (asked of its dialect)."""
+    from cdc.registry import get_connector  # the config package loads the registry lazily
+
+    return get_connector(sink.kind).create_dialect().default_schema(sink)
+
+
+def _table_of_topic(topic: str, prefixes: list[str]) -> str:
+    """The source table name in a data topic ``<prefix>.<schema or database>.<table>``."""
+    for p in sorted(prefixes, key=len, reverse=True):
+        if topic.startswith(p + "."):
+            rest = topic[len(p) + 1:]
+            return rest.partition(".")[2] or rest
+    return topic.rpartition(".")[2]
+
+
+def _replica_collisions(config: CdcConfig) -> list[ConfigProblem]:
+    """Two topics written to one replica table (one sink, or sinks on one database).
+
+    Only topics named literally (or in ``tables.name_map``) are known here;
+    wildcard subscriptions are compared against the live tables by
+    ``cdc check`` and by the sink at run time.
+    """
+    prefixes = [s.topic_prefix for s in config.sources]
+    first: dict[tuple[tuple[object, ...], TableName], tuple[str, Loc]] = {}
+    out: list[ConfigProblem] = []
+    for i, sink in enumerate(config.sinks):
+        named: list[tuple[str, Loc]] = [
+            (t, ("sinks", i, "topics", j)) for j, t in enumerate(sink.topics)
+            if not any(c in t for c in "*?")
+        ]
+        listed = {t for t, _ in named}
+        named += [(t, ("sinks", i, "tables", "name_map", t)) for t in sink.tables.name_map
+                  if t not in listed and sink.subscribes(t)]
+        if not named:
+            continue
+        try:
+            schema = sink_default_schema(sink)
+        except Exception:  # an unknown kind is reported by validation already
+            continue
+        ident = replica_identity(sink)
+        for topic, loc in named:
+            table = replica_table(sink.tables.name_map, schema, topic,
+                                  _table_of_topic(topic, prefixes))
+            seen = first.setdefault((ident, table), (topic, loc))
+            if seen[0] != topic:
+                out.append(ConfigProblem(
+                    loc,
+                    f"topic {topic} writes replica table {table}, as does {seen[0]} "
+                    f"({format_loc(seen[1])}): replica tables are named after the source "
+                    "table alone",
+                    f"map one of them to another table in tables.name_map "
+                    f"(e.g. {topic}: <prefix>_{table.name})",
+                ))
     return out

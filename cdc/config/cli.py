@@ -41,24 +41,32 @@ def _summary(config: CdcConfig) -> list[str]:
     return lines
 
 
+def print_invalid(file: Path, e: ConfigError) -> None:
+    """Print why ``file`` is not a valid configuration (every problem, if known)."""
+    if isinstance(e, ConfigValidationError):
+        n = len(e.problems)
+        click.echo(f"{file}: {n} problem{'s' if n != 1 else ''}")
+        for p in e.problems:
+            click.echo(f"  error: {p}")
+    else:
+        click.echo(f"{file}: error: {e}")
+
+
 @config_group.command("check")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
 @click.option(
     "--no-env", is_flag=True, help="Ignore CDC_* overrides and ${VAR} values from the environment."
 )
 def check(file: Path, no_env: bool) -> None:
-    """Validate FILE; print every problem (exit 2) or a summary (exit 0)."""
+    """Validate FILE; print every problem (exit 2) or a summary (exit 0).
+
+    Reads only the file: no server is contacted (`cdc check FILE` does that).
+    """
     env = {} if no_env else os.environ
     try:
         report = inspect_config(file, env)
-    except ConfigValidationError as e:
-        n = len(e.problems)
-        click.echo(f"{file}: {n} problem{'s' if n != 1 else ''}")
-        for p in e.problems:
-            click.echo(f"  error: {p}")
-        raise SystemExit(EXIT_INVALID) from None
     except ConfigError as e:
-        click.echo(f"{file}: error: {e}")
+        print_invalid(file, e)
         raise SystemExit(EXIT_INVALID) from None
     click.echo(f"{file}: valid")
     for line in _summary(report.config):

@@ -33,8 +33,10 @@ _INTRO = """\
 One YAML file configures a deployment: the Kafka cluster, the schema registry,
 the sources (databases whose changes are captured) and the sinks (replica
 databases the changes are applied to). `cdc config check FILE` validates a file
-and lists every problem with its key path; `cdc config schema` prints the JSON
-Schema (for editors). A complete example for the local stack is
+(without contacting any server) and lists every problem with its key path;
+`cdc check FILE` then checks it against the live servers (sources' prerequisites,
+replicas, Kafka, the registry). `cdc config schema` prints the JSON Schema (for
+editors). A complete example for the local stack is
 `deploy/local/pipeline.example.yaml`.
 
 ## How values are read

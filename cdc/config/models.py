@@ -380,6 +380,11 @@ def _check_client_keys(v: Mapping[str, Any], *, secrets_allowed: bool) -> None:
 class KafkaConfig(ConfigModel):
     """The Kafka cluster every source produces to and every sink consumes from."""
 
+    removed_keys: ClassVar[Mapping[str, str]] = {
+        "schema_history_topic": "cdc never wrote a schema history topic (table schemas "
+        "travel in the schema registry and in each binlog's metadata): delete this key",
+    }
+
     bootstrap_servers: str = Field(
         description="Comma-separated `host:port` list of brokers (a YAML list works too).",
         examples=["127.0.0.1:19092"],
@@ -400,11 +405,6 @@ class KafkaConfig(ConfigModel):
         default="cdc.offsets",
         description="Compacted topic storing each source's last durable position.",
         examples=["cdc.offsets"],
-    )
-    schema_history_topic: TopicName = Field(
-        default="cdc.schema_history",
-        description="Topic recording table schemas over time (MySQL DDL history).",
-        examples=["cdc.schema_history"],
     )
     client: dict[str, ScalarStr] = Field(
         default_factory=dict,
@@ -451,15 +451,6 @@ class KafkaConfig(ConfigModel):
     def _client_secret_keys(cls, v: dict[str, SecretStr]) -> dict[str, SecretStr]:
         _check_client_keys(v, secrets_allowed=True)
         return v
-
-    @model_validator(mode="after")
-    def _distinct_internal_topics(self) -> Self:
-        if self.offsets_topic == self.schema_history_topic:
-            raise invalid(
-                "offsets_topic and schema_history_topic are the same topic",
-                "give them different names",
-            )
-        return self
 
     def common_client_config(self) -> RedactedDict:
         """librdkafka settings shared by producers, consumers and admin clients."""

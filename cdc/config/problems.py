@@ -204,6 +204,9 @@ def translate(
         model = _model_in(resolve(root, err["loc"][:-1]).target)
         allowed = sorted(model.model_fields) if model else []
         key = str(loc[-1]) if loc else ""
+        removed = getattr(model, "removed_keys", {}) if model else {}
+        if key in removed:
+            return loc, "no longer a configuration key", removed[key]
         close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
         if close:
             return loc, "unknown key", f"did you mean '{close[0]}'?"

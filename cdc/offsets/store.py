@@ -52,11 +52,13 @@ class _Transient(Exception):
 
 @dataclass(frozen=True, slots=True)
 class SourceOffset:
-    """What a source needs to resume: its stream position and snapshot progress.
+    """What a source needs to resume: its stream position, and whether a snapshot runs.
 
-    ``snapshot`` is None once the snapshot is complete (or never ran);
-    otherwise it holds the connector's resumable snapshot state (tables done,
-    last key read, the position the snapshot is consistent with).
+    ``snapshot`` is None once the snapshot is complete (or never ran). While a
+    snapshot runs the runner stores ``{"state": "running"}``: a marker only,
+    with no per-table progress, so a snapshot interrupted by a crash is taken
+    again from the start on the next run (rows are keyed; the repeat is
+    harmless downstream).
     """
 
     position: Position | None

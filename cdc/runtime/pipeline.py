@@ -44,8 +44,9 @@ def find_source(config: CdcConfig, name: str) -> SourceConfigBase:
 def registry_client(config: CdcConfig) -> RegistryClient:
     reg = config.schema_registry
     password = reg.password.get_secret_value() if reg.password is not None else None
+    cafile = str(reg.ssl_ca_location) if reg.ssl_ca_location is not None else None
     return RegistryClient(reg.url, username=reg.username, password=password,
-                          timeout=reg.timeout_s, deadline=reg.timeout_s * 2)
+                          timeout=reg.timeout_s, deadline=reg.timeout_s * 2, cafile=cafile)
 
 
 def build_source_runner(config: CdcConfig, name: str,
@@ -79,6 +80,7 @@ def build_source_runner(config: CdcConfig, name: str,
             snapshot_mode=SnapshotMode(source_cfg.snapshot.mode),
             tombstones_on_delete=source_cfg.tombstones_on_delete,
             topic_spec=spec,
+            preflight=True,
         ),
         stop=stop,
         transactions=transactions,

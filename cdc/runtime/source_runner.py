@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
+from cdc.errors import PrerequisiteError, UnreachableError
 from cdc.events import ChangeEvent, Op
 from cdc.offsets.store import OffsetStore, SourceOffset
 from cdc.serde import EncodedChange
@@ -63,6 +64,9 @@ class RunnerSettings:
     topic_spec: TopicSpec = field(default_factory=TopicSpec)
     # BEGIN/END markers of streamed transactions go here (None: not written).
     transaction_topic: str | None = None
+    # Run the connector's check() first and refuse to start on a fatal problem
+    # (`cdc source` / `cdc run` do; the same checks `cdc check` prints).
+    preflight: bool = False
 
 
 @dataclass(slots=True)
@@ -111,6 +115,8 @@ class SourceRunner:
 
     def run(self) -> None:
         try:
+            if self.settings.preflight:
+                self.preflight()
             start = self._snapshot_phase()
             if self.settings.snapshot_mode is SnapshotMode.INITIAL_ONLY:
                 log.info("%s: snapshot complete (initial_only): stopping", self.name)
@@ -118,6 +124,26 @@ class SourceRunner:
             self._stream_phase(start)
         finally:
             self.source.close()
+
+    def preflight(self) -> None:
+        """The connector's checks: warn about minor problems, refuse to start on fatal ones."""
+        problems = self.source.check()
+        for p in problems:
+            if not p.fatal:
+                log.warning("%s: %s (fix: %s)", self.name, p.what, p.fix)
+        fatal = [p for p in problems if p.fatal]
+        if fatal:
+            lines = "; ".join(
+                f"{p.key + ': ' if p.key else ''}{p.what} (fix: {p.fix})" for p in fatal
+            )
+            # Only "cannot connect": the server may merely be down (retriable), or
+            # the credentials wrong; anything else is a prerequisite to fix first.
+            error = UnreachableError if all(p.key == "connection" for p in fatal) \
+                else PrerequisiteError
+            raise error(
+                f"{len(fatal)} prerequisite{'s' if len(fatal) != 1 else ''} not met: {lines}",
+                hint="`cdc check FILE` lists every problem of the deployment",
+            )
 
     def _snapshot_phase(self) -> Position | None:
         stored = self.offsets.load(self.name)

@@ -22,6 +22,7 @@ import base64
 import http.client
 import json
 import logging
+import ssl
 import time
 import urllib.error
 import urllib.parse
@@ -238,6 +239,7 @@ class RegistryClient:
         password: str | None = None,
         timeout: float = 5.0,
         deadline: float = 10.0,
+        cafile: str | None = None,
     ) -> None:
         parts = urllib.parse.urlsplit(url.rstrip("/"))
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -258,6 +260,12 @@ class RegistryClient:
         )
         self.timeout = timeout
         self.deadline = deadline
+        # https: verify the registry against this CA bundle (None: the system's).
+        try:
+            self._tls = ssl.create_default_context(cafile=cafile) if cafile is not None else None
+        except (OSError, ssl.SSLError) as e:
+            raise SchemaError(f"cannot read the registry's CA bundle {cafile}: {e}",
+                              hint="check schema_registry.ssl_ca_location") from e
         self._lock = Lock()
         self._ids: dict[tuple[str, str], int] = {}
         self._schemas: dict[int, str] = {}
@@ -410,7 +418,7 @@ class RegistryClient:
             headers["Authorization"] = self.__auth
         request = urllib.request.Request(self.url + path, data=data, headers=headers, method=method)
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:
+            with urllib.request.urlopen(request, timeout=timeout, context=self._tls) as response:
                 return _Answer(response.status, _json_or_text(response.read()))
         except urllib.error.HTTPError as e:
             with e:

@@ -44,6 +44,7 @@ def registry_for(config: CdcConfig) -> RegistryClient:
     return RegistryClient(
         reg.url, username=reg.username, password=password, timeout=reg.timeout_s,
         deadline=reg.timeout_s * 2,
+        cafile=str(reg.ssl_ca_location) if reg.ssl_ca_location is not None else None,
     )
 
 
@@ -67,7 +68,6 @@ def build_worker(
         group=sink.consumer_group,
         policy=sink.errors.policy,
         origin=sink.origin,
-        # Not in every config model version yet: a missing flag means off.
         transactional=sink.transactional,
     )
     dead_letters = None

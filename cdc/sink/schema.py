@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
-from cdc.errors import SchemaError
+from cdc.errors import ConfigError, SchemaError
 from cdc.events import Column, Op, TableId, TableSchema
 from cdc.serde import DecodedChange
+from cdc.sink.naming import replica_table
 from cdc.sink.reduce import Delete, Move, Mutation, Upsert
 from cdc.sink.values import DoesNotFit, passes
 from cdc.spi import ErrorKind, ReplicaTable, SinkSession, TableName
@@ -239,6 +240,7 @@ class ReplicaSchemas:
         self._tables: dict[TableName, ReplicaTable | None] = {}
         # (topic, value schema id, key schema id) -> the plan plan() gave for them
         self._fast: dict[tuple[str, int, int], TablePlan] = {}
+        self._owners: dict[TableName, str] = {}  # replica table -> the topic writing it
 
     def reset(self) -> None:
         """Forget everything learnt about the replica (after an unexpected error)."""
@@ -247,11 +249,25 @@ class ReplicaSchemas:
         self._tables.clear()
 
     def target(self, topic: str, table: TableId) -> TableName:
-        mapped = (self.settings.name_map or {}).get(topic)
-        if mapped is None:
-            return TableName(self.settings.default_schema, table.table)
-        schema, dot, name = mapped.rpartition(".")
-        return TableName(schema if dot else self.settings.default_schema, name)
+        """The replica table of ``topic`` (:mod:`cdc.sink.naming`)."""
+        return replica_table(self.settings.name_map, self.settings.default_schema, topic,
+                             table.table)
+
+    def claim(self, topic: str, name: TableName) -> None:
+        """Refuse a second topic writing ``name`` (two sources' tables of one name).
+
+        Fatal (a ConfigError, not a bad record): dead-lettering would silently
+        drop one of the two streams.
+        """
+        first = self._owners.setdefault(name, topic)
+        if first != topic:
+            raise ConfigError(
+                f"topics {first} and {topic} both map to replica table {name}: two streams "
+                "would write one table",
+                hint=f"map one of them to another table in this sink's tables.name_map "
+                f"(e.g. {topic}: <other name>), or subscribe to only one of them; "
+                "`cdc check FILE` lists every such pair",
+            )
 
     def _describe(self, session: SinkSession, name: TableName, *, fresh: bool = False) -> ReplicaTable | None:
         if fresh or name not in self._tables:
@@ -305,6 +321,7 @@ class ReplicaSchemas:
                 "replica identity)",
             )
         name = self.target(topic, schema.table)
+        self.claim(topic, name)
         sel = (self.settings.columns or {}).get(topic, ColumnSelection())
         written = [c for c in schema.columns if sel.keeps(c.name, schema.primary_key)]
         pk = set(schema.primary_key)

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any, Literal, Self
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
-from cdc.config.base import RedactedDict, invalid
-from cdc.config.models import ConnectionConfig, SinkConfigBase, SourceConfigBase
+from cdc.config.base import Name, RedactedDict, SecretFile, TopicName, invalid
+from cdc.config.models import ConnectionConfig, SinkConfigBase, SourceConfigBase, derived
 
 _DSN_SCHEMES = ("mysql", "mariadb", "mysql+pymysql")
 _DSN_PARAMS = frozenset({"charset", "ssl_ca", "ssl_cert", "ssl_key"})
@@ -60,6 +60,29 @@ class MySqlConnection(ConnectionConfig):
     """A MySQL or MariaDB server, as PyMySQL arguments."""
 
     port: int = Field(default=3306, ge=1, le=65535, description="Server TCP port.", examples=[3306])
+    # The generic fields again, with MySQL examples (docs/CONFIG.md shows them per kind).
+    password: SecretStr | None = Field(
+        default=None,
+        description="Password. Prefer `password_file` or `${ENV_VAR}` interpolation over a literal.",
+        examples=["${MYSQL_PASSWORD}"],
+    )
+    password_file: SecretFile | None = Field(
+        default=None,
+        description="File holding the password (relative to the config file; trailing newline stripped).",
+        examples=["/run/secrets/mysql_password"],
+    )
+    dsn: SecretStr | None = Field(
+        default=None,
+        description="Whole connection URL (`mysql://user:password@host:port/database`, "
+        "optional `?charset=&ssl_ca=&ssl_cert=&ssl_key=`) instead of host/port/database/user; "
+        "treated as a secret.",
+        examples=["mysql://cdc@db.example.com:3306/app"],
+    )
+    dsn_file: SecretFile | None = Field(
+        default=None,
+        description="File holding the DSN.",
+        examples=["/run/secrets/mysql_dsn"],
+    )
     charset: str = Field(
         default="utf8mb4",
         description="Connection character set; utf8mb4 carries every character.",
@@ -138,7 +161,16 @@ class MySqlSourceConfig(SourceConfigBase):
     patterns are ``database.table``.
     """
 
+    name: Name = Field(
+        description="Unique name of the source (lower-case letters, digits, `_`).",
+        examples=["mysql_main"],
+    )
     kind: Literal["mysql"] = Field(description="Connector kind.", examples=["mysql"])
+    topic_prefix: TopicName = derived(
+        "<name>",
+        "Prefix of this source's topics: `<prefix>.<database>.<table>`.",
+        examples=["mysql_main"],
+    )
     connection: MySqlConnection = Field(description="How to reach the source server.")
     server_id: int = Field(
         ge=1,

@@ -76,7 +76,6 @@ def prepare(env: dict[str, str], run: str) -> Path:
     config = {
         "kafka": {"bootstrap_servers": env["KAFKA_BOOTSTRAP"],
                   "offsets_topic": f"demo.offsets.{run}",
-                  "schema_history_topic": f"demo.history.{run}",
                   "topics": {"partitions": 3, "replication_factor": 1}},
         "schema_registry": {"url": env["SCHEMA_REGISTRY_URL"]},
         "sources": [

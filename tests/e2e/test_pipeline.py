@@ -142,7 +142,7 @@ def test_pg_and_mariadb_replicate_both_ways_and_verify_equal(
     config = tmp_path / "pipeline.yaml"
     config.write_text(yaml.safe_dump({
         "kafka": {"bootstrap_servers": kafka_bootstrap, "offsets_topic": f"{run}.offsets",
-                  "schema_history_topic": f"{run}.history", "producer": {"linger_ms": 5},
+                  "producer": {"linger_ms": 5},
                   "topics": {"partitions": 3, "replication_factor": 1}},
         "schema_registry": {"url": schema_registry_url},
         "sources": [

@@ -57,3 +57,28 @@ def test_reset_source_releases_the_slot_only_on_request(
         if _slot_exists(pg_source_dsn, slot):
             with psycopg.connect(pg_source_dsn, autocommit=True) as conn:
                 conn.execute("SELECT pg_drop_replication_slot(%s)", [slot])
+
+
+@pytest.mark.slow
+def test_reset_source_uses_the_configured_kafka_security(
+    kafka_bootstrap: str, schema_registry_url: str, unique_name: str, tmp_path: Path,
+) -> None:
+    """The local broker speaks PLAINTEXT only: with SASL configured, reset-source must not
+    reach it (before, it ignored kafka.security and reset offsets anyway). ~30 s: the
+    offsets store's connect timeout."""
+    password = "Kafka-pw-9d41c7"
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(yaml.safe_dump({
+        "kafka": {"bootstrap_servers": kafka_bootstrap, "offsets_topic": f"{unique_name}.offsets",
+                  "security": {"protocol": "SASL_PLAINTEXT", "sasl_mechanism": "PLAIN",
+                               "username": "cdc", "password": password}},
+        "schema_registry": {"url": schema_registry_url},
+        "sources": [{"name": unique_name, "kind": "mysql",
+                     "connection": {"host": "127.0.0.1", "port": 3306, "user": "root"},
+                     "server_id": 4242}],
+    }))
+    result = CliRunner().invoke(main, ["reset-source", str(config), "--name", unique_name,
+                                       "--yes"])
+    assert result.exit_code != 0, result.output
+    assert f"offsets of {unique_name} reset" not in result.output
+    assert password not in result.output

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pymysql.err
 
-from cdc.errors import PositionError
-from cdc.events import ChangeEvent
+from cdc.errors import PositionError, UnreachableError
+from cdc.events import ChangeEvent, TableId
 from cdc.positions import MySqlPosition
 from cdc.spi import Position, Problem, StreamItem
 from connectors.mysql.source.binlog import BinlogReader
@@ -142,11 +142,24 @@ class MySqlSource:
                 Problem(
                     f"cannot connect to the MySQL source: {e}",
                     "check host, port, user and password, and that the server runs",
+                    key="connection",
                 )
             ]
         try:
             with conn.cursor() as cur:
                 return self._check(cur)
+        finally:
+            conn.close()
+
+    def captured_tables(self) -> list[TableId]:
+        """cdc.spi.ListsTables: the tables the filter captures now."""
+        try:
+            conn = connect(self.connect_kwargs)
+        except Exception as e:
+            raise UnreachableError(f"{self.name}: cannot connect to the MySQL source: {e}") from e
+        try:
+            with conn.cursor() as cur:
+                return [TableId(db, None, table) for db, table, _ in list_tables(cur, self.captured)]
         finally:
             conn.close()
 
@@ -272,6 +285,7 @@ class MySqlSource:
                     f"gtid_mode is {v['gtid_mode']} on the source but the source config says "
                     "gtid_mode: on",
                     "enable GTIDs on the server, or set gtid_mode: auto/off",
+                    key="gtid_mode",
                 )
             )
         if info.server_id == self.server_id:
@@ -279,6 +293,7 @@ class MySqlSource:
                 Problem(
                     f"server_id {self.server_id} is the source server's own server_id",
                     "give cdc a server_id that no server or replica in the topology uses",
+                    key="server_id",
                 )
             )
         problems.extend(self._check_replicas(cur))
@@ -299,6 +314,7 @@ class MySqlSource:
                 Problem(
                     f"a replica with server_id {self.server_id} is connected to the source",
                     "give cdc a server_id that no server or replica in the topology uses",
+                    key="server_id",
                 )
             ]
         return []
@@ -331,6 +347,7 @@ class MySqlSource:
                     f"the source user lacks {', '.join(missing)}",
                     f"GRANT {', '.join(missing)} ON *.* TO <the cdc user> "
                     "(also SELECT on the captured tables)",
+                    key="connection.user",
                 )
             )
         return problems
@@ -344,6 +361,7 @@ class MySqlSource:
                     f"{list(self.exclude)} (or the user cannot see any)",
                     "check the table patterns (database.table) and the user's SELECT grants",
                     fatal=False,
+                    key="tables.include",
                 )
             ]
         problems = []
@@ -360,6 +378,7 @@ class MySqlSource:
                         "replicas cannot apply its updates and deletes",
                         f"ALTER TABLE {quote(db)}.{quote(table)} ADD PRIMARY KEY (...), or add "
                         f"'{db}.{table}' to the source's tables.exclude",
+                        key="tables",
                     )
                 )
             try:
@@ -369,6 +388,7 @@ class MySqlSource:
                     Problem(
                         f"the source user cannot read {db}.{table}: {e.args[-1]}",
                         f"GRANT SELECT ON {quote(db)}.* TO <the cdc user>",
+                        key="tables",
                     )
                 )
         return problems

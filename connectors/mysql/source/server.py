@@ -30,7 +30,8 @@ ER_BINLOG_POSITION_GONE: Final = 1236
 
 RESNAPSHOT_HINT: Final = (
     "the binlog this source stopped at is no longer on the server; take a new snapshot "
-    "(delete the source's stored offset, or run once with snapshot mode `always`), and keep "
+    "(cdc reset-source FILE --name <source>, or run once with snapshot mode `always`), "
+    "and keep "
     "binlogs longer (binlog_expire_logs_seconds / expire_logs_days) than cdc may be stopped"
 )
 

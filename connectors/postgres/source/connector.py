@@ -35,7 +35,7 @@ from psycopg import pq, sql
 from psycopg.conninfo import make_conninfo
 
 from cdc.errors import ConfigError, PrerequisiteError
-from cdc.events import ChangeEvent
+from cdc.events import ChangeEvent, TableId
 from cdc.positions import PgPosition
 from cdc.spi import Position, Problem, StreamItem
 from connectors.postgres.config import PostgresSourceConfig
@@ -126,7 +126,7 @@ def _render(conn: psycopg.Connection[Any], stmt: sql.Composable) -> str:
 
 
 def drop_slot(config: PostgresSourceConfig, name: str | None = None) -> bool:
-    """Drop the source's replication slot (the explicit ``cdc source drop-slot``).
+    """Drop the source's replication slot (the explicit ``cdc reset-source --release``).
 
     Returns False when there is no such slot. Refuses while a reader uses
     it: stop the source first. After this the source's stored offsets are
@@ -197,6 +197,7 @@ class PostgresSource:
                 f"cannot connect to PostgreSQL at {_where(self.config)}: {e}",
                 "check host, port, database, user and password, and that pg_hba.conf admits "
                 "this host",
+                key="connection",
             )]
         try:
             return self._check(conn)
@@ -205,6 +206,16 @@ class PostgresSource:
                             "see the error; the user needs to read pg_catalog")]
         finally:
             conn.close()
+
+    def captured_tables(self) -> list[TableId]:
+        """cdc.spi.ListsTables: the tables the filter captures now."""
+        try:
+            with self.connect_sql() as conn:
+                database = conn.info.dbname
+                return [TableId(database, schema, table)
+                        for _, schema, table in catalog.captured_tables(conn, self.config.tables)]
+        except psycopg.Error as e:
+            raise classify(e, "cannot list the captured tables") from e
 
     def _check(self, conn: psycopg.Connection[Any]) -> list[Problem]:
         cfg = self.config
@@ -225,7 +236,8 @@ class PostgresSource:
         if not (server.superuser or server.replication):
             problems.append(Problem(
                 f"user {server.user} has neither the REPLICATION attribute nor superuser",
-                f"ALTER ROLE {sql.Identifier(server.user).as_string(conn)} REPLICATION;"))
+                f"ALTER ROLE {sql.Identifier(server.user).as_string(conn)} REPLICATION;",
+                key="connection.user"))
         slot = catalog.slot_facts(conn, cfg.slot_name)
         if slot is None:
             if server.used_replication_slots >= server.max_replication_slots:
@@ -233,26 +245,29 @@ class PostgresSource:
                     f"all {server.max_replication_slots} replication slots are in use, "
                     f"so slot {cfg.slot_name} cannot be created",
                     "raise max_replication_slots (needs a restart), or drop unused slots "
-                    "(SELECT slot_name FROM pg_replication_slots WHERE NOT active)"))
+                    "(SELECT slot_name FROM pg_replication_slots WHERE NOT active)",
+                    key="slot_name"))
         else:
             if slot.plugin != "pgoutput" or slot.slot_type != "logical":
                 problems.append(Problem(
                     f"slot {slot.name} exists but is a {slot.slot_type} slot of plugin "
-                    f"{slot.plugin!r}", "choose another slot_name (or drop that slot)"))
+                    f"{slot.plugin!r}", "choose another slot_name (or drop that slot)",
+                    key="slot_name"))
             elif slot.database != server.database:
                 problems.append(Problem(
                     f"slot {slot.name} belongs to database {slot.database}",
-                    "choose another slot_name"))
+                    "choose another slot_name", key="slot_name"))
             if slot.lost:
                 problems.append(Problem(
                     f"slot {slot.name} was invalidated (wal_status=lost): changes are missing",
-                    "cdc source drop-slot, reset the source's offsets, snapshot again; raise "
-                    "max_slot_wal_keep_size"))
+                    "cdc reset-source FILE --name <source> --release (drops the slot and the "
+                    "offsets: the next start snapshots again); raise max_slot_wal_keep_size",
+                    key="slot_name"))
             if slot.active_pid is not None:
                 problems.append(Problem(
                     f"slot {slot.name} is in use by server process {slot.active_pid}",
                     "stop the other reader of the slot (or this source, if it is running)",
-                    fatal=False))
+                    fatal=False, key="slot_name"))
         if server.used_wal_senders >= server.max_wal_senders:
             problems.append(Problem(
                 f"all {server.max_wal_senders} WAL senders are busy",
@@ -263,7 +278,7 @@ class PostgresSource:
                 f"no table matches tables.include {list(cfg.tables.include)} "
                 f"(exclude {list(cfg.tables.exclude)}) in database {server.database}",
                 "fix the patterns (schema.table, shell wildcards, case-sensitive)",
-                fatal=False))
+                fatal=False, key="tables.include"))
         for oid, schema, table in tables:
             facts = catalog.table_facts(conn, oid)
             if facts is not None and not facts.has_identity:
@@ -272,18 +287,19 @@ class PostgresSource:
                     f"table {schema}.{table} has no primary key and no replica identity: "
                     "PostgreSQL rejects its UPDATEs and DELETEs once it is published",
                     f"ALTER TABLE {name} ADD PRIMARY KEY (...); or "
-                    f"ALTER TABLE {name} REPLICA IDENTITY FULL;"))
+                    f"ALTER TABLE {name} REPLICA IDENTITY FULL;", key="tables"))
         pub = catalog.publication_facts(conn, cfg.publication_name, server.version_num)
         create = _render(conn, publication_statement(cfg, tables, server.version_num))
         if pub is None:
             if not cfg.create_publication:
                 problems.append(Problem(
                     f"publication {cfg.publication_name} does not exist "
-                    "(and create_publication is false)", f"{create};"))
+                    "(and create_publication is false)", f"{create};", key="publication_name"))
             elif "ALL TABLES" in create and not server.superuser:
                 problems.append(Problem(
                     f"creating publication {cfg.publication_name} FOR ALL TABLES needs a superuser",
-                    f"have a superuser run: {create}; or narrow tables.include"))
+                    f"have a superuser run: {create}; or narrow tables.include",
+                    key="publication_name"))
         else:
             missing = [(s, t) for _, s, t in tables if (s, t) not in pub.tables]
             if missing:
@@ -293,7 +309,7 @@ class PostgresSource:
                     f"{', '.join(f'{s}.{t}' for s, t in missing)}",
                     f"{add};" + (" (create_publication is true: cdc runs this at start)"
                                  if cfg.create_publication else ""),
-                    fatal=not cfg.create_publication))
+                    fatal=not cfg.create_publication, key="publication_name"))
             lacking = [op for op in _OPERATIONS if op not in pub.operations]
             if lacking:
                 problems.append(Problem(
@@ -301,13 +317,13 @@ class PostgresSource:
                     "changes would never reach Kafka",
                     f"ALTER PUBLICATION {sql.Identifier(pub.name).as_string(conn)} "
                     "SET (publish = 'insert, update, delete, truncate');",
-                    fatal=any(op != "truncate" for op in lacking)))
+                    fatal=any(op != "truncate" for op in lacking), key="publication_name"))
             if pub.via_root:
                 problems.append(Problem(
                     f"publication {pub.name} sets publish_via_partition_root: changes would be "
                     "named after partitioned parents, which the snapshot does not read",
                     f"ALTER PUBLICATION {sql.Identifier(pub.name).as_string(conn)} "
-                    "SET (publish_via_partition_root = false);"))
+                    "SET (publish_via_partition_root = false);", key="publication_name"))
         return problems
 
     def _alter_add(self, conn: psycopg.Connection[Any], missing: list[tuple[str, str]]) -> str:
@@ -397,7 +413,8 @@ class PostgresSource:
         if slot.lost:
             raise PrerequisiteError(
                 f"replication slot {slot.name} was invalidated (wal_status=lost)",
-                hint="cdc source drop-slot, reset the source's offsets and snapshot again")
+                hint="cdc reset-source FILE --name <source> --release (drops the slot and "
+                "the offsets: the next start snapshots again)")
 
     # -- SourceConnector ----------------------------------------------------------------------
 

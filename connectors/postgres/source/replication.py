@@ -613,14 +613,16 @@ class StreamReader:
             raise PrerequisiteError(
                 f"replication slot {self.settings.slot} does not exist, but this source has a "
                 f"stored position ({resume}): the changes since then are gone",
-                hint="cdc never re-creates a slot silently. Reset the source's offsets and let it "
-                "snapshot again (the slot is then created), or restore the slot",
+                hint="cdc never re-creates a slot silently. Reset the source's offsets (cdc "
+                "reset-source FILE --name <source>) and let it snapshot again (the slot is "
+                "then created), or restore the slot",
             )
         if slot.plugin != "pgoutput" or slot.slot_type != "logical":
             raise PrerequisiteError(
                 f"replication slot {slot.name} is a {slot.slot_type} slot of plugin "
                 f"{slot.plugin!r}, not a logical pgoutput slot",
-                hint="use another slot_name, or drop it (cdc source drop-slot) if it is cdc's",
+                hint="use another slot_name, or, if it is cdc's, drop it with "
+                "cdc reset-source FILE --name <source> --release",
             )
         if slot.database is not None and slot.database != self.database:
             raise PrerequisiteError(
@@ -632,8 +634,9 @@ class StreamReader:
             raise PrerequisiteError(
                 f"replication slot {slot.name} was invalidated (wal_status=lost): the server "
                 "removed WAL the slot still needed, so changes are missing",
-                hint="drop the slot (cdc source drop-slot), reset the source's offsets and "
-                "snapshot again; raise max_slot_wal_keep_size to avoid it",
+                hint="cdc reset-source FILE --name <source> --release (drops the slot and the "
+                "offsets: the next start snapshots again); raise max_slot_wal_keep_size to "
+                "avoid it",
             )
         confirmed = slot.confirmed_flush.value if slot.confirmed_flush is not None else 0
         if resume is not None and (resume.last_in_tx or resume.snapshot):

@@ -176,7 +176,6 @@ def write_config(path: Path, kafka: str, registry: str, source: dict[str, Any],
                  offsets_topic: str) -> Path:
     config = {
         "kafka": {"bootstrap_servers": kafka, "offsets_topic": offsets_topic,
-                  "schema_history_topic": f"{offsets_topic}.history",
                   "producer": {"linger_ms": 5},
                   "topics": {"partitions": 3, "replication_factor": 1}},
         "schema_registry": {"url": registry},

@@ -107,7 +107,6 @@ def test_source_runner_delivers_every_change_to_kafka(
 def _config(pg: PgEnv, path: Path, table: str, kafka: str, registry: str) -> Path:
     config = {
         "kafka": {"bootstrap_servers": kafka, "offsets_topic": f"{pg.name}.offsets",
-                  "schema_history_topic": f"{pg.name}.history",
                   "producer": {"linger_ms": 5},
                   "topics": {"partitions": 3, "replication_factor": 1}},
         "schema_registry": {"url": registry},

@@ -128,7 +128,7 @@ def run_sink(config_path: Path, name: str) -> int:
         log.error("%s", e)
         return 2
     except DdlRefused as e:
-        log.error("sink %s stopped: %s", name, e.one_line())
+        log.error("stopped: %s", e.one_line())  # (it names the sink)
         return EXIT_NEEDS_OPERATOR
     except CdcError as e:
         log.error("sink %s stopped: %s", name, e)

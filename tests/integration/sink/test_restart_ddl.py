@@ -13,24 +13,31 @@ it), and a DDL the replica does refuse stops the sink with one clear error.
 from __future__ import annotations
 
 import logging
+import os
 import random
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from cdc.errors import DdlRefused
+from cdc.errors import EXIT_NEEDS_OPERATOR, DdlRefused
 from cdc.events import Column, ColumnType, Kind, Op, TableId, TableSchema
-from cdc.serde import RegistryClient
+from cdc.serde import AvroSerde, RegistryClient
 from cdc.spi import TableName
 from cdc.verify import normalizer
 from tests.integration.sink.helpers import ApplierHarness, EventFactory, drop_tables, sink_name
+from tests.integration.sink.kafka_helpers import ensure_topic, produce
 
 pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[3]
 
 C = ColumnType
 Row = dict[str, Any]
@@ -365,5 +372,54 @@ def test_a_ddl_the_replica_refuses_is_one_clear_error(
     finally:
         h.session.rollback()
         h.session.execute_ddl([f"DROP VIEW IF EXISTS {view}"])
+        drop_tables(h.session, table)
+        h.close()
+
+
+def test_sink_command_stops_with_one_line_and_exit_78_on_a_refused_ddl(
+        kafka_bootstrap: str, schema_registry_url: str, mysql_replica_url: str,
+        registry: RegistryClient, unique_name: str, tmp_path: Path) -> None:
+    """``cdc sink`` over a table whose widening MariaDB refuses: no traceback, one
+    ERROR line naming sink, table, column, statement and hint; exit status 78
+    (EXIT_NEEDS_OPERATOR: a supervisor must not restart it in a loop)."""
+    table = unique_name[:40]
+    topic = f"src_{table}"
+    ensure_topic(kafka_bootstrap, topic, 1)
+    config = tmp_path / "cdc.yaml"
+    config.write_text(yaml.safe_dump({
+        "kafka": {"bootstrap_servers": kafka_bootstrap, "consumer": {"session_timeout_ms": 6000}},
+        "schema_registry": {"url": schema_registry_url},
+        "sinks": [{"name": "rep_my", "kind": "mysql", "topics": [topic],
+                   "target": {"dsn": mysql_replica_url}, "consumer_group": f"g_{unique_name}"}],
+        "metrics": {"enabled": False},
+    }))
+    h = ApplierHarness("mysql", mysql_replica_url, registry, sink_name(f"c_{unique_name}"), [topic])
+    t = h.dialect.table_sql(TableName(None, table))
+    try:
+        drop_tables(h.session, table)
+        h.session.execute_ddl([f"CREATE TABLE {t} (id int PRIMARY KEY, b varchar(50), KEY (b, id))"])
+        spec = Spec("c", "postgresql", (_k("id", C(Kind.INT32, "integer")),), lambda i: (i,),
+                    (Column("b", C(Kind.STRING, "text")),))
+        f = EventFactory(spec.schema(table))
+        produce(kafka_bootstrap, AvroSerde(registry), [f.event(Op.CREATE, after={"id": 1, "b": "x"})],
+                1, topic=topic)
+        proc = subprocess.Popen([sys.executable, "-m", "tests.integration.sink.cli_entry", "sink",
+                                 str(config)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            out, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == EXIT_NEEDS_OPERATOR, out + err
+        assert "Traceback" not in err + out
+        stopped = [line for line in (err + out).splitlines() if "stopped:" in line]
+        assert len(stopped) == 1, err
+        line = stopped[0]
+        for part in ("sink rep_my", table, "column 'b'", "MODIFY COLUMN `b` longtext", "hint:",
+                     "auto_evolve", "1071"):
+            assert part in line, (part, line)
+        assert "retrying" not in err
+    finally:
         drop_tables(h.session, table)
         h.close()

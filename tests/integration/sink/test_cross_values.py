@@ -131,6 +131,11 @@ def test_any_mysql_time_reaches_each_replica(time_trip: RoundTrip,
     time_trip.check(values)
 
 
+def test_a_large_batch_of_times_takes_the_bulk_path(time_trip: RoundTrip) -> None:
+    """1,500 rows in one batch: PostgreSQL applies them through COPY and a staging table."""
+    time_trip.check([timedelta(seconds=s * 2011 - 1_500_000) for s in range(1_500)])
+
+
 def test_verify_finds_edge_uuids_and_times_equal_across_dialects(
         registry: RegistryClient, unique_name: str, pg_source_dsn: str, mysql_source_url: str,
         pg_replica_dsn: str, mysql_replica_url: str) -> None:

@@ -35,6 +35,7 @@ from cdc.spi import TableName
 from cdc.verify import normalizer
 from tests.integration.sink.helpers import ApplierHarness, EventFactory, drop_tables, sink_name
 from tests.integration.sink.kafka_helpers import ensure_topic, produce
+from tests.integration.sink.test_types import my_source_table, pg_source_table
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]
@@ -421,5 +422,45 @@ def test_sink_command_stops_with_one_line_and_exit_78_on_a_refused_ddl(
             assert part in line, (part, line)
         assert "retrying" not in err
     finally:
+        drop_tables(h.session, table)
+        h.close()
+
+
+@pytest.mark.parametrize("source", ["postgresql", "mariadb"])
+def test_restart_over_a_table_of_every_type_plans_no_ddl(
+        replica: tuple[str, str], registry: RegistryClient, unique_name: str, source: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The type zoo of test_types (every kind both sources emit, with NULLs): made by
+    one sink instance, then two restarts that run no DDL and still apply."""
+    kind, dsn = replica
+    table = unique_name[:40]
+    build = pg_source_table if source == "postgresql" else my_source_table
+    _, schema, rows, _ = build(table)
+    name = sink_name(f"z_{unique_name}")
+    f = EventFactory(schema, connector=source)
+    offsets: dict[tuple[str, int], int] = {}
+    try:
+        for restart in range(3):
+            h = ApplierHarness(kind, dsn, registry, name, ["src.z"])
+            h.offsets = offsets
+            if restart == 0:
+                drop_tables(h.session, table)
+                events = [f.event(Op.READ, after=r) for r in rows]
+            else:
+                events = [f.event(Op.UPDATE, before=rows[1], after={**rows[0], "id": rows[1]["id"]}),
+                          f.event(Op.CREATE, after={**rows[0], "id": restart + 10})]
+            caplog.clear()
+            try:
+                with caplog.at_level(logging.INFO):
+                    res = h.apply(events, topic="src.z")
+                assert res.failure is None and res.dead_letters == 0 and res.applied == len(events)
+                if restart:
+                    assert _ddl_lines(caplog) == [], f"restart {restart} ran DDL"
+                    assert h.session.count(TableName(h.dialect.default_schema(h.config), table)) \
+                        == 2 + restart
+            finally:
+                h.close()
+    finally:
+        h = ApplierHarness(kind, dsn, registry, name, ["src.z"])
         drop_tables(h.session, table)
         h.close()

@@ -212,7 +212,11 @@ class Applier:
 
     def _bad(self, prep: _Prepared, rec: Record, error: BaseException, kind: str) -> bool:
         """Handle a bad record; False when the partition must stop here (policy fail)."""
-        label = "refused by the replica" if isinstance(error, _InTable) else type(error).__name__
+        label = (
+            "refused by the replica" if isinstance(error, _InTable)
+            else "does not fit" if isinstance(error, DoesNotFit)
+            else type(error).__name__
+        )
         message = f"{label}: {error}"
         if self.settings.policy == "fail":
             prep.failure = SinkFailure(

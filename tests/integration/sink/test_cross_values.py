@@ -212,15 +212,21 @@ def test_values_without_a_representation_are_dead_letters_in_database_notation(
          "mariadb", [timedelta(days=-35, seconds=3601), timedelta(hours=24, microseconds=1)],
          f"CREATE TABLE {table} (k integer PRIMARY KEY, f time)",
          ["TIME -838:59:59 is outside", "TIME 24:00:00.000001 is outside"]),
+        ("mysql", mysql_replica_url, TableSchema(TableId("app", "public", table[:36] + "_s"), (
+            Column("k", C(Kind.INT32, "integer"), nullable=False),
+            Column("f", C(Kind.STRING, "character varying(10)", length=10))), ("k",)),
+         "postgresql", ["much too long"],
+         f"CREATE TABLE {table[:36]}_s (k int PRIMARY KEY, f varchar(3))",
+         ["Data too long"]),
     ]
-    for kind, dsn, schema, connector, values, ddl, texts in cases:
+    for n, (kind, dsn, schema, connector, values, ddl, texts) in enumerate(cases):
         letters = FakeDeadLetters()
         # (a hand-made time column is widened to interval unless auto_evolve is off)
         extra = {} if ddl is None else {"tables": {"auto_evolve": False}}
-        h = ApplierHarness(kind, dsn, registry, sink_name(f"d_{table}_{kind}"), ["src.d"],
+        h = ApplierHarness(kind, dsn, registry, sink_name(f"d{n}_{table}"), ["src.d"],
                            policy="dead_letter", dead_letters=letters, **extra)
         try:
-            drop_tables(h.session, table)
+            drop_tables(h.session, schema.table.table)
             if ddl is not None:  # a time column made by hand (or before TIME became interval)
                 h.session.execute_ddl([ddl])
             f = EventFactory(schema, connector=connector)
@@ -231,7 +237,9 @@ def test_values_without_a_representation_are_dead_letters_in_database_notation(
             reasons = [x.error for x in letters.letters]
             for text, reason in zip(texts, reasons, strict=True):
                 assert text in reason, reason
+                label = "refused by the replica" if text == "Data too long" else "does not fit"
+                assert reason.startswith(f"{label}: replica table "), reason
                 assert "days" not in reason and "_InTable" not in reason and "inf," not in reason
         finally:
-            drop_tables(h.session, table)
+            drop_tables(h.session, schema.table.table)
             h.close()

@@ -371,12 +371,14 @@ class ReplicaSchemas:
             changes = self._evolve(session, name, replica, written, schema, native, ddl_type)
             if changes:
                 if not self.settings.auto_evolve:
-                    ddl = [sql for _, statements in changes for sql in statements]
+                    ddl = [sql for _, statements, _ in changes for sql in statements]
                     raise SchemaError(
                         f"replica table {name} does not match {schema.table}: it needs {ddl}",
                         hint="alter the replica table, or set tables.auto_evolve: true",
                     )
-                for column, statements in changes:
+                for column, statements, why in changes:
+                    if why:
+                        log.info("replica table %s column %r: %s", name, column, why)
                     self._ddl(session, name, statements, column, key=column in pk)
                 replica = self._describe(session, name, fresh=True)
                 assert replica is not None
@@ -408,14 +410,14 @@ class ReplicaSchemas:
         schema: TableSchema,
         native: bool,
         ddl_type: Callable[[Column], str],
-    ) -> list[tuple[str | None, list[str]]]:
-        """The DDL ``replica`` needs, as (column, statements) pairs; empty when it
-        already holds what ``written`` sends (the case of every restart)."""
+    ) -> list[tuple[str | None, list[str], str]]:
+        """The DDL ``replica`` needs, as (column, statements, why) triples; empty when
+        it already holds what ``written`` sends (the case of every restart)."""
         d = session.dialect
-        out: list[tuple[str | None, list[str]]] = []
+        out: list[tuple[str | None, list[str], str]] = []
         missing = [(c.name, ddl_type(c)) for c in written if replica.column(c.name) is None]
         if missing:
-            out.append((", ".join(n for n, _ in missing), d.add_columns(name, missing)))
+            out.append((", ".join(n for n, _ in missing), d.add_columns(name, missing), ""))
         if not self.settings.auto_evolve and not missing:
             return []
         sent = {c.name for c in written}
@@ -426,16 +428,14 @@ class ReplicaSchemas:
                 continue
             wider = d.widen(rc, c.type, native=native, key=c.name in pk)
             if wider is not None:
-                log.info(
-                    "replica table %s column %r: %s -> %s (to hold %s's %s values)",
-                    name, c.name, rc.type_text, wider, schema.table, c.type.native or c.type.kind.value,
-                )
                 ddl = d.alter_column(name, rc, wider, nullable=rc.nullable)
                 if ddl:
-                    out.append((c.name, ddl))
+                    source_type = c.type.native or c.type.kind.value
+                    why = f"{rc.type_text} -> {wider} (to hold {schema.table}'s {source_type} values)"
+                    out.append((c.name, ddl, why))
         for rc in replica.columns:
             if not rc.nullable and rc.name not in sent and rc.name not in replica.primary_key:
                 ddl = d.alter_column(name, rc, None, nullable=True)
                 if ddl:
-                    out.append((rc.name, ddl))
+                    out.append((rc.name, ddl, ""))
         return out

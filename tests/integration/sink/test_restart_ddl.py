@@ -377,12 +377,14 @@ def test_a_ddl_the_replica_refuses_is_one_clear_error(
         h.close()
 
 
+@pytest.mark.parametrize("command", ["sink", "run"])
 def test_sink_command_stops_with_one_line_and_exit_78_on_a_refused_ddl(
         kafka_bootstrap: str, schema_registry_url: str, mysql_replica_url: str,
-        registry: RegistryClient, unique_name: str, tmp_path: Path) -> None:
-    """``cdc sink`` over a table whose widening MariaDB refuses: no traceback, one
-    ERROR line naming sink, table, column, statement and hint; exit status 78
-    (EXIT_NEEDS_OPERATOR: a supervisor must not restart it in a loop)."""
+        registry: RegistryClient, unique_name: str, tmp_path: Path, command: str) -> None:
+    """``cdc sink`` (and ``cdc run`` supervising it) over a table whose widening
+    MariaDB refuses: no traceback, one ERROR line naming sink, table, column,
+    statement and hint; exit status 78 (EXIT_NEEDS_OPERATOR), and ``cdc run``
+    does not restart it in a loop."""
     table = unique_name[:40]
     topic = f"src_{table}"
     ensure_topic(kafka_bootstrap, topic, 1)
@@ -404,8 +406,10 @@ def test_sink_command_stops_with_one_line_and_exit_78_on_a_refused_ddl(
         f = EventFactory(spec.schema(table))
         produce(kafka_bootstrap, AvroSerde(registry), [f.event(Op.CREATE, after={"id": 1, "b": "x"})],
                 1, topic=topic)
-        proc = subprocess.Popen([sys.executable, "-m", "tests.integration.sink.cli_entry", "sink",
-                                 str(config)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        args = (["-m", "tests.integration.sink.cli_entry", "sink", str(config)] if command == "sink"
+                else ["-m", "cdc.cli", "run", str(config), "--only", "rep_my"])
+        proc = subprocess.Popen([sys.executable, *args], cwd=ROOT,
+                                env={**os.environ, "PYTHONPATH": str(ROOT)},
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             out, err = proc.communicate(timeout=120)
@@ -421,6 +425,7 @@ def test_sink_command_stops_with_one_line_and_exit_78_on_a_refused_ddl(
                      "auto_evolve", "1071"):
             assert part in line, (part, line)
         assert "retrying" not in err
+        assert err.count("replica refused") == 1  # (cdc run: one attempt, no restart loop)
     finally:
         drop_tables(h.session, table)
         h.close()

@@ -7,6 +7,12 @@ that names the component and says what to do.
 
 from __future__ import annotations
 
+from typing import Final
+
+EXIT_NEEDS_OPERATOR: Final = 78
+"""Exit status of a process stopped by an error that restarting cannot fix (the
+``EX_CONFIG`` of sysexits): a supervisor should not restart it until someone acts."""
+
 
 class CdcError(Exception):
     """Base of all cdc errors. ``hint`` tells the operator what to do."""
@@ -32,6 +38,23 @@ class PositionError(CdcError):
 
 class SchemaError(CdcError):
     """A table or record schema cannot be mapped, registered or evolved."""
+
+
+class DdlRefused(CdcError):
+    """The replica refused a DDL statement the sink planned (create, add or widen a
+    column). Restarting cannot help: the process stops with :data:`EXIT_NEEDS_OPERATOR`."""
+
+    def __init__(
+        self, message: str, *, statement: str, column: str | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.statement = statement
+        self.column = column
+
+    def one_line(self) -> str:
+        """The message and the hint on one line (for one log record)."""
+        base = Exception.__str__(self)
+        return f"{base}; hint: {self.hint}" if self.hint else base
 
 
 class SerializationError(CdcError):

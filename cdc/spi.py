@@ -297,9 +297,15 @@ class SinkDialect(Protocol):
     def add_columns(self, table: TableName, columns: Sequence[tuple[str, str]]) -> list[str]:
         """DDL adding nullable ``(name, type ddl)`` columns."""
 
-    def widen(self, existing: ReplicaColumn, column_type: ColumnType, *, native: bool) -> str | None:
+    def widen(
+        self, existing: ReplicaColumn, column_type: ColumnType, *, native: bool, key: bool = False
+    ) -> str | None:
         """The wider type ddl ``existing`` needs to hold ``column_type`` values when
-        that is a safe widening (longer varchar, bigger int, more digits); else None."""
+        that is a safe widening (longer varchar, bigger int, more digits); else None.
+
+        Idempotent: for a column that :meth:`column_ddl` (same ``native`` and ``key``)
+        created, or that an earlier widening produced, it returns None. For a key
+        column (``key``) it never returns a type that cannot be part of a primary key."""
 
     def alter_column(
         self, table: TableName, column: ReplicaColumn, type_ddl: str | None, nullable: bool

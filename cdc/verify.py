@@ -159,12 +159,23 @@ def _time(v: Any) -> str:
         return _micros(timedelta(hours=v.hour, minutes=v.minute, seconds=v.second,
                                  microseconds=v.microsecond))
     s = _text(v)
-    m = re.fullmatch(r"(-?)(\d+):(\d\d):(\d\d)(?:\.(\d{1,6}))?", s)
-    if m is None:
+    if s.startswith(("P", "-P")):  # a PostgreSQL interval column holding a MySQL TIME
+        parts = _interval(s).split(",")
+        if len(parts) != 3 or parts[0] != "0":
+            return s
+        return str(int(parts[1]) * 86_400_000_000 + int(parts[2]))
+    # MySQL TIME text, or an interval in IntervalStyle postgres (a day part only when
+    # a person wrote it so: the sink writes [-]H:MM:SS).
+    m = _TIME_TEXT.fullmatch(s)
+    if m is None or not (m.group(1) or m.group(3)):
         return s
-    sign, h, mi, se, frac = m.groups()
-    us = ((int(h) * 60 + int(mi)) * 60 + int(se)) * 1_000_000 + int((frac or "0").ljust(6, "0"))
-    return str(-us if sign else us)
+    days, sign, h, mi, se, frac = m.groups()
+    us = ((int(h or 0) * 60 + int(mi or 0)) * 60 + int(se or 0)) * 1_000_000
+    us += int((frac or "0").ljust(6, "0"))
+    return str(int(days or 0) * 86_400_000_000 + (-us if sign == "-" else us))
+
+
+_TIME_TEXT = re.compile(r"(?:([+-]?\d+) days?)? ?(?:([+-]?)(\d+):(\d\d):(\d\d)(?:\.(\d{1,6}))?)?")
 
 
 _TZ_SHORT = re.compile(r"([+-]\d\d)$")

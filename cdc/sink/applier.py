@@ -212,7 +212,12 @@ class Applier:
 
     def _bad(self, prep: _Prepared, rec: Record, error: BaseException, kind: str) -> bool:
         """Handle a bad record; False when the partition must stop here (policy fail)."""
-        message = f"{type(error).__name__}: {error}"
+        label = (
+            "refused by the replica" if isinstance(error, _InTable)
+            else "does not fit" if isinstance(error, DoesNotFit)
+            else type(error).__name__
+        )
+        message = f"{label}: {error}"
         if self.settings.policy == "fail":
             prep.failure = SinkFailure(
                 f"sink {self.settings.name}: record {rec.topic}[{rec.partition}]@{rec.offset} "

@@ -23,7 +23,7 @@ from typing import Any
 import click
 
 from cdc.config import CdcConfig, load_config
-from cdc.errors import CdcError, ConfigError
+from cdc.errors import EXIT_NEEDS_OPERATOR, CdcError, ConfigError, DdlRefused
 from cdc.observability.logging import setup_logging
 from cdc.registry import get_connector
 from cdc.serde import AvroSerde, RegistryClient, SchemaRegistry
@@ -127,6 +127,9 @@ def run_sink(config_path: Path, name: str) -> int:
     except SinkFailure as e:
         log.error("%s", e)
         return 2
+    except DdlRefused as e:
+        log.error("stopped: %s", e.one_line())  # (it names the sink)
+        return EXIT_NEEDS_OPERATOR
     except CdcError as e:
         log.error("sink %s stopped: %s", name, e)
         return 1

@@ -10,6 +10,12 @@ columns the source no longer sends). Columns are never dropped or narrowed.
 
 Plans are made before a batch's transaction starts: MySQL commits DDL
 implicitly, and DDL that runs ahead of its data is harmless to replay.
+
+Re-planning a table the sink (or a person) already made is idempotent: a
+restarted sink plans no DDL when nothing changed, and a key column is only
+ever widened to a type that can still be a key. A statement the replica
+refuses anyway stops the sink with :class:`~cdc.errors.DdlRefused` naming
+the sink, table, column and statement (restarting could not help).
 """
 
 from __future__ import annotations
@@ -20,12 +26,12 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
-from cdc.errors import ConfigError, SchemaError
+from cdc.errors import ConfigError, DdlRefused, SchemaError
 from cdc.events import Column, Op, TableId, TableSchema
 from cdc.serde import DecodedChange
 from cdc.sink.naming import replica_table
 from cdc.sink.reduce import Delete, Move, Mutation, Upsert
-from cdc.sink.values import DoesNotFit, passes
+from cdc.sink.values import DoesNotFit, db_text, passes
 from cdc.spi import ErrorKind, ReplicaTable, SinkSession, TableName
 
 log = logging.getLogger(__name__)
@@ -55,6 +61,7 @@ class TableSettings:
     name_map: Mapping[str, str] | None = None
     columns: Mapping[str, ColumnSelection] | None = None
     default_schema: str | None = None
+    sink: str = "?"  # the sink's name, for error messages
 
 
 class TablePlan:
@@ -124,7 +131,7 @@ class TablePlan:
             raise DoesNotFit(f"replica table {self.name} column {name!r}: {e}") from e
         except (ValueError, TypeError, OverflowError, ArithmeticError) as e:
             raise DoesNotFit(
-                f"replica table {self.name} column {name!r} cannot take {v!r:.80}: {e}"
+                f"replica table {self.name} column {name!r} cannot take {db_text(v)}: {e}"
             ) from e
 
     def _row(self, row: Mapping[str, Any]) -> tuple[tuple[str, ...], tuple[Any, ...]]:
@@ -166,7 +173,7 @@ class TablePlan:
                     v = conv(v)
                 except (ValueError, TypeError, OverflowError, ArithmeticError) as e:
                     raise DoesNotFit(
-                        f"replica table {self.name} key column {name!r} cannot take {v!r:.80}: {e}"
+                        f"replica table {self.name} key column {name!r} cannot take {db_text(v)}: {e}"
                     ) from e
             out.append(v)
         return tuple(out)
@@ -228,6 +235,7 @@ def table_settings(config: Any, default_schema: str | None) -> TableSettings:
         name_map=dict(tables.name_map),
         columns={topic: _selection(sel) for topic, sel in tables.columns.items()},
         default_schema=default_schema,
+        sink=str(getattr(config, "name", "?")),
     )
 
 
@@ -299,18 +307,50 @@ class ReplicaSchemas:
     def replica(self, session: SinkSession, name: TableName) -> ReplicaTable | None:
         return self._describe(session, name)
 
-    def _ddl(self, session: SinkSession, name: TableName, statements: Sequence[str]) -> None:
-        """Run DDL; a statement the data refuses (a type change the rows do not fit)
-        becomes a SchemaError, i.e. a bad record, not a stopped worker."""
+    def _ddl(
+        self, session: SinkSession, name: TableName, statements: Sequence[str], column: str | None,
+        *, key: bool = False,
+    ) -> None:
+        """Run DDL for ``column`` (None: the whole table). A statement the data refuses
+        (a type change the rows do not fit) becomes a SchemaError, i.e. a bad record;
+        one the replica refuses otherwise becomes DdlRefused, which stops the sink."""
         try:
             session.execute_ddl(statements)
         except Exception as e:
-            if session.dialect.classify(e) is ErrorKind.DATA:
+            kind = session.dialect.classify(e)
+            if kind is ErrorKind.DATA:
                 raise SchemaError(f"replica table {name}: {'; '.join(statements)} failed: {e}") from e
+            if kind is ErrorKind.FATAL:
+                raise self._refused(name, statements, column, e, key=key) from e
             raise
         finally:
             session.invalidate(name)
             self._tables.pop(name, None)
+
+    def _refused(
+        self, name: TableName, statements: Sequence[str], column: str | None, error: Exception,
+        *, key: bool,
+    ) -> DdlRefused:
+        what = f"column {column!r}" if column is not None else "table creation"
+        if column is None:
+            hint = ("create the replica table by hand with types the replica accepts "
+                    "(the statement shows what the sink wanted), then restart the sink")
+        elif key:
+            hint = (f"{column!r} is part of the primary key: change it by hand to a type that "
+                    "holds the source's values and can be a key, or set tables.auto_evolve: "
+                    "false to keep the replica table as it is; then restart the sink")
+        else:
+            hint = ("change the column by hand to a type that holds the source's values, or set "
+                    "tables.auto_evolve: false to keep the replica table as it is; then restart "
+                    "the sink")
+        reason = " ".join(str(error).split())
+        return DdlRefused(
+            f"sink {self.settings.sink}: replica table {name} {what}: the replica refused "
+            f"`{'; '.join(statements)}`: {reason}",
+            statement="; ".join(statements),
+            column=column,
+            hint=hint,
+        )
 
     def _make(self, session: SinkSession, topic: str, schema: TableSchema, native: bool) -> TablePlan:
         d = session.dialect
@@ -340,19 +380,23 @@ class ReplicaSchemas:
                     hint="create it, or set tables.auto_create: true",
                 )
             cols = [(c.name, ddl_type(c), c.nullable and c.name not in pk) for c in written]
-            self._ddl(session, name, d.create_table(name, cols, schema.primary_key))
+            self._ddl(session, name, d.create_table(name, cols, schema.primary_key), None)
             replica = self._describe(session, name, fresh=True)
             if replica is None:
                 raise SchemaError(f"replica table {name} was created but cannot be described")
         else:
-            ddl = self._evolve(session, name, replica, written, schema, native, ddl_type)
-            if ddl:
+            changes = self._evolve(session, name, replica, written, schema, native, ddl_type)
+            if changes:
                 if not self.settings.auto_evolve:
+                    ddl = [sql for _, statements, _ in changes for sql in statements]
                     raise SchemaError(
                         f"replica table {name} does not match {schema.table}: it needs {ddl}",
                         hint="alter the replica table, or set tables.auto_evolve: true",
                     )
-                self._ddl(session, name, ddl)
+                for column, statements, why in changes:
+                    if why:
+                        log.info("replica table %s column %r: %s", name, column, why)
+                    self._ddl(session, name, statements, column, key=column in pk)
                 replica = self._describe(session, name, fresh=True)
                 assert replica is not None
         if set(replica.primary_key) != pk:
@@ -383,23 +427,32 @@ class ReplicaSchemas:
         schema: TableSchema,
         native: bool,
         ddl_type: Callable[[Column], str],
-    ) -> list[str]:
+    ) -> list[tuple[str | None, list[str], str]]:
+        """The DDL ``replica`` needs, as (column, statements, why) triples; empty when
+        it already holds what ``written`` sends (the case of every restart)."""
         d = session.dialect
-        ddl: list[str] = []
+        out: list[tuple[str | None, list[str], str]] = []
         missing = [(c.name, ddl_type(c)) for c in written if replica.column(c.name) is None]
         if missing:
-            ddl += d.add_columns(name, missing)
+            out.append((", ".join(n for n, _ in missing), d.add_columns(name, missing), ""))
         if not self.settings.auto_evolve and not missing:
             return []
         sent = {c.name for c in written}
+        pk = set(schema.primary_key)
         for c in written:
             rc = replica.column(c.name)
             if rc is None:
                 continue
-            wider = d.widen(rc, c.type, native=native)
+            wider = d.widen(rc, c.type, native=native, key=c.name in pk)
             if wider is not None:
-                ddl += d.alter_column(name, rc, wider, nullable=rc.nullable)
+                ddl = d.alter_column(name, rc, wider, nullable=rc.nullable)
+                if ddl:
+                    source_type = c.type.native or c.type.kind.value
+                    why = f"{rc.type_text} -> {wider} (to hold {schema.table}'s {source_type} values)"
+                    out.append((c.name, ddl, why))
         for rc in replica.columns:
             if not rc.nullable and rc.name not in sent and rc.name not in replica.primary_key:
-                ddl += d.alter_column(name, rc, None, nullable=True)
-        return ddl
+                ddl = d.alter_column(name, rc, None, nullable=True)
+                if ddl:
+                    out.append((rc.name, ddl, ""))
+        return out

@@ -9,6 +9,9 @@ have, so the dialects' converters call these checks first and raise
 record (dead letter queue or stop, by policy). Length and range limits the
 databases do enforce (strings, MariaDB TIME/TIMESTAMP) are left to them.
 
+Error texts show values in database notation (:func:`db_text`: ``-838:59:59``,
+``Infinity``), never Python reprs.
+
 Also here: the JSON form of values inside arrays, for replicas without
 array types (MariaDB stores arrays as JSON); ``cdc verify`` uses the same
 form to compare them.
@@ -27,6 +30,50 @@ from typing import Any
 
 class DoesNotFit(ValueError):
     """A value the replica column cannot hold without changing it."""
+
+
+def time_text(v: timedelta) -> str:
+    """A duration as MySQL/PostgreSQL write a TIME/interval: ``[-]H:MM:SS[.ffffff]``
+    (hours may exceed 24: ``-838:59:59``). PostgreSQL reads it back as an interval
+    with no day or month part."""
+    us = v // timedelta(microseconds=1)
+    sign = "-" if us < 0 else ""
+    us = abs(us)
+    seconds, frac = divmod(us, 1_000_000)
+    minutes, sec = divmod(seconds, 60)
+    hours, minute = divmod(minutes, 60)
+    text = f"{sign}{hours:02}:{minute:02}:{sec:02}"
+    return f"{text}.{frac:06}" if frac else text
+
+
+def float_text(v: float) -> str:
+    """A float as the databases write it (``Infinity``, ``-Infinity``, ``NaN``)."""
+    if v != v:
+        return "NaN"
+    if v in (float("inf"), float("-inf")):
+        return "Infinity" if v > 0 else "-Infinity"
+    return repr(v)
+
+
+def db_text(v: Any, limit: int = 80) -> str:
+    """A value for an error text, in database notation, cut to ``limit`` characters."""
+    if isinstance(v, timedelta):
+        text = time_text(v)
+    elif isinstance(v, float):
+        text = float_text(v)
+    elif isinstance(v, datetime):
+        text = v.isoformat(" ")
+    elif isinstance(v, date | time | Decimal | uuid.UUID | int):
+        text = str(v)
+    elif isinstance(v, bytes | bytearray | memoryview):
+        text = "\\x" + bytes(v).hex()
+    elif isinstance(v, Enum):
+        text = str(v.value)
+    elif isinstance(v, str):
+        text = "'" + v.replace("'", "''") + "'"
+    else:
+        text = repr(v)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def identity_for(*types: type) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]:
@@ -125,7 +172,7 @@ def fraction_check(digits: int | None, source_digits: int | None = None) -> Call
             return v
         if us % unit:
             raise DoesNotFit(
-                f"{v} has more fractional-second digits than the column keeps ({digits})"
+                f"{db_text(v)} has more fractional-second digits than the column keeps ({digits})"
             )
         return v
 

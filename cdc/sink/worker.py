@@ -40,7 +40,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message
 from confluent_kafka import TopicPartition as KafkaPartition
 
-from cdc.errors import CdcError, UnreachableError
+from cdc.errors import CdcError, DdlRefused, UnreachableError
 from cdc.sink.applier import Applier, ApplyResult, Record, SinkFailure
 from cdc.sink.checkpoint import NOTHING, Checkpoint, CheckpointStore, FencedError, TopicPartition
 from cdc.spi import ErrorKind, SinkDialect, SinkSession
@@ -356,8 +356,8 @@ class SinkWorker:
                 log.warning("%s: %s", self.name, e)
                 self._resync(e.stored)
                 continue
-            except (StopRequested, SinkFailure):
-                raise
+            except (StopRequested, SinkFailure, DdlRefused):
+                raise  # (a refused DDL was planned from a fresh look at the table)
             except Exception as e:
                 if self._classify(e) is ErrorKind.FATAL and not self._fatal_retried:
                     # A replica table changed behind the sink? Re-read, try once more.

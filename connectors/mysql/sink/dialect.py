@@ -27,9 +27,12 @@ SET             text
 BYTES           varbinary(n) (n <= 255), else         key: varbinary(255)
                 longblob
 BITS            bit(n) (n <= 64), else varbinary
-UUID            uuid (MariaDB 10.7+), char(36) (MySQL)
+UUID            char(36), lowercase hyphenated     any 128-bit value (MariaDB's
+                text; a MariaDB source's uuid         uuid type refuses some that
+                column stays uuid                     PostgreSQL accepts)
 DATE            date                                  infinity: error
-TIME            time(p)                               outside +-838:59:59: error
+TIME            time(p)                               outside -838:59:59..
+                                                      838:59:59: error
 TIMETZ          varchar(32)                           its text
 TIMESTAMP       datetime(p)
 TIMESTAMPTZ     datetime(p), in UTC                   (an existing TIMESTAMP
@@ -38,6 +41,12 @@ INTERVAL        varchar(64)                           ISO-8601 text
 GEOMETRY        longblob                              WKB
 ARRAY           json                                  elements as JSON (values.py)
 ==============  ====================================  ==========================
+
+Re-planning an existing table is idempotent (:meth:`MySqlDialect.widen` of a
+column the sink made returns None), and a key column is never widened to a
+type that cannot be a key (TEXT/BLOB need a key length): a restarted sink
+plans no DDL. An existing ``uuid`` column that a non-MariaDB source writes
+is widened once to ``char(36)``.
 
 Sessions run with ``sql_mode = STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION,
 NO_AUTO_VALUE_ON_ZERO`` (too-long strings and out-of-range values are
@@ -79,9 +88,11 @@ from cdc.sink.values import (
     DoesNotFit,
     chain,
     decimal_check,
+    float_text,
     fraction_check,
     identity_for,
     json_value,
+    time_text,
 )
 from cdc.spi import (
     ErrorKind,
@@ -133,7 +144,7 @@ def origin_domain_id(origin: str) -> int:
 
 def _float_to_db(v: Any) -> Any:
     if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
-        raise DoesNotFit(f"{v} has no MariaDB/MySQL FLOAT/DOUBLE representation")
+        raise DoesNotFit(f"{float_text(v)} has no MariaDB/MySQL FLOAT/DOUBLE representation")
     return v
 
 
@@ -166,7 +177,9 @@ def _ts_to_db(timestamp_column: bool) -> Callable[[Any], Any]:
 
 def _time_to_db(v: Any) -> Any:
     if isinstance(v, timedelta) and not -_TIME_MAX <= v <= _TIME_MAX:
-        raise DoesNotFit(f"TIME {v} is outside MariaDB/MySQL's range -838:59:59..838:59:59")
+        raise DoesNotFit(
+            f"TIME {time_text(v)} is outside MariaDB/MySQL's range -838:59:59..838:59:59"
+        )
     return v
 
 
@@ -282,7 +295,7 @@ class MySqlDialect:
         ct = column_type
         n = ct.native.lower()
         usable = native and n and _NATIVE.fullmatch(n) and not (key and _NOT_A_KEY.fullmatch(n))
-        if usable and (n != "uuid" or self.flavor == "mariadb"):
+        if usable and (n != "uuid" or self.flavor == "mariadb"):  # (a MariaDB source's uuid)
             return n
         k = ct.kind
         if k is Kind.BOOLEAN:
@@ -331,7 +344,8 @@ class MySqlDialect:
             width = ct.length or 1
             return f"bit({width})" if width <= 64 else f"varbinary({(width + 7) // 8})"
         if k is Kind.UUID:
-            return "uuid" if self.flavor == "mariadb" else "char(36)"
+            # Not MariaDB's uuid type: it refuses some 128-bit values PostgreSQL accepts.
+            return "char(36)"
         if k is Kind.DATE:
             return "date"
         if k in (Kind.TIME, Kind.TIMESTAMP, Kind.TIMESTAMPTZ):
@@ -355,13 +369,19 @@ class MySqlDialect:
             return "mediumtext"
         return "longtext"
 
-    def widen(self, existing: ReplicaColumn, column_type: ColumnType, *, native: bool) -> str | None:
-        want = self.column_ddl(column_type, native=native)
+    def widen(
+        self, existing: ReplicaColumn, column_type: ColumnType, *, native: bool, key: bool = False
+    ) -> str | None:
+        want = self.column_ddl(column_type, native=native, key=key)
         have = existing.data_type
         if want == existing.type_text:
             return None
+        if key and _NOT_A_KEY.fullmatch(want.split("(")[0]):
+            return None  # (column_ddl gives key types; a native one could still be TEXT)
         k = column_type.kind
         want_base = want.split("(")[0].split(" ")[0]
+        if have == "uuid" and k is Kind.UUID and want == "char(36)":
+            return want  # MariaDB's uuid type refuses some values a PostgreSQL uuid holds
         if have in _INT_RANK and k in (Kind.INT16, Kind.INT32, Kind.INT64) and want_base in _INT_RANK:
             unsigned = "unsigned" in existing.type_text
             if _INT_RANK[want_base] > _INT_RANK[have] and not unsigned:
@@ -371,8 +391,11 @@ class MySqlDialect:
             return "double"
         if have in _TEXT_RANK and k is Kind.STRING and want_base in _TEXT_RANK:
             if have == "varchar" and want_base == "varchar":
-                longer = existing.length is not None and column_type.length is not None and column_type.length > existing.length
+                m = re.fullmatch(r"varchar\((\d+)\)", want)
+                longer = existing.length is not None and m is not None and int(m.group(1)) > existing.length
                 return want if longer else None
+            if key:
+                return None  # a key stays varchar: TEXT cannot be a key without a length
             return want if _TEXT_RANK[want_base] > _TEXT_RANK[have] else None
         if have == "decimal" and k is Kind.DECIMAL and existing.precision is not None:
             m = re.fullmatch(r"decimal\((\d+),(\d+)\)", want)

@@ -23,8 +23,9 @@ BYTES           bytea
 BITS            bit(n), or bit varying
 UUID            uuid
 DATE            date                                   infinity kept
-TIME            time(p)                                MySQL TIME outside
-                                                       00:00..24:00: error
+TIME            interval                               MySQL TIME is a duration
+                                                       (-838:59:59..838:59:59);
+                                                       written as [-]H:MM:SS
 TIMETZ          time(p) with time zone
 TIMESTAMP       timestamp(p) without time zone
 TIMESTAMPTZ     timestamp(p) with time zone
@@ -32,6 +33,12 @@ INTERVAL        interval                               ISO-8601 text in
 GEOMETRY        bytea                                  WKB
 ARRAY           <element>[]
 ==============  =====================================  =======================
+
+A PostgreSQL source's ``time`` columns stay ``time`` (native). A replica
+``time`` column that a MySQL/MariaDB source writes (a table made before
+TIME became ``interval``, or by hand) is widened once to ``interval``
+(``time`` casts to it losslessly); re-planning an existing table is
+otherwise idempotent, so a restarted sink plans no DDL.
 
 Writes: batches of fewer than :data:`COPY_THRESHOLD` rows use multi-row
 ``INSERT .. VALUES .. ON CONFLICT DO UPDATE`` and ``DELETE .. WHERE k IN``;
@@ -64,7 +71,14 @@ from cdc.errors import SchemaError
 from cdc.events import ColumnType, Kind
 from cdc.serde.types import TemporalSentinel
 from cdc.sink.sql import delete_by_keys
-from cdc.sink.values import DoesNotFit, chain, decimal_check, fraction_check, identity_for
+from cdc.sink.values import (
+    DoesNotFit,
+    chain,
+    decimal_check,
+    fraction_check,
+    identity_for,
+    time_text,
+)
 from cdc.spi import (
     ErrorKind,
     KeyRange,
@@ -160,9 +174,18 @@ def _time_to_db(v: Any) -> Any:
     if v == _DAY:
         return "24:00:00"
     if not timedelta(0) <= v < _DAY:
-        raise DoesNotFit(f"TIME {v} is outside PostgreSQL's time range 00:00:00..24:00:00")
+        raise DoesNotFit(
+            f"TIME {time_text(v)} is outside the range 00:00:00..24:00:00 of the replica's "
+            "time column (a replica interval column holds every MySQL TIME)"
+        )
     us = v // timedelta(microseconds=1)
     return time(us // 3_600_000_000, us // 60_000_000 % 60, us // 1_000_000 % 60, us % 1_000_000)
+
+
+def _interval_to_db(v: Any) -> Any:
+    """A TIME duration into an interval column, as ``[-]H:MM:SS[.f]`` (no day part,
+    so the replica prints it as MySQL does)."""
+    return time_text(v) if isinstance(v, timedelta) else v
 
 
 def _bits_to_db(width: int | None) -> Callable[[Any], Any]:
@@ -191,6 +214,27 @@ def _time_from_db(v: Any) -> Any:
     if isinstance(v, time):
         return timedelta(hours=v.hour, minutes=v.minute, seconds=v.second, microseconds=v.microsecond)
     return v
+
+
+_ISO_TIME: Final = re.compile(
+    r"(-)?P(?:(-?\d+)D)?(?:T(?:(-?\d+)H)?(?:(-?\d+)M)?(?:(-?\d+)(?:\.(\d{1,6}))?S)?)?"
+)
+
+
+def _interval_from_db(v: Any) -> Any:
+    """An interval column's value (ISO 8601 text: sessions load intervals as the text
+    IntervalStyle iso_8601 prints) as the TIME duration it holds."""
+    if not isinstance(v, str):
+        return v
+    m = _ISO_TIME.fullmatch(v)
+    if m is None or v in ("P", "PT"):
+        return v  # months or years: not a TIME
+    sign, d, h, mi, sec, frac = m.groups()
+    seconds = int(sec or 0)
+    us = int((frac or "0").ljust(6, "0"))
+    out = timedelta(days=int(d or 0), hours=int(h or 0), minutes=int(mi or 0), seconds=seconds,
+                    microseconds=-us if sec is not None and sec.startswith("-") else us)
+    return -out if sign else out
 
 
 def _utc(v: Any) -> Any:
@@ -270,7 +314,9 @@ class PostgresDialect:
             return "uuid"
         if k is Kind.DATE:
             return "date"
-        if k in (Kind.TIME, Kind.TIMETZ, Kind.TIMESTAMP, Kind.TIMESTAMPTZ):
+        if k is Kind.TIME:
+            return "interval"  # not time: MySQL TIME spans -838:59:59..838:59:59
+        if k in (Kind.TIMETZ, Kind.TIMESTAMP, Kind.TIMESTAMPTZ):
             base = "timestamp" if k in (Kind.TIMESTAMP, Kind.TIMESTAMPTZ) else "time"
             zone = "with" if k in (Kind.TIMETZ, Kind.TIMESTAMPTZ) else "without"
             p = ct.precision
@@ -284,12 +330,17 @@ class PostgresDialect:
             return self.column_ddl(ct.element, native=native) + "[]"
         raise SchemaError(f"no PostgreSQL type for {k}")
 
-    def widen(self, existing: ReplicaColumn, column_type: ColumnType, *, native: bool) -> str | None:
-        want = self.column_ddl(column_type, native=native)
+    def widen(
+        self, existing: ReplicaColumn, column_type: ColumnType, *, native: bool, key: bool = False
+    ) -> str | None:
+        # (key: every type this dialect chooses can be part of a primary key)
+        want = self.column_ddl(column_type, native=native, key=key)
         if want == existing.type_text:
             return None
         have = existing.data_type
         k = column_type.kind
+        if have == "time" and k is Kind.TIME and want == "interval":
+            return want  # a MySQL TIME: time holds only 00:00..24:00
         if have in _INT_RANK and k in (Kind.INT16, Kind.INT32, Kind.INT64, Kind.UINT64):
             target = {Kind.INT16: "int2", Kind.INT32: "int4", Kind.INT64: "int8", Kind.UINT64: "numeric"}[k]
             return want if _INT_RANK[target] > _INT_RANK[have] else None
@@ -394,6 +445,8 @@ class PostgresDialect:
         if k in (Kind.TIMESTAMP, Kind.TIMESTAMPTZ):
             return chain(fraction, _ts_to_db)
         if k is Kind.TIME:
+            if target is not None and target.data_type == "interval":
+                return chain(fraction, _interval_to_db)
             return chain(fraction, _time_to_db)
         if k is Kind.BITS:
             return _bits_to_db(target.length if target is not None and target.data_type == "bit" else None)
@@ -405,6 +458,8 @@ class PostgresDialect:
     def from_db(self, column_type: ColumnType, target: ReplicaColumn | None) -> Callable[[Any], Any] | None:
         k = column_type.kind
         if k is Kind.TIME:
+            if target is not None and target.data_type == "interval":
+                return _interval_from_db
             return _time_from_db
         if k is Kind.TIMESTAMPTZ:
             return _utc
@@ -442,7 +497,11 @@ class PostgresDialect:
         extra = {} if config.target.application_name else {"application_name": f"cdc-sink-{config.name}"}
         kwargs = dict(config.target.connect_kwargs(**extra))
         conninfo = kwargs.pop("conninfo")
-        return PostgresSession(self, psycopg.connect(conninfo, **kwargs), self.default_schema(config))
+        conn = psycopg.connect(conninfo, **kwargs)
+        # Intervals load as the ISO 8601 text the session prints (psycopg cannot parse
+        # that style); it is the canonical form of INTERVAL (from_db parses a TIME's).
+        conn.adapters.register_loader("interval", TextLoader)
+        return PostgresSession(self, conn, self.default_schema(config))
 
     def open_reader(self, connection: Any) -> PostgresSession:
         extra = {} if connection.application_name else {"application_name": "cdc-verify"}

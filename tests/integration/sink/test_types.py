@@ -214,6 +214,7 @@ def test_postgres_source_types_into_each_replica(
         assert types["j"] == "jsonb" and types["tarr"] == "text[]" and types["e"] == "text"
     else:
         assert types["n"] == "decimal(12,3)" and types["arr"] == "longtext"  # MariaDB json
+        assert types["u"] == "char(36)"  # MariaDB's uuid type refuses some PostgreSQL uuids
 
 
 def test_mariadb_source_types_into_each_replica(
@@ -228,3 +229,4 @@ def test_mariadb_source_types_into_each_replica(
         assert types["ts"] == "timestamp(6)"
     else:
         assert types["u8"] == "numeric(20,0)" and types["j"] == "jsonb"
+        assert types["tm"] == "interval"  # MySQL TIME is a duration

@@ -100,9 +100,9 @@ C = ColumnType
     (C(Kind.BYTES, length=16), "bytea", "varbinary(16)"),
     (C(Kind.BITS, length=10), "bit(10)", "bit(10)"),
     (C(Kind.BITS, length=100), "bit(100)", "varbinary(13)"),
-    (C(Kind.UUID), "uuid", "uuid"),
+    (C(Kind.UUID), "uuid", "char(36)"),
     (C(Kind.DATE), "date", "date"),
-    (C(Kind.TIME, precision=3), "time(3) without time zone", "time(3)"),
+    (C(Kind.TIME, precision=3), "interval", "time(3)"),
     (C(Kind.TIMETZ), "time with time zone", "varchar(32)"),
     (C(Kind.TIMESTAMP), "timestamp without time zone", "datetime(6)"),
     (C(Kind.TIMESTAMPTZ, precision=0), "timestamp(0) with time zone", "datetime(0)"),
@@ -154,6 +154,33 @@ def test_widening() -> None:
     assert MY.widen(my_vc, C(Kind.STRING), native=False) == "longtext"
     my_dt = ReplicaColumn("c", "datetime(3)", "datetime", fraction=3)
     assert MY.widen(my_dt, C(Kind.TIMESTAMP, precision=6), native=False) == "datetime(6)"
+
+
+def test_key_columns_are_never_widened_to_text() -> None:
+    # Issue #10: a restarted sink planned `MODIFY COLUMN b longtext` for a varchar key.
+    key255 = ReplicaColumn("b", "varchar(255)", "varchar", length=255)
+    assert MY.widen(key255, C(Kind.STRING, "text"), native=False, key=True) is None
+    key300 = ReplicaColumn("b", "varchar(300)", "varchar", length=300)
+    assert MY.widen(key300, C(Kind.STRING, "character varying(300)", length=300), native=False,
+                    key=True) is None
+    key100 = ReplicaColumn("b", "varchar(100)", "varchar", length=100)  # made by hand
+    assert MY.widen(key100, C(Kind.STRING, length=300), native=False, key=True) == "varchar(300)"
+    assert MY.widen(key100, C(Kind.STRING, length=5000), native=False, key=True) == "varchar(768)"
+    assert MY.widen(key100, C(Kind.STRING), native=False, key=False) == "longtext"
+    assert MY.widen(key255, C(Kind.STRING, "text"), native=True, key=True) is None
+
+
+def test_uuid_and_time_columns_made_before_are_widened_once() -> None:
+    my_uuid = ReplicaColumn("u", "uuid", "uuid")
+    assert MY.widen(my_uuid, C(Kind.UUID, "uuid"), native=False, key=True) == "char(36)"
+    assert MY.widen(my_uuid, C(Kind.UUID, "uuid"), native=True) is None  # a MariaDB source
+    assert MY.widen(ReplicaColumn("u", "char(36)", "char", length=36), C(Kind.UUID, "uuid"),
+                    native=False, key=True) is None
+    pg_time = ReplicaColumn("t", "time without time zone", "time", fraction=6)
+    assert PG.widen(pg_time, C(Kind.TIME, "time(6)", precision=6), native=False) == "interval"
+    assert PG.widen(pg_time, C(Kind.TIME, "time without time zone"), native=True) is None
+    assert PG.widen(ReplicaColumn("t", "interval", "interval", fraction=6),
+                    C(Kind.TIME, "time(6)", precision=6), native=False) is None
 
 
 # -- values -----------------------------------------------------------------------------------

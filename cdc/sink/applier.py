@@ -49,7 +49,16 @@ from cdc.sink.partitioning import (
     key_codec,
     learn,
 )
-from cdc.sink.reduce import Move, Mutation, Segment, Step, TableReducer, Truncate
+from cdc.sink.reduce import (
+    DeleteRow,
+    Move,
+    Mutation,
+    Reducer,
+    Segment,
+    Step,
+    Truncate,
+    UpdateRow,
+)
 from cdc.sink.schema import ReplicaSchemas, TablePlan
 from cdc.sink.values import DoesNotFit
 from cdc.spi import ErrorKind, ReplicaTable, SinkSession, TableName
@@ -318,6 +327,13 @@ class Applier:
         if d.op is Op.TRUNCATE:
             plan = self.schemas.plan(session, rec.topic, d)
             n = self.partitions_of(rec.topic)
+            if plan.keyless:
+                # Every change of a table without a primary key is in partition 0 (the
+                # source runner's rule): its copy of the truncate empties the table,
+                # the other partitions' copies have no rows to remove.
+                if rec.partition != 0:
+                    return _Work(rec, plan, _NONE)
+                return _Work(rec, plan, [Truncate(rec.topic, None, n)])
             t = Truncate(rec.topic, None if n <= 1 else rec.partition, n)
             return _Work(rec, plan, [t])
         plan = self.schemas.plan(session, rec.topic, d)
@@ -363,7 +379,7 @@ class Applier:
         if samples is None or rec.partition not in samples or rec.offset % 64 == 0:
             return None  # _work keeps a key sample of the partition
         plan = self.schemas.known(rec.topic, value_id, _frame_id(key))
-        if plan is None:
+        if plan is None or plan.keyless:  # (keyless records have no key: never here)
             return None
         row = plan.full_row(after)
         if row is None:
@@ -434,12 +450,16 @@ class Applier:
             raise
 
     def _bulk(self, session: SinkSession, work: Iterable[_Work]) -> None:
-        reducers: dict[TableName, tuple[TablePlan, TableReducer]] = {}
+        reducers: dict[TableName, tuple[TablePlan, Reducer]] = {}
         for w in work:
             plan = w.plan
             entry = reducers.get(plan.name)
             if entry is None:
-                reducers[plan.name] = entry = (plan, TableReducer(plan.columns))
+                reducers[plan.name] = entry = (plan, plan.reducer())
+            elif entry[0].keyless != plan.keyless:
+                # The table gained or lost its primary key: apply what came before first.
+                self._execute(session, entry[0], entry[1].steps())
+                entry = reducers[plan.name] = (plan, plan.reducer())
             elif entry[0] is not plan:
                 # A newer schema version of the same table: describe-after-DDL wins.
                 entry = reducers[plan.name] = (plan, entry[1])
@@ -461,7 +481,7 @@ class Applier:
                 continue
             session.savepoint()
             try:
-                reducer = TableReducer(w.plan.columns)
+                reducer = w.plan.reducer()
                 if w.row is not None:
                     reducer.upsert(w.row[0], w.plan.columns, w.row[1])
                 else:
@@ -486,6 +506,16 @@ class Applier:
     def _execute(self, session: SinkSession, plan: TablePlan, steps: Sequence[Step]) -> None:
         table = plan.replica
         for step in steps:
+            if type(step) is DeleteRow:
+                if not session.delete_row(table, step.columns, step.values):
+                    self._unmatched(plan, "delete")
+                continue
+            if type(step) is UpdateRow:
+                if not session.update_row(
+                    table, step.columns, step.values, step.set_columns, step.set_values
+                ):
+                    self._unmatched(plan, "update")
+                continue
             if type(step) is Move:
                 if not session.move(table, step.old_key, step.columns, step.values):
                     session.upsert(table, step.columns, [step.values])
@@ -500,6 +530,16 @@ class Applier:
                 session.delete(table, step.deletes)
             for columns, rows in step.upserts.items():
                 session.upsert(table, columns, rows)
+
+    def _unmatched(self, plan: TablePlan, what: str) -> None:
+        """A delete or update of a table without a primary key found no row with the
+        old image: the replica had diverged. Skipped, as PostgreSQL's own logical
+        replication does, and logged."""
+        log.warning(
+            "sink %s: replica table %s has no row equal to the old image of a %s from %s; "
+            "skipped (the replica differs from the source: run cdc verify)",
+            self.settings.name, plan.name, what, plan.topic,
+        )
 
     # -- per-partition truncates -------------------------------------------------------------
 

@@ -395,7 +395,8 @@ class MySqlDialect:
         self, table: TableName, columns: Sequence[tuple[str, str, bool]], primary_key: Sequence[str]
     ) -> list[str]:
         cols = [f"{quote(n)} {t}{' NULL' if nullable else ' NOT NULL'}" for n, t, nullable in columns]
-        cols.append(f"PRIMARY KEY ({', '.join(quote(k) for k in primary_key)})")
+        if primary_key:  # (a table without one is applied by full-row match)
+            cols.append(f"PRIMARY KEY ({', '.join(quote(k) for k in primary_key)})")
         return [
             f"CREATE TABLE IF NOT EXISTS {self.table_sql(table)} ({', '.join(cols)}) "
             f"ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={self.collation}"
@@ -431,6 +432,11 @@ class MySqlDialect:
 
     def upsert(self, table: TableName, columns: Sequence[str], key: Sequence[str], rows: int) -> str:
         one = "(" + ", ".join(["%s"] * len(columns)) + ")"
+        if not key:  # a table without a primary key: a plain insert
+            return (
+                f"INSERT INTO {self.table_sql(table)} ({', '.join(quote(c) for c in columns)}) "
+                f"VALUES {', '.join([one] * rows)}"
+            )
         keyset = set(key)
         sets = [f"{quote(c)} = VALUES({quote(c)})" for c in columns if c not in keyset]
         if not sets:  # every column is key: nothing to update, but a duplicate is no error
@@ -758,6 +764,46 @@ class MySqlSession:
         where = " AND ".join(f"{quote(k)} = %s" for k in table.primary_key)
         return self.execute(
             f"UPDATE {self._d.table_sql(table.name)} SET {sets} WHERE {where}", [*row, *old_key]
+        ) > 0
+
+    def _match(
+        self, table: ReplicaTable, columns: Sequence[str], row: Sequence[Any]
+    ) -> tuple[str, list[Any]]:
+        """``WHERE`` text and parameters matching a whole row, NULL-safe."""
+        conds = []
+        params: list[Any] = []
+        for name, v in zip(columns, row, strict=True):
+            c = quote(name)
+            if v is None:
+                conds.append(f"{c} IS NULL")
+                continue
+            rc = table.column(name)
+            if rc is not None and rc.data_type == "json":  # MySQL's JSON type compares by value
+                conds.append(f"{c} = CAST(%s AS JSON)")
+            else:
+                conds.append(f"{c} = %s")
+            params.append(v)
+        return " AND ".join(conds) or "TRUE", params
+
+    def delete_row(self, table: ReplicaTable, columns: Sequence[str], row: Sequence[Any]) -> bool:
+        where, params = self._match(table, columns, row)
+        return self.execute(
+            f"DELETE FROM {self._d.table_sql(table.name)} WHERE {where} LIMIT 1", params
+        ) > 0
+
+    def update_row(
+        self,
+        table: ReplicaTable,
+        columns: Sequence[str],
+        row: Sequence[Any],
+        set_columns: Sequence[str],
+        values: Sequence[Any],
+    ) -> bool:
+        where, params = self._match(table, columns, row)
+        sets = ", ".join(f"{quote(c)} = %s" for c in set_columns)
+        return self.execute(
+            f"UPDATE {self._d.table_sql(table.name)} SET {sets} WHERE {where} LIMIT 1",
+            [*values, *params],
         ) > 0
 
     def close(self) -> None:

@@ -144,6 +144,15 @@ def _position(p: Position | str | None) -> Position | None:
     return parse_position(p) if isinstance(p, str) else p
 
 
+def _starts_snapshot(prev: Position | None, position: Position) -> bool:
+    """Whether a snapshot read at ``position`` is the first of its snapshot in its
+    partition: the record before it was no snapshot read of the same snapshot (a
+    position's sort key ends with the index within its transaction or snapshot)."""
+    if prev is None or prev.kind != position.kind or not getattr(prev, "snapshot", False):
+        return True
+    return prev.sort_key()[:-1] != position.sort_key()[:-1]
+
+
 def _frame_id(data: bytes) -> int:
     """The schema id of Confluent-framed bytes, -1 if not framed."""
     if len(data) >= 5 and data[0] == 0:
@@ -308,6 +317,11 @@ class Applier:
                             if not self._bad(prep, rec, e, "value"):
                                 break
                         else:
+                            if (work.plan.keyless and d.op is Op.READ and position is not None
+                                    and _starts_snapshot(_position(last_pos), position)):
+                                # A (new) snapshot of a keyless table replaces its rows:
+                                # read again, they would otherwise be duplicated.
+                                work.mutations = [Truncate(rec.topic, None, 1), *work.mutations]
                             work.before = (last_off, last_pos)
                             work.index = index
                             work_list.append(work)

@@ -55,9 +55,11 @@ which a MariaDB source reading this server's binlog can map back with
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
+import struct
 import uuid
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -782,6 +784,11 @@ class MySqlSession:
                 conds.append(f"{c} = CAST(%s AS JSON)")
             else:
                 conds.append(f"{c} = %s")
+            if type(v) is float and rc is not None and rc.data_type == "float":
+                # A FLOAT column holds the value rounded to single precision and compares
+                # it as that double: round the parameter alike (0.1 -> 0.10000000149...).
+                with contextlib.suppress(OverflowError):  # (no row can hold it)
+                    v = _SINGLE.unpack(_SINGLE.pack(v))[0]
             params.append(v)
         return " AND ".join(conds) or "TRUE", params
 
@@ -813,6 +820,7 @@ class MySqlSession:
             log.debug("closing the replica connection: %s", e)
 
 
+_SINGLE: Final = struct.Struct("<f")
 _STATEMENT_BYTES: Final = 1_024_000  # PyMySQL's executemany statement size
 
 

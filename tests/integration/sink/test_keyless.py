@@ -227,6 +227,43 @@ def test_randomized_workload_replay_and_restart_equal_the_multiset(
         h.close()
 
 
+@pytest.mark.parametrize("connector", ["postgresql", "mysql"])
+def test_single_precision_and_edge_values_match_exactly(
+    table: tuple[str, str, str], registry: RegistryClient, connector: str,
+) -> None:
+    """A single-precision column holds the value rounded to float32 (PostgreSQL's text
+    0.1 arrives as the double 0.1): matching rounds alike, so an update and a delete
+    find their row; also the float extremes, an empty string and hostile text."""
+    schema = TableSchema(
+        TableId("app", "public", table[2]),
+        (Column("r", ColumnType(Kind.FLOAT32, "real")),
+         Column("d", ColumnType(Kind.FLOAT64, "double precision")),
+         Column("s", ColumnType(Kind.STRING, "text"))),
+        (),
+    )
+    f = KeylessEvents(schema, connector)
+    rows = [(0.1, 0.1, "é'\\\" 🙂"), (3e38, 1.7976931348623157e308, ""),
+            (-1.401298464324817e-45, 5e-324, "%s")]
+
+    def ev(op: Op, before: Row | None, after: Row | None) -> ChangeEvent:
+        def image(r: Row | None) -> dict[str, Any] | None:
+            return None if r is None else dict(zip(("r", "d", "s"), r, strict=True))
+
+        return ChangeEvent(op, schema, None, image(before), image(after), f._source(),
+                           1_700_000_000_000)
+
+    h = harness(table, registry)
+    try:
+        h.apply([ev(Op.CREATE, None, r) for r in rows + rows])
+        h.apply([ev(Op.UPDATE, r, (1.5, 2.5, "u")) for r in rows])
+        h.apply([ev(Op.DELETE, r, None) for r in rows])
+        got = h.session.query(f"SELECT r, d, s FROM {h.dialect.table_sql(TableName(None, table[2]))}")
+        h.session.rollback()
+        assert sorted(tuple(g) for g in got) == [(1.5, 2.5, "u")] * 3
+    finally:
+        h.close()
+
+
 def test_change_without_whole_old_row_stops_with_the_fix(
     table: tuple[str, str, str], registry: RegistryClient,
 ) -> None:

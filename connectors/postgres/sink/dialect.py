@@ -812,9 +812,11 @@ class PostgresSession:
 
 
 # Full-row match (tables without a primary key): types without an equality operator,
-# or whose one is not identity (box and circle compare areas), compare as text; string
+# or whose one is not identity (box and circle compare areas), and arrays of them
+# compare as text (json as jsonb); string
 # types take the parameter as a literal of their own type (no cast that could cut it).
-_MATCH_AS_TEXT: Final = frozenset(("xml", "point", "line", "lseg", "box", "path", "polygon", "circle"))
+_NO_IDENTITY_EQ: Final = ("json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle")
+_MATCH_AS_TEXT: Final = frozenset((*_NO_IDENTITY_EQ[1:], *(f"_{t}" for t in _NO_IDENTITY_EQ)))
 _MATCH_AS_IS: Final = frozenset(("text", "varchar", "bpchar", "name", "citext"))
 
 

@@ -264,6 +264,60 @@ def test_single_precision_and_edge_values_match_exactly(
         h.close()
 
 
+def test_values_without_plain_equality_match_on_both_replicas(
+    table: tuple[str, str, str], registry: RegistryClient,
+) -> None:
+    """PostgreSQL-typed rows (json, jsonb, an integer array, timestamps, uuid, bytes,
+    time) into either replica: updates and deletes of one of two identical rows find
+    it (json has no equality operator in PostgreSQL; MySQL compares JSON by value)."""
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    names = ("j", "jb", "arr", "ts", "tstz", "u", "b", "t")
+    schema = TableSchema(
+        TableId("app", "public", table[2]),
+        (Column("j", ColumnType(Kind.JSON, "json")),
+         Column("jb", ColumnType(Kind.JSON, "jsonb")),
+         Column("arr", ColumnType(Kind.ARRAY, "integer[]", element=ColumnType(Kind.INT32, "integer"))),
+         Column("ts", ColumnType(Kind.TIMESTAMP, "timestamp(6) without time zone", precision=6)),
+         Column("tstz", ColumnType(Kind.TIMESTAMPTZ, "timestamp(6) with time zone", precision=6)),
+         Column("u", ColumnType(Kind.UUID, "uuid")),
+         Column("b", ColumnType(Kind.BYTES, "bytea")),
+         Column("t", ColumnType(Kind.TIME, "time(6) without time zone", precision=6))),
+        (),
+    )
+    f = KeylessEvents(schema)
+    a: Row = ('{"b": 1,  "a": [true, null]}', '{"b": 1, "a": [true, null]}', [1, None, -3],
+              datetime(2024, 2, 29, 23, 59, 59, 999999), datetime(1970, 1, 1, tzinfo=UTC),
+              uuid.UUID("12345678-1234-5678-1234-567812345678"), b"\x00'\\",
+              timedelta(hours=23, minutes=59, seconds=59, microseconds=1))
+    b: Row = ("[]", "{}", [], datetime(2000, 1, 1), datetime(2038, 1, 19, 3, 14, 8, tzinfo=UTC),
+              uuid.UUID(int=1), b"", timedelta(0))
+
+    def ev(op: Op, before: Row | None, after: Row | None) -> ChangeEvent:
+        def image(r: Row | None) -> dict[str, Any] | None:
+            return None if r is None else dict(zip(names, r, strict=True))
+
+        return ChangeEvent(op, schema, None, image(before), image(after), f._source(),
+                           1_700_000_000_000)
+
+    h = harness(table, registry)
+    try:
+        assert h.apply([ev(Op.CREATE, None, a), ev(Op.CREATE, None, a),
+                        ev(Op.CREATE, None, b)]).failure is None
+        assert h.apply([ev(Op.UPDATE, a, b)]).failure is None
+        assert h.apply([ev(Op.DELETE, b, None), ev(Op.DELETE, a, None)]).failure is None
+        t = h.dialect.table_sql(TableName(None, table[2]))
+        got = h.session.query(f"SELECT count(*), count(DISTINCT u) FROM {t}")
+        h.session.rollback()
+        assert tuple(got[0]) == (1, 1)  # one b left: of the two a's one became b, one deleted
+        left = h.session.query(f"SELECT b FROM {t}")
+        h.session.rollback()
+        assert bytes(left[0][0]) == b""
+    finally:
+        h.close()
+
+
 def test_change_without_whole_old_row_stops_with_the_fix(
     table: tuple[str, str, str], registry: RegistryClient,
 ) -> None:

@@ -10,7 +10,9 @@ it takes three phases:
    mutations. A record that cannot be decoded, mapped or converted is a *bad
    record*.
 2. **Reduce**: mutations go, in order, to one :class:`TableReducer` per
-   replica table, which keeps the final state per key.
+   replica table, which keeps the final state per key (a table without a
+   primary key gets a :class:`KeylessReducer`, which keeps every change in
+   order: its rows are matched by their whole image).
 3. **Apply**: one transaction that locks and checks the partitions'
    checkpoint rows (fencing), runs the reduced statements, writes the new
    checkpoints, flushes dead letters, and commits.

@@ -21,6 +21,10 @@ model with hypothesis):
   then insert): the insert must not inherit columns of the deleted row.
 * Truncates and primary-key changes whose kept columns are not known in the
   batch are barriers: everything before them is applied first.
+
+Tables without a primary key are not reduced: :class:`KeylessReducer` keeps
+their inserts, :class:`DeleteRow` and :class:`UpdateRow` (full-row matches of
+one row each) in source order, grouping only consecutive inserts.
 """
 
 from __future__ import annotations

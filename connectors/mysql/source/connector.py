@@ -347,8 +347,8 @@ class MySqlSource:
                 )
             ]
         problems = []
-        # Tables without a primary key are captured too: with the FULL row image (checked
-        # above) their updates and deletes carry the whole old row, which replicas match.
+        # Tables without a primary key are captured too: with the FULL row image (a server
+        # check) their updates and deletes carry the whole old row, which replicas match.
         for db, table, _ in tables:
             try:
                 cur.execute(f"SELECT 1 FROM {quote(db)}.{quote(table)} LIMIT 0")

@@ -258,6 +258,21 @@ class SinkSession(TableReader, Protocol):
         """UPDATE the row at ``old_key`` to ``row`` (a primary-key change that keeps
         columns the source did not send); False when no row had ``old_key``."""
 
+    def delete_row(self, table: ReplicaTable, columns: Sequence[str], row: Sequence[Any]) -> bool:
+        """Delete ONE row whose ``columns`` hold ``row`` (NULL-safe equality on every
+        column: a table without a primary key); False when no row matched."""
+
+    def update_row(
+        self,
+        table: ReplicaTable,
+        columns: Sequence[str],
+        row: Sequence[Any],
+        set_columns: Sequence[str],
+        values: Sequence[Any],
+    ) -> bool:
+        """Set ``set_columns`` to ``values`` in ONE row whose ``columns`` hold ``row``
+        (as :meth:`delete_row` matches); False when no row matched."""
+
     def set_origin(self, origin: str) -> None:
         """Mark every transaction this session commits as coming from ``origin``."""
 

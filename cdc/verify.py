@@ -15,6 +15,12 @@ columns the sink writes (``tables.columns``):
 3. drill-down: only chunks whose checksums differ are read again, keeping
    per-key hashes, which gives the missing, extra and different keys.
 
+Tables without a primary key are compared as multisets of whole rows (the
+compared columns): rows are bucketed by the hash of their normalised image,
+a bucket's checksum (count, sum of row hashes) counts every duplicate, and
+the drill-down counts each distinct row on both sides, reporting the rows
+the replica holds fewer times (missing) or more times (extra) than the source.
+
 Values are normalised to one canonical text per neutral kind before hashing
 (numbers without trailing zeros, timestamps in UTC, JSON re-serialised with
 sorted keys, bit strings as integers, arrays as JSON lists...), so a
@@ -34,6 +40,7 @@ import logging
 import math
 import re
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -374,16 +381,13 @@ def verify_table(
     if sdesc is None:
         report.problems.append(f"source table {source_table} does not exist")
         return report
-    if not sdesc.primary_key:
-        report.problems.append(f"source table {source_table} has no primary key: cannot compare")
-        return report
     report.source_rows = source.count(source_table)
     rdesc = replica.describe(replica_table)
     if rdesc is None:
         report.problems.append(f"replica table {replica_table} does not exist")
         return report
     report.replica_rows = replica.count(replica_table)
-    key = list(sdesc.primary_key)
+    key = list(sdesc.primary_key)  # empty: a table without one, compared as a multiset
     selection = columns or ColumnSelection()
     compared = [c for c in sdesc.columns if selection.keeps(c.name, key)]
     lacking = [c.name for c in compared if rdesc.column(c.name) is None]
@@ -398,10 +402,14 @@ def verify_table(
         assert sc is not None
         kind, element = pair_kind(sc, rdesc.column(name))
         norms.append(normalizer(kind, element))
-    s_side = _Side(source, source_table, names, norms, len(key))
-    r_side = _Side(replica, replica_table, names, norms, len(key))
+    # A keyless table's "key" is its whole row: equal rows are indistinguishable.
+    s_side = _Side(source, source_table, names, norms, len(key) or len(names))
+    r_side = _Side(replica, replica_table, names, norms, len(key) or len(names))
     total = max(report.source_rows, report.replica_rows, 1)
     n_chunks = max(1, math.ceil(total / chunk_rows))
+    if not key:
+        _multiset(report, s_side, r_side, n_chunks, max_keys)
+        return report
     k0 = sdesc.column(key[0])
     r0 = rdesc.column(key[0])
     if len(key) == 1 and k0 is not None and k0.kind in _INTEGER_KINDS and r0 is not None and (
@@ -456,6 +464,33 @@ def _by_buckets(report: TableReport, s: _Side, r: _Side, n_chunks: int, max_keys
         return {k: h for k, h in side.rows() if _bucket(k, n_chunks) in bad}
 
     _diff(report, pick(s), pick(r), max_keys)
+
+
+def _multiset(report: TableReport, s: _Side, r: _Side, n_chunks: int, max_rows: int) -> None:
+    """Compare two tables without a primary key as multisets of (normalised) rows."""
+    sums: list[list[list[int]]] = []
+    for side in (s, r):
+        acc = [[0, 0] for _ in range(n_chunks)]
+        for _, h in side.rows():
+            b = acc[h % n_chunks]
+            b[0] += 1
+            b[1] = (b[1] + h) & _MASK
+        sums.append(acc)
+    report.chunks = n_chunks
+    bad = {i for i in range(n_chunks) if sums[0][i] != sums[1][i]}
+    report.differing_chunks = len(bad)
+    if not bad:
+        return
+
+    def count(side: _Side) -> Counter[tuple[str | None, ...]]:
+        return Counter(row for row, h in side.rows() if h % n_chunks in bad)
+
+    src, dst = count(s), count(r)
+    for rows, more, fewer in ((report.missing, src, dst), (report.extra, dst, src)):
+        for row, n in more.items():
+            for _ in range(n - fewer.get(row, 0)):
+                if len(rows) < max_rows:
+                    rows.append(row)
 
 
 # --------------------------------------------------------------------------- the command

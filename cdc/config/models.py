@@ -651,7 +651,8 @@ class SourceConfigBase(ConfigModel):
     )
     tombstones_on_delete: bool = Field(
         default=True,
-        description="Follow each delete with a tombstone (null value) so compaction can drop the key.",
+        description="Follow each delete with a tombstone (null value) so compaction can drop the key "
+        "(not for tables without a primary key: they have no key).",
         examples=[True],
     )
     transaction_topic: bool = Field(

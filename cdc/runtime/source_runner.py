@@ -218,6 +218,13 @@ class SourceRunner:
                 last = p == n - 1
                 self.producer.send(topic, None, value, partition=p,
                                    position=position if last else None, boundary=boundary and last)
+        elif key is None:
+            # A table without a primary key: its rows can only be told apart by their
+            # whole image, so all its changes must stay in source order, in one
+            # partition (librdkafka spreads null keys over partitions at random). No
+            # tombstone: there is no key for compaction to remove.
+            self.producer.send(topic, None, value, partition=0, position=position,
+                               boundary=boundary)
         else:
             tomb = event.op is Op.DELETE and self.settings.tombstones_on_delete
             self.producer.send(topic, key, value, position=None if tomb else position,

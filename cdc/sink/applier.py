@@ -10,7 +10,9 @@ it takes three phases:
    mutations. A record that cannot be decoded, mapped or converted is a *bad
    record*.
 2. **Reduce**: mutations go, in order, to one :class:`TableReducer` per
-   replica table, which keeps the final state per key.
+   replica table, which keeps the final state per key (a table without a
+   primary key gets a :class:`KeylessReducer`, which keeps every change in
+   order: its rows are matched by their whole image).
 3. **Apply**: one transaction that locks and checks the partitions'
    checkpoint rows (fencing), runs the reduced statements, writes the new
    checkpoints, flushes dead letters, and commits.
@@ -49,7 +51,16 @@ from cdc.sink.partitioning import (
     key_codec,
     learn,
 )
-from cdc.sink.reduce import Move, Mutation, Segment, Step, TableReducer, Truncate
+from cdc.sink.reduce import (
+    DeleteRow,
+    Move,
+    Mutation,
+    Reducer,
+    Segment,
+    Step,
+    Truncate,
+    UpdateRow,
+)
 from cdc.sink.schema import ReplicaSchemas, TablePlan
 from cdc.sink.values import DoesNotFit
 from cdc.spi import ErrorKind, ReplicaTable, SinkSession, TableName
@@ -133,6 +144,15 @@ _PG_KIND: Final = "postgres"  # PgPosition.kind: the positions pg_position_sort_
 def _position(p: Position | str | None) -> Position | None:
     """A position kept as its cdc_position text (fast path) as an object."""
     return parse_position(p) if isinstance(p, str) else p
+
+
+def _starts_snapshot(prev: Position | None, position: Position) -> bool:
+    """Whether a snapshot read at ``position`` is the first of its snapshot in its
+    partition: the record before it was no snapshot read of the same snapshot (a
+    position's sort key ends with the index within its transaction or snapshot)."""
+    if prev is None or prev.kind != position.kind or not getattr(prev, "snapshot", False):
+        return True
+    return prev.sort_key()[:-1] != position.sort_key()[:-1]
 
 
 def _frame_id(data: bytes) -> int:
@@ -304,6 +324,11 @@ class Applier:
                             if not self._bad(prep, rec, e, "value"):
                                 break
                         else:
+                            if (work.plan.keyless and d.op is Op.READ and position is not None
+                                    and _starts_snapshot(_position(last_pos), position)):
+                                # A (new) snapshot of a keyless table replaces its rows:
+                                # read again, they would otherwise be duplicated.
+                                work.mutations = [Truncate(rec.topic, None, 1), *work.mutations]
                             work.before = (last_off, last_pos)
                             work.index = index
                             work_list.append(work)
@@ -323,6 +348,13 @@ class Applier:
         if d.op is Op.TRUNCATE:
             plan = self.schemas.plan(session, rec.topic, d)
             n = self.partitions_of(rec.topic)
+            if plan.keyless:
+                # Every change of a table without a primary key is in partition 0 (the
+                # source runner's rule): its copy of the truncate empties the table,
+                # the other partitions' copies have no rows to remove.
+                if rec.partition != 0:
+                    return _Work(rec, plan, _NONE)
+                return _Work(rec, plan, [Truncate(rec.topic, None, n)])
             t = Truncate(rec.topic, None if n <= 1 else rec.partition, n)
             return _Work(rec, plan, [t])
         plan = self.schemas.plan(session, rec.topic, d)
@@ -368,7 +400,7 @@ class Applier:
         if samples is None or rec.partition not in samples or rec.offset % 64 == 0:
             return None  # _work keeps a key sample of the partition
         plan = self.schemas.known(rec.topic, value_id, _frame_id(key))
-        if plan is None:
+        if plan is None or plan.keyless:  # (keyless records have no key: never here)
             return None
         row = plan.full_row(after)
         if row is None:
@@ -439,12 +471,16 @@ class Applier:
             raise
 
     def _bulk(self, session: SinkSession, work: Iterable[_Work]) -> None:
-        reducers: dict[TableName, tuple[TablePlan, TableReducer]] = {}
+        reducers: dict[TableName, tuple[TablePlan, Reducer]] = {}
         for w in work:
             plan = w.plan
             entry = reducers.get(plan.name)
             if entry is None:
-                reducers[plan.name] = entry = (plan, TableReducer(plan.columns))
+                reducers[plan.name] = entry = (plan, plan.reducer())
+            elif entry[0].keyless != plan.keyless:
+                # The table gained or lost its primary key: apply what came before first.
+                self._execute(session, entry[0], entry[1].steps())
+                entry = reducers[plan.name] = (plan, plan.reducer())
             elif entry[0] is not plan:
                 # A newer schema version of the same table: describe-after-DDL wins.
                 entry = reducers[plan.name] = (plan, entry[1])
@@ -466,7 +502,7 @@ class Applier:
                 continue
             session.savepoint()
             try:
-                reducer = TableReducer(w.plan.columns)
+                reducer = w.plan.reducer()
                 if w.row is not None:
                     reducer.upsert(w.row[0], w.plan.columns, w.row[1])
                 else:
@@ -491,6 +527,16 @@ class Applier:
     def _execute(self, session: SinkSession, plan: TablePlan, steps: Sequence[Step]) -> None:
         table = plan.replica
         for step in steps:
+            if type(step) is DeleteRow:
+                if not session.delete_row(table, step.columns, step.values):
+                    self._unmatched(plan, "delete")
+                continue
+            if type(step) is UpdateRow:
+                if not session.update_row(
+                    table, step.columns, step.values, step.set_columns, step.set_values
+                ):
+                    self._unmatched(plan, "update")
+                continue
             if type(step) is Move:
                 if not session.move(table, step.old_key, step.columns, step.values):
                     session.upsert(table, step.columns, [step.values])
@@ -505,6 +551,16 @@ class Applier:
                 session.delete(table, step.deletes)
             for columns, rows in step.upserts.items():
                 session.upsert(table, columns, rows)
+
+    def _unmatched(self, plan: TablePlan, what: str) -> None:
+        """A delete or update of a table without a primary key found no row with the
+        old image: the replica had diverged. Skipped, as PostgreSQL's own logical
+        replication does, and logged."""
+        log.warning(
+            "sink %s: replica table %s has no row equal to the old image of a %s from %s; "
+            "skipped (the replica differs from the source: run cdc verify)",
+            self.settings.name, plan.name, what, plan.topic,
+        )
 
     # -- per-partition truncates -------------------------------------------------------------
 

@@ -21,6 +21,10 @@ model with hypothesis):
   then insert): the insert must not inherit columns of the deleted row.
 * Truncates and primary-key changes whose kept columns are not known in the
   batch are barriers: everything before them is applied first.
+
+Tables without a primary key are not reduced: :class:`KeylessReducer` keeps
+their inserts, :class:`DeleteRow` and :class:`UpdateRow` (full-row matches of
+one row each) in source order, grouping only consecutive inserts.
 """
 
 from __future__ import annotations
@@ -75,7 +79,27 @@ class Truncate:
     partitions: int
 
 
-Mutation = Upsert | Delete | Move | Truncate
+@dataclass(frozen=True, slots=True)
+class DeleteRow:
+    """Delete ONE row of a table without a primary key whose ``columns`` hold
+    ``values`` (NULL-safe full-row match); nothing when no row matches."""
+
+    columns: Columns
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateRow:
+    """Set ``set_columns`` to ``set_values`` in ONE row of a table without a primary
+    key whose ``columns`` hold ``values``; nothing when no row matches."""
+
+    columns: Columns
+    values: tuple[Any, ...]
+    set_columns: Columns
+    set_values: tuple[Any, ...]
+
+
+Mutation = Upsert | Delete | Move | Truncate | DeleteRow | UpdateRow
 
 
 @dataclass(slots=True)
@@ -94,7 +118,7 @@ class Segment:
         return len(self.deletes) + sum(len(v) for v in self.upserts.values())
 
 
-Step = Segment | Move
+Step = Segment | Move | DeleteRow | UpdateRow
 
 # Entry states: the final effect of the batch on one key.
 _UPSERT = 0  # merge the carried columns into whatever row exists
@@ -211,6 +235,63 @@ class TableReducer:
         self._pending = {}
         self._truncates = []
         return steps
+
+
+class KeylessReducer:
+    """The mutations of a table without a primary key, in source order, unreduced.
+
+    Its rows can only be told apart by their whole image and may be duplicates:
+    every change counts, and a delete or update must see exactly the rows the
+    source had before it. Consecutive inserts (:class:`Upsert` with an empty key,
+    an insert) are grouped into one bulk step; each :class:`DeleteRow` and
+    :class:`UpdateRow` is its own step; a truncate starts a new segment.
+    """
+
+    __slots__ = ("_segment", "_steps", "changes")
+
+    def __init__(self, columns: Sequence[str] = ()) -> None:
+        self._segment = Segment()
+        self._steps: list[Step] = []
+        self.changes = 0
+
+    def _flush(self) -> None:
+        if self._segment:
+            self._steps.append(self._segment)
+            self._segment = Segment()
+
+    def add(self, m: Mutation) -> None:
+        self.changes += 1
+        if type(m) is Upsert:
+            if m.key:
+                raise TypeError(f"a keyed upsert for a table without a primary key: {m!r}")
+            rows = self._segment.upserts.get(m.columns)
+            if rows is None:
+                self._segment.upserts[m.columns] = rows = []
+            rows.append(m.values)
+        elif type(m) is DeleteRow or type(m) is UpdateRow:
+            self._flush()
+            self._steps.append(m)
+        elif type(m) is Truncate:
+            self._flush()
+            self._segment.truncates.append(m)
+        else:
+            raise TypeError(f"not a mutation of a table without a primary key: {m!r}")
+
+    def upsert(self, key: Key, columns: Columns, values: tuple[Any, ...]) -> None:
+        self.add(Upsert(key, columns, values))
+
+    def add_all(self, mutations: Iterable[Mutation]) -> None:
+        for m in mutations:
+            self.add(m)
+
+    def steps(self) -> list[Step]:
+        """The work, in source order (the reducer can be used once)."""
+        self._flush()
+        steps, self._steps = self._steps, []
+        return steps
+
+
+Reducer = TableReducer | KeylessReducer
 
 
 def reduce_mutations(columns: Sequence[str], mutations: Iterable[Mutation]) -> list[Step]:

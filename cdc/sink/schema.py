@@ -30,7 +30,17 @@ from cdc.errors import ConfigError, DdlRefused, SchemaError
 from cdc.events import Column, Op, TableId, TableSchema
 from cdc.serde import DecodedChange
 from cdc.sink.naming import replica_table
-from cdc.sink.reduce import Delete, Move, Mutation, Upsert
+from cdc.sink.reduce import (
+    Delete,
+    DeleteRow,
+    KeylessReducer,
+    Move,
+    Mutation,
+    Reducer,
+    TableReducer,
+    UpdateRow,
+    Upsert,
+)
 from cdc.sink.values import DoesNotFit, db_text, passes
 from cdc.spi import ErrorKind, ReplicaTable, SinkSession, TableName
 
@@ -78,6 +88,7 @@ class TablePlan:
         "columns",
         "key",
         "key_from_db",
+        "keyless",
         "name",
         "replica",
         "schema",
@@ -100,6 +111,8 @@ class TablePlan:
         self.columns: tuple[str, ...] = tuple(columns)
         self._spec = tuple(zip(self.columns, to_db, strict=True))
         self.key: tuple[str, ...] = replica.primary_key
+        # No primary key: rows are matched by their whole image, changes applied in order.
+        self.keyless = not self.key
         self._key_pos = tuple(self.columns.index(k) for k in self.key)
         self._key_spec = tuple(self._spec[i] for i in self._key_pos)
         self.key_from_db = tuple(key_from_db)
@@ -107,7 +120,9 @@ class TablePlan:
         # Hot path: a full row is read with one C-level itemgetter, then only the
         # columns that need a converter are touched.
         self._get = _getter(self.columns)
-        self._get_key = _getter(range(len(self.columns)), self._key_pos)
+        self._get_key = (
+            _getter(range(len(self.columns)), self._key_pos) if self._key_pos else _no_key
+        )
         # (index, name, converter, exact types it returns unchanged: not called for those)
         self._convs = tuple(
             (i, name, conv, passes(conv)) for i, (name, conv) in enumerate(self._spec) if conv
@@ -178,13 +193,55 @@ class TablePlan:
             out.append(v)
         return tuple(out)
 
+    def reducer(self) -> Reducer:
+        """A fresh reducer for this table's mutations of one batch."""
+        return KeylessReducer() if self.keyless else TableReducer(self.columns)
+
+    def _whole(self, image: Mapping[str, Any], op: Op) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+        """The full before image of a change of a table without a primary key."""
+        names, values = self._row(image)
+        if names is not self.columns and names != self.columns:
+            missing = [c for c in self.columns if c not in image]
+            raise SchemaError(
+                f"{self.schema.table}: a {op.value!r} change of a table without a primary key "
+                f"whose before image lacks columns {missing}: the row cannot be matched",
+                hint="the source must send whole old rows (PostgreSQL: ALTER TABLE ... REPLICA "
+                "IDENTITY FULL; MySQL/MariaDB: binlog_row_image=FULL)",
+            )
+        return names, values
+
+    def _keyless(self, change: DecodedChange) -> list[Mutation]:
+        op = change.op
+        before = change.before
+        if op is Op.DELETE or op is Op.UPDATE:
+            if before is None:
+                raise SchemaError(
+                    f"{self.schema.table}: a {op.value!r} change of a table without a primary "
+                    "key has no before image: the row cannot be matched",
+                    hint="the source must send whole old rows (PostgreSQL: ALTER TABLE ... "
+                    "REPLICA IDENTITY FULL; MySQL/MariaDB: binlog_row_image=FULL)",
+                )
+            cols, vals = self._whole(before, op)
+            if op is Op.DELETE:
+                return [DeleteRow(cols, vals)]
+        after = change.after
+        if after is None:
+            raise SchemaError(f"{self.schema.table}: a {op.value!r} change without an after image")
+        names, values = self._row(after)
+        if op is Op.UPDATE:
+            return [UpdateRow(cols, vals, names, values)]
+        return [Upsert((), names, values)]
+
     def mutations(self, change: DecodedChange) -> list[Mutation]:
         """The replica mutations of one row change (not a truncate).
 
-        Raises SchemaError for a change that lacks what it needs (a key) and
-        DoesNotFit for a value the replica column cannot hold.
+        Raises SchemaError for a change that lacks what it needs (a key, or for a
+        table without one the whole before image) and DoesNotFit for a value the
+        replica column cannot hold.
         """
         op = change.op
+        if self.keyless:
+            return self._keyless(change)
         if op is Op.DELETE:
             if change.key is not None:
                 return [Delete(self.key_of(change.key))]
@@ -207,6 +264,10 @@ class TablePlan:
                     return [Delete(old), Upsert(key, names, values)]
                 return [Move(old, key, names, values)]
         return [Upsert(key, names, values)]
+
+
+def _no_key(values: Any) -> tuple[Any, ...]:
+    return ()
 
 
 def _getter(keys: Iterable[Any], pick: Sequence[int] | None = None) -> Callable[[Any], tuple[Any, ...]]:
@@ -354,12 +415,6 @@ class ReplicaSchemas:
 
     def _make(self, session: SinkSession, topic: str, schema: TableSchema, native: bool) -> TablePlan:
         d = session.dialect
-        if not schema.primary_key:
-            raise SchemaError(
-                f"{schema.table} has no primary key: the sink applies changes by key",
-                hint="give the source table a primary key (or a unique NOT NULL index used as the "
-                "replica identity)",
-            )
         name = self.target(topic, schema.table)
         self.claim(topic, name)
         sel = (self.settings.columns or {}).get(topic, ColumnSelection())

@@ -64,9 +64,11 @@ which a MariaDB source reading this server's binlog can map back with
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
+import struct
 import uuid
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -418,7 +420,8 @@ class MySqlDialect:
         self, table: TableName, columns: Sequence[tuple[str, str, bool]], primary_key: Sequence[str]
     ) -> list[str]:
         cols = [f"{quote(n)} {t}{' NULL' if nullable else ' NOT NULL'}" for n, t, nullable in columns]
-        cols.append(f"PRIMARY KEY ({', '.join(quote(k) for k in primary_key)})")
+        if primary_key:  # (a table without one is applied by full-row match)
+            cols.append(f"PRIMARY KEY ({', '.join(quote(k) for k in primary_key)})")
         return [
             f"CREATE TABLE IF NOT EXISTS {self.table_sql(table)} ({', '.join(cols)}) "
             f"ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={self.collation}"
@@ -454,6 +457,11 @@ class MySqlDialect:
 
     def upsert(self, table: TableName, columns: Sequence[str], key: Sequence[str], rows: int) -> str:
         one = "(" + ", ".join(["%s"] * len(columns)) + ")"
+        if not key:  # a table without a primary key: a plain insert
+            return (
+                f"INSERT INTO {self.table_sql(table)} ({', '.join(quote(c) for c in columns)}) "
+                f"VALUES {', '.join([one] * rows)}"
+            )
         keyset = set(key)
         sets = [f"{quote(c)} = VALUES({quote(c)})" for c in columns if c not in keyset]
         if not sets:  # every column is key: nothing to update, but a duplicate is no error
@@ -783,6 +791,51 @@ class MySqlSession:
             f"UPDATE {self._d.table_sql(table.name)} SET {sets} WHERE {where}", [*row, *old_key]
         ) > 0
 
+    def _match(
+        self, table: ReplicaTable, columns: Sequence[str], row: Sequence[Any]
+    ) -> tuple[str, list[Any]]:
+        """``WHERE`` text and parameters matching a whole row, NULL-safe."""
+        conds = []
+        params: list[Any] = []
+        for name, v in zip(columns, row, strict=True):
+            c = quote(name)
+            if v is None:
+                conds.append(f"{c} IS NULL")
+                continue
+            rc = table.column(name)
+            if rc is not None and rc.data_type == "json":  # MySQL's JSON type compares by value
+                conds.append(f"{c} = CAST(%s AS JSON)")
+            else:
+                conds.append(f"{c} = %s")
+            if type(v) is float and rc is not None and rc.data_type == "float":
+                # A FLOAT column holds the value rounded to single precision and compares
+                # it as that double: round the parameter alike (0.1 -> 0.10000000149...).
+                with contextlib.suppress(OverflowError):  # (no row can hold it)
+                    v = _SINGLE.unpack(_SINGLE.pack(v))[0]
+            params.append(v)
+        return " AND ".join(conds) or "TRUE", params
+
+    def delete_row(self, table: ReplicaTable, columns: Sequence[str], row: Sequence[Any]) -> bool:
+        where, params = self._match(table, columns, row)
+        return self.execute(
+            f"DELETE FROM {self._d.table_sql(table.name)} WHERE {where} LIMIT 1", params
+        ) > 0
+
+    def update_row(
+        self,
+        table: ReplicaTable,
+        columns: Sequence[str],
+        row: Sequence[Any],
+        set_columns: Sequence[str],
+        values: Sequence[Any],
+    ) -> bool:
+        where, params = self._match(table, columns, row)
+        sets = ", ".join(f"{quote(c)} = %s" for c in set_columns)
+        return self.execute(
+            f"UPDATE {self._d.table_sql(table.name)} SET {sets} WHERE {where} LIMIT 1",
+            [*values, *params],
+        ) > 0
+
     def close(self) -> None:
         try:
             self._conn.close()
@@ -790,6 +843,7 @@ class MySqlSession:
             log.debug("closing the replica connection: %s", e)
 
 
+_SINGLE: Final = struct.Struct("<f")
 _STATEMENT_BYTES: Final = 1_024_000  # PyMySQL's executemany statement size
 
 

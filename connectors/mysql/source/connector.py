@@ -365,22 +365,9 @@ class MySqlSource:
                 )
             ]
         problems = []
-        cur.execute(
-            "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.STATISTICS "
-            "WHERE INDEX_NAME = 'PRIMARY' GROUP BY TABLE_SCHEMA, TABLE_NAME"
-        )
-        keyed = {(str(a), str(b)) for a, b in cur.fetchall()}
+        # Tables without a primary key are captured too: with the FULL row image (a server
+        # check) their updates and deletes carry the whole old row, which replicas match.
         for db, table, _ in tables:
-            if (db, table) not in keyed:
-                problems.append(
-                    Problem(
-                        f"{db}.{table} has no primary key: its events would have no key, and "
-                        "replicas cannot apply its updates and deletes",
-                        f"ALTER TABLE {quote(db)}.{quote(table)} ADD PRIMARY KEY (...), or add "
-                        f"'{db}.{table}' to the source's tables.exclude",
-                        key="tables",
-                    )
-                )
             try:
                 cur.execute(f"SELECT 1 FROM {quote(db)}.{quote(table)} LIMIT 0")
             except (pymysql.err.OperationalError, pymysql.err.ProgrammingError) as e:

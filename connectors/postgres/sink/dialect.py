@@ -370,7 +370,8 @@ class PostgresDialect:
         self, table: TableName, columns: Sequence[tuple[str, str, bool]], primary_key: Sequence[str]
     ) -> list[str]:
         cols = [f"{quote(n)} {t}{'' if nullable else ' NOT NULL'}" for n, t, nullable in columns]
-        cols.append(f"PRIMARY KEY ({', '.join(quote(k) for k in primary_key)})")
+        if primary_key:  # (a table without one is applied by full-row match)
+            cols.append(f"PRIMARY KEY ({', '.join(quote(k) for k in primary_key)})")
         out = []
         if table.schema and table.schema != "public":  # (needs CREATE on the database)
             out.append(f"CREATE SCHEMA IF NOT EXISTS {quote(table.schema)}")
@@ -407,6 +408,8 @@ class PostgresDialect:
     # -- DML
 
     def _conflict(self, columns: Sequence[str], key: Sequence[str]) -> str:
+        if not key:  # a table without a primary key: a plain insert
+            return ""
         keyset = set(key)
         sets = [f"{quote(c)} = EXCLUDED.{quote(c)}" for c in columns if c not in keyset]
         target = ", ".join(quote(k) for k in key)
@@ -812,11 +815,68 @@ class PostgresSession:
         )
         return n > 0
 
+    def _match(
+        self, table: ReplicaTable, columns: Sequence[str], row: Sequence[Any]
+    ) -> tuple[str, list[Any]]:
+        """``WHERE`` text and parameters matching a whole row, NULL-safe."""
+        conds = []
+        params: list[Any] = []
+        for name, v in zip(columns, row, strict=True):
+            c = quote(name)
+            if v is None:
+                conds.append(f"{c} IS NULL")
+                continue
+            rc = table.column(name)
+            typname = rc.data_type if rc is not None else "text"
+            if typname in _MATCH_AS_TEXT:
+                cast = rc.type_text if rc is not None else "text"
+                conds.append(f"{c}::text = CAST(%s AS {cast})::text")
+            elif typname == "json":  # json has no equality; jsonb's is by value
+                conds.append(f"{c}::jsonb = CAST(%s AS jsonb)")
+            elif typname in _MATCH_AS_IS or rc is None:
+                conds.append(f"{c} = %s")  # (a string literal takes the column's type)
+            else:
+                conds.append(f"{c} = CAST(%s AS {rc.type_text})")
+            params.append(v)
+        return " AND ".join(conds) or "true", params
+
+    def delete_row(self, table: ReplicaTable, columns: Sequence[str], row: Sequence[Any]) -> bool:
+        where, params = self._match(table, columns, row)
+        t = self._d.table_sql(table.name)
+        return self.execute(
+            f"DELETE FROM {t} WHERE ctid = (SELECT ctid FROM {t} WHERE {where} LIMIT 1)", params
+        ) > 0
+
+    def update_row(
+        self,
+        table: ReplicaTable,
+        columns: Sequence[str],
+        row: Sequence[Any],
+        set_columns: Sequence[str],
+        values: Sequence[Any],
+    ) -> bool:
+        where, params = self._match(table, columns, row)
+        t = self._d.table_sql(table.name)
+        sets = ", ".join(f"{quote(c)} = %s" for c in set_columns)
+        return self.execute(
+            f"UPDATE {t} SET {sets} WHERE ctid = (SELECT ctid FROM {t} WHERE {where} LIMIT 1)",
+            [*values, *params],
+        ) > 0
+
     def close(self) -> None:
         try:
             self._conn.close()
         except psycopg.Error as e:  # closing a broken connection: nothing left to release
             log.debug("closing the replica connection: %s", e)
+
+
+# Full-row match (tables without a primary key): types without an equality operator,
+# or whose one is not identity (box and circle compare areas), and arrays of them
+# compare as text (json as jsonb); string
+# types take the parameter as a literal of their own type (no cast that could cut it).
+_NO_IDENTITY_EQ: Final = ("json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle")
+_MATCH_AS_TEXT: Final = frozenset((*_NO_IDENTITY_EQ[1:], *(f"_{t}" for t in _NO_IDENTITY_EQ)))
+_MATCH_AS_IS: Final = frozenset(("text", "varchar", "bpchar", "name", "citext"))
 
 
 def create_dialect() -> PostgresDialect:

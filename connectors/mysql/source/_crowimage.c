@@ -32,7 +32,8 @@ enum {
     OP_FLOAT = 2,    /* float32, shortest decimal (cdc.serde.types.shortest_float32) */
     OP_DOUBLE = 3,
     OP_DECIMAL = 4,  /* a = precision, b = scale, obj = the Python decoder (fallback) */
-    OP_STR = 5,      /* a = length prefix bytes (1..4), b = encoding (0 utf-8, 1 cp1252, 2 ascii) */
+    OP_STR = 5,      /* a = length prefix bytes (1..4), b = encoding (0 utf-8, 1 MySQL latin1:
+                        obj = its 256-character decoding table, 2 ascii) */
     OP_BYTES = 6,    /* a = length prefix bytes (1..4), b = pad to (0: no padding) */
     OP_ENUM = 7,     /* a = size, obj = ("", *labels) */
     OP_SET = 8,      /* a = size, obj = labels */
@@ -331,7 +332,7 @@ decode_col(Program *p, Py_ssize_t i, PyObject *bufobj, const unsigned char *buf,
         const char *start = (const char *)s + c->a;
         if (c->op == OP_STR) {
             if (c->b == 0) v = PyUnicode_DecodeUTF8(start, n, NULL);
-            else if (c->b == 1) v = PyUnicode_Decode(start, n, "cp1252", NULL);
+            else if (c->b == 1) v = PyUnicode_DecodeCharmap(start, n, c->obj, NULL);
             else v = PyUnicode_DecodeASCII(start, n, NULL);
         }
         else if (c->b > n) {
@@ -630,6 +631,9 @@ check_spec(Py_ssize_t i, Col *c)
     case OP_STR:
         if (c->a < 1 || c->a > 4 || c->b < 0 || c->b > 2)
             return spec_error(i, "string prefix 1..4 and encoding 0..2");
+        if (c->b == 1 && (c->obj == NULL || !PyUnicode_Check(c->obj) ||
+                          PyUnicode_GET_LENGTH(c->obj) != 256))
+            return spec_error(i, "latin1 needs its 256-character decoding table");
         return 0;
     case OP_BYTES:
         if (c->a < 1 || c->a > 4 || c->b < 0) return spec_error(i, "bytes prefix 1..4");
@@ -748,6 +752,13 @@ Program_decode(Program *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     const unsigned char *buf = (const unsigned char *)PyBytes_AS_STRING(bufobj);
+    if (off < end && self->ncols == 0) {
+        /* an image would take no bytes: the loop below would never end */
+        PyErr_SetString(PyExc_ValueError,
+                        "malformed rows event: its TableMap has no columns, so a row image "
+                        "takes no bytes and the event body cannot be split into rows");
+        return NULL;
+    }
     PyObject *out = PyList_New(0);
     if (out == NULL) return NULL;
     while (off < end) {

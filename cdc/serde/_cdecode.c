@@ -1007,6 +1007,13 @@ PyInit__cdecode(void)
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
+#ifdef Py_GIL_DISABLED
+    /* a single-phase module declares its GIL use this way (Py_mod_gil is for slots) */
+    if (PyUnstable_Module_SetGIL(m, Py_MOD_GIL_USED) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+#endif
     if (PyModule_AddObjectRef(m, "Program", (PyObject *)&ProgramType) < 0) {
         Py_DECREF(m);
         return NULL;

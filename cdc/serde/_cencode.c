@@ -661,6 +661,13 @@ PyMODINIT_FUNC PyInit__cencode(void) {
     if (PyType_Ready(&RowProgramType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL) return NULL;
+#ifdef Py_GIL_DISABLED
+    /* a single-phase module declares its GIL use this way (Py_mod_gil is for slots) */
+    if (PyUnstable_Module_SetGIL(m, Py_MOD_GIL_USED) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+#endif
     SlowPath = PyErr_NewExceptionWithDoc(
         "cdc.serde._cencode.SlowPath",
         "The row is not the common case: encode it on the checked Python path.", NULL, NULL);

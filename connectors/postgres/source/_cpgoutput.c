@@ -13,7 +13,7 @@
 static PyObject *parse_tuple(const unsigned char *buf, Py_ssize_t end, Py_ssize_t *pos_io,
                              PyObject *unchanged) {
     Py_ssize_t pos = *pos_io;
-    if (pos < 0 || pos + 2 > end) goto malformed;
+    if (pos < 0 || pos > end || end - pos < 2) goto malformed; /* no overflow on any pos */
     Py_ssize_t ncols = ((Py_ssize_t)buf[pos] << 8) | buf[pos + 1];
     pos += 2;
     PyObject *values = PyTuple_New(ncols);
@@ -23,7 +23,7 @@ static PyObject *parse_tuple(const unsigned char *buf, Py_ssize_t end, Py_ssize_
         unsigned char kind = buf[pos];
         PyObject *v;
         if (kind == 't' || kind == 'b') {
-            if (pos + 5 > end) goto malformed_values;
+            if (end - pos < 5) goto malformed_values;
             uint32_t n = ((uint32_t)buf[pos + 1] << 24) | ((uint32_t)buf[pos + 2] << 16) |
                          ((uint32_t)buf[pos + 3] << 8) | (uint32_t)buf[pos + 4];
             Py_ssize_t start = pos + 5;
@@ -155,4 +155,15 @@ static struct PyModuleDef module_def = {
     "Native pgoutput TupleData parsing (decoder._read_tuple is the reference).", -1, methods,
 };
 
-PyMODINIT_FUNC PyInit__cpgoutput(void) { return PyModule_Create(&module_def); }
+PyMODINIT_FUNC PyInit__cpgoutput(void) {
+    PyObject *m = PyModule_Create(&module_def);
+    if (m == NULL) return NULL;
+#ifdef Py_GIL_DISABLED
+    /* a single-phase module declares its GIL use this way (Py_mod_gil is for slots) */
+    if (PyUnstable_Module_SetGIL(m, Py_MOD_GIL_USED) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+#endif
+    return m;
+}

@@ -10,6 +10,7 @@ column converted to utf8mb4, for every binlog decoder and for the snapshot.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -70,3 +71,23 @@ def test_every_latin1_byte_reads_as_mariadb_converts_it(
     [snap] = list(rows)
     assert snap.after is not None
     assert {k: snap.after[k] for k in expected} == expected
+
+
+def test_a_latin1_connection_snapshots_every_byte_too(
+    source_kwargs: dict[str, Any], sql: Callable[..., Any], unique_name: str
+) -> None:
+    """A source configured with ``charset: latin1``: PyMySQL decodes such a connection
+    as strict cp1252 and raised on 0x81 in the snapshot; cdc reads it as MySQL does."""
+    t = unique_name
+    sql(f"CREATE TABLE {t} (id INT PRIMARY KEY, v VARCHAR(300) CHARACTER SET latin1) "
+        "DEFAULT CHARSET=utf8mb4")
+    sql(f"INSERT INTO {t} VALUES (1, X'{ALL.hex()}')")
+    [(want,)] = sql(f"SELECT CONVERT(v USING utf8mb4) FROM {t}")
+    src = MySqlSource({**source_kwargs, "charset": "latin1"}, name="it_latin1",
+                      include=[f"cdc_source.{t}"], server_id=random.randint(100_000, 4_000_000_000))
+    try:
+        _, rows = src.snapshot(None)
+        [snap] = list(rows)
+        assert snap.after is not None and snap.after["v"] == want
+    finally:
+        src.close()

@@ -105,7 +105,7 @@ def zero_width(named: Mapping[str, Any], t: Any, ns: str | None, seen: frozenset
 
 
 def has_blocks(schema: Any) -> bool:
-    """Whether ``schema`` (named types are defined inside it) has an array or a map."""
+    """Whether ``schema``, walked as written (not through names), has an array or a map."""
     if isinstance(schema, list):
         return any(has_blocks(x) for x in schema)
     if not isinstance(schema, dict):
@@ -299,7 +299,7 @@ class _Generator:
 def compile_reader(schema: Any, named: Mapping[str, Any]) -> tuple[Reader, str]:
     """A function ``read(body, limits=DEFAULT_LIMITS)`` reading one complete value of
     ``schema`` from bytes, and its source."""
-    counted = has_blocks(schema)
+    counted = has_blocks(schema) or any(has_blocks(d) for d in named.values())
     gen = _Generator(named, counted)
     top = gen.read(schema, "value", None)
     entry = [

@@ -171,3 +171,12 @@ def test_readers_take_limits_from_their_owner() -> None:
     assert kr.read(blocks(10, 1)) == {"k": [None] * 10}
     with pytest.raises(SerializationError, match="more than 10 array"):
         kr.read(blocks(11, 1))
+
+
+def test_arrays_inside_named_types_defined_outside_the_schema_are_counted() -> None:
+    inner = {"type": "record", "name": "N", "fields": [{"name": "x", "type": NULLS}]}
+    schema = {"type": "record", "name": "R", "fields": [{"name": "n", "type": "N"}]}
+    python, _ = compile_reader(schema, {"N": inner})
+    assert python(blocks(3, 1)) == {"n": {"x": [None] * 3}}
+    with pytest.raises(SerializationError, match="more than 2 array"):
+        python(blocks(3, 1), DecodeLimits(max_items=2))

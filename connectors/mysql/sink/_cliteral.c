@@ -228,26 +228,38 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static int
+module_exec(PyObject *m)
+{
+    /* the datetime C API capsule: process-wide, as for every extension using it */
+    PyDateTime_IMPORT;
+    return PyDateTimeAPI == NULL ? -1 : 0;
+}
+
+/* No module state: multi-phase init; it declares that it needs the GIL where Python
+ * has Py_mod_gil. */
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, module_exec},
+#ifdef Py_mod_multiple_interpreters
+    {Py_mod_multiple_interpreters, Py_MOD_MULTIPLE_INTERPRETERS_SUPPORTED},
+#endif
+#ifdef Py_mod_gil
+    {Py_mod_gil, Py_MOD_GIL_USED},
+#endif
+    {0, NULL},
+};
+
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "connectors.mysql.sink._cliteral",
-    "SQL literal text of MariaDB/MySQL rows (dialect._literals is the reference).", -1, methods,
+    PyModuleDef_HEAD_INIT,
+    .m_name = "connectors.mysql.sink._cliteral",
+    .m_doc = "SQL literal text of MariaDB/MySQL rows (dialect._literals is the reference).",
+    .m_size = 0,
+    .m_methods = methods,
+    .m_slots = module_slots,
 };
 
 PyMODINIT_FUNC
 PyInit__cliteral(void)
 {
-    PyDateTime_IMPORT;
-    if (PyDateTimeAPI == NULL)
-        return NULL;
-    PyObject *m = PyModule_Create(&module);
-    if (m == NULL)
-        return NULL;
-#ifdef Py_GIL_DISABLED
-    /* a single-phase module declares its GIL use this way (Py_mod_gil is for slots) */
-    if (PyUnstable_Module_SetGIL(m, Py_MOD_GIL_USED) < 0) {
-        Py_DECREF(m);
-        return NULL;
-    }
-#endif
-    return m;
+    return PyModuleDef_Init(&module);
 }

@@ -150,20 +150,25 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT, "connectors.postgres.source._cpgoutput",
-    "Native pgoutput TupleData parsing (decoder._read_tuple is the reference).", -1, methods,
+/* No module state at all: multi-phase init, safe in any interpreter; it declares that
+ * it needs the GIL (it fills tuples under it) where Python has Py_mod_gil. */
+static PyModuleDef_Slot module_slots[] = {
+#ifdef Py_mod_multiple_interpreters
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+#endif
+#ifdef Py_mod_gil
+    {Py_mod_gil, Py_MOD_GIL_USED},
+#endif
+    {0, NULL},
 };
 
-PyMODINIT_FUNC PyInit__cpgoutput(void) {
-    PyObject *m = PyModule_Create(&module_def);
-    if (m == NULL) return NULL;
-#ifdef Py_GIL_DISABLED
-    /* a single-phase module declares its GIL use this way (Py_mod_gil is for slots) */
-    if (PyUnstable_Module_SetGIL(m, Py_MOD_GIL_USED) < 0) {
-        Py_DECREF(m);
-        return NULL;
-    }
-#endif
-    return m;
-}
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "connectors.postgres.source._cpgoutput",
+    .m_doc = "Native pgoutput TupleData parsing (decoder._read_tuple is the reference).",
+    .m_size = 0,
+    .m_methods = methods,
+    .m_slots = module_slots,
+};
+
+PyMODINIT_FUNC PyInit__cpgoutput(void) { return PyModuleDef_Init(&module_def); }

@@ -4,7 +4,7 @@
  * ``Maker(cls, names)(v1, v2, ...)`` allocates ``cls`` and sets exactly the named
  * slots, in order, through their member descriptors: what the generated dataclass
  * ``__init__`` does through ``object.__setattr__``, without a Python frame per field.
- * Only for classes without ``__post_init__`` (callers check: its checks must run).
+ * Only for classes without ``__post_init__`` (its checks must run): Maker refuses others.
  * Sources build several such objects per event (position, source info, transaction,
  * event), which made it worth a C constructor shared by all connectors.
  */
@@ -58,6 +58,17 @@ Maker_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         PyErr_Format(PyExc_TypeError, "%s has its own __new__", tp->tp_name);
         return NULL;
     }
+    PyObject *post = PyObject_GetAttrString(cls, "__post_init__");
+    if (post != NULL) {
+        Py_DECREF(post);
+        PyErr_Format(PyExc_TypeError,
+                     "%s has __post_init__, which a Maker would skip: construct it normally",
+                     tp->tp_name);
+        return NULL;
+    }
+    if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+        return NULL;
+    PyErr_Clear();
     Py_ssize_t n = PyTuple_GET_SIZE(names);
     PyObject *descrs = PyTuple_New(n);
     if (descrs == NULL) return NULL;
@@ -141,6 +152,13 @@ PyMODINIT_FUNC PyInit__cslots(void)
     if (PyType_Ready(&MakerType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL) return NULL;
+#ifdef Py_GIL_DISABLED
+    /* a single-phase module declares its GIL use this way (Py_mod_gil is for slots) */
+    if (PyUnstable_Module_SetGIL(m, Py_MOD_GIL_USED) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+#endif
     if (PyModule_AddObjectRef(m, "Maker", (PyObject *)&MakerType) < 0) {
         Py_DECREF(m);
         return NULL;

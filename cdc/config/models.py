@@ -801,6 +801,27 @@ class SinkErrors(ConfigModel):
     )
 
 
+class SinkDecoding(ConfigModel):
+    """Bounds on what one consumed record may decode into (topics hold bytes anyone with
+    produce rights wrote); a record over them is a bad record, handled as
+    ``errors.policy`` says."""
+
+    max_items: int = Field(
+        default=1_000_000,
+        ge=1,
+        le=1_000_000_000,
+        description="Array items plus map entries in one record, over all its arrays and maps.",
+        examples=[1_000_000],
+    )
+    max_record_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        le=2**31 - 1,
+        description="Longest Avro body (after the 5-byte framing) a record may have.",
+        examples=[67_108_864],
+    )
+
+
 def _pattern_regex(pattern: str) -> str:
     """A wildcard topic pattern as an anchored regex that librdkafka understands."""
     out = []
@@ -838,6 +859,9 @@ class SinkConfigBase(ConfigModel):
     )
     tables: SinkTables = Field(default_factory=SinkTables, description="Topic to table mapping.")
     errors: SinkErrors = Field(default_factory=SinkErrors, description="Failure handling.")
+    decoding: SinkDecoding = Field(
+        default_factory=SinkDecoding, description="Bounds on decoding one record."
+    )
     transactional: bool = Field(
         default=False,
         description="End batches only at source transaction ends, so a source transaction's "

@@ -35,6 +35,7 @@ from cdc.serde.codec import (
 )
 from cdc.serde.envelope import TopicNaming, build_schemas, default_topic_name
 from cdc.serde.framing import HEADER_SIZE, frame, frame_prefix, unframe
+from cdc.serde.limits import DEFAULT_LIMITS, DecodeLimits
 from cdc.serde.registry import InMemorySchemaRegistry, RegistryClient, SchemaRegistry
 from cdc.serde.types import (
     NEG_INFINITY,
@@ -76,9 +77,13 @@ class AvroSerde:
     """
 
     def __init__(
-        self, registry: SchemaRegistry, topic_naming: TopicNaming = default_topic_name
+        self,
+        registry: SchemaRegistry,
+        topic_naming: TopicNaming = default_topic_name,
+        limits: DecodeLimits = DEFAULT_LIMITS,
     ) -> None:
         self.registry = registry
+        self.limits = limits
         self.topic_naming = topic_naming
         self._by_identity: dict[tuple[int, str, str], _Encoding] = {}
         self._by_value: dict[tuple[TableSchema, str, str], _Encoding] = {}
@@ -152,14 +157,16 @@ class AvroSerde:
     def _envelope_reader(self, schema_id: int) -> EnvelopeReader:
         reader = self._envelopes.get(schema_id)
         if reader is None:
-            reader = EnvelopeReader(WriterSchema.parse(self.registry.get_schema(schema_id)))
+            reader = EnvelopeReader(
+                WriterSchema.parse(self.registry.get_schema(schema_id)), self.limits
+            )
             self._envelopes[schema_id] = reader
         return reader
 
     def _key_reader(self, schema_id: int) -> KeyReader:
         reader = self._keys.get(schema_id)
         if reader is None:
-            reader = KeyReader(WriterSchema.parse(self.registry.get_schema(schema_id)))
+            reader = KeyReader(WriterSchema.parse(self.registry.get_schema(schema_id)), self.limits)
             self._keys[schema_id] = reader
         return reader
 
@@ -218,6 +225,7 @@ __all__ = [
     "POS_INFINITY",
     "ZERO",
     "AvroSerde",
+    "DecodeLimits",
     "DecodedChange",
     "EncodedChange",
     "InMemorySchemaRegistry",

@@ -10,7 +10,13 @@
  * are identical to the Python path by construction.
  *
  * Malformed input raises the exception class given to Program() (the
- * codec's SerializationError): never a crash. Only the CPython C API, C11.
+ * codec's SerializationError): never a crash. So does a record over its
+ * decoding limits (cdc/serde/limits.py): every array item and map entry of a
+ * record is counted against max_items before it is allocated, so a few bytes
+ * claiming a billion zero-width items (nulls, empty records, fixed(0)) are
+ * refused instead of filling memory. Any other exception (MemoryError, an
+ * error raised by a Python converter) propagates unchanged.
+ * Only the CPython C API, C11.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -45,7 +51,9 @@ enum {
 };
 
 #define MAX_DEPTH 1000
-#define MAX_ZERO_WIDTH_ITEMS 10000000
+/* defaults of cdc.serde.limits.DecodeLimits, for read() called without limits */
+#define DEFAULT_MAX_ITEMS 1000000
+#define DEFAULT_MAX_BYTES (64 * 1024 * 1024)
 
 typedef struct {
     int op;
@@ -73,6 +81,8 @@ typedef struct {
     Py_ssize_t pos;
     int depth;
     Program *prog;
+    int64_t items_left; /* array items and map entries this record may still hold */
+    int64_t max_items;
 } Reader;
 
 static PyObject *DecimalType = NULL;
@@ -96,6 +106,8 @@ fail(Reader *r, const char *fmt, ...)
 static PyObject *
 wrap_error(Reader *r, const char *what)
 {
+    if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
+        return NULL; /* MemoryError...: not a property of the bytes, propagate */
     PyObject *type, *value, *tb;
     PyErr_Fetch(&type, &value, &tb);
     PyErr_NormalizeException(&type, &value, &tb);
@@ -337,13 +349,28 @@ block_count(Reader *r, Node *node, int64_t *count)
             return -1;
         }
         *count = -*count;
-        if (read_long(r, &size) < 0) /* the block's byte size: not needed */
+        if (read_long(r, &size) < 0) /* the block's byte size: checked, not needed */
             return -1;
+        if (size < 0 || size > r->len - r->pos) {
+            fail(r, "block byte size %lld", (long long)size);
+            return -1;
+        }
     }
-    if (node->zero_width ? *count > MAX_ZERO_WIDTH_ITEMS : *count > r->len - r->pos) {
+    /* items that take bytes: no more of them than bytes remain */
+    if (!node->zero_width && *count > r->len - r->pos) {
         fail(r, "block of %lld items in %zd bytes", (long long)*count, r->len - r->pos);
         return -1;
     }
+    if (*count > r->items_left) {
+        PyErr_Format(r->prog->error,
+                     "Avro body does not match its writer schema: more than %lld array items "
+                     "and map entries in one record (decoding.max_items): a malformed or "
+                     "hostile record; raise the sink's decoding.max_items if such records are "
+                     "legitimate",
+                     (long long)r->max_items);
+        return -1;
+    }
+    r->items_left -= *count;
     return 0;
 }
 
@@ -753,15 +780,24 @@ static PyTypeObject ProgramType = {
 /* ------------------------------------------------------------------ module functions */
 
 static PyObject *
-decode(Program *prog, PyObject *data, Py_ssize_t start, int whole, Py_ssize_t *end)
+decode(Program *prog, PyObject *data, Py_ssize_t start, int whole, Py_ssize_t *end,
+       int64_t max_items, int64_t max_bytes)
 {
     Py_buffer view;
     if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
         return NULL;
-    Reader r = {view.buf, view.len, start, 0, prog};
+    Reader r = {view.buf, view.len, start, 0, prog, max_items, max_items};
     PyObject *v = NULL;
     if (start < 0 || start > view.len) {
         PyErr_Format(prog->error, "start %zd outside a body of %zd bytes", start, view.len);
+        goto done;
+    }
+    if (view.len - start > max_bytes) {
+        PyErr_Format(prog->error,
+                     "an Avro body of %zd bytes is longer than decoding.max_record_bytes "
+                     "(%lld); raise the sink's decoding.max_record_bytes if such records are "
+                     "legitimate",
+                     view.len - start, (long long)max_bytes);
         goto done;
     }
     v = read_node(&r, prog->root);
@@ -777,11 +813,26 @@ done:
     return v;
 }
 
+static int
+limit_arg(PyObject *o, int64_t *out)
+{
+    long long v = PyLong_AsLongLong(o);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    if (v < 0) {
+        PyErr_SetString(PyExc_ValueError, "decoding limits must be >= 0");
+        return -1;
+    }
+    *out = (int64_t)v;
+    return 0;
+}
+
 static PyObject *
 mod_read(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs < 2 || nargs > 3) {
-        PyErr_SetString(PyExc_TypeError, "read(program, buf, start=0)");
+    if (nargs < 2 || nargs > 5) {
+        PyErr_SetString(PyExc_TypeError,
+                        "read(program, buf, start=0, max_items=1000000, max_bytes=64 MiB)");
         return NULL;
     }
     if (!PyObject_TypeCheck(args[0], &ProgramType)) {
@@ -789,25 +840,36 @@ mod_read(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     Py_ssize_t start = 0, end;
-    if (nargs == 3) {
+    int64_t max_items = DEFAULT_MAX_ITEMS, max_bytes = DEFAULT_MAX_BYTES;
+    if (nargs >= 3) {
         start = PyLong_AsSsize_t(args[2]);
         if (start == -1 && PyErr_Occurred())
             return NULL;
     }
-    return decode((Program *)args[0], args[1], start, 1, &end);
+    if (nargs >= 4 && limit_arg(args[3], &max_items) < 0)
+        return NULL;
+    if (nargs >= 5 && limit_arg(args[4], &max_bytes) < 0)
+        return NULL;
+    return decode((Program *)args[0], args[1], start, 1, &end, max_items, max_bytes);
 }
 
 static PyObject *
 mod_read_record(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3 || !PyObject_TypeCheck(args[0], &ProgramType)) {
-        PyErr_SetString(PyExc_TypeError, "read_record(program, buf, pos)");
+    if (nargs < 3 || nargs > 5 || !PyObject_TypeCheck(args[0], &ProgramType)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "read_record(program, buf, pos, max_items=1000000, max_bytes=64 MiB)");
         return NULL;
     }
     Py_ssize_t start = PyLong_AsSsize_t(args[2]), end = 0;
     if (start == -1 && PyErr_Occurred())
         return NULL;
-    PyObject *v = decode((Program *)args[0], args[1], start, 0, &end);
+    int64_t max_items = DEFAULT_MAX_ITEMS, max_bytes = DEFAULT_MAX_BYTES;
+    if (nargs >= 4 && limit_arg(args[3], &max_items) < 0)
+        return NULL;
+    if (nargs >= 5 && limit_arg(args[4], &max_bytes) < 0)
+        return NULL;
+    PyObject *v = decode((Program *)args[0], args[1], start, 0, &end, max_items, max_bytes);
     if (v == NULL)
         return NULL;
     PyObject *out = Py_BuildValue("(Nn)", v, end);
@@ -911,9 +973,11 @@ mod_pg_position_key(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 
 static PyMethodDef methods[] = {
     {"read", (PyCFunction)(void (*)(void))mod_read, METH_FASTCALL,
-     "read(program, buf, start=0): the value encoded in buf[start:], which it must fill."},
+     "read(program, buf, start=0, max_items=1000000, max_bytes=64 MiB): the value encoded "
+     "in buf[start:], which it must fill, within the decoding limits."},
     {"read_record", (PyCFunction)(void (*)(void))mod_read_record, METH_FASTCALL,
-     "read_record(program, buf, pos) -> (value, next position)."},
+     "read_record(program, buf, pos, max_items=1000000, max_bytes=64 MiB) -> (value, next "
+     "position)."},
     {"pg_position_key", (PyCFunction)(void (*)(void))mod_pg_position_key, METH_FASTCALL,
      "pg_position_key(head, text) -> (lsn, index key) of cdc's exact PostgreSQL position "
      "form, or None."},
@@ -943,6 +1007,13 @@ PyInit__cdecode(void)
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;
+#ifdef Py_GIL_DISABLED
+    /* a single-phase module declares its GIL use this way (Py_mod_gil is for slots) */
+    if (PyUnstable_Module_SetGIL(m, Py_MOD_GIL_USED) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+#endif
     if (PyModule_AddObjectRef(m, "Program", (PyObject *)&ProgramType) < 0) {
         Py_DECREF(m);
         return NULL;

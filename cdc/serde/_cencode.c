@@ -5,7 +5,13 @@
  * TableEncoder.encode_value) for rows whose values are the common canonical types.
  * Anything else raises SlowPath, and the Python code re-encodes the row on its checked
  * path, which owns every error message: this file never decides that a value is wrong,
- * only that it is not the easy case.
+ * only that it is not the easy case. SlowPath is the only "not handled here" signal:
+ * every other exception (MemoryError, KeyboardInterrupt, an error of a mapping or a
+ * fallback) propagates unchanged.
+ *
+ * A RowProgram is immutable once built (its fields are set in __new__; __init__ does
+ * nothing), so a fallback that calls back into it cannot free what an encode walks; it
+ * is GC-tracked, since its fallbacks may refer back to it.
  *
  * Wire format (Avro 1.11 binary): zig-zag varints for int/long, length-prefixed
  * strings/bytes, union = branch index then value, record = fields back to back.
@@ -140,36 +146,66 @@ typedef struct {
     Field *fields;
 } RowProgram;
 
-static void RowProgram_dealloc(RowProgram *self) {
-    if (self->fields != NULL) {
-        for (Py_ssize_t i = 0; i < self->n; i++) {
-            Py_XDECREF(self->fields[i].name);
-            Py_XDECREF(self->fields[i].fallback);
-            Py_XDECREF(self->fields[i].absent);
-        }
-        PyMem_Free(self->fields);
+static void RowProgram_free_fields(RowProgram *self) {
+    Field *fields = self->fields;
+    Py_ssize_t n = self->n;
+    self->fields = NULL;
+    self->n = 0;
+    if (fields == NULL) return;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_XDECREF(fields[i].name);
+        Py_XDECREF(fields[i].fallback);
+        Py_XDECREF(fields[i].absent);
     }
+    PyMem_Free(fields);
+}
+
+static int RowProgram_traverse(RowProgram *self, visitproc visit, void *arg) {
+    for (Py_ssize_t i = 0; i < self->n; i++) {
+        Py_VISIT(self->fields[i].name);
+        Py_VISIT(self->fields[i].fallback);
+        Py_VISIT(self->fields[i].absent);
+    }
+    return 0;
+}
+
+static int RowProgram_clear(RowProgram *self) {
+    RowProgram_free_fields(self);
+    return 0;
+}
+
+static void RowProgram_dealloc(RowProgram *self) {
+    PyObject_GC_UnTrack(self);
+    RowProgram_free_fields(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 /* RowProgram(fields): a sequence of (name, nullable, op, lo, hi, fallback, absent). */
-static int RowProgram_init(RowProgram *self, PyObject *args, PyObject *kwds) {
+static PyObject *RowProgram_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     PyObject *spec;
-    if (!PyArg_ParseTuple(args, "O:RowProgram", &spec)) return -1;
-    PyObject *seq = PySequence_Fast(spec, "RowProgram needs a sequence of field tuples");
-    if (seq == NULL) return -1;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (kwds != NULL && PyDict_GET_SIZE(kwds)) {
+        PyErr_SetString(PyExc_TypeError, "RowProgram takes one positional argument");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "O:RowProgram", &spec)) return NULL;
+    /* a tuple copy: parsing the items below cannot change what we walk */
+    PyObject *seq = PySequence_Tuple(spec);
+    if (seq == NULL) return NULL;
+    Py_ssize_t n = PyTuple_GET_SIZE(seq);
     Field *fields = PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof(Field));
     if (fields == NULL) {
         Py_DECREF(seq);
-        PyErr_NoMemory();
-        return -1;
+        return PyErr_NoMemory();
     }
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        PyObject *item = PyTuple_GET_ITEM(seq, i);
         PyObject *name, *fallback, *absent;
         int nullable, op;
         long long lo, hi;
+        if (!PyTuple_Check(item)) {
+            PyErr_SetString(PyExc_TypeError, "a RowProgram field is a tuple");
+            goto fail;
+        }
         if (!PyArg_ParseTuple(item, "UpiLLOS:RowProgram field", &name, &nullable, &op, &lo, &hi,
                               &fallback, &absent)) {
             goto fail;
@@ -182,12 +218,9 @@ static int RowProgram_init(RowProgram *self, PyObject *args, PyObject *kwds) {
             PyErr_SetString(PyExc_TypeError, "a field's fallback must be callable");
             goto fail;
         }
-        Py_INCREF(name);
-        Py_INCREF(fallback);
-        Py_INCREF(absent);
-        fields[i].absent = absent;
-        fields[i].name = name;
-        fields[i].fallback = fallback;
+        fields[i].absent = Py_NewRef(absent);
+        fields[i].name = Py_NewRef(name);
+        fields[i].fallback = Py_NewRef(fallback);
         fields[i].nullable = nullable;
         fields[i].op = op;
         fields[i].lo = lo;
@@ -201,20 +234,22 @@ static int RowProgram_init(RowProgram *self, PyObject *args, PyObject *kwds) {
         }
         PyMem_Free(fields);
         Py_DECREF(seq);
-        return -1;
+        return NULL;
     }
     Py_DECREF(seq);
-    if (self->fields != NULL) { /* __init__ called twice */
-        for (Py_ssize_t i = 0; i < self->n; i++) {
-            Py_XDECREF(self->fields[i].name);
-            Py_XDECREF(self->fields[i].fallback);
-            Py_XDECREF(self->fields[i].absent);
+    RowProgram *self = (RowProgram *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        for (Py_ssize_t j = 0; j < n; j++) {
+            Py_DECREF(fields[j].name);
+            Py_DECREF(fields[j].fallback);
+            Py_DECREF(fields[j].absent);
         }
-        PyMem_Free(self->fields);
+        PyMem_Free(fields);
+        return NULL;
     }
     self->fields = fields;
     self->n = n;
-    return 0;
+    return (PyObject *)self;
 }
 
 static int put_fallback(Buf *b, const Field *f, PyObject *v) {
@@ -312,6 +347,7 @@ static int put_value(Buf *b, const Field *f, PyObject *v) {
         Py_ssize_t n;
         const char *s = PyUnicode_AsUTF8AndSize(v, &n);
         if (s == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) return -1;
             PyErr_Clear(); /* lone surrogates: the checked path reports them */
             return slow();
         }
@@ -376,7 +412,8 @@ static int put_row(Buf *b, const RowProgram *prog, PyObject *row, PyObject *abse
     int is_dict = PyDict_CheckExact(row);
     Py_ssize_t size = is_dict ? PyDict_GET_SIZE(row) : PyObject_Size(row);
     if (size < 0) {
-        PyErr_Clear();
+        if (!PyErr_ExceptionMatches(PyExc_TypeError)) return -1;
+        PyErr_Clear(); /* not a sized mapping: the checked path says what it is */
         return slow();
     }
     if (absent == NULL ? size != prog->n : size > prog->n) return slow();
@@ -390,7 +427,10 @@ static int put_row(Buf *b, const RowProgram *prog, PyObject *row, PyObject *abse
             Py_XINCREF(v);
         } else {
             v = PyObject_GetItem(row, f->name);
-            if (v == NULL) PyErr_Clear();
+            if (v == NULL) {
+                if (!PyErr_ExceptionMatches(PyExc_KeyError)) return -1;
+                PyErr_Clear(); /* the column is missing */
+            }
         }
         if (v == NULL) {
             if (absent == NULL) return slow();
@@ -457,11 +497,13 @@ static PyTypeObject RowProgramType = {
     .tp_name = "cdc.serde._cencode.RowProgram",
     .tp_basicsize = sizeof(RowProgram),
     .tp_dealloc = (destructor)RowProgram_dealloc,
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "A compiled row encoder: RowProgram([(name, nullable, op, lo, hi, fallback), ...])",
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "A compiled row encoder (immutable): RowProgram([(name, nullable, op, lo, hi, "
+              "fallback, absent), ...])",
     .tp_methods = RowProgram_methods,
-    .tp_init = (initproc)RowProgram_init,
-    .tp_new = PyType_GenericNew,
+    .tp_new = RowProgram_new,
+    .tp_traverse = (traverseproc)RowProgram_traverse,
+    .tp_clear = (inquiry)RowProgram_clear,
 };
 
 /* ------------------------------------------------------------------ envelopes */
@@ -619,6 +661,13 @@ PyMODINIT_FUNC PyInit__cencode(void) {
     if (PyType_Ready(&RowProgramType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL) return NULL;
+#ifdef Py_GIL_DISABLED
+    /* a single-phase module declares its GIL use this way (Py_mod_gil is for slots) */
+    if (PyUnstable_Module_SetGIL(m, Py_MOD_GIL_USED) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+#endif
     SlowPath = PyErr_NewExceptionWithDoc(
         "cdc.serde._cencode.SlowPath",
         "The row is not the common case: encode it on the checked Python path.", NULL, NULL);

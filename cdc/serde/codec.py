@@ -63,6 +63,7 @@ from cdc.serde.envelope import (
     named_types,
     source_shape,
 )
+from cdc.serde.limits import DEFAULT_LIMITS, DecodeLimits
 from cdc.serde.reader import Reader, compile_reader
 from cdc.serde.types import (
     ColumnDecoding,
@@ -749,25 +750,43 @@ _C_PG_KEY: Final[Callable[[str, str], tuple[int, int] | None] | None] = (
 )
 
 
+_DATA_ERRORS: Final = (ValueError, TypeError, OverflowError, ArithmeticError, KeyError)
+
+
+def _guarded(conv: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``conv`` as the C reader calls it: a value that does not convert (the errors
+    :meth:`RowDecoder.convert` names) raises SerializationError, the C reader's one
+    signal that the bytes are bad, so the reference path names the problem; any
+    other error (MemoryError, a bug) propagates as it is."""
+
+    def call(v: Any) -> Any:
+        try:
+            return conv(v)
+        except _DATA_ERRORS as e:
+            raise SerializationError(f"value {v!r:.80} does not convert: {e}") from e
+
+    return call
+
+
 def _native_conversion(conv: Callable[[Any], Any] | None) -> _reader.Conversion | None:
     """The C reader's form of a column converter: a native code for the common
     ones (which call ``conv`` for values outside their fast case), else a call."""
     if conv is None:
         return None
+    safe = _guarded(conv)
     if conv is _types._date_from_wire:
-        return (_reader.CV_DATE, 0, conv)
+        return (_reader.CV_DATE, 0, safe)
     if conv is _types._ts_from_micros:
-        return (_reader.CV_TS, 0, conv)
+        return (_reader.CV_TS, 0, safe)
     if conv is _types._time_from_micros:
-        return (_reader.CV_TIME, 0, conv)
+        return (_reader.CV_TIME, 0, safe)
     code = getattr(conv, "__code__", None)
     cells = getattr(conv, "__closure__", None)
     if code is _FIXED_DECIMAL_CODE and cells is not None:
         scale = cells[code.co_freevars.index("scale")].cell_contents
         if isinstance(scale, int) and 0 <= scale <= 1_000_000:
-            return (_reader.CV_DECIMAL, scale, conv)
-    return (_reader.CV_CALL, 0, conv)
-
+            return (_reader.CV_DECIMAL, scale, safe)
+    return (_reader.CV_CALL, 0, safe)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -990,10 +1009,11 @@ class RowDecoder:
 class KeyReader:
     """Decodes keys written with one key schema."""
 
-    __slots__ = ("_native", "rows", "table", "writer")
+    __slots__ = ("_limits", "_native", "rows", "table", "writer")
 
-    def __init__(self, writer: WriterSchema) -> None:
+    def __init__(self, writer: WriterSchema, limits: DecodeLimits = DEFAULT_LIMITS) -> None:
         self.writer = writer
+        self._limits = limits
         s = writer.schema
         if not isinstance(s, dict) or s.get("type") != "record":
             raise SchemaError("key schema is not a record")
@@ -1008,15 +1028,18 @@ class KeyReader:
 
     def read(self, body: bytes | bytearray | memoryview, start: int = 0) -> dict[str, Any]:
         """The key row of ``body[start:]``."""
+        lim = self._limits
         if self._native is not None:
             try:
-                row: dict[str, Any] = _NATIVE_READ(self._native, body, start)  # type: ignore[misc]
+                row: dict[str, Any] = _NATIVE_READ(  # type: ignore[misc]
+                    self._native, body, start, lim.max_items, lim.max_record_bytes
+                )
                 return row
-            except Exception:  # the reference path below raises the canonical error
+            except SerializationError:  # bad bytes: the reference path names the problem
                 pass
         if start:
             body = memoryview(body)[start:]
-        return self.rows.convert(decode_value(body, self.writer))[0]
+        return self.rows.convert(self.writer.read(bytes(body), lim))[0]
 
 
 class EnvelopeReader:
@@ -1024,6 +1047,7 @@ class EnvelopeReader:
 
     __slots__ = (
         "_fields",
+        "_limits",
         "_lsn",
         "_native",
         "_native_rows",
@@ -1036,8 +1060,9 @@ class EnvelopeReader:
         "writer",
     )
 
-    def __init__(self, writer: WriterSchema) -> None:
+    def __init__(self, writer: WriterSchema, limits: DecodeLimits = DEFAULT_LIMITS) -> None:
         self.writer = writer
+        self._limits = limits
         env = writer.schema
         fields = {f["name"]: f for f in env.get("fields", ())} if isinstance(env, dict) else {}
         missing = {"before", "after", "source", "op"} - fields.keys()
@@ -1137,14 +1162,18 @@ class EnvelopeReader:
     ) -> DecodedChange:
         """The change in the Avro body ``body[start:]``: the C reader when built,
         else (and for anything it refuses) the generated Python reader."""
+        lim = self._limits
         if self._native is not None:
             try:
-                t = _NATIVE_READ(self._native, body, start)  # type: ignore[misc]
-            except Exception:  # the reference path below raises the canonical error
+                t = _NATIVE_READ(  # type: ignore[misc]
+                    self._native, body, start, lim.max_items, lim.max_record_bytes
+                )
+            except SerializationError:  # bad bytes: the reference path names the problem
                 t = None
             if t is not None:
                 return self._from_tuple(t, key, key_reader)
-        return self.read(self.writer.read(bytes(memoryview(body)[start:])), key, key_reader)
+        env = self.writer.read(bytes(memoryview(body)[start:]), lim)
+        return self.read(env, key, key_reader)
 
     def fast_read(
         self, body: bytes | bytearray | memoryview, start: int
@@ -1156,9 +1185,12 @@ class EnvelopeReader:
         native = self._native
         if native is None or not self._native_rows or not self.cdc_written or self.table is None:
             return None
+        lim = self._limits
         try:
-            t = _NATIVE_READ(native, body, start)  # type: ignore[misc]
-        except Exception:
+            t = _NATIVE_READ(  # type: ignore[misc]
+                native, body, start, lim.max_items, lim.max_record_bytes
+            )
+        except SerializationError:  # bad bytes: decode() names the problem
             return None
         i_op, i_src, i_before, i_after, i_unch, i_absent, i_special, _, _ = self._fields
         if (

@@ -29,15 +29,17 @@ from typing import Any, Final
 from cdc import native
 from cdc.errors import SchemaError, SerializationError
 from cdc.serde.envelope import full_name
+from cdc.serde.limits import DEFAULT_LIMITS, DecodeLimits
 
-Reader = Callable[[bytes], Any]
+# reader(body) or reader(body, limits): the value of one Avro body.
+Reader = Callable[..., Any]
 
 _PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 _float = struct.Struct("<f").unpack_from
 _double = struct.Struct("<d").unpack_from
-# Arrays and maps whose items take no bytes (of nulls...) may claim at most this many
-# items; others no more items than bytes remain (both readers refuse bigger counts).
-MAX_ZERO_WIDTH_ITEMS: Final = 10_000_000
+# A block of items that take bytes may claim no more items than bytes remain; every
+# item and map entry of a record, zero-width or not, counts against
+# DecodeLimits.max_items (both readers refuse bigger counts before allocating).
 
 
 def read_long(buf: bytes, pos: int) -> tuple[int, int]:
@@ -102,9 +104,35 @@ def zero_width(named: Mapping[str, Any], t: Any, ns: str | None, seen: frozenset
     return False
 
 
+def has_blocks(schema: Any) -> bool:
+    """Whether ``schema``, walked as written (not through names), has an array or a map."""
+    if isinstance(schema, list):
+        return any(has_blocks(x) for x in schema)
+    if not isinstance(schema, dict):
+        return False
+    if schema.get("type") in ("array", "map"):
+        return True
+    return any(
+        has_blocks(v) for k, v in schema.items() if k in ("type", "items", "values")
+    ) or any(has_blocks(f.get("type")) for f in schema.get("fields", ()) if isinstance(f, dict))
+
+
+def too_many_items(limit: int) -> str:
+    """The error text of a record over ``DecodeLimits.max_items``."""
+    return (
+        f"more than {limit} array items and map entries in one record (decoding.max_items): "
+        "a malformed or hostile record; raise the sink's decoding.max_items if such "
+        "records are legitimate"
+    )
+
+
 class _Generator:
-    def __init__(self, named: Mapping[str, Any]) -> None:
+    def __init__(self, named: Mapping[str, Any], counted: bool = False) -> None:
         self.named = named
+        # Schemas with arrays or maps thread an item budget ``st`` (a list: remaining,
+        # limit) through every record function; others pay nothing for it.
+        self.counted = counted
+        self.st = ", st" if counted else ""
         self.functions: dict[str, str] = {}  # full name -> function name
         self.sources: list[str] = []
         self.constants: dict[str, Any] = {}
@@ -137,7 +165,7 @@ class _Generator:
             body += self.read(field["type"], v, inner_ns)
             names.append((str(field["name"]), v))
         items = ", ".join(f"{n!r}: {v}" for n, v in names)
-        lines = [f"def {fn}(buf, pos):"]
+        lines = [f"def {fn}(buf, pos{self.st}):"]
         lines += ["    " + line for line in body]
         lines.append(f"    return {{{items}}}, pos")
         self.sources.append("\n".join(lines))
@@ -161,7 +189,13 @@ class _Generator:
             return [f"{out} = ud(buf, pos)[0]", "pos += 8"]
         if kind in ("string", "bytes"):
             n = self.var("n")
-            lines = [*self.long(n), f"if {n} < 0:", f"    raise Bad('negative length ' + str({n}))"]
+            lines = [
+                *self.long(n),
+                f"if {n} < 0:",
+                f"    raise Bad('negative length ' + str({n}))",
+                f"if {n} > len(buf) - pos:",
+                "    raise Bad('truncated')",
+            ]
             if kind == "string":
                 lines.append(f"{out} = buf[pos:pos + {n}].decode()")
             else:
@@ -181,7 +215,7 @@ class _Generator:
                 f"{out} = {symbols}[{i}]",
             ]
         if kind in ("record", "error"):
-            return [f"{out}, pos = {self.record_function(t, ns)}(buf, pos)"]
+            return [f"{out}, pos = {self.record_function(t, ns)}(buf, pos{self.st})"]
         if kind == "array":
             return self.blocks(out, ns, item=t["items"], is_map=False)
         if kind == "map":
@@ -232,17 +266,24 @@ class _Generator:
         n, v, k, skip = self.var("n"), self.var("v"), self.var("k"), self.var("s")
         lines = [f"{out} = {{}}" if is_map else f"{out} = []", "while True:"]
         inner = self.long(n)
-        limit = (
-            str(MAX_ZERO_WIDTH_ITEMS) if zero_width(self.named, item, ns) else "len(buf) - pos"
-        )
         inner += [
             f"if {n} == 0:",
             "    break",
-            f"if {n} < 0:",  # a block with its byte size: skip the size
+            f"if {n} < 0:",  # a block with its byte size: check and skip the size
             f"    {n} = -{n}",
             *["    " + line for line in self.long(skip)],
-            f"if {n} > {limit}:",
-            f"    raise Bad('block of ' + str({n}) + ' items')",
+            f"    if {skip} < 0 or {skip} > len(buf) - pos:",
+            f"        raise Bad('block byte size ' + str({skip}))",
+        ]
+        if not zero_width(self.named, item, ns):  # each item takes at least a byte
+            inner += [
+                f"if {n} > len(buf) - pos:",
+                f"    raise Bad('block of ' + str({n}) + ' items')",
+            ]
+        inner += [
+            f"st[0] -= {n}",
+            "if st[0] < 0:",
+            "    raise Bad(tmi(st[1]))",
             f"for _ in range({n}):",
         ]
         body: list[str] = []
@@ -256,31 +297,46 @@ class _Generator:
 
 
 def compile_reader(schema: Any, named: Mapping[str, Any]) -> tuple[Reader, str]:
-    """A function reading one complete value of ``schema`` from bytes, and its source."""
-    gen = _Generator(named)
+    """A function ``read(body, limits=DEFAULT_LIMITS)`` reading one complete value of
+    ``schema`` from bytes, and its source."""
+    counted = has_blocks(schema) or any(has_blocks(d) for d in named.values())
+    gen = _Generator(named, counted)
     top = gen.read(schema, "value", None)
     entry = [
-        "def read(buf):",
+        "def read(buf, max_items):",
         "    pos = 0",
+        *(["    st = [max_items, max_items]"] if counted else []),
         *["    " + line for line in top],
         "    if pos != len(buf):",
         "        raise Bad(f'{len(buf) - pos} bytes left over' if pos < len(buf) else 'truncated')",
         "    return value",
     ]
     source = "\n\n".join([*gen.sources, "\n".join(entry)]) + "\n"
-    namespace: dict[str, Any] = {"rl": read_long, "uf": _float, "ud": _double, "Bad": _Malformed}
+    namespace: dict[str, Any] = {
+        "rl": read_long, "uf": _float, "ud": _double, "Bad": _Malformed, "tmi": too_many_items,
+    }  # fmt: skip
     namespace.update(gen.constants)
     exec(compile(source, "<avro reader>", "exec"), namespace)
-    read: Callable[[bytes], Any] = namespace["read"]
+    read: Callable[[bytes, int], Any] = namespace["read"]
 
-    def checked(buf: bytes) -> Any:
+    def checked(buf: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Any:
+        if len(buf) > limits.max_record_bytes:
+            raise SerializationError(record_too_long(len(buf), limits.max_record_bytes))
         try:
-            return read(buf)
+            return read(buf, limits.max_items)
         except (_Malformed, IndexError, ValueError, struct.error, RecursionError) as e:
             # ValueError covers invalid UTF-8 and over-long varints.
             raise SerializationError(f"Avro body does not match its writer schema: {e}") from e
 
     return checked, source
+
+
+def record_too_long(size: int, limit: int) -> str:
+    """The error text of a body over ``DecodeLimits.max_record_bytes``."""
+    return (
+        f"an Avro body of {size} bytes is longer than decoding.max_record_bytes ({limit}); "
+        "raise the sink's decoding.max_record_bytes if such records are legitimate"
+    )
 
 
 class _Malformed(Exception):
@@ -453,14 +509,16 @@ def native_module() -> Any:
 
 
 def native_reader(program: Any, reference: Reader) -> Reader:
-    """A Reader running ``program`` in C; on any failure the ``reference`` reader
-    decides (it raises the canonical error, naming the same problem)."""
+    """A Reader running ``program`` in C. Malformed bytes (SerializationError, the
+    only error the C reader raises for the data) are handed to the ``reference``
+    reader, which raises the canonical error naming the problem; any other error
+    (MemoryError, SystemError from a bug, KeyboardInterrupt) propagates."""
     read = _cdecode.read  # type: ignore[union-attr]
 
-    def fast(buf: bytes) -> Any:
+    def fast(buf: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> Any:
         try:
-            return read(program, buf)
-        except Exception:
-            return reference(buf)
+            return read(program, buf, 0, limits.max_items, limits.max_record_bytes)
+        except SerializationError:
+            return reference(buf, limits)
 
     return fast

@@ -26,7 +26,7 @@ from cdc.config import CdcConfig, load_config
 from cdc.errors import EXIT_NEEDS_OPERATOR, CdcError, ConfigError, DdlRefused
 from cdc.observability.logging import setup_logging
 from cdc.registry import get_connector
-from cdc.serde import AvroSerde, RegistryClient, SchemaRegistry
+from cdc.serde import AvroSerde, DecodeLimits, RegistryClient, SchemaRegistry
 from cdc.sink.applier import Applier, SinkFailure, SinkSettings
 from cdc.sink.checkpoint import CHECKPOINT_TABLE, CheckpointStore
 from cdc.sink.deadletter import DeadLetterQueue
@@ -81,7 +81,10 @@ def build_worker(
         )
     applier = Applier(
         settings,
-        AvroSerde(registry or registry_for(config)),
+        AvroSerde(
+            registry or registry_for(config),
+            limits=DecodeLimits(sink.decoding.max_items, sink.decoding.max_record_bytes),
+        ),
         ReplicaSchemas(table_settings(sink, schema)),
         CheckpointStore(TableName(schema, CHECKPOINT_TABLE), sink.consumer_group),
         dead_letters=dead_letters,

@@ -7,6 +7,8 @@
  * quotes doubled when the server runs with NO_BACKSLASH_ESCAPES), and hands
  * every other value (non-ASCII str, Decimal, float, timedelta, subclasses...)
  * to fallback(v), which must return its literal as a str. Tests compare both.
+ * The values are walked in a private tuple copy: a fallback may change the
+ * caller's list without touching what is being written.
  * Only the CPython C API, C11.
  */
 #define PY_SSIZE_T_CLEAN
@@ -185,13 +187,15 @@ mod_row(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     int no_backslash = PyObject_IsTrue(args[2]);
     if (no_backslash < 0)
         return NULL;
-    PyObject *seq = PySequence_Fast(args[0], "row values must be a sequence");
+    /* A tuple (a copy of a list): the fallback runs Python code that may mutate the
+     * caller's list, which must not free or move the items walked here. */
+    PyObject *seq = PySequence_Tuple(args[0]);
     if (seq == NULL)
         return NULL;
     Out o = {NULL, 0, 0, NULL};
     PyObject *result = NULL;
-    Py_ssize_t count = PySequence_Fast_GET_SIZE(seq);
-    PyObject **items = PySequence_Fast_ITEMS(seq);
+    Py_ssize_t count = PyTuple_GET_SIZE(seq);
+    PyObject **items = &PyTuple_GET_ITEM(seq, 0);
     if (put(&o, "(", 1) < 0)
         goto done;
     for (Py_ssize_t i = 0; i < count; i++) {
@@ -224,16 +228,38 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static int
+module_exec(PyObject *m)
+{
+    /* the datetime C API capsule: process-wide, as for every extension using it */
+    PyDateTime_IMPORT;
+    return PyDateTimeAPI == NULL ? -1 : 0;
+}
+
+/* No module state: multi-phase init; it declares that it needs the GIL where Python
+ * has Py_mod_gil. */
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, module_exec},
+#ifdef Py_mod_multiple_interpreters
+    {Py_mod_multiple_interpreters, Py_MOD_MULTIPLE_INTERPRETERS_SUPPORTED},
+#endif
+#ifdef Py_mod_gil
+    {Py_mod_gil, Py_MOD_GIL_USED},
+#endif
+    {0, NULL},
+};
+
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "connectors.mysql.sink._cliteral",
-    "SQL literal text of MariaDB/MySQL rows (dialect._literals is the reference).", -1, methods,
+    PyModuleDef_HEAD_INIT,
+    .m_name = "connectors.mysql.sink._cliteral",
+    .m_doc = "SQL literal text of MariaDB/MySQL rows (dialect._literals is the reference).",
+    .m_size = 0,
+    .m_methods = methods,
+    .m_slots = module_slots,
 };
 
 PyMODINIT_FUNC
 PyInit__cliteral(void)
 {
-    PyDateTime_IMPORT;
-    if (PyDateTimeAPI == NULL)
-        return NULL;
-    return PyModule_Create(&module);
+    return PyModuleDef_Init(&module);
 }

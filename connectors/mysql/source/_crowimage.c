@@ -16,11 +16,18 @@
  * EventBuilder builds a change event and its position from four positional
  * constructors (cdc._cslots.Maker, or the classes themselves).
  *
+ * State: no static objects. The module keeps its constants and its two heap types
+ * in per-module state (multi-phase init); a Program or EventBuilder holds the
+ * constants it uses, taken from its module when it is made. The module declares
+ * that it needs the GIL (Py_mod_gil, where Python has it): it walks borrowed
+ * references and dict/list internals under it.
+ *
  * CPython C API only, C11.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <datetime.h>
+#include <structmember.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -32,7 +39,8 @@ enum {
     OP_FLOAT = 2,    /* float32, shortest decimal (cdc.serde.types.shortest_float32) */
     OP_DOUBLE = 3,
     OP_DECIMAL = 4,  /* a = precision, b = scale, obj = the Python decoder (fallback) */
-    OP_STR = 5,      /* a = length prefix bytes (1..4), b = encoding (0 utf-8, 1 cp1252, 2 ascii) */
+    OP_STR = 5,      /* a = length prefix bytes (1..4), b = encoding (0 utf-8, 1 MySQL latin1:
+                        obj = its 256-character decoding table, 2 ascii) */
     OP_BYTES = 6,    /* a = length prefix bytes (1..4), b = pad to (0: no padding) */
     OP_ENUM = 7,     /* a = size, obj = ("", *labels) */
     OP_SET = 8,      /* a = size, obj = labels */
@@ -60,11 +68,31 @@ typedef struct {
     Py_ssize_t null_bytes;
     PyObject *names; /* tuple of str */
     Col *cols;
+    PyObject *decimal; /* decimal.Decimal */
+    PyObject *empty;   /* "" (an enum index out of range) */
+    PyObject *comma;   /* "," (SET members) */
 } Program;
 
-static PyObject *DecimalType = NULL;
-static PyObject *EmptyStr = NULL;
-static PyObject *Comma = NULL;
+/* Per-module state. */
+typedef struct {
+    PyObject *decimal;
+    PyObject *empty;
+    PyObject *comma;
+    PyObject *false_str;
+    PyObject *one;
+    PyObject *program_type;
+    PyObject *builder_type;
+} ModState;
+
+static struct PyModuleDef module_def;
+
+/* The state of the module that defined ``type`` (a borrowed pointer), or NULL with an error. */
+static ModState *
+state_of_type(PyTypeObject *type)
+{
+    PyObject *m = PyType_GetModuleByDef(type, &module_def);
+    return m == NULL ? NULL : (ModState *)PyModule_GetState(m);
+}
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -197,7 +225,8 @@ decimal_size(int precision, int scale)
  * with no error set when a digit group is out of range (the caller then uses
  * the Python decoder, which defines the value of such bytes). */
 static PyObject *
-decode_decimal(const unsigned char *src, int precision, int scale, int *fallback)
+decode_decimal(PyObject *decimal_type, const unsigned char *src, int precision, int scale,
+               int *fallback)
 {
     int intg = precision - scale;
     int intg0 = intg / 9, intg0x = intg % 9, frac0 = scale / 9, frac0x = scale % 9;
@@ -252,7 +281,7 @@ decode_decimal(const unsigned char *src, int precision, int scale, int *fallback
     }
     PyObject *s = PyUnicode_FromStringAndSize(text, w - text);
     if (s == NULL) return NULL;
-    PyObject *d = PyObject_CallOneArg(DecimalType, s);
+    PyObject *d = PyObject_CallOneArg(decimal_type, s);
     Py_DECREF(s);
     return d;
 }
@@ -318,7 +347,7 @@ decode_col(Program *p, Py_ssize_t i, PyObject *bufobj, const unsigned char *buf,
         Py_ssize_t size = decimal_size(c->a, c->b);
         NEED(size);
         int fallback = 0;
-        v = decode_decimal(s, c->a, c->b, &fallback);
+        v = decode_decimal(p->decimal, s, c->a, c->b, &fallback);
         if (v == NULL && fallback) goto python;
         off += size;
         break;
@@ -331,7 +360,7 @@ decode_col(Program *p, Py_ssize_t i, PyObject *bufobj, const unsigned char *buf,
         const char *start = (const char *)s + c->a;
         if (c->op == OP_STR) {
             if (c->b == 0) v = PyUnicode_DecodeUTF8(start, n, NULL);
-            else if (c->b == 1) v = PyUnicode_Decode(start, n, "cp1252", NULL);
+            else if (c->b == 1) v = PyUnicode_DecodeCharmap(start, n, c->obj, NULL);
             else v = PyUnicode_DecodeASCII(start, n, NULL);
         }
         else if (c->b > n) {
@@ -352,7 +381,7 @@ decode_col(Program *p, Py_ssize_t i, PyObject *bufobj, const unsigned char *buf,
         NEED(c->a);
         uint64_t idx = le(s, c->a);
         if (idx < (uint64_t)PyTuple_GET_SIZE(c->obj)) v = PyTuple_GET_ITEM(c->obj, (Py_ssize_t)idx);
-        else v = EmptyStr;
+        else v = p->empty;
         Py_INCREF(v);
         off += c->a;
         break;
@@ -371,7 +400,7 @@ decode_col(Program *p, Py_ssize_t i, PyObject *bufobj, const unsigned char *buf,
                 }
             }
         }
-        v = PyUnicode_Join(Comma, parts);
+        v = PyUnicode_Join(p->comma, parts);
         Py_DECREF(parts);
         off += c->a;
         break;
@@ -564,6 +593,7 @@ decode_image(Program *p, PyObject *bufobj, const unsigned char *buf, Py_ssize_t 
 static void
 Program_dealloc(Program *self)
 {
+    PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     if (self->cols != NULL) {
         for (Py_ssize_t i = 0; i < self->ncols; i++) {
@@ -573,13 +603,19 @@ Program_dealloc(Program *self)
         PyMem_Free(self->cols);
     }
     Py_XDECREF(self->names);
-    Py_TYPE(self)->tp_free((PyObject *)self);
+    Py_XDECREF(self->decimal);
+    Py_XDECREF(self->empty);
+    Py_XDECREF(self->comma);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
 }
 
 static int
 Program_traverse(Program *self, visitproc visit, void *arg)
 {
+    Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->names);
+    Py_VISIT(self->decimal);
     if (self->cols != NULL) {
         for (Py_ssize_t i = 0; i < self->ncols; i++) {
             Py_VISIT(self->cols[i].obj);
@@ -592,6 +628,7 @@ Program_traverse(Program *self, visitproc visit, void *arg)
 static int
 Program_clear(Program *self)
 {
+    Py_CLEAR(self->decimal);
     Py_CLEAR(self->names);
     if (self->cols != NULL) {
         for (Py_ssize_t i = 0; i < self->ncols; i++) {
@@ -630,6 +667,9 @@ check_spec(Py_ssize_t i, Col *c)
     case OP_STR:
         if (c->a < 1 || c->a > 4 || c->b < 0 || c->b > 2)
             return spec_error(i, "string prefix 1..4 and encoding 0..2");
+        if (c->b == 1 && (c->obj == NULL || !PyUnicode_Check(c->obj) ||
+                          PyUnicode_GET_LENGTH(c->obj) != 256))
+            return spec_error(i, "latin1 needs its 256-character decoding table");
         return 0;
     case OP_BYTES:
         if (c->a < 1 || c->a > 4 || c->b < 0) return spec_error(i, "bytes prefix 1..4");
@@ -682,8 +722,13 @@ Program_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
             return NULL;
         }
     }
+    ModState *st = state_of_type(type);
+    if (st == NULL) return NULL;
     Program *self = (Program *)type->tp_alloc(type, 0);
     if (self == NULL) return NULL;
+    self->decimal = Py_NewRef(st->decimal);
+    self->empty = Py_NewRef(st->empty);
+    self->comma = Py_NewRef(st->comma);
     self->ncols = 0;
     self->cols = PyMem_Calloc(n ? (size_t)n : 1, sizeof(Col));
     if (self->cols == NULL) {
@@ -747,7 +792,18 @@ Program_decode(Program *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_Format(PyExc_ValueError, "bad range [%zd, %zd) of a %zd-byte buffer", off, end, size);
         return NULL;
     }
+    if (self->decimal == NULL || self->names == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "a cleared Program cannot decode");
+        return NULL;
+    }
     const unsigned char *buf = (const unsigned char *)PyBytes_AS_STRING(bufobj);
+    if (off < end && self->ncols == 0) {
+        /* an image would take no bytes: the loop below would never end */
+        PyErr_SetString(PyExc_ValueError,
+                        "malformed rows event: its TableMap has no columns, so a row image "
+                        "takes no bytes and the event body cannot be split into rows");
+        return NULL;
+    }
     PyObject *out = PyList_New(0);
     if (out == NULL) return NULL;
     while (off < end) {
@@ -780,17 +836,21 @@ static PyMethodDef Program_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static PyTypeObject ProgramType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "connectors.mysql.source._crowimage.Program",
-    .tp_basicsize = sizeof(Program),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "A compiled row-image decoder of one table version: Program(names, specs).",
-    .tp_new = Program_new,
-    .tp_dealloc = (destructor)Program_dealloc,
-    .tp_traverse = (traverseproc)Program_traverse,
-    .tp_clear = (inquiry)Program_clear,
-    .tp_methods = Program_methods,
+static PyType_Slot Program_slots[] = {
+    {Py_tp_doc, "A compiled row-image decoder of one table version: Program(names, specs)."},
+    {Py_tp_new, Program_new},
+    {Py_tp_dealloc, Program_dealloc},
+    {Py_tp_traverse, Program_traverse},
+    {Py_tp_clear, Program_clear},
+    {Py_tp_methods, Program_methods},
+    {0, NULL},
+};
+
+static PyType_Spec Program_spec = {
+    .name = "connectors.mysql.source._crowimage.Program",
+    .basicsize = sizeof(Program),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = Program_slots,
 };
 
 /* ------------------------------------------------------------------ changes */
@@ -913,13 +973,13 @@ typedef struct {
     PyObject_HEAD
     PyObject *makers[4];
     vectorcallfunc vectorcall;
+    PyObject *false_str; /* "false" (SourceInfo.snapshot) */
+    PyObject *one;       /* 1 */
 } EventBuilder;
 
 enum { TX_FILE, TX_POS, TX_GTID_BEFORE, TX_GTID_AFTER, TX_GTID, TX_SERVER_ID, TX_CONNECTOR,
        TX_NAME, TX_VERSION, TX_DB_VERSION, TX_TS_MS, TX_ID, TX_UNCHANGED, TX_FIELDS };
 
-static PyObject *False_str = NULL;
-static PyObject *One = NULL;
 
 static PyObject *
 EventBuilder_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
@@ -932,6 +992,10 @@ EventBuilder_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf
         return NULL;
     }
     PyObject *tx = args[8];
+    if (self->false_str == NULL || self->makers[0] == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "a cleared EventBuilder cannot build");
+        return NULL;
+    }
     if (!PyTuple_Check(tx) || PyTuple_GET_SIZE(tx) != TX_FIELDS) {
         PyErr_SetString(PyExc_TypeError, "tx must be the 13-tuple of transaction facts");
         return NULL;
@@ -947,11 +1011,11 @@ EventBuilder_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf
     PyObject *position = PyObject_Vectorcall(self->makers[0], pargs, 8, NULL);
     if (position == NULL) return NULL;
     PyObject *sargs[9] = {TX(TX_CONNECTOR), TX(TX_NAME), TX(TX_VERSION), TX(TX_DB_VERSION),
-                          position, TX(TX_TS_MS), TX(TX_GTID), False_str, Py_None};
+                          position, TX(TX_TS_MS), TX(TX_GTID), self->false_str, Py_None};
     PyObject *source = PyObject_Vectorcall(self->makers[1], sargs, 9, NULL);
     PyObject *total = NULL, *txinfo = NULL, *now = NULL, *event = NULL, *result = NULL;
     if (source == NULL) goto done;
-    total = PyNumber_Add(index, One);
+    total = PyNumber_Add(index, self->one);
     if (total == NULL) goto done;
     PyObject *targs[3] = {TX(TX_ID), total, args[6]};
     txinfo = PyObject_Vectorcall(self->makers[3], targs, 3, NULL);
@@ -995,9 +1059,13 @@ EventBuilder_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
             return NULL;
         }
     }
+    ModState *st = state_of_type(type);
+    if (st == NULL) return NULL;
     EventBuilder *self = (EventBuilder *)type->tp_alloc(type, 0);
     if (self == NULL) return NULL;
     for (int i = 0; i < 4; i++) self->makers[i] = Py_NewRef(m[i]);
+    self->false_str = Py_NewRef(st->false_str);
+    self->one = Py_NewRef(st->one);
     self->vectorcall = EventBuilder_vectorcall;
     return (PyObject *)self;
 }
@@ -1005,6 +1073,7 @@ EventBuilder_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 static int
 EventBuilder_traverse(EventBuilder *self, visitproc visit, void *arg)
 {
+    Py_VISIT(Py_TYPE(self));
     for (int i = 0; i < 4; i++) Py_VISIT(self->makers[i]);
     return 0;
 }
@@ -1013,30 +1082,44 @@ static int
 EventBuilder_clear(EventBuilder *self)
 {
     for (int i = 0; i < 4; i++) Py_CLEAR(self->makers[i]);
+    Py_CLEAR(self->false_str);
+    Py_CLEAR(self->one);
     return 0;
 }
 
 static void
 EventBuilder_dealloc(EventBuilder *self)
 {
+    PyTypeObject *tp = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     EventBuilder_clear(self);
-    Py_TYPE(self)->tp_free((PyObject *)self);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
 }
 
-static PyTypeObject EventBuilderType = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "connectors.mysql.source._crowimage.EventBuilder",
-    .tp_basicsize = sizeof(EventBuilder),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
-    .tp_doc = "EventBuilder(position, source, event, transaction makers): builds a binlog "
-              "ChangeEvent and its position in one call.",
-    .tp_new = EventBuilder_new,
-    .tp_dealloc = (destructor)EventBuilder_dealloc,
-    .tp_traverse = (traverseproc)EventBuilder_traverse,
-    .tp_clear = (inquiry)EventBuilder_clear,
-    .tp_call = PyVectorcall_Call,
-    .tp_vectorcall_offset = offsetof(EventBuilder, vectorcall),
+static PyMemberDef EventBuilder_members[] = {
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(EventBuilder, vectorcall), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot EventBuilder_slots[] = {
+    {Py_tp_doc, "EventBuilder(position, source, event, transaction makers): builds a binlog "
+                "ChangeEvent and its position in one call."},
+    {Py_tp_new, EventBuilder_new},
+    {Py_tp_dealloc, EventBuilder_dealloc},
+    {Py_tp_traverse, EventBuilder_traverse},
+    {Py_tp_clear, EventBuilder_clear},
+    {Py_tp_call, PyVectorcall_Call},
+    {Py_tp_members, EventBuilder_members},
+    {0, NULL},
+};
+
+static PyType_Spec EventBuilder_spec = {
+    .name = "connectors.mysql.source._crowimage.EventBuilder",
+    .basicsize = sizeof(EventBuilder),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL |
+             Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = EventBuilder_slots,
 };
 
 static PyMethodDef module_methods[] = {
@@ -1049,23 +1132,27 @@ static PyMethodDef module_methods[] = {
 static int
 module_exec(PyObject *m)
 {
+    ModState *st = (ModState *)PyModule_GetState(m);
+    /* the datetime C API capsule (process-wide, as for every extension using it) */
     PyDateTime_IMPORT;
     if (PyDateTimeAPI == NULL) return -1;
     PyObject *decimal = PyImport_ImportModule("decimal");
     if (decimal == NULL) return -1;
-    DecimalType = PyObject_GetAttrString(decimal, "Decimal");
+    st->decimal = PyObject_GetAttrString(decimal, "Decimal");
     Py_DECREF(decimal);
-    if (DecimalType == NULL) return -1;
-    EmptyStr = PyUnicode_FromString("");
-    Comma = PyUnicode_FromString(",");
-    if (EmptyStr == NULL || Comma == NULL) return -1;
-    False_str = PyUnicode_InternFromString("false");
-    One = PyLong_FromLong(1);
-    if (False_str == NULL || One == NULL) return -1;
-    if (PyType_Ready(&ProgramType) < 0 || PyType_Ready(&EventBuilderType) < 0)
+    if (st->decimal == NULL) return -1;
+    st->empty = PyUnicode_FromString("");
+    st->comma = PyUnicode_FromString(",");
+    st->false_str = PyUnicode_InternFromString("false");
+    st->one = PyLong_FromLong(1);
+    if (st->empty == NULL || st->comma == NULL || st->false_str == NULL || st->one == NULL)
         return -1;
-    if (PyModule_AddObjectRef(m, "EventBuilder", (PyObject *)&EventBuilderType) < 0) return -1;
-    if (PyModule_AddObjectRef(m, "Program", (PyObject *)&ProgramType) < 0) return -1;
+    st->program_type = PyType_FromModuleAndSpec(m, &Program_spec, NULL);
+    if (st->program_type == NULL) return -1;
+    st->builder_type = PyType_FromModuleAndSpec(m, &EventBuilder_spec, NULL);
+    if (st->builder_type == NULL) return -1;
+    if (PyModule_AddObjectRef(m, "EventBuilder", st->builder_type) < 0) return -1;
+    if (PyModule_AddObjectRef(m, "Program", st->program_type) < 0) return -1;
     struct { const char *name; int value; } ops[] = {
         {"OP_INT", OP_INT}, {"OP_FLOAT", OP_FLOAT}, {"OP_DOUBLE", OP_DOUBLE},
         {"OP_DECIMAL", OP_DECIMAL}, {"OP_STR", OP_STR}, {"OP_BYTES", OP_BYTES},
@@ -1079,8 +1166,51 @@ module_exec(PyObject *m)
     return 0;
 }
 
+static int
+module_traverse(PyObject *m, visitproc visit, void *arg)
+{
+    ModState *st = (ModState *)PyModule_GetState(m);
+    if (st == NULL) return 0;
+    Py_VISIT(st->decimal);
+    Py_VISIT(st->empty);
+    Py_VISIT(st->comma);
+    Py_VISIT(st->false_str);
+    Py_VISIT(st->one);
+    Py_VISIT(st->program_type);
+    Py_VISIT(st->builder_type);
+    return 0;
+}
+
+static int
+module_clear(PyObject *m)
+{
+    ModState *st = (ModState *)PyModule_GetState(m);
+    if (st == NULL) return 0;
+    Py_CLEAR(st->decimal);
+    Py_CLEAR(st->empty);
+    Py_CLEAR(st->comma);
+    Py_CLEAR(st->false_str);
+    Py_CLEAR(st->one);
+    Py_CLEAR(st->program_type);
+    Py_CLEAR(st->builder_type);
+    return 0;
+}
+
+static void
+module_free(void *m)
+{
+    module_clear((PyObject *)m);
+}
+
 static PyModuleDef_Slot module_slots[] = {
     {Py_mod_exec, module_exec},
+#ifdef Py_mod_multiple_interpreters
+    /* the datetime C API it uses is not per-interpreter */
+    {Py_mod_multiple_interpreters, Py_MOD_MULTIPLE_INTERPRETERS_SUPPORTED},
+#endif
+#ifdef Py_mod_gil
+    {Py_mod_gil, Py_MOD_GIL_USED},
+#endif
     {0, NULL},
 };
 
@@ -1088,9 +1218,12 @@ static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
     .m_name = "connectors.mysql.source._crowimage",
     .m_doc = "Native binlog row-image decoder (see rowimage.py, the reference).",
-    .m_size = 0,
+    .m_size = sizeof(ModState),
     .m_methods = module_methods,
     .m_slots = module_slots,
+    .m_traverse = module_traverse,
+    .m_clear = module_clear,
+    .m_free = module_free,
 };
 
 PyMODINIT_FUNC

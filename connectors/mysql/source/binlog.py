@@ -96,6 +96,7 @@ from cdc.errors import PrerequisiteError, SchemaError, UnreachableError
 from cdc.events import ChangeEvent, Op, SourceInfo, TableSchema, TransactionInfo
 from cdc.positions import BinlogFile, GtidSet, MariaGtid, MySqlPosition
 from cdc.spi import Heartbeat, StreamItem
+from connectors.mysql.source.rowimage import MYSQL_LATIN1
 from connectors.mysql.source.schema import (
     Catalog,
     ResolvedTable,
@@ -165,6 +166,24 @@ def _read_time2(self: Any, column: Any) -> Any:
 # See the module docstring: mysql-replication's TIME2 decoder is wrong for
 # negative values with a fractional part; RowsEvent calls it by its mangled name.
 setattr(RowsEvent, "_RowsEvent__read_time2", _read_time2)  # noqa: B010
+
+_library_charset_to_encoding: Final = RowsEvent.charset_to_encoding
+
+
+def _charset_to_encoding(name: str) -> str:
+    """mysql-replication's charset -> Python codec, except that MySQL's latin1 is not
+    strict cp1252 (PyMySQL's mapping): five bytes cp1252 leaves undefined are stored
+    and read back as U+0081... (rowimage.MYSQL_LATIN1, also used by cdc's decoders).
+    The library passes the Python name it found for the column's charset, which for
+    latin1 is "cp1252" (MySQL has no other charset that maps to cp1252)."""
+    if name in ("latin1", "cp1252"):
+        return MYSQL_LATIN1
+    encoding: str = _library_charset_to_encoding(name)
+    return encoding
+
+
+# Strict cp1252 stopped the stream at the first such byte in a latin1 column.
+RowsEvent.charset_to_encoding = staticmethod(_charset_to_encoding)
 
 
 class _TableMapCachingConnection(StreamConnection):

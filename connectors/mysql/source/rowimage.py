@@ -36,6 +36,7 @@ DATE 3 bytes; TIME2/DATETIME2/TIMESTAMP2 big-endian with fractional bytes.
 
 from __future__ import annotations
 
+import codecs
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -61,15 +62,55 @@ def native_available() -> bool:
     return _native is not None
 
 ColumnDecoder = Callable[[bytes, int], tuple[Any, int]]
+# A row image takes at least its null bitmap; with no columns it takes no bytes, and a
+# body of such images would never end (a malformed TableMap): refused by both decoders.
+_NO_COLUMNS: Final = (
+    "malformed rows event: its TableMap has no columns, so a row image takes no bytes "
+    "and the event body cannot be split into rows"
+)
 Image = dict[str, Any]
 
 _DIG2BYTES: Final = (0, 1, 1, 2, 2, 3, 3, 4, 4, 4)
 _EPOCH_TSTZ: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+
+def _mysql_latin1_table() -> str:
+    """MySQL's ``latin1``: cp1252, except that the five bytes cp1252 leaves undefined
+    (0x81, 0x8D, 0x8F, 0x90, 0x9D) are stored and read back as U+0081... (what the
+    server returns for them converted to utf8mb4)."""
+    chars = []
+    for b in range(256):
+        try:
+            chars.append(bytes([b]).decode("cp1252"))
+        except UnicodeDecodeError:
+            chars.append(chr(b))
+    return "".join(chars)
+
+
+#: the decoding table of MySQL's latin1, byte -> character (also used by the C decoder)
+MYSQL_LATIN1_TABLE: Final = _mysql_latin1_table()
+MYSQL_LATIN1: Final = "cdc_mysql_latin1"  # its Python codec name, registered below
+_LATIN1_ENCODE: Final = codecs.charmap_build(MYSQL_LATIN1_TABLE)
+
+
+def _latin1_codec(name: str) -> codecs.CodecInfo | None:
+    if name != MYSQL_LATIN1:
+        return None
+    return codecs.CodecInfo(
+        name=MYSQL_LATIN1,
+        encode=lambda s, errors="strict": codecs.charmap_encode(s, errors, _LATIN1_ENCODE),
+        decode=lambda b, errors="strict": codecs.charmap_decode(b, errors, MYSQL_LATIN1_TABLE),
+    )
+
+
+codecs.register(_latin1_codec)
+
 _PY_CODEC: Final = {
     "utf8mb4": "utf-8",
     "utf8mb3": "utf-8",
     "utf8": "utf-8",
-    "latin1": "cp1252",
+    "latin1": MYSQL_LATIN1,
     "ascii": "ascii",
     "binary": "",
 }
@@ -345,7 +386,7 @@ def _text_or_bytes(b: BinlogColumn, codec: ColumnCodec, prefix: int) -> ColumnDe
     return _string(prefix, encoding, None)
 
 
-_ENCODING_CODES: Final = {"utf-8": 0, "cp1252": 1, "ascii": 2}
+_ENCODING_CODES: Final = {"utf-8": 0, MYSQL_LATIN1: 1, "ascii": 2}
 NativeSpec = tuple[int, int, int, Any, Any]
 
 
@@ -419,7 +460,8 @@ def _native_text(
         pad = b.max_length if b.type_code == t.T_STRING else None
         return (n.OP_BYTES, prefix, pad or 0, None, codec.from_binlog if special else None)
     encoding = _PY_CODEC[b.charset or ""]
-    return (n.OP_STR, prefix, _ENCODING_CODES[encoding], None, None)
+    code = _ENCODING_CODES[encoding]
+    return (n.OP_STR, prefix, code, MYSQL_LATIN1_TABLE if code == 1 else None, None)
 
 
 # How a column can be decoded inline by generated code (see _generate):
@@ -551,6 +593,8 @@ class FastRowDecoder:
             return images
         out: list[Any] = []
         image = self._image
+        if off < end and self._ncols == 0:
+            raise ValueError(_NO_COLUMNS)
         while off < end:
             if pairs:
                 before, off = image(buf, off)
@@ -559,6 +603,11 @@ class FastRowDecoder:
             else:
                 row, off = image(buf, off)
                 out.append(row)
+        if off > end:
+            raise ValueError(
+                f"truncated row image: the last image ends at offset {off}, "
+                f"the event body at {end}"
+            )
         return out
 
     def _image(self, buf: bytes, off: int) -> tuple[Image, int]:

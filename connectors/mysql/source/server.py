@@ -18,6 +18,7 @@ import pymysql.err
 
 from cdc.errors import PrerequisiteError, RetriableError
 from cdc.positions import BinlogFile, GtidSet
+from connectors.mysql.source.rowimage import MYSQL_LATIN1
 
 #: Client/server error codes that mean "the connection is gone": can't
 #: connect (2003), server gone away (2006), lost during query (2013), lost at
@@ -78,12 +79,17 @@ def connect(kwargs: Mapping[str, Any], **extra: Any) -> pymysql.connections.Conn
     """A PyMySQL connection; an unreachable server is :class:`ConnectionLost`."""
     args = {"autocommit": True, **kwargs, **extra}
     try:
-        return pymysql.connect(**args)
+        conn = pymysql.connect(**args)
     except pymysql.err.OperationalError as e:
         if is_disconnect(e):
             where = f"{args.get('host')}:{args.get('port')}"
             raise ConnectionLost(f"cannot reach the MySQL source at {where}: {e.args[-1]}") from e
         raise
+    if conn.encoding == "cp1252":
+        # A latin1 connection: PyMySQL decodes it as strict cp1252, which raises on
+        # the five bytes MySQL's latin1 maps to U+0081... (rowimage.MYSQL_LATIN1).
+        conn.encoding = MYSQL_LATIN1
+    return conn
 
 
 @dataclass(frozen=True, slots=True)

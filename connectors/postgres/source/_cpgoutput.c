@@ -13,7 +13,7 @@
 static PyObject *parse_tuple(const unsigned char *buf, Py_ssize_t end, Py_ssize_t *pos_io,
                              PyObject *unchanged) {
     Py_ssize_t pos = *pos_io;
-    if (pos < 0 || pos + 2 > end) goto malformed;
+    if (pos < 0 || pos > end || end - pos < 2) goto malformed; /* no overflow on any pos */
     Py_ssize_t ncols = ((Py_ssize_t)buf[pos] << 8) | buf[pos + 1];
     pos += 2;
     PyObject *values = PyTuple_New(ncols);
@@ -23,7 +23,7 @@ static PyObject *parse_tuple(const unsigned char *buf, Py_ssize_t end, Py_ssize_
         unsigned char kind = buf[pos];
         PyObject *v;
         if (kind == 't' || kind == 'b') {
-            if (pos + 5 > end) goto malformed_values;
+            if (end - pos < 5) goto malformed_values;
             uint32_t n = ((uint32_t)buf[pos + 1] << 24) | ((uint32_t)buf[pos + 2] << 16) |
                          ((uint32_t)buf[pos + 3] << 8) | (uint32_t)buf[pos + 4];
             Py_ssize_t start = pos + 5;
@@ -150,9 +150,25 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT, "connectors.postgres.source._cpgoutput",
-    "Native pgoutput TupleData parsing (decoder._read_tuple is the reference).", -1, methods,
+/* No module state at all: multi-phase init, safe in any interpreter; it declares that
+ * it needs the GIL (it fills tuples under it) where Python has Py_mod_gil. */
+static PyModuleDef_Slot module_slots[] = {
+#ifdef Py_mod_multiple_interpreters
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+#endif
+#ifdef Py_mod_gil
+    {Py_mod_gil, Py_MOD_GIL_USED},
+#endif
+    {0, NULL},
 };
 
-PyMODINIT_FUNC PyInit__cpgoutput(void) { return PyModule_Create(&module_def); }
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "connectors.postgres.source._cpgoutput",
+    .m_doc = "Native pgoutput TupleData parsing (decoder._read_tuple is the reference).",
+    .m_size = 0,
+    .m_methods = methods,
+    .m_slots = module_slots,
+};
+
+PyMODINIT_FUNC PyInit__cpgoutput(void) { return PyModuleDef_Init(&module_def); }

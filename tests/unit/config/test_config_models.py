@@ -182,3 +182,14 @@ def test_derived_defaults_are_not_overridden(minimal: dict[str, Any]) -> None:
     pg = config.source("pg_main")
     assert isinstance(pg, PostgresSourceConfig) and pg.slot_name == "my_slot"
     assert config.sinks[0].errors.dead_letter_topic == "dlq"
+
+
+def test_sink_decoding_limits_have_defaults_and_bounds(minimal: dict[str, Any]) -> None:
+    config = validate_config(minimal)
+    assert config.sinks[0].decoding.max_items == 1_000_000
+    assert config.sinks[0].decoding.max_record_bytes == 64 * 1024 * 1024
+    minimal["sinks"][0]["decoding"] = {"max_items": 5_000_000, "max_record_bytes": 1 << 27}
+    assert validate_config(minimal).sinks[0].decoding.max_items == 5_000_000
+    minimal["sinks"][0]["decoding"] = {"max_items": 0}
+    with pytest.raises(ConfigValidationError, match=r"decoding\.max_items"):
+        validate_config(minimal)

@@ -134,3 +134,13 @@ def test_row_messages_decode_identically(
     except d.SerializationError as e:
         got = ("error", str(e))
     assert got == expected
+
+
+def test_positions_near_the_top_of_the_range_are_malformed_not_out_of_bounds() -> None:
+    """``pos + 2`` overflowed for a position near PY_SSIZE_T_MAX (issue #11 review):
+    the bounds checks are now written as ``end - pos``, which cannot overflow."""
+    import sys
+
+    for pos in (sys.maxsize, sys.maxsize - 1, sys.maxsize - 4, 3, -1):
+        with pytest.raises(ValueError):
+            d._C.read_tuple(b"\x00\x01t", pos, None)  # type: ignore[union-attr]

@@ -557,7 +557,9 @@ class Kafka(JavaService):
         java = find_java(17)
         cp = f"{self.home / 'libs'}/*"
         if not (self.datadir / "logs" / "meta.properties").exists():
-            cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+            cluster = "-"
+            while cluster.startswith("-"):  # the tool would read a leading '-' as an option
+                cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
             run([java, f"-Dlog4j2.configurationFile={log4j}", "-cp", cp, "kafka.tools.StorageTool",
                  "format", "-t", cluster, "-c", str(conf), "--ignore-formatted"], timeout=120)
         heap = os.environ.get("CDC_KAFKA_HEAP", "768m")

@@ -35,7 +35,8 @@ _CONNECTIVITY = re.compile(
     r"Connection setup timed out|Failed to resolve|Timed out \d+ in-flight|"
     r"timed out in state|Coordinator .*(unavailable|not available|dead)|"
     r"Failed to acquire idempotence PID|Metadata request failed|"
-    r"without a successful response from the group coordinator",
+    r"without a successful response from the group coordinator|"
+    r"new leader-?\d+ not found in cache",
     re.IGNORECASE,
 )
 # Client errors (error_cb, consumer messages, delivery retries) of the same kind.
@@ -47,6 +48,7 @@ TRANSIENT_CODES = frozenset({
     KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
 })
 
+_THREAD = re.compile(r"^\[thrd:[^\]]*\]:\s*")  # librdkafka's thread prefix
 REMIND_EVERY_S = 60.0
 QUIET_FOR_S = 3.0  # reachable and no report for this long = recovered
 PROBE_EVERY_S = 0.5
@@ -164,7 +166,7 @@ class _ConnectivityFilter(logging.Filter):
             # confluent-kafka logs (facility, client name, message): keep the message.
             args = record.args
             detail = str(args[2]) if isinstance(args, tuple) and len(args) == 3 else text
-            OUTAGE.report(detail[:200])
+            OUTAGE.report(_THREAD.sub("", detail)[:200])
             return False
         return True
 

@@ -75,12 +75,15 @@ def test_librdkafka_connectivity_lines_are_folded_other_lines_pass(
     KAFKA_LOG.warning("%s [%s] %s", "SESSTMOUT", "rdkafka#consumer-1",
                       "Consumer group session timed out (in join-state steady) after 6010 ms "
                       "without a successful response from the group coordinator")
+    KAFKA_LOG.warning("%s [%s] %s", "METADATAUPDATE", "rdkafka#producer-1",
+                      "[thrd:main]: Partition t(x)[2]: new leader-1 not found in cache")
     KAFKA_LOG.warning("%s [%s] %s", "CONFWARN", "rdkafka#producer-1",
                       "Configuration property x is a consumer property")
     assert seen == ["127.0.0.1:19092/1: Connect to ipv4#127.0.0.1:19092 failed: "
                     "Connection refused (after 0ms in state CONNECT)",
                     "Consumer group session timed out (in join-state steady) after 6010 ms "
-                    "without a successful response from the group coordinator"]
+                    "without a successful response from the group coordinator",
+                    "Partition t(x)[2]: new leader-1 not found in cache"]
     assert [r.levelname for r in caplog.records if r.name == "cdc.kafka.client"] == ["WARNING"]
 
 

@@ -203,7 +203,9 @@ def supervise(config_path: Path, config: CdcConfig, only: Sequence[str] = (),
                     stop.set()
                     break
                 elif code == FATAL_EXIT:
-                    log.error("%s exited with %d (usage error) after %.1fs: not restarted",
+                    log.error("%s exited with %d after %.1fs: not restarted (a usage error, "
+                              "or a sink stopped by errors.policy fail: a restart would fail "
+                              "the same way; fix the cause and start it again)",
                               child.label, code, ran)
                     child.exit_code = code
                 else:

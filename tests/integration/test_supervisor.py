@@ -226,3 +226,37 @@ def test_restart_never_stops_all_at_the_first_failure(
     assert rc != 0
     assert "stopping the pipeline (restart policy never)" in log.read_text()
     assert processes_using(config) == []
+
+
+def test_a_sink_stopped_on_a_bad_record_is_not_restarted(
+        kafka_bootstrap: str, schema_registry_url: str, pg_replica_dsn: str,
+        unique_name: str, tmp_path: Path) -> None:
+    """Exit 2 (errors.policy fail) would fail the same way again: logged, not restarted."""
+    from confluent_kafka import Producer
+
+    from tests.integration.sink.kafka_helpers import ensure_topic
+
+    topic = f"{unique_name}.public.bad"
+    ensure_topic(kafka_bootstrap, topic, 1)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    producer.produce(topic, key=b"\x00garbage", value=b"\x00\x00\x00\x00\x01not avro")
+    assert producer.flush(30) == 0
+    config, log = tmp_path / "cdc.yaml", tmp_path / "run.log"
+    config.write_text(yaml.safe_dump({
+        "kafka": {"bootstrap_servers": kafka_bootstrap},
+        "schema_registry": {"url": schema_registry_url},
+        "sinks": [{"name": "strict", "kind": "postgres", "topics": [topic],
+                   "target": {"dsn": pg_replica_dsn}, "consumer_group": unique_name,
+                   "errors": {"policy": "fail"}}],
+        "metrics": {"enabled": False},
+    }))
+    proc = start_run(config, log)
+    try:
+        rc = proc.wait(120)
+    finally:
+        stop_run(proc)
+    text = log.read_text()
+    assert rc == 2, text[-3000:]
+    assert "sink strict exited with 2" in text and "not restarted" in text, text[-3000:]
+    assert "restart #" not in text
+    assert processes_using(config) == []

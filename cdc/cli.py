@@ -180,13 +180,22 @@ def check(config_file: Path) -> None:
 @main.command()
 @click.argument("config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--only", multiple=True, help="Run only these sources/sinks (repeatable).")
-def run(config_file: Path, only: tuple[str, ...]) -> None:
-    """Run the whole pipeline: every source and sink in its own process."""
-    from cdc.runtime.pipeline import supervise
+@click.option("--restart", "restart", type=click.Choice(["on-failure", "never"]),
+              default="on-failure", show_default=True,
+              help="on-failure: restart a failed process with capped exponential backoff "
+                   "(1 s doubling to 60 s), the others go on. never: the first failure stops "
+                   "every process and cdc run exits with its code (for orchestrators).")
+def run(config_file: Path, only: tuple[str, ...], restart: str) -> None:
+    """Run the whole pipeline: every source and sink in its own process.
+
+    A process that exits 0 (an initial_only source) has finished; cdc run exits
+    0 when all have. SIGTERM/SIGINT stop every process gracefully.
+    """
+    from cdc.runtime.pipeline import RestartPolicy, supervise
 
     config = _load(config_file)
     try:
-        rc = supervise(config_file, config, only)
+        rc = supervise(config_file, config, only, RestartPolicy(restart))
     except CdcError as e:
         raise click.ClickException(str(e)) from e
     sys.exit(rc)

@@ -13,11 +13,17 @@ import re
 import sys
 import time
 
-_SECRET = re.compile(r"(password=|passwd=|://[^:/@\s]+:)([^@\s&]+)", re.IGNORECASE)
+# A password is either a key=value setting or the part of a URL between the
+# user's ``:`` and the ``@`` before the host. ``http://host:9000/path`` has no
+# ``@``: its port is not a secret and stays readable.
+_SECRET = re.compile(
+    r"(password=|passwd=)([^\s&]+)|(://[^:/@\s]+:)([^@\s]+)(?=@)",
+    re.IGNORECASE,
+)
 
 
 def redact(text: str) -> str:
-    return _SECRET.sub(lambda m: m.group(1) + "***", text)
+    return _SECRET.sub(lambda m: (m.group(1) or m.group(3)) + "***", text)
 
 
 class _RedactingFilter(logging.Filter):

@@ -26,7 +26,8 @@ from confluent_kafka import (
 
 from cdc.errors import DeliveryError, PositionError, UnreachableError
 from cdc.positions import MySqlPosition, PgPosition, position_from_dict
-from cdc.transport.producer import FIXED_SETTINGS, KAFKA_LOG
+from cdc.transport.client_log import KAFKA_LOG, OUTAGE, is_transient
+from cdc.transport.producer import FIXED_SETTINGS
 from cdc.transport.topics import TopicManager, TopicSpec
 
 Position = PgPosition | MySqlPosition
@@ -223,16 +224,23 @@ class OffsetStore:
                         f"within {self._write_timeout:.0f}s",
                         hint="is the broker up? the source resumes from its last recorded "
                         "offsets when restarted")
-                log.warning("offsets for %s not acknowledged by Kafka at %s after %.0fs; "
-                            "still waiting (up to %.0fs)", name, self._bootstrap,
-                            time.monotonic() - start, self._write_timeout)
+                waiting = (f"offsets for {name} not acknowledged after "
+                           f"{time.monotonic() - start:.0f}s; still waiting (up to "
+                           f"{self._write_timeout:.0f}s)")
+                if OUTAGE.active:  # the outage's one warning covers it
+                    log.debug("%s", waiting)
+                else:
+                    log.warning("%s by Kafka at %s", waiting, self._bootstrap)
             if not errors:
                 return
             err = errors[0]
             retriable = err.retriable() or err.code() in _RETRY_CODES
             if not retriable or time.monotonic() + backoff >= deadline:
                 raise DeliveryError(f"could not write offsets for {name}: {err.str()}")
-            log.warning("offsets for %s not written (%s); retrying in %.1fs", name, err.str(),
-                        backoff)
+            if is_transient(err):
+                OUTAGE.report(f"offsets for {name} not written: {err.str()}", self._bootstrap)
+            else:
+                log.warning("offsets for %s not written (%s); retrying in %.1fs", name,
+                            err.str(), backoff)
             time.sleep(backoff)
             backoff = min(backoff * 2, 10.0)

@@ -2,9 +2,11 @@
 
 Each source and each sink runs in its own process: they share nothing but
 Kafka, a crash of one never corrupts another, and Python's GIL is never
-shared by two hot loops. ``cdc run`` starts them all and stops them all when
-one fails (an orchestrator such as Kubernetes restarts the pod; positions and
-checkpoints make the restart lossless).
+shared by two hot loops. ``cdc run`` starts them all and, by default,
+restarts one that fails with capped exponential backoff while the others go
+on; ``--restart never`` stops them all at the first failure instead (for an
+orchestrator such as Kubernetes that restarts the pod). Positions and
+checkpoints make either restart lossless.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from types import FrameType
 
@@ -96,15 +99,64 @@ def stop_on_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
+class RestartPolicy(StrEnum):
+    """What ``cdc run`` does when a child process exits with an error."""
+
+    ON_FAILURE = "on-failure"  # restart it with capped exponential backoff; the others go on
+    NEVER = "never"  # stop every child and exit with its code (for orchestrators)
+
+
+# Exit code of a child that a restart cannot help: a usage error (click), or a
+# sink stopped by ``errors.policy: fail`` on a record it cannot apply (it
+# would fail on the same record again). Logged as an ERROR, not restarted.
+FATAL_EXIT = 2
+BACKOFF_FIRST_S = 1.0
+BACKOFF_MAX_S = 60.0
+# A child that ran this long before failing starts its backoff from the first step again.
+STABLE_AFTER_S = 60.0
+
+
+def next_delay(previous: float, ran_s: float) -> float:
+    """The wait before restarting a child that failed after running ``ran_s`` seconds."""
+    if previous <= 0.0 or ran_s >= STABLE_AFTER_S:
+        return BACKOFF_FIRST_S
+    return min(previous * 2, BACKOFF_MAX_S)
+
+
 @dataclass
 class _Child:
     role: str
     name: str
-    proc: subprocess.Popen[bytes]
+    argv: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    restarts: int = 0
+    delay: float = 0.0  # the next backoff
+    restart_at: float | None = None  # monotonic time of a pending restart
+    exit_code: int | None = None  # set once the child is finished for good
+
+    def spawn(self) -> None:
+        self.proc = subprocess.Popen(self.argv)
+        self.started = time.monotonic()
+        self.restart_at = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.role} {self.name}"
 
 
-def supervise(config_path: Path, config: CdcConfig, only: Sequence[str] = ()) -> int:
-    """Run every source and sink (or those named) as child processes until one exits."""
+def supervise(config_path: Path, config: CdcConfig, only: Sequence[str] = (),
+              restart: RestartPolicy = RestartPolicy.ON_FAILURE,
+              stop: threading.Event | None = None) -> int:
+    """Run every source and sink (or those named) as child processes.
+
+    A child that exits 0 has finished its work (an ``initial_only`` source):
+    the others go on, and the pipeline exits 0 once every child has finished
+    cleanly. A child that fails is restarted with capped exponential backoff
+    (``on-failure``), each restart logged with its exit code and the next
+    delay; with ``never`` the first failure stops every child and its exit code
+    is returned. SIGTERM/SIGINT (or ``stop``) stop all children gracefully.
+    """
     wanted = set(only)
     jobs = [("source", s.name) for s in config.sources if not wanted or s.name in wanted]
     jobs += [("sink", s.name) for s in config.sinks if not wanted or s.name in wanted]
@@ -115,32 +167,71 @@ def supervise(config_path: Path, config: CdcConfig, only: Sequence[str] = ()) ->
         raise ConfigError("nothing to run: the config has no sources or sinks")
     base = config.metrics.port
     children = [
-        _Child(role, name, subprocess.Popen(
-            [sys.executable, "-m", "cdc.cli", role, str(config_path), "--name", name,
-             *(["--metrics-port", str(base + i)] if role == "source" else [])]))
+        _Child(role, name,
+               [sys.executable, "-m", "cdc.cli", role, str(config_path), "--name", name,
+                *(["--metrics-port", str(base + i)] if role == "source" else [])])
         for i, (role, name) in enumerate(jobs)
     ]
-    stop = threading.Event()
-    stop_on_signals(stop)
+    if stop is None:
+        stop = threading.Event()
+        stop_on_signals(stop)
+    log.info("running %d processes, restart policy %s", len(children), restart.value)
+    for child in children:
+        child.spawn()
     rc = 0
     try:
         while not stop.is_set():
+            now = time.monotonic()
             for child in children:
+                if child.exit_code is not None:
+                    continue
+                if child.restart_at is not None:
+                    if now >= child.restart_at:
+                        log.info("%s: restart #%d", child.label, child.restarts)
+                        child.spawn()
+                    continue
+                assert child.proc is not None
                 code = child.proc.poll()
-                if code is not None:
-                    log.error("%s %s exited with %d: stopping the pipeline", child.role,
-                              child.name, code)
-                    rc = code or 1
+                if code is None:
+                    continue
+                ran = now - child.started
+                if code == 0:
+                    log.info("%s finished (exit 0 after %.1fs)", child.label, ran)
+                    child.exit_code = 0
+                elif restart is RestartPolicy.NEVER:
+                    log.error("%s exited with %d after %.1fs: stopping the pipeline "
+                              "(restart policy never)", child.label, code, ran)
+                    rc = code if code > 0 else 1
                     stop.set()
-            time.sleep(0.5)
+                    break
+                elif code == FATAL_EXIT:
+                    log.error("%s exited with %d after %.1fs: not restarted (a usage error, "
+                              "or a sink stopped by errors.policy fail: a restart would fail "
+                              "the same way; fix the cause and start it again)",
+                              child.label, code, ran)
+                    child.exit_code = code
+                else:
+                    child.delay = next_delay(child.delay, ran)
+                    child.restarts += 1
+                    child.restart_at = now + child.delay
+                    log.warning("%s exited with %d after %.1fs: restart #%d in %.0fs",
+                                child.label, code, ran, child.restarts, child.delay)
+            if all(c.exit_code is not None for c in children):
+                failed = [c.exit_code for c in children if c.exit_code]
+                rc = max(failed) if failed else 0
+                log.info("every process has finished: exit %d", rc)
+                break
+            stop.wait(0.2)
     finally:
-        for child in children:
-            if child.proc.poll() is None:
-                child.proc.terminate()
+        running = [c.proc for c in children
+                   if c.exit_code is None and c.proc is not None and c.proc.poll() is None]
+        for proc in running:
+            proc.terminate()
         deadline = time.monotonic() + 60
-        for child in children:
+        for proc in running:
             try:
-                child.proc.wait(max(0.1, deadline - time.monotonic()))
+                proc.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                child.proc.kill()
+                proc.kill()
+                proc.wait()
     return rc

@@ -44,6 +44,7 @@ from cdc.errors import CdcError, DdlRefused, UnreachableError
 from cdc.sink.applier import Applier, ApplyResult, Record, SinkFailure
 from cdc.sink.checkpoint import NOTHING, Checkpoint, CheckpointStore, FencedError, TopicPartition
 from cdc.spi import ErrorKind, SinkDialect, SinkSession
+from cdc.transport.client_log import KAFKA_LOG, OUTAGE, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,9 @@ class SinkWorker:
         conf.setdefault("enable.partition.eof", False)
         conf["on_commit"] = self._on_commit
         conf["error_cb"] = self._on_error
+        conf.setdefault("logger", KAFKA_LOG)
+        OUTAGE.watch(str(conf.get("bootstrap.servers", "")))
+        self._missing_topics: set[str] = set()
         self._cooperative = "cooperative" in strategy
         self._consumer_config = conf
         self.subscription = list(subscription)
@@ -257,7 +261,9 @@ class SinkWorker:
             consumer.unassign()
 
     def _on_lost(self, consumer: Consumer, partitions: list[KafkaPartition]) -> None:
-        log.warning(
+        # While the broker is away this is expected (the outage's warning covers it).
+        log.log(
+            logging.INFO if OUTAGE.active else logging.WARNING,
             "%s: lost %s (session timed out?)",
             self.name, ", ".join(f"{p.topic}[{p.partition}]" for p in partitions),
         )
@@ -271,8 +277,24 @@ class SinkWorker:
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal():
             log.error("%s: fatal Kafka error: %s", self.name, err.str())
+        elif is_transient(err):
+            OUTAGE.report(f"{self.name}: {err.str()}")
         else:
             log.warning("%s: Kafka: %s", self.name, err.str())
+
+    def _consumer_error(self, err: KafkaError) -> None:
+        """An error the consumer delivers in place of a record (it goes on consuming)."""
+        if err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+            # A subscribed topic that does not exist yet: its source has not
+            # published to it. The subscription picks it up once created.
+            text = err.str()
+            if text not in self._missing_topics:
+                self._missing_topics.add(text)
+                log.info("%s: waiting for a topic to be created (%s)", self.name, text)
+        elif is_transient(err):
+            OUTAGE.report(f"{self.name}: {err.str()}")
+        else:
+            log.warning("%s: consumer: %s", self.name, err.str())
 
     # -- buffering -----------------------------------------------------------------------
 
@@ -289,7 +311,7 @@ class SinkWorker:
             if err is not None:
                 if err.fatal():
                     raise KafkaException(err)
-                log.warning("%s: consumer: %s", self.name, err.str())
+                self._consumer_error(err)
                 continue
             topic, part = m.topic(), m.partition()
             assert topic is not None and part is not None

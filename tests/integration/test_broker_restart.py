@@ -218,7 +218,7 @@ def _restart_mid_stream(target: Target, service: str, kafka: str, registry: str,
     assert rc == 0, f"the source did not stop cleanly ({rc}):\n{text[-3000:]}"
     assert before is not None
     # The outage was seen (and survived), not slept through.
-    noticed = "unreachable, retrying" if service == "kafka" else "reconnecting"
+    noticed = "unreachable (" if service == "kafka" else "reconnecting"
     assert noticed in text, text[-3000:]
 
     serde = AvroSerde(RegistryClient(registry))

@@ -55,7 +55,10 @@ test-all: up
 	bash deploy/local/test-pg15.sh
 
 # A representative integration subset on the pure-Python paths (CDC_NATIVE=0):
-# PostgreSQL and MySQL source -> sink, and verify.
+# PostgreSQL and MariaDB sources -> both replicas and verify (e2e), the type
+# families through each source's stream, and the sink's type round trips.
+PYTHON_PATH_TESTS ?= tests/e2e/test_pipeline.py tests/integration/postgres/test_pg_stream.py \
+	tests/integration/mysql/test_types_stream.py tests/integration/sink/test_types.py
 test-python-path: up
 	CDC_NATIVE=0 $(PYTEST) -q -m "integration and not slow" $(PYTHON_PATH_TESTS)
 

@@ -70,7 +70,7 @@ TESTS=${SANITIZE_TESTS:-"tests/unit/serde/test_native_decode.py tests/unit/serde
   tests/unit/sink/test_fast_values.py tests/fuzz"}
 echo "[sanitize] pytest $(echo $TESTS | wc -w) files under ASan+UBSan"
 # shellcheck disable=SC2086
-"$PY" -m pytest -p no:cacheprovider -q -x $TESTS
+"$PY" -m pytest -p no:cacheprovider -q -x --hypothesis-profile=sanitize $TESTS
 
 if [ "$FUZZ_SECONDS" -gt 0 ]; then
   echo "[sanitize] fuzzing every target for ${FUZZ_SECONDS}s under ASan+UBSan"

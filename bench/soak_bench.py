@@ -15,7 +15,7 @@ Every ``--sample-s`` the resident set size (``VmRSS``) of both processes is
 read from ``/proc`` together with the progress: events the source produced
 (its ``cdc_source_events_total`` metric) and records the sink applied (its
 ``cdc_offsets`` checkpoints in the replica). Reported per process: RSS after
-warm-up (the first 10% of the events), peak RSS, and the growth per million
+warm-up (the first 20% of the events), peak RSS, and the growth per million
 events: the least-squares slope of RSS against events over the samples after
 warm-up. A flat line (a few MB per million at most, allocator noise) is the
 goal; a leak in the C code shows up as a steady slope.
@@ -206,8 +206,11 @@ class Bench:
             with conn.cursor() as cur:
                 cur.execute(sql)
 
-    def writer(self, produced: Any) -> None:
-        """Batches of insert + update + delete, at most four batches before the source.
+    def writer(self, produced: Any, applied: Any) -> None:
+        """Batches of insert + update + delete, at most four batches before the sink.
+
+        (Throttled on the slower of source and sink, so a lagging sink's fetch
+        buffers are not mistaken for growth.)
 
         First a probe row until the source reports an event: a source with
         ``snapshot: never`` captures only what is written after it started.
@@ -229,7 +232,8 @@ class Bench:
             written = 0
             stmts = PG_BATCH if self.kind == "postgres" else MY_BATCH
             while written < total and not self.stop.is_set():
-                while written + self.started_at[1] - produced() > ahead and not self.stop.is_set():
+                while written + self.started_at[1] - min(produced(), applied()) > ahead \
+                        and not self.stop.is_set():
                     time.sleep(0.2)
                 n = max(1, min(batch, (total - written) // 3))
                 a, b = nxt, nxt + n - 1
@@ -262,8 +266,10 @@ class Bench:
         sink = subprocess.Popen([*CDC, "sink", str(config), "--name", f"{self.run}_sink"],
                                 cwd=ROOT, stdout=log_sink, stderr=subprocess.STDOUT)
         src_series, sink_series = Series("source"), Series("sink")
-        state = {"produced": 0}
-        writer = threading.Thread(target=self.writer, args=(lambda: state["produced"],))
+        state = {"produced": 0, "applied": 0}
+        writer = threading.Thread(
+            target=self.writer, args=(lambda: state["produced"], lambda: state["applied"])
+        )
         replica = psycopg.connect(self.eps.pg_replica_dsn, autocommit=True)
         started = time.monotonic()
         total = self.args.events
@@ -284,6 +290,7 @@ class Bench:
                     applied = self.sink_applied(replica)
                 except psycopg.errors.UndefinedTable:
                     applied = 0
+                state["applied"] = applied
                 src_series.samples.append((now, state["produced"], rss_mb(source.pid)))
                 sink_series.samples.append((now, applied, rss_mb(sink.pid)))
                 if now - last_print >= 15:
@@ -310,7 +317,7 @@ class Bench:
             replica.close()
             self.cleanup(config)
         elapsed = time.monotonic() - self.started_at[0]
-        warm = self.started_at[1] + total // 10
+        warm = self.started_at[1] + total // 5
         print(f"\nsoak: {total:,} events ({self.kind} source -> PostgreSQL sink, "
               f"CDC_NATIVE={os.environ.get('CDC_NATIVE', '1')}) in {elapsed:.0f} s, "
               f"{total / elapsed:,.0f} events/s end to end")

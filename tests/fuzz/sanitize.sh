@@ -63,6 +63,30 @@ for name in native.expected_modules():
         sys.exit(f"{name} loaded from {path}, not from the sanitizer build {build}")
 EOF
 
+# The canary (tests/fuzz/canary.c): a planted heap overflow and a planted
+# signed overflow, built and loaded the same way, must be caught.
+CANARY="$BUILD/canary"
+mkdir -p "$CANARY"
+INCLUDE=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+SUFFIX=$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
+# shellcheck disable=SC2086
+LD_PRELOAD="" "$CC_BIN" -shared -fPIC $SAN -O1 -I"$INCLUDE" "$ROOT/tests/fuzz/canary.c" \
+  -o "$CANARY/_canary$SUFFIX"
+for probe in "heap(8)|heap-buffer-overflow|insufficient space" "sign(1)|signed integer overflow"; do
+  call=${probe%%|*}
+  want=${probe#*|}
+  if out=$(cd "$CANARY" && "$PY" -c "import _canary; _canary.$call" 2>&1); then
+    echo "make sanitize: the planted bug _canary.$call was not caught: sanitizers inactive" >&2
+    exit 1
+  fi
+  if ! grep -q -E "$want" <<<"$out"; then
+    echo "$out" >&2
+    echo "make sanitize: _canary.$call died without a '$want' report" >&2
+    exit 1
+  fi
+done
+echo "[sanitize] canary: a planted heap overflow and a signed overflow are caught"
+
 TESTS=${SANITIZE_TESTS:-"tests/unit/serde/test_native_decode.py tests/unit/serde/test_native_encode.py
   tests/unit/serde/test_wire.py tests/unit/serde/test_codec_errors.py
   tests/unit/postgres/test_native_tuple.py tests/unit/postgres/test_decoder.py

@@ -21,7 +21,7 @@ native: setup
 	@out=$$($(PY) setup.py -q build_ext --inplace 2>&1); rc=$$?; \
 	  printf '%s\n' "$$out" | grep -v -E "^(running|copying|building|creating)" || true; \
 	  if [ $$rc -ne 0 ]; then echo "make native: the C extension build failed (exit $$rc)" >&2; exit $$rc; fi
-	@$(PY) -m cdc.native $$( [ "$${CDC_REQUIRE_NATIVE:-}" = 1 ] && echo --require ) | tail -1
+	@$(PY) -m cdc.native --summary $$( [ "$${CDC_REQUIRE_NATIVE:-}" = 1 ] && echo --require )
 
 up: native
 	$(STACK) up

@@ -121,11 +121,13 @@ def summary(statuses: list[ModuleStatus] | None = None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m cdc.native [--require]``: print each module's status."""
+    """``python -m cdc.native [--require] [--summary]``: print each module's status
+    (``--summary``: only the one line)."""
     args = sys.argv[1:] if argv is None else argv
     statuses = report()
-    for s in statuses:
-        print(f"{'loaded ' if s.loaded else 'MISSING'} {s.name}: {s.detail}")
+    if "--summary" not in args:
+        for s in statuses:
+            print(f"{'loaded ' if s.loaded else 'MISSING'} {s.name}: {s.detail}")
     print(summary(statuses))
     if "--require" in args and (not statuses or not all(s.loaded for s in statuses)):
         print("native modules required (--require) but not all loaded", file=sys.stderr)

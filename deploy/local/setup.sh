@@ -36,5 +36,5 @@ if ! out=$(.venv/bin/python setup.py -q build_ext --inplace 2>&1); then
   echo "[setup] the C extension build failed (see above)" >&2
   exit 1
 fi
-.venv/bin/python -m cdc.native $([ "${CDC_REQUIRE_NATIVE:-}" = 1 ] && echo --require) | tail -1
+.venv/bin/python -m cdc.native --summary $([ "${CDC_REQUIRE_NATIVE:-}" = 1 ] && echo --require)
 echo "[setup] ready: $(.venv/bin/python --version), $(java -version 2>&1 | head -1)"

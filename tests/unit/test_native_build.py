@@ -107,5 +107,15 @@ def test_a_missing_module_is_named_and_fails_require(monkeypatch: pytest.MonkeyP
     statuses = native.report()
     assert [s.loaded for s in statuses] == [False]
     assert "missing: cdc._cnot_built_here" in native.summary(statuses)
-    assert native.main(["--require"]) == 1
+    assert native.main(["--require", "--summary"]) == 1
     assert native.main([]) == 0
+
+
+def test_require_fails_make_native_when_a_module_does_not_load(tmp_path: Path) -> None:
+    # python -m cdc.native --require, as make native and setup.sh run it, with the
+    # Python paths forced: nothing native loads, so the exit status must say so
+    env = {**os.environ, "CDC_NATIVE": "0"}
+    done = subprocess.run([sys.executable, "-m", "cdc.native", "--summary", "--require"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "code path: python" in done.stdout

@@ -48,6 +48,23 @@ def test_the_c_reader_names_a_bad_uuid_as_a_serialization_error() -> None:
         codec._NATIVE_READ(reader._native, body, 0)  # type: ignore[misc]
 
 
+@pytest.mark.skipif(codec._NATIVE_READ is None, reason="C reader not built")
+@pytest.mark.xfail(strict=True, reason="fuzz finding (issue 11): _cdecode converts values while "
+                   "it reads, and lets decimal.InvalidOperation of a variable-scale decimal with "
+                   "a huge scale out, where the Python reader names the malformed body")
+def test_the_c_reader_names_a_bad_decimal_as_a_serialization_error() -> None:
+    data = (targets.HERE / "corpus" / "avro_envelope" /
+            "regress-c-reader-decimal-invalid-operation").read_bytes()
+    got = targets._writer("value", data)
+    assert got is not None
+    writer, body = got
+    reader = targets._envelope_reader(writer)
+    with pytest.raises(SerializationError):  # what the Python reference raises
+        reader.read(targets._python_reader(writer)(body), None, None)
+    with pytest.raises(SerializationError):
+        codec._NATIVE_READ(reader._native, body, 0)  # type: ignore[misc]
+
+
 def _decoder(cols: list[BinlogColumn], use_native: bool) -> rowimage.FastRowDecoder:
     codecs = [
         make_codec(b.shape(), column_type_from_binlog(b), nullable=b.nullable, table="db.t",

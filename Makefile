@@ -6,7 +6,7 @@ PY      := $(VENV)/bin/python
 STACK   := $(PY) deploy/local/stack.py
 PYTEST  := $(VENV)/bin/pytest
 
-.PHONY: setup native up down status env demo test test-unit test-pg15 test-all lint typecheck bench clean-stack
+.PHONY: setup native up down status env demo test test-unit test-pg15 test-all test-python-path sanitize fuzz fuzz-short lint typecheck bench soak clean-stack
 
 $(VENV)/.installed: pyproject.toml deploy/local/setup.sh
 	bash deploy/local/setup.sh
@@ -14,9 +14,14 @@ $(VENV)/.installed: pyproject.toml deploy/local/setup.sh
 
 setup: $(VENV)/.installed
 
-# The optional C speed-ups (setup.py), rebuilt in place when a .c file changed.
+# The C speed-ups (setup.py), rebuilt in place when a .c file changed. Where a
+# C compiler is present a failed build fails this target (and everything that
+# depends on it); without one the pure-Python paths run. Prints which loaded.
 native: setup
-	@$(PY) setup.py -q build_ext --inplace 2>&1 | grep -v -E "^(running|copying|building|creating)" || true
+	@out=$$($(PY) setup.py -q build_ext --inplace 2>&1); rc=$$?; \
+	  printf '%s\n' "$$out" | grep -v -E "^(running|copying|building|creating)" || true; \
+	  if [ $$rc -ne 0 ]; then echo "make native: the C extension build failed (exit $$rc)" >&2; exit $$rc; fi
+	@$(PY) -m cdc.native --summary $$( [ "$${CDC_REQUIRE_NATIVE:-}" = 1 ] && echo --require )
 
 up: native
 	$(STACK) up
@@ -48,6 +53,29 @@ test-pg15: up
 test-all: up
 	$(PYTEST) -q
 	bash deploy/local/test-pg15.sh
+
+# A representative integration subset on the pure-Python paths (CDC_NATIVE=0):
+# PostgreSQL and MariaDB sources -> both replicas and verify (e2e), the type
+# families through each source's stream, and the sink's type round trips.
+PYTHON_PATH_TESTS ?= tests/e2e/test_pipeline.py tests/integration/postgres/test_pg_stream.py \
+	tests/integration/mysql/test_types_stream.py tests/integration/sink/test_types.py
+test-python-path: up
+	CDC_NATIVE=0 $(PYTEST) -q -m "integration and not slow" $(PYTHON_PATH_TESTS)
+
+# Every C extension rebuilt with AddressSanitizer + UBSan in a copy of the tree
+# (.cdc-local/build-asan; the in-place build is untouched), then the native
+# parity, malformed-input and fuzz tests and a short fuzz run of every target.
+sanitize: setup
+	bash tests/fuzz/sanitize.sh
+
+# Coverage-guided fuzzing of every parser of untrusted bytes (tests/fuzz/).
+# FUZZ_SECONDS per target (default 600); new crashes land in .cdc-local/fuzz/.
+fuzz: native
+	$(PY) -m tests.fuzz.run --all --seconds $${FUZZ_SECONDS:-600}
+
+# Soak benchmark: RSS of a source and a sink over millions of events.
+soak: up
+	$(PY) bench/soak_bench.py $${SOAK_ARGS:-}
 
 lint: native
 	$(VENV)/bin/ruff check cdc connectors tests bench deploy

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -19,8 +20,20 @@ from cdc.sink.cli import sink_command
 from cdc.verify import verify_command
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """``cdc --version``: the version and which code path runs (native or python)."""
+    if not value or ctx.resilient_parsing:
+        return
+    from cdc import native
+
+    click.echo(f"cdc {__version__}")
+    click.echo(native.summary())
+    ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="cdc")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True,
+              callback=_print_version, help="Show the version and the code path (native/python).")
 def main() -> None:
     """Change data capture and database replication on Apache Kafka."""
 
@@ -88,6 +101,12 @@ def _load(config_file: Path) -> CdcConfig:
     return config
 
 
+def _log_code_path(what: str) -> None:
+    from cdc import native
+
+    logging.getLogger("cdc").info("%s: %s", what, native.summary())
+
+
 @main.command()
 @click.argument("config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--name", required=True, help="The source's name in the config.")
@@ -99,6 +118,7 @@ def source(config_file: Path, name: str, metrics_port: int | None) -> None:
     from cdc.runtime.pipeline import build_source_runner, stop_on_signals
 
     config = _load(config_file)
+    _log_code_path(f"source {name}")
     stop = threading.Event()
     stop_on_signals(stop)
     try:

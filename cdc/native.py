@@ -3,18 +3,31 @@
 Each native module mirrors a pure-Python path that stays the reference: the
 tests run both and compare them byte for byte. ``CDC_NATIVE=0`` forces the
 Python paths (to compare, or to rule the C code out when debugging).
+
+Which path runs is never a secret: :func:`report` lists every native module
+of this installation (found next to the sources of ``cdc`` and of each
+registered connector package) and whether it loaded; ``cdc --version``
+prints it, every source and sink logs it at start, and a source exports it
+as the metric ``cdc_native_module_loaded``. ``python -m cdc.native
+--require`` exits 1 unless every module loaded (``make native`` and CI).
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
+import importlib.metadata
+import importlib.util
 import logging
 import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 
 log = logging.getLogger(__name__)
 
-_missing: set[str] = set()
+_missing: dict[str, str] = {}
 
 
 def enabled() -> bool:
@@ -29,9 +42,98 @@ def load(module: str) -> ModuleType | None:
         return importlib.import_module(module)
     except ImportError as e:
         if module not in _missing:
-            _missing.add(module)
+            _missing[module] = str(e)
             log.warning(
                 "native module %s unavailable (%s): using the slower pure-Python path; "
                 "rebuild with `make native`", module, e,
             )
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleStatus:
+    name: str
+    loaded: bool
+    detail: str  # the shared object's file name, or why it did not load
+
+
+def _package_dirs() -> list[tuple[str, Path]]:
+    """(dotted name, directory) of ``cdc`` and of every registered connector's top package."""
+    roots: dict[str, Path] = {"cdc": Path(__file__).resolve().parent}
+    for ep in importlib.metadata.entry_points(group="cdc.connectors"):
+        top = ep.module.split(".")[0]
+        if top in roots:
+            continue
+        spec = importlib.util.find_spec(top)
+        if spec is not None and spec.submodule_search_locations:
+            roots[top] = Path(next(iter(spec.submodule_search_locations)))
+    return list(roots.items())
+
+
+def expected_modules() -> list[str]:
+    """Dotted names of every native module: each ``_c*.c`` source or built ``_c*`` extension."""
+    suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    names: set[str] = set()
+    for top, root in _package_dirs():
+        for path in root.rglob("_c*"):
+            if path.suffix == ".c":
+                stem = path.with_suffix("")
+            elif path.name.endswith(suffixes):
+                stem = path.with_name(path.name.split(".", 1)[0])
+            else:
+                continue
+            names.add(".".join((top, *stem.relative_to(root).parts)))
+    return sorted(names)
+
+
+def report() -> list[ModuleStatus]:
+    """Every native module and whether it loads here (imports them; cheap, and once)."""
+    out = []
+    for name in expected_modules():
+        if not enabled():
+            out.append(ModuleStatus(name, False, "disabled by CDC_NATIVE=0"))
+            continue
+        try:
+            mod = importlib.import_module(name)
+        except ImportError as e:
+            out.append(ModuleStatus(name, False, str(e)))
+        else:
+            out.append(ModuleStatus(name, True, Path(mod.__file__ or name).name))
+    return out
+
+
+def summary(statuses: list[ModuleStatus] | None = None) -> str:
+    """One line: which code path runs, and which native modules loaded."""
+    statuses = report() if statuses is None else statuses
+    loaded = [s.name for s in statuses if s.loaded]
+    missing = [s.name for s in statuses if not s.loaded]
+    if not statuses:
+        return "code path: python (no native modules in this installation)"
+    if not enabled():
+        return f"code path: python (CDC_NATIVE=0; {len(statuses)} native modules not used)"
+    if not missing:
+        return f"code path: native ({len(loaded)}/{len(statuses)} modules: {', '.join(loaded)})"
+    kind = "python" if not loaded else "mixed"
+    return (
+        f"code path: {kind} ({len(loaded)}/{len(statuses)} native modules loaded; "
+        f"missing: {', '.join(missing)}; rebuild with `make native`)"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m cdc.native [--require] [--summary]``: print each module's status
+    (``--summary``: only the one line)."""
+    args = sys.argv[1:] if argv is None else argv
+    statuses = report()
+    if "--summary" not in args:
+        for s in statuses:
+            print(f"{'loaded ' if s.loaded else 'MISSING'} {s.name}: {s.detail}")
+    print(summary(statuses))
+    if "--require" in args and (not statuses or not all(s.loaded for s in statuses)):
+        print("native modules required (--require) but not all loaded", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

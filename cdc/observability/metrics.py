@@ -3,7 +3,8 @@
 A source's counters live in its runner (``RunnerStats``); connector-specific
 gauges (retained WAL of a PostgreSQL slot, binlog lag of a MySQL reader) come
 from the connector's ``metrics()`` (:class:`cdc.spi.ReportsMetrics`) and are
-exported as ``cdc_source_<name>``. Each process of ``cdc run`` serves its own
+exported as ``cdc_source_<name>``; ``cdc_native_module_loaded`` says which C
+speed-ups run (:mod:`cdc.native`). Each process of ``cdc run`` serves its own
 port: ``metrics.port`` plus its index in the pipeline.
 """
 
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from cdc import native
 from cdc.spi import ReportsMetrics
 
 if TYPE_CHECKING:
@@ -31,6 +33,7 @@ class SourceCollector:
 
     def __init__(self, runner: SourceRunner) -> None:
         self.runner = runner
+        self.native = native.report()  # fixed for the life of the process
 
     def describe(self) -> list[Any]:
         return []  # collected on demand; no fixed description
@@ -64,6 +67,14 @@ class SourceCollector:
             yield gauge("cdc_source_last_event_lag_seconds",
                         "Now minus the commit time of the last event produced.",
                         max(0.0, time.time() - stats.last_event_ts_ms / 1000))
+        loaded = GaugeMetricFamily(
+            "cdc_native_module_loaded",
+            "1 when this C speed-up runs, 0 when its pure-Python twin does (cdc --version).",
+            labels=["source", "module"],
+        )
+        for status in self.native:
+            loaded.add_metric([r.name, status.name], 1.0 if status.loaded else 0.0)
+        yield loaded
         source = r.source
         if isinstance(source, ReportsMetrics):
             try:

@@ -22,6 +22,7 @@ from typing import Any
 
 import click
 
+from cdc import native
 from cdc.config import CdcConfig, load_config
 from cdc.errors import EXIT_NEEDS_OPERATOR, CdcError, ConfigError, DdlRefused
 from cdc.observability.logging import setup_logging
@@ -122,6 +123,7 @@ def run_sink(config_path: Path, name: str) -> int:
     """Run one worker of sink ``name`` until a signal (0) or a failure (non-zero)."""
     config = load_config(config_path)
     setup_logging(config.log.level, config.log.format)
+    log.info("sink %s: %s", name, native.summary())
     stop = threading.Event()
     _stop_on_signals(stop)
     worker = build_worker(config, name, stop=stop)

@@ -28,4 +28,13 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[dev]"
+# The C speed-ups, in place. setup.py makes them required where a C compiler
+# exists, so a broken build stops here (set -e) instead of leaving the slow
+# path to run unnoticed; CDC_REQUIRE_NATIVE=1 (CI) also fails when none loaded.
+if ! out=$(.venv/bin/python setup.py -q build_ext --inplace 2>&1); then
+  printf '%s\n' "$out" >&2
+  echo "[setup] the C extension build failed (see above)" >&2
+  exit 1
+fi
+.venv/bin/python -m cdc.native --summary $([ "${CDC_REQUIRE_NATIVE:-}" = 1 ] && echo --require)
 echo "[setup] ready: $(.venv/bin/python --version), $(java -version 2>&1 | head -1)"

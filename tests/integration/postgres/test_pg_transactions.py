@@ -14,6 +14,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from fastavro import parse_schema, schemaless_reader
 
+from cdc import native
 from cdc.config import MetricsConfig
 from cdc.observability.metrics import serve_source_metrics
 from cdc.offsets.store import OffsetStore
@@ -99,6 +100,12 @@ def test_markers_bracket_each_transaction_with_its_counts(
         assert scraped[f'cdc_source_checkpoints_total{{source="{pg.name}"}}'] >= 1
         assert scraped[f'cdc_source_postgres_slot_retained_wal_bytes{{source="{pg.name}"}}'] >= 0
         assert f'cdc_source_last_event_lag_seconds{{source="{pg.name}"}}' in scraped
+        # which C speed-ups run, one gauge per module (cdc --version says the same)
+        statuses = native.report()
+        assert statuses
+        for st in statuses:
+            gauge = f'cdc_native_module_loaded{{module="{st.name}",source="{pg.name}"}}'
+            assert scraped[gauge] == (1.0 if st.loaded else 0.0), gauge
 
     serde = AvroSerde(registry)
     events = [c for t in (a, b) for c, _ in read_changes(kafka_bootstrap, f"{pg.name}.public.{t}",

@@ -119,35 +119,6 @@ def _outcome(fn: Callable[[], Any]) -> tuple[str, str]:
         return "error", "SerializationError"
 
 
-# Known findings, handed over (issue 11); each has an xfail(strict=True)
-# regression test in test_fuzz_regressions.py. They are tolerated here only so
-# a fuzz run goes past them; delete the tolerance when the tests turn green.
-def _known_c_finding(e: BaseException) -> bool:
-    """The C reader lets the exception of a column conversion it calls out raw
-    (uuid.UUID's ValueError, decimal's InvalidOperation...) instead of a
-    SerializationError: a Python frame runs below the C call."""
-    if isinstance(e, SerializationError | KeyboardInterrupt | MemoryError | SystemError):
-        return False
-    tb = e.__traceback__
-    below_c = False
-    while tb is not None:
-        if below_c:
-            return True
-        below_c = tb.tb_frame.f_code.co_name == "_native_read"
-        tb = tb.tb_next
-    return False
-
-
-def _c_outcome(fn: Callable[[], Any]) -> tuple[str, str] | None:
-    """Like _outcome, None for a known finding."""
-    try:
-        return _outcome(fn)
-    except Exception as e:
-        if _known_c_finding(e):
-            return None
-        raise
-
-
 def _native_read(program: Any, body: bytes) -> Any:
     read = codec._NATIVE_READ
     assert read is not None and program is not None
@@ -168,13 +139,10 @@ def avro_envelope(data: bytes) -> None:
     reader = _envelope_reader(writer)
     python = _outcome(lambda: reader.read(_python_reader(writer)(body), None, None))
     if reader._native is not None and codec._NATIVE_READ is not None:
-        c = _c_outcome(lambda: reader._from_tuple(_native_read(reader._native, body), None, None))
-        if c is not None:
-            _compare("envelope", c, python, body)
+        c = _outcome(lambda: reader._from_tuple(_native_read(reader._native, body), None, None))
+        _compare("envelope", c, python, body)
     # what a sink calls: the C reader with the Python one behind it
-    public = _c_outcome(lambda: reader.decode(body, None, None))
-    if public is not None:
-        _compare("envelope decode", public, python, body)
+    _compare("envelope decode", _outcome(lambda: reader.decode(body, None, None)), python, body)
 
 
 def avro_key(data: bytes) -> None:
@@ -186,12 +154,8 @@ def avro_key(data: bytes) -> None:
     python = _outcome(lambda: reader.rows.convert(_python_reader(writer)(body))[0])
     if reader._native is not None and codec._NATIVE_READ is not None:
         # the C reader returns canonical rows (it is compiled with the key's row spec)
-        c = _c_outcome(lambda: _native_read(reader._native, body))
-        if c is not None:
-            _compare("key", c, python, body)
-    public = _c_outcome(lambda: reader.read(body))
-    if public is not None:
-        _compare("key read", public, python, body)
+        _compare("key", _outcome(lambda: _native_read(reader._native, body)), python, body)
+    _compare("key read", _outcome(lambda: reader.read(body)), python, body)
 
 
 # ------------------------------------------------------------------ pgoutput
@@ -276,13 +240,9 @@ def _row_decoders(index: int) -> tuple[Any, Any]:
     return py, c
 
 
-# A malformed body: C raises ValueError (or the SerializationError of a column
-# conversion it calls). Known findings of the Python reference, tolerated here
-# so the fuzzer goes past them (xfail regression tests in
-# test_fuzz_regressions.py): it lets struct.error and IndexError out on some
-# truncated bodies, and decodes others (the image ends inside a column) into
-# short values where C says "truncated".
-_ROW_ERRORS: Final = (ValueError, struct.error, IndexError, SerializationError)
+# A malformed body: both decoders raise ValueError (or the SerializationError
+# of a column conversion they call); anything else is a finding.
+_ROW_ERRORS: Final = (ValueError, SerializationError)
 
 
 def _row_outcome(dec: Any, body: bytes, pairs: bool) -> tuple[str, str]:
@@ -306,8 +266,6 @@ def rowimage_target(data: bytes) -> None:
     native_out = _row_outcome(c, body, pairs)
     if native_out[0] == python[0] == "error":
         return
-    if native_out[0] == "error" and "truncated" in native_out[1] and python[0] == "ok":
-        return  # the known leniency of the Python reference (see above)
     _compare("row images", native_out, python, body)
 
 

@@ -1,9 +1,8 @@
 """Regression tests of what fuzzing found (tests/fuzz/targets.py, make fuzz).
 
-Findings in files another change owns (the C reader, the Python row-image
-reference) are ``xfail(strict=True)``: they fail today, and the day the fix
-lands they pass, strict xfail turns that into a failure, and the marker is
-removed (together with the tolerance for the finding in targets.py).
+Each failed before its fix (the C reader let a column conversion's own
+exception out; the Python row-image reference decoded an image cut inside a
+column into a short value or raised struct.error / IndexError).
 """
 
 from __future__ import annotations
@@ -39,9 +38,6 @@ def test_the_python_reader_names_a_bad_uuid_as_a_serialization_error() -> None:
 
 
 @pytest.mark.skipif(codec._NATIVE_READ is None, reason="C reader not built")
-@pytest.mark.xfail(strict=True, reason="fuzz finding (issue 11): _cdecode lets uuid.UUID's "
-                   "ValueError out instead of SerializationError; today the broad `except "
-                   "Exception` fallback hides it, after defect 3 it would reach the sink")
 def test_the_c_reader_names_a_bad_uuid_as_a_serialization_error() -> None:
     reader, body = _record_with_bad_uuid()
     with pytest.raises(SerializationError):
@@ -49,9 +45,6 @@ def test_the_c_reader_names_a_bad_uuid_as_a_serialization_error() -> None:
 
 
 @pytest.mark.skipif(codec._NATIVE_READ is None, reason="C reader not built")
-@pytest.mark.xfail(strict=True, reason="fuzz finding (issue 11): _cdecode converts values while "
-                   "it reads, and lets decimal.InvalidOperation of a variable-scale decimal with "
-                   "a huge scale out, where the Python reader names the malformed body")
 def test_the_c_reader_names_a_bad_decimal_as_a_serialization_error() -> None:
     data = (targets.HERE / "corpus" / "avro_envelope" /
             "regress-c-reader-decimal-invalid-operation").read_bytes()
@@ -102,10 +95,6 @@ def test_the_c_row_decoder_refuses_a_truncated_image(cols: list[BinlogColumn], b
 
 
 @pytest.mark.parametrize(("cols", "body"), CASES)
-@pytest.mark.xfail(strict=True, reason="fuzz finding (issue 11): rowimage.py, the reference "
-                   "(and the path under CDC_NATIVE=0), decodes an image cut inside a column "
-                   "into a short value (b'ab' for a 5-byte BLOB) or raises struct.error / "
-                   "IndexError, where the C decoder raises ValueError('truncated row image')")
 def test_the_python_row_decoder_refuses_a_truncated_image(
     cols: list[BinlogColumn], body: bytes
 ) -> None:

@@ -36,6 +36,8 @@ DATE 3 bytes; TIME2/DATETIME2/TIMESTAMP2 big-endian with fractional bytes.
 
 from __future__ import annotations
 
+import struct
+
 import codecs
 import sys
 from collections.abc import Callable, Sequence
@@ -595,14 +597,17 @@ class FastRowDecoder:
         image = self._image
         if off < end and self._ncols == 0:
             raise ValueError(_NO_COLUMNS)
-        while off < end:
-            if pairs:
-                before, off = image(buf, off)
-                after, off = image(buf, off)
-                out.append((before, after))
-            else:
-                row, off = image(buf, off)
-                out.append(row)
+        try:
+            while off < end:
+                if pairs:
+                    before, off = image(buf, off)
+                    after, off = image(buf, off)
+                    out.append((before, after))
+                else:
+                    row, off = image(buf, off)
+                    out.append(row)
+        except (struct.error, IndexError) as e:  # a fixed-width read ran past the bytes
+            raise ValueError(f"truncated row image at offset {off}: {e}") from None
         if off > end:
             raise ValueError(
                 f"truncated row image: the last image ends at offset {off}, "

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 
 from cdc.config import CdcConfig, SourceConfigBase
-from cdc.errors import ConfigError
+from cdc.errors import EXIT_NEEDS_OPERATOR, ConfigError
 from cdc.offsets.store import OffsetStore
 from cdc.registry import get_connector
 from cdc.runtime.source_runner import RunnerSettings, SnapshotMode, SourceRunner
@@ -204,6 +204,11 @@ def supervise(config_path: Path, config: CdcConfig, only: Sequence[str] = (),
                     rc = code if code > 0 else 1
                     stop.set()
                     break
+                elif code == EXIT_NEEDS_OPERATOR:
+                    log.error("%s exited with %d after %.1fs: not restarted (stopped by an "
+                              "error that needs an operator, logged above; fix the cause and "
+                              "start it again)", child.label, code, ran)
+                    child.exit_code = code
                 elif code == FATAL_EXIT:
                     log.error("%s exited with %d after %.1fs: not restarted (a usage error, "
                               "or a sink stopped by errors.policy fail: a restart would fail "

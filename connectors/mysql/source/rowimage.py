@@ -36,9 +36,8 @@ DATE 3 bytes; TIME2/DATETIME2/TIMESTAMP2 big-endian with fractional bytes.
 
 from __future__ import annotations
 
-import struct
-
 import codecs
+import struct
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta

@@ -353,15 +353,21 @@ def main() -> None:
                 "batch": {"max_rows": args.max_rows, "max_wait_ms": 200},
                 "tables": {"name_map": {topic: table}},
             } for phase, topic in topics.items()]
-            cfg = Path(tmp) / f"{kind}.yaml"
-            cfg.write_text(yaml.safe_dump({
-                "kafka": {"bootstrap_servers": bootstrap},
-                "schema_registry": {"url": registry_url},
-                "sinks": sinks, "metrics": {"enabled": False}, "log": {"level": "WARNING"},
-            }))
-            session = dialect_for(kind).connect(load_config(cfg).sink(f"bench_{kind}_insert"))
+            # One file per phase: both phases write one replica table, one after the other,
+            # which a single config refuses (two sinks writing one table).
+            cfgs = {}
+            for phase, sink in zip(topics, sinks, strict=True):
+                cfgs[phase] = Path(tmp) / f"{kind}_{phase}.yaml"
+                cfgs[phase].write_text(yaml.safe_dump({
+                    "kafka": {"bootstrap_servers": bootstrap},
+                    "schema_registry": {"url": registry_url},
+                    "sinks": [sink], "metrics": {"enabled": False}, "log": {"level": "WARNING"},
+                }))
+            session = dialect_for(kind).connect(
+                load_config(cfgs["insert"]).sink(f"bench_{kind}_insert"))
             try:
                 for phase, topic in topics.items():
+                    cfg = cfgs[phase]
                     if args.profile:
                         _worker(str(cfg), f"bench_{kind}_{phase}", kind, args.rows)
                         continue

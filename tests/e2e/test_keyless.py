@@ -29,7 +29,7 @@ import pymysql
 import pytest
 import yaml
 
-from tests.fixtures.services import mysql_kwargs
+from tests.fixtures.services import connection_settings, mysql_kwargs
 from tests.integration.sink.kafka_helpers import end_offsets
 
 pytestmark = pytest.mark.integration
@@ -53,15 +53,6 @@ POOL: list[tuple[Any, ...]] = [
 def _pg_row(r: tuple[Any, ...]) -> tuple[Any, ...]:
     ts = None if r[4] is None else r[4] + "+00"
     return (*r[:4], ts, *r[5:])
-
-
-def _connection(url: str, default_port: int) -> dict[str, Any]:
-    u = urlparse(url)
-    out: dict[str, Any] = {"host": u.hostname, "port": u.port or default_port,
-                           "user": u.username or ("postgres" if default_port == 5432 else "root")}
-    if u.path.strip("/"):
-        out["database"] = u.path.strip("/")
-    return out
 
 
 @dataclass
@@ -174,22 +165,22 @@ def keyless(kafka_bootstrap: str, schema_registry_url: str, pg_source_dsn: str,
         "schema_registry": {"url": schema_registry_url},
         "sources": [
             {"name": f"{run}_pg", "kind": "postgres",
-             "connection": _connection(pg_source_dsn, 5432),
+             "connection": connection_settings(pg_source_dsn, 5432),
              "tables": {"include": [f"public.{k.pg_table}"]},
              "slot_name": f"{run}_slot", "publication_name": f"{run}_pub",
              "heartbeat_interval_s": 1},
             {"name": f"{run}_my", "kind": "mysql",
-             "connection": {n: v for n, v in _connection(mysql_source_url, 3306).items()
+             "connection": {n: v for n, v in connection_settings(mysql_source_url, 3306).items()
                             if n != "database"},
              "tables": {"include": [f"{my_db}.{k.my_table}"]},
              "server_id": random.randint(7000, 7999), "heartbeat_interval_s": 1},
         ],
         "sinks": [
             {"name": f"{run}_to_pg", "kind": "postgres", "topics": topics,
-             "target": _connection(pg_replica_dsn, 5432),
+             "target": connection_settings(pg_replica_dsn, 5432),
              "batch": {"max_wait_ms": 50, "max_rows": 50}},
             {"name": f"{run}_to_maria", "kind": "mysql", "topics": topics,
-             "target": _connection(mysql_replica_url, 3306),
+             "target": connection_settings(mysql_replica_url, 3306),
              "batch": {"max_wait_ms": 50, "max_rows": 50}},
         ],
         "log": {"level": "WARNING"},

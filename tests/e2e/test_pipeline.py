@@ -24,7 +24,7 @@ import pymysql
 import pytest
 import yaml
 
-from tests.fixtures.services import mysql_kwargs
+from tests.fixtures.services import connection_settings, mysql_kwargs
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -108,15 +108,6 @@ def _mysql_workload(url: str, table: str, stop: threading.Event, seed: int) -> N
         conn.close()
 
 
-def _connection(url: str, default_port: int) -> dict[str, Any]:
-    u = urlparse(url)
-    out: dict[str, Any] = {"host": u.hostname, "port": u.port or default_port,
-                           "user": u.username or ("postgres" if default_port == 5432 else "root")}
-    if u.path.strip("/"):
-        out["database"] = u.path.strip("/")
-    return out
-
-
 def test_pg_and_mariadb_replicate_both_ways_and_verify_equal(
     kafka_bootstrap: str, schema_registry_url: str, pg_source_dsn: str, pg_replica_dsn: str,
     mysql_source_url: str, mysql_replica_url: str, tmp_path: Path,
@@ -147,21 +138,21 @@ def test_pg_and_mariadb_replicate_both_ways_and_verify_equal(
         "schema_registry": {"url": schema_registry_url},
         "sources": [
             {"name": f"{run}_pg", "kind": "postgres",
-             "connection": _connection(pg_source_dsn, 5432),
+             "connection": connection_settings(pg_source_dsn, 5432),
              "tables": {"include": [f"public.{pg_table}"]},
              "slot_name": f"{run}_slot", "publication_name": f"{run}_pub",
              "proto_version": 2, "streaming": True, "heartbeat_interval_s": 1},
             {"name": f"{run}_my", "kind": "mysql",
-             "connection": {k: v for k, v in _connection(mysql_source_url, 3306).items()
+             "connection": {k: v for k, v in connection_settings(mysql_source_url, 3306).items()
                             if k != "database"},
              "tables": {"include": [f"{my_db}.{my_table}"]},
              "server_id": random.randint(7000, 7999), "heartbeat_interval_s": 1},
         ],
         "sinks": [
             {"name": f"{run}_to_pg", "kind": "postgres", "topics": topics,
-             "target": _connection(pg_replica_dsn, 5432), "batch": {"max_wait_ms": 100}},
+             "target": connection_settings(pg_replica_dsn, 5432), "batch": {"max_wait_ms": 100}},
             {"name": f"{run}_to_maria", "kind": "mysql", "topics": topics,
-             "target": _connection(mysql_replica_url, 3306), "batch": {"max_wait_ms": 100}},
+             "target": connection_settings(mysql_replica_url, 3306), "batch": {"max_wait_ms": 100}},
         ],
         "log": {"level": "WARNING"},
     }))

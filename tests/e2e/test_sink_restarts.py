@@ -27,7 +27,7 @@ import pymysql
 import pytest
 import yaml
 
-from tests.fixtures.services import mysql_kwargs
+from tests.fixtures.services import connection_settings, mysql_kwargs
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,15 +62,6 @@ def _uuid(i: int) -> str:
 
 def _time(i: int, gen: int) -> str:
     return f"{-838 + (i * 53 + gen * 7) % 1677}:{gen % 60:02}:59.{i:06}"
-
-
-def _connection(url: str, default_port: int) -> dict[str, Any]:
-    u = urlparse(url)
-    out: dict[str, Any] = {"host": u.hostname, "port": u.port or default_port,
-                           "user": u.username or ("postgres" if default_port == 5432 else "root")}
-    if u.path.strip("/"):
-        out["database"] = u.path.strip("/")
-    return out
 
 
 class Sources:
@@ -187,20 +178,20 @@ def test_sinks_restarted_twice_over_their_tables_run_no_ddl_and_stay_equal(
                   "topics": {"partitions": 2, "replication_factor": 1}},
         "schema_registry": {"url": schema_registry_url},
         "sources": [
-            {"name": names[0], "kind": "postgres", "connection": _connection(pg_source_dsn, 5432),
+            {"name": names[0], "kind": "postgres", "connection": connection_settings(pg_source_dsn, 5432),
              "tables": {"include": [f"public.{run}_p_*"]}, "slot_name": f"{run}_slot",
              "publication_name": f"{run}_pub", "heartbeat_interval_s": 1},
             {"name": names[1], "kind": "mysql",
-             "connection": {k: v for k, v in _connection(mysql_source_url, 3306).items()
+             "connection": {k: v for k, v in connection_settings(mysql_source_url, 3306).items()
                             if k != "database"},
              "tables": {"include": [f"{my_db}.{run}_m_*"]},
              "server_id": random.randint(7000, 7999), "heartbeat_interval_s": 1},
         ],
         "sinks": [
             {"name": f"{run}_to_pg", "kind": "postgres", "topics": topics,
-             "target": _connection(pg_replica_dsn, 5432), "batch": {"max_wait_ms": 100}},
+             "target": connection_settings(pg_replica_dsn, 5432), "batch": {"max_wait_ms": 100}},
             {"name": f"{run}_to_maria", "kind": "mysql", "topics": topics,
-             "target": _connection(mysql_replica_url, 3306), "batch": {"max_wait_ms": 100}},
+             "target": connection_settings(mysql_replica_url, 3306), "batch": {"max_wait_ms": 100}},
         ],
         "log": {"level": "INFO"},
     }))

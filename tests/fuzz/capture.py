@@ -50,7 +50,12 @@ from confluent_kafka.admin import AdminClient
 
 from connectors.mysql.types import BinlogColumn
 from tests.fixtures.pgoutput import typed_table
-from tests.fixtures.services import mysql_kwargs, mysql_settings, resolve_endpoints
+from tests.fixtures.services import (
+    connection_settings,
+    mysql_kwargs,
+    mysql_settings,
+    resolve_endpoints,
+)
 from tests.integration.mysql.test_types_stream import DDL as MY_DDL
 from tests.integration.mysql.test_types_stream import ROW1, ROW2, ROW3, ROW4
 
@@ -228,15 +233,6 @@ def pg_stream_writes(dsn: str, table: str) -> None:
             conn.execute(stmt)
 
 
-def _connection(url: str, default_port: int) -> dict[str, Any]:
-    u = urlparse(url)
-    out: dict[str, Any] = {"host": u.hostname, "port": u.port or default_port,
-                           "user": u.username or ("postgres" if default_port == 5432 else "root")}
-    if u.path.strip("/"):
-        out["database"] = u.path.strip("/")
-    return out
-
-
 def topic_records(bootstrap: str, prefix: str) -> list[tuple[str, bytes | None, bytes | None]]:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix + ".")
@@ -282,11 +278,11 @@ def avro_seeds(eps: Any, run: str, pg_table: str, my_table: str, my_db: str) -> 
         "schema_registry": {"url": eps.schema_registry_url},
         "sources": [
             {"name": f"{run}_pg", "kind": "postgres",
-             "connection": _connection(eps.pg_source_dsn, 5432),
+             "connection": connection_settings(eps.pg_source_dsn, 5432),
              "tables": {"include": [f"public.{pg_table}"]},
              "slot_name": f"{run}_slot", "publication_name": f"{run}_pub"},
             {"name": f"{run}_my", "kind": "mysql",
-             "connection": {k: v for k, v in _connection(eps.mysql_source_url, 3306).items()
+             "connection": {k: v for k, v in connection_settings(eps.mysql_source_url, 3306).items()
                             if k != "database"},
              "tables": {"include": [f"{my_db}.{my_table}"]},
              "server_id": random.randint(40000, 49999)},

@@ -212,7 +212,8 @@ class RowEncoder:
         body, _, specials = self._checked(row, (), allow_absent=False)
         if specials:
             raise SerializationError(
-                f"{self.label}: NaN/Infinity in key column(s) {sorted(specials)} has no key encoding"
+                f"{self.label}: key column(s) {sorted(specials)} hold a value with no key "
+                "encoding (NaN/Infinity, a multi-dimensional array)"
             )
         return body
 
@@ -223,7 +224,8 @@ class RowEncoder:
 
         ``unchanged`` columns are written as placeholders whatever the row
         holds; other missing columns are allowed only with ``allow_absent``.
-        Special values (NaN/Infinity decimals) are written as placeholders
+        Special values (NaN/Infinity decimals, multi-dimensional arrays) are
+        written as placeholders
         and returned as column -> JSON text for ``cdc_special_values``.
         """
         if not unchanged:
@@ -260,13 +262,13 @@ class RowEncoder:
                     )
                 parts.append(NULL_BRANCH)
                 continue
-            if f.avro.special is not None:
-                text = f.avro.special(v)
-                if text is not None:
-                    specials[name] = text
-                    parts.append(self._absent[i])
-                    continue
             try:
+                if f.avro.special is not None:
+                    text = f.avro.special(v)
+                    if text is not None:
+                        specials[name] = text
+                        parts.append(self._absent[i])
+                        continue
                 b = f.avro.encode(v)
             except SerializationError as e:
                 raise SerializationError(

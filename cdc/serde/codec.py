@@ -22,7 +22,8 @@ Debezium wrote: a reader generated from the writer schema (:mod:`.reader`,
 checked against fastavro in the tests) returns the raw record (ints, bytes,
 dicts), then per-column converters chosen from the writer schema's hints
 rebuild canonical values (Decimal, aware UTC datetimes, timedelta, UUID, the
-temporal sentinels, NaN decimals from ``cdc_special_values``).
+temporal sentinels, NaN decimals and multi-dimensional arrays from
+``cdc_special_values``).
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ Debezium wrote: a reader generated from the writer schema (:mod:`.reader`,
 checked against fastavro in the tests) returns the raw record (ints, bytes,
 dicts), then per-column converters chosen from the writer schema's hints
 rebuild canonical values (Decimal, aware UTC datetimes, timedelta, UUID, the
-temporal sentinels, NaN decimals from ``cdc_special_values``).
+temporal sentinels, NaN decimals and multi-dimensional arrays from
+``cdc_special_values``).
 """
 
 from __future__ import annotations
@@ -212,7 +213,8 @@ class RowEncoder:
         body, _, specials = self._checked(row, (), allow_absent=False)
         if specials:
             raise SerializationError(
-                f"{self.label}: NaN/Infinity in key column(s) {sorted(specials)} has no key encoding"
+                f"{self.label}: key column(s) {sorted(specials)} hold a value with no key "
+                "encoding (NaN/Infinity, a multi-dimensional array)"
             )
         return body
 
@@ -223,7 +225,8 @@ class RowEncoder:
 
         ``unchanged`` columns are written as placeholders whatever the row
         holds; other missing columns are allowed only with ``allow_absent``.
-        Special values (NaN/Infinity decimals) are written as placeholders
+        Special values (NaN/Infinity decimals, multi-dimensional arrays) are
+        written as placeholders
         and returned as column -> JSON text for ``cdc_special_values``.
         """
         if not unchanged:
@@ -260,13 +263,13 @@ class RowEncoder:
                     )
                 parts.append(NULL_BRANCH)
                 continue
-            if f.avro.special is not None:
-                text = f.avro.special(v)
-                if text is not None:
-                    specials[name] = text
-                    parts.append(self._absent[i])
-                    continue
             try:
+                if f.avro.special is not None:
+                    text = f.avro.special(v)
+                    if text is not None:
+                        specials[name] = text
+                        parts.append(self._absent[i])
+                        continue
                 b = f.avro.encode(v)
             except SerializationError as e:
                 raise SerializationError(

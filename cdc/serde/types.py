@@ -17,6 +17,12 @@ a documented wire form (``schemas/TYPES.md``):
   (the type's zero when NOT NULL), which is what Debezium's precise mode
   emits, and its exact text rides in the envelope's ``cdc_special_values``
   map (:attr:`AvroType.special`), from which our decoder restores it.
+* A multi-dimensional array value (a list holding lists; PostgreSQL lets any
+  array column hold any number of dimensions) does not fit the flat Avro
+  array either: it is written the same way (null, or the empty array when
+  NOT NULL) and travels in ``cdc_special_values`` as ``{"cdc.nested": ...}``,
+  the nested lists with each element the base64 of its own Avro binary
+  encoding, so every element type round-trips exactly.
 * PostgreSQL ``numeric`` without precision (or with a negative scale or a
   scale above the precision) is Debezium's ``VariableScaleDecimal``.
 * BIGINT UNSIGNED (UINT64) is ``decimal(20,0)``, as Debezium's precise mode.
@@ -30,6 +36,7 @@ so sinks can consume Debezium's topics too.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -468,12 +475,107 @@ def _special_text(v: Any) -> str | None:
     return json.dumps(v, default=str, ensure_ascii=False)
 
 
+# The one key of the multi-dimensional array form in cdc_special_values. The
+# decimal form is a JSON string or list, so a JSON object is this form.
+NESTED_ARRAY_KEY: Final = "cdc.nested"
+
+
+def _array_special(el: AvroType) -> Callable[[Any], str | None]:
+    """``AvroType.special`` of an array of ``el``: the nested form of a
+    multi-dimensional value (or of one holding an element with a special value
+    of its own, when the element is itself an array), the decimal form of a
+    flat array holding NaN, else None."""
+    element_special = el.special
+    # A list inside the array is another dimension, unless the element type is
+    # itself an array (a list is then one element).
+    lists_nest = el.column_type.kind is not Kind.ARRAY
+
+    def leaves(v: Sequence[Any]) -> list[Any]:
+        out: list[Any] = []
+        for x in v:
+            if x is None:
+                out.append(None)
+            elif lists_nest and isinstance(x, list | tuple):
+                out.append(leaves(x))
+            else:
+                text = None if element_special is None else element_special(x)
+                if text is not None:  # e.g. a NaN decimal: its own special text
+                    out.append({"special": text})
+                else:
+                    out.append(base64.b64encode(el.encode(x)).decode("ascii"))
+        return out
+
+    def nested(v: Sequence[Any]) -> str:
+        return json.dumps({NESTED_ARRAY_KEY: leaves(v)}, separators=(",", ":"))
+
+    def special(v: Any) -> str | None:
+        if not isinstance(v, list | tuple):
+            return None
+        if lists_nest:
+            if any(isinstance(x, list | tuple) for x in v):
+                return nested(v)
+            return None if element_special is None else _special_text(v)
+        if element_special is not None and any(
+            x is not None and element_special(x) is not None for x in v
+        ):
+            return nested(v)
+        return None
+
+    return special
+
+
 def special_value(text: str, ct: ColumnType) -> Any:
     """Inverse of the ``cdc_special_values`` JSON: the canonical value again."""
     try:
-        return _decimals_from_json(json.loads(text))
-    except (ValueError, InvalidOperation) as e:
-        raise SerializationError(f"unreadable special value {text!r} for {ct.kind}: {e}") from e
+        data = json.loads(text)
+        if isinstance(data, dict):
+            if ct.kind is not Kind.ARRAY or set(data) != {NESTED_ARRAY_KEY}:
+                raise ValueError(f"a JSON object is the nested-array form ({NESTED_ARRAY_KEY!r})")
+            element = _array_element(ct)
+            return _nested_from_json(data[NESTED_ARRAY_KEY], element, _element_reader(element))
+        return _decimals_from_json(data)
+    except (ValueError, TypeError, InvalidOperation, SerializationError, RecursionError) as e:
+        raise SerializationError(
+            f"unreadable special value {text!r:.200} for {ct.kind}: {e}"
+        ) from e
+
+
+def _array_element(ct: ColumnType) -> ColumnType:
+    return ct.element if ct.element is not None else ColumnType(Kind.STRING, native="text")
+
+
+@lru_cache(maxsize=256)
+def _element_reader(element: ColumnType) -> Callable[[bytes], Any]:
+    """Avro binary of one ``element`` value -> its canonical value."""
+    from cdc.serde.reader import compile_reader  # here: reader -> envelope -> this module
+
+    el = avro_type(element)
+    read, _ = compile_reader(el.schema, {})
+    convert = el.decode
+
+    def value(b: bytes) -> Any:
+        v = read(b)
+        return v if convert is None else convert(v)
+
+    return value
+
+
+def _nested_from_json(v: Any, element: ColumnType, value: Callable[[bytes], Any]) -> list[Any]:
+    if not isinstance(v, list):
+        raise ValueError(f"expected a JSON list, got {type(v).__name__}")
+    out: list[Any] = []
+    for x in v:
+        if x is None:
+            out.append(None)
+        elif isinstance(x, list) and element.kind is not Kind.ARRAY:
+            out.append(_nested_from_json(x, element, value))
+        elif isinstance(x, str):
+            out.append(value(base64.b64decode(x, validate=True)))
+        elif isinstance(x, dict) and set(x) == {"special"} and isinstance(x["special"], str):
+            out.append(special_value(x["special"], element))
+        else:
+            raise ValueError(f"unexpected element {x!r:.80} in a nested array")
+    return out
 
 
 def _decimals_from_json(v: Any) -> Any:
@@ -631,7 +733,10 @@ def _geometry_from_wire(rec: Mapping[str, Any]) -> bytes:
     return bytes(rec["wkb"])
 
 
-def _array_encoder(element: Encoder) -> Encoder:
+def _array_encoder(element: Encoder, lists_nest: bool = True) -> Encoder:
+    """Encoder of a flat array; with ``lists_nest`` (the element is not itself an
+    array) a list element is another dimension, which only the special form holds."""
+
     def enc(v: Any) -> bytes:
         if not isinstance(v, list | tuple):
             raise _type_error("a list", v)
@@ -641,6 +746,8 @@ def _array_encoder(element: Encoder) -> Encoder:
         for x in v:
             if x is None:
                 parts.append(binary.NULL_BRANCH)
+            elif lists_nest and isinstance(x, list | tuple):  # multi-dimensional: a special
+                raise _type_error("an array element (nested lists travel in cdc_special_values)", x)
             else:
                 parts.append(binary.VALUE_BRANCH)
                 parts.append(element(x))
@@ -884,11 +991,11 @@ def avro_type(ct: ColumnType) -> AvroType:
         return AvroType(
             ct,
             {"type": "array", "items": ["null", el.schema]},
-            _array_encoder(el.encode),
+            _array_encoder(el.encode, element.kind is not Kind.ARRAY),
             _array_decoder(el.decode),
             [],
             binary.EMPTY_ARRAY,
-            special=None if el.special is None else _special_text,
+            special=_array_special(el),
         )
     warn_once(
         f"kind:{k}",

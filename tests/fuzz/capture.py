@@ -203,14 +203,12 @@ def pg_writes(dsn: str, table: str) -> None:
             conn.execute(stmt)
 
 
-# Left out: array columns, which the PostgreSQL source refuses today
-# ("expected an int ... got list"), and timestamps beyond Avro's long of
-# microseconds (infinity, year 294276), which it refuses by design; either
-# would stop the capture.
+# Left out: timestamps beyond Avro's long of microseconds (infinity, year
+# 294276), which the PostgreSQL source refuses by design; they would stop the
+# capture. Arrays (multi-dimensional ones included) are captured.
 _PG_COLUMNS = [
     c for c in typed_table.COLUMNS
-    if not c.sql_type.endswith("[]")
-    and not any(w in " ".join(c.literals) for w in ("infinity", "294276"))
+    if not any(w in " ".join(c.literals) for w in ("infinity", "294276"))
 ]
 
 
@@ -273,7 +271,7 @@ def avro_seeds(eps: Any, run: str, pg_table: str, my_table: str, my_db: str) -> 
     config = Path(tempfile.mkdtemp()) / "capture.yaml"
     config.write_text(yaml.safe_dump({
         "kafka": {"bootstrap_servers": eps.kafka_bootstrap, "offsets_topic": f"{run}.offsets",
-                  "schema_history_topic": f"{run}.history", "producer": {"linger_ms": 5},
+                  "producer": {"linger_ms": 5},
                   "topics": {"partitions": 1, "replication_factor": 1}},
         "schema_registry": {"url": eps.schema_registry_url},
         "sources": [

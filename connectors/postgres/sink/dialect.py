@@ -202,12 +202,38 @@ def _bits_to_db(width: int | None) -> Callable[[Any], Any]:
 
 
 def _array_to_db(element: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def each(v: list[Any]) -> list[Any]:
+        return [None if x is None else each(x) if isinstance(x, list) else element(x) for x in v]
+
     def conv(v: Any) -> Any:
-        if isinstance(v, list):
-            return [None if x is None else conv(x) if isinstance(x, list) else element(x) for x in v]
-        return v
+        if not isinstance(v, list):
+            return v
+        out = each(v)
+        kinds = _leaf_types(out, set())
+        if str in kinds and len(kinds) > 1:  # e.g. dates and 'infinity': psycopg dumps
+            return _as_text(out)  # one element type per list, so all as text
+        return out
 
     return conv
+
+
+def _leaf_types(v: list[Any], seen: set[type]) -> set[type]:
+    for x in v:
+        if isinstance(x, list):
+            _leaf_types(x, seen)
+        elif x is not None:
+            seen.add(type(x))
+    return seen
+
+
+def _as_text(v: list[Any]) -> list[Any]:
+    return [
+        None if x is None
+        else _as_text(x) if isinstance(x, list)
+        else x.isoformat() if isinstance(x, date | datetime)
+        else str(x)
+        for x in v
+    ]  # fmt: skip
 
 
 def _time_from_db(v: Any) -> Any:

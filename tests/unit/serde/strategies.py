@@ -183,8 +183,16 @@ def values(ct: ColumnType) -> st.SearchStrategy[Any]:
         return st.one_of(aware, _OUT_OF_RANGE_MICROS, SENTINELS)
     if k is Kind.ARRAY:
         assert ct.element is not None
-        return st.lists(st.one_of(st.none(), values(ct.element)), max_size=4)
+        return st.integers(1, 3).flatmap(lambda depth: nested_lists(values(ct.element), depth))
     raise AssertionError(f"no strategy for {k}")
+
+
+def nested_lists(leaf: st.SearchStrategy[Any], depth: int) -> st.SearchStrategy[list[Any]]:
+    """Array values of ``depth`` dimensions (PostgreSQL arrays of any dimensionality):
+    NULL elements, empty inner arrays, and (for depth 1) flat lists."""
+    if depth <= 1:
+        return st.lists(st.one_of(st.none(), leaf), max_size=4)
+    return st.lists(nested_lists(leaf, depth - 1), max_size=3)
 
 
 _NAMES = st.one_of(
@@ -324,7 +332,10 @@ def same_value(ct: ColumnType, a: Any, b: Any) -> bool:
         return (
             isinstance(b, list)
             and len(a) == len(b)
-            and all(same_value(el, x, y) for x, y in zip(a, b, strict=True))
+            and all(
+                same_value(ct if isinstance(x, list) and el.kind is not Kind.ARRAY else el, x, y)
+                for x, y in zip(a, b, strict=True)
+            )
         )
     if isinstance(a, float):
         return (

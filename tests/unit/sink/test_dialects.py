@@ -204,7 +204,14 @@ def test_postgres_values() -> None:
     bit10 = ReplicaColumn("b", "bit(10)", "bit", length=10)
     assert _conv(PG, C(Kind.BITS, length=10), bit10)(b"\x02\x05") == "1000000101"
     arr = C(Kind.ARRAY, element=C(Kind.DATE))
-    assert _conv(PG, arr)([date(2020, 1, 1), POS_INFINITY, None]) == [date(2020, 1, 1), "infinity", None]
+    # psycopg dumps one element type per list: dates mixed with 'infinity' go as text.
+    assert _conv(PG, arr)([date(2020, 1, 1), POS_INFINITY, None]) == ["2020-01-01", "infinity", None]
+    assert _conv(PG, arr)([[date(2020, 1, 1)], [None]]) == [[date(2020, 1, 1)], [None]]
+    assert _conv(PG, arr)([[[date(2020, 1, 1)]], [[NEG_INFINITY]]]) == [[["2020-01-01"]], [["-infinity"]]]
+    tsa = _conv(PG, C(Kind.ARRAY, element=C(Kind.TIMESTAMPTZ)))
+    assert tsa([[datetime(2020, 1, 1, tzinfo=UTC), POS_INFINITY]]) == [
+        ["2020-01-01T00:00:00+00:00", "infinity"]
+    ]
     num = ReplicaColumn("n", "numeric(5,2)", "numeric", precision=5, scale=2)
     conv = _conv(PG, C(Kind.DECIMAL, nan=True), num)
     assert conv(Decimal("1.50")) == Decimal("1.50")
@@ -242,6 +249,8 @@ def test_mysql_values() -> None:
     with pytest.raises(DoesNotFit):  # MariaDB would round it with only a note
         _conv(MY, C(Kind.DECIMAL, precision=10, scale=4), dec)(Decimal("1.2345"))
     assert _conv(MY, C(Kind.ARRAY, element=C(Kind.DECIMAL)))([Decimal("1.50"), None]) == '["1.50",null]'
+    nested = _conv(MY, C(Kind.ARRAY, element=C(Kind.DECIMAL, nan=True)))
+    assert nested([[Decimal("NaN"), None], [Decimal("2")]]) == '[["NaN",null],["2"]]'
 
 
 def test_error_classification() -> None:

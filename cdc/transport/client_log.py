@@ -85,6 +85,10 @@ class BrokerOutage:
         self._watcher: threading.Thread | None = None
 
     @property
+    def _name(self) -> str:
+        return f"Kafka at {self._bootstrap}" if self._bootstrap else "Kafka"
+
+    @property
     def active(self) -> bool:
         return self.since is not None
 
@@ -104,16 +108,16 @@ class BrokerOutage:
                 self.since = now
                 self._last_reminder = now
                 self._first = detail
-                log.warning("Kafka at %s unreachable (%s): clients retry by themselves; "
+                log.warning("%s unreachable (%s): clients retry by themselves; "
                             "further connection errors are counted until it is back",
-                            self._bootstrap or "?", detail)
+                            self._name, detail)
                 self._start_watcher()
             else:
                 log.debug("Kafka still unreachable: %s", detail)
                 if now - self._last_reminder >= REMIND_EVERY_S:
                     self._last_reminder = now
-                    log.warning("Kafka at %s still unreachable after %.0fs (%d connection "
-                                "errors so far); retrying", self._bootstrap or "?",
+                    log.warning("%s still unreachable after %.0fs (%d connection "
+                                "errors so far); retrying", self._name,
                                 now - self.since, self.reports)
 
     def check(self) -> bool:
@@ -129,8 +133,8 @@ class BrokerOutage:
         with self._lock:
             if self.since is None or self._clock() - self._last_report < QUIET_FOR_S:
                 return False
-            log.info("Kafka at %s reachable again after %.1fs (%d connection errors while "
-                     "it was away, first: %s)", self._bootstrap or "?",
+            log.info("%s reachable again after %.1fs (%d connection errors while "
+                     "it was away, first: %s)", self._name,
                      self._last_report - self.since, self.reports, self._first)
             self.since = None
             self.reports = 0

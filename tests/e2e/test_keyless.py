@@ -29,7 +29,8 @@ import pymysql
 import pytest
 import yaml
 
-from tests.fixtures.services import connection_settings, mysql_kwargs
+from tests.fixtures.pipelines import pipeline_config
+from tests.fixtures.services import mysql_kwargs
 from tests.integration.sink.kafka_helpers import end_offsets
 
 pytestmark = pytest.mark.integration
@@ -156,35 +157,13 @@ def keyless(kafka_bootstrap: str, schema_registry_url: str, pg_source_dsn: str,
     k.my(f"CREATE TABLE {{t}} {MY_DDL}")
     for row in (POOL[0], POOL[0], POOL[2], POOL[2], POOL[1]):  # snapshot: duplicates, NULLs
         k.both_insert(row)
-    my_db = urlparse(mysql_source_url).path.strip("/")
-    topics = [f"{run}_pg.public.*", f"{run}_my.{my_db}.*"]
-    k.config.write_text(yaml.safe_dump({
-        "kafka": {"bootstrap_servers": kafka_bootstrap, "offsets_topic": f"{run}.offsets",
-                  "producer": {"linger_ms": 5},
-                  "topics": {"partitions": 3, "replication_factor": 1}},
-        "schema_registry": {"url": schema_registry_url},
-        "sources": [
-            {"name": f"{run}_pg", "kind": "postgres",
-             "connection": connection_settings(pg_source_dsn, 5432),
-             "tables": {"include": [f"public.{k.pg_table}"]},
-             "slot_name": f"{run}_slot", "publication_name": f"{run}_pub",
-             "heartbeat_interval_s": 1},
-            {"name": f"{run}_my", "kind": "mysql",
-             "connection": {n: v for n, v in connection_settings(mysql_source_url, 3306).items()
-                            if n != "database"},
-             "tables": {"include": [f"{my_db}.{k.my_table}"]},
-             "server_id": random.randint(7000, 7999), "heartbeat_interval_s": 1},
-        ],
-        "sinks": [
-            {"name": f"{run}_to_pg", "kind": "postgres", "topics": topics,
-             "target": connection_settings(pg_replica_dsn, 5432),
-             "batch": {"max_wait_ms": 50, "max_rows": 50}},
-            {"name": f"{run}_to_maria", "kind": "mysql", "topics": topics,
-             "target": connection_settings(mysql_replica_url, 3306),
-             "batch": {"max_wait_ms": 50, "max_rows": 50}},
-        ],
-        "log": {"level": "WARNING"},
-    }))
+    k.config.write_text(yaml.safe_dump(pipeline_config(
+        run, kafka_bootstrap, schema_registry_url,
+        pg_replica_dsn=pg_replica_dsn, mysql_replica_url=mysql_replica_url,
+        pg_source_dsn=pg_source_dsn, pg_tables=[k.pg_table],
+        mysql_source_url=mysql_source_url, mysql_tables=[k.my_table],
+        batch={"max_wait_ms": 50, "max_rows": 50},
+    )))
     try:
         yield k
     finally:

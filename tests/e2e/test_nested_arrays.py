@@ -22,13 +22,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import psycopg
 import pymysql
 import pytest
 import yaml
 
+from tests.fixtures.pipelines import pipeline_config
 from tests.fixtures.services import mysql_kwargs
 
 pytestmark = pytest.mark.integration
@@ -52,15 +52,6 @@ STREAMED: list[tuple[Any, ...]] = [
      "{{{2024-02-29,1999-12-31}}}"),
     (13, "{5}", "{{q}}", "{1}", "{{{2001-01-01}}}"),
 ]
-
-
-def _connection(url: str, default_port: int) -> dict[str, Any]:
-    u = urlparse(url)
-    out: dict[str, Any] = {"host": u.hostname, "port": u.port or default_port,
-                           "user": u.username or ("postgres" if default_port == 5432 else "root")}
-    if u.path.strip("/"):
-        out["database"] = u.path.strip("/")
-    return out
 
 
 @dataclass
@@ -124,29 +115,12 @@ def pipeline(kafka_bootstrap: str, schema_registry_url: str, pg_source_dsn: str,
     p.pg(f"CREATE TABLE {{t}} {DDL}")
     for row in ROWS:  # there before the source starts: the snapshot reads them
         p.pg(INSERT, row)
-    topics = [f"{run}_pg.public.*"]
-    p.config.write_text(yaml.safe_dump({
-        "kafka": {"bootstrap_servers": kafka_bootstrap, "offsets_topic": f"{run}.offsets",
-                  "producer": {"linger_ms": 5},
-                  "topics": {"partitions": 1, "replication_factor": 1}},
-        "schema_registry": {"url": schema_registry_url},
-        "sources": [
-            {"name": f"{run}_pg", "kind": "postgres",
-             "connection": _connection(pg_source_dsn, 5432),
-             "tables": {"include": [f"public.{p.table}"]},
-             "slot_name": f"{run}_slot", "publication_name": f"{run}_pub",
-             "heartbeat_interval_s": 1},
-        ],
-        "sinks": [
-            {"name": f"{run}_to_pg", "kind": "postgres", "topics": topics,
-             "target": _connection(pg_replica_dsn, 5432),
-             "batch": {"max_wait_ms": 50, "max_rows": 50}},
-            {"name": f"{run}_to_maria", "kind": "mysql", "topics": topics,
-             "target": _connection(mysql_replica_url, 3306),
-             "batch": {"max_wait_ms": 50, "max_rows": 50}},
-        ],
-        "log": {"level": "WARNING"},
-    }))
+    p.config.write_text(yaml.safe_dump(pipeline_config(
+        run, kafka_bootstrap, schema_registry_url,
+        pg_replica_dsn=pg_replica_dsn, mysql_replica_url=mysql_replica_url,
+        pg_source_dsn=pg_source_dsn, pg_tables=[p.table], partitions=1,
+        batch={"max_wait_ms": 50, "max_rows": 50},
+    )))
     try:
         yield p
     finally:

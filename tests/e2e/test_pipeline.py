@@ -17,14 +17,14 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import psycopg
 import pymysql
 import pytest
 import yaml
 
-from tests.fixtures.services import connection_settings, mysql_kwargs
+from tests.fixtures.pipelines import pipeline_config
+from tests.fixtures.services import mysql_kwargs
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,7 +119,6 @@ def test_pg_and_mariadb_replicate_both_ways_and_verify_equal(
                      "amount numeric(12,2), at timestamptz NOT NULL DEFAULT now())")
         conn.execute(f"INSERT INTO {pg_table} (id, name, amount) "
                      "SELECT g, 'seed ' || g, g FROM generate_series(1, 300) g")
-    my_db = urlparse(mysql_source_url).path.strip("/")
     conn = pymysql.connect(**mysql_kwargs(mysql_source_url))  # type: ignore[arg-type]
     with conn.cursor() as cur:
         cur.execute(f"CREATE TABLE {my_table} (id BIGINT PRIMARY KEY, name VARCHAR(200) NOT NULL, "
@@ -129,33 +128,14 @@ def test_pg_and_mariadb_replicate_both_ways_and_verify_equal(
                         [(i, f"seed {i}", i) for i in range(1, 301)])
     conn.close()
 
-    topics = [f"{run}_pg.public.*", f"{run}_my.{my_db}.*"]
     config = tmp_path / "pipeline.yaml"
-    config.write_text(yaml.safe_dump({
-        "kafka": {"bootstrap_servers": kafka_bootstrap, "offsets_topic": f"{run}.offsets",
-                  "producer": {"linger_ms": 5},
-                  "topics": {"partitions": 3, "replication_factor": 1}},
-        "schema_registry": {"url": schema_registry_url},
-        "sources": [
-            {"name": f"{run}_pg", "kind": "postgres",
-             "connection": connection_settings(pg_source_dsn, 5432),
-             "tables": {"include": [f"public.{pg_table}"]},
-             "slot_name": f"{run}_slot", "publication_name": f"{run}_pub",
-             "proto_version": 2, "streaming": True, "heartbeat_interval_s": 1},
-            {"name": f"{run}_my", "kind": "mysql",
-             "connection": {k: v for k, v in connection_settings(mysql_source_url, 3306).items()
-                            if k != "database"},
-             "tables": {"include": [f"{my_db}.{my_table}"]},
-             "server_id": random.randint(7000, 7999), "heartbeat_interval_s": 1},
-        ],
-        "sinks": [
-            {"name": f"{run}_to_pg", "kind": "postgres", "topics": topics,
-             "target": connection_settings(pg_replica_dsn, 5432), "batch": {"max_wait_ms": 100}},
-            {"name": f"{run}_to_maria", "kind": "mysql", "topics": topics,
-             "target": connection_settings(mysql_replica_url, 3306), "batch": {"max_wait_ms": 100}},
-        ],
-        "log": {"level": "WARNING"},
-    }))
+    config.write_text(yaml.safe_dump(pipeline_config(
+        run, kafka_bootstrap, schema_registry_url,
+        pg_replica_dsn=pg_replica_dsn, mysql_replica_url=mysql_replica_url,
+        pg_source_dsn=pg_source_dsn, pg_tables=[pg_table],
+        mysql_source_url=mysql_source_url, mysql_tables=[my_table],
+        pg_extra={"proto_version": 2, "streaming": True},
+    )))
     log = tmp_path / "run.log"
     proc = subprocess.Popen([*CDC, "run", str(config)], cwd=ROOT, stdout=log.open("wb"),
                             stderr=subprocess.STDOUT)

@@ -36,14 +36,14 @@ from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import psycopg
 import pymysql
 import pytest
 import yaml
 
-from tests.fixtures.services import connection_settings, mysql_kwargs
+from tests.fixtures.pipelines import pipeline_config
+from tests.fixtures.services import mysql_kwargs
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1800)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -421,35 +421,14 @@ def test_four_directions_exact_under_faults(
     pgw.seed(300)
     myw.seed(300)
 
-    my_db = urlparse(mysql_source_url).path.strip("/")
-    topics = [f"{run}_pg.public.*", f"{run}_my.{my_db}.*"]
     config = tmp_path / "pipeline.yaml"
-    config.write_text(yaml.safe_dump({
-        "kafka": {"bootstrap_servers": kafka_bootstrap, "offsets_topic": f"{run}.offsets",
-                  "producer": {"linger_ms": 5},
-                  "topics": {"partitions": 3, "replication_factor": 1}},
-        "schema_registry": {"url": schema_registry_url},
-        "metrics": {"enabled": False},
-        "sources": [
-            {"name": f"{run}_pg", "kind": "postgres",
-             "connection": connection_settings(pg_source_dsn, 5432),
-             "tables": {"include": [f"public.{run}_p_*"]},
-             "slot_name": f"{run}_slot", "publication_name": f"{run}_pub",
-             "proto_version": 2, "streaming": True, "heartbeat_interval_s": 1},
-            {"name": f"{run}_my", "kind": "mysql",
-             "connection": {k: v for k, v in connection_settings(mysql_source_url, 3306).items()
-                            if k != "database"},
-             "tables": {"include": [f"{my_db}.{run}_m_*"]},
-             "server_id": random.randint(7000, 7999), "heartbeat_interval_s": 1},
-        ],
-        "sinks": [
-            {"name": f"{run}_to_pg", "kind": "postgres", "topics": topics,
-             "target": connection_settings(pg_replica_dsn, 5432), "batch": {"max_wait_ms": 100}},
-            {"name": f"{run}_to_maria", "kind": "mysql", "topics": topics,
-             "target": connection_settings(mysql_replica_url, 3306), "batch": {"max_wait_ms": 100}},
-        ],
-        "log": {"level": "INFO"},
-    }))
+    config.write_text(yaml.safe_dump(pipeline_config(
+        run, kafka_bootstrap, schema_registry_url,
+        pg_replica_dsn=pg_replica_dsn, mysql_replica_url=mysql_replica_url,
+        pg_source_dsn=pg_source_dsn, pg_tables=[f"{run}_p_*"],
+        mysql_source_url=mysql_source_url, mysql_tables=[f"{run}_m_*"],
+        pg_extra={"proto_version": 2, "streaming": True}, log_level="INFO", metrics=False,
+    )))
     procs = {n: Proc(role, config, n, tmp_path) for role, n in [
         ("source", f"{run}_pg"), ("source", f"{run}_my"),
         ("sink", f"{run}_to_pg"), ("sink", f"{run}_to_maria")]}

@@ -20,14 +20,14 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import psycopg
 import pymysql
 import pytest
 import yaml
 
-from tests.fixtures.services import connection_settings, mysql_kwargs
+from tests.fixtures.pipelines import pipeline_config
+from tests.fixtures.services import mysql_kwargs
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -168,33 +168,15 @@ def test_sinks_restarted_twice_over_their_tables_run_no_ddl_and_stay_equal(
 ) -> None:
     run = f"rs{random.randint(0, 10**8)}"
     src = Sources(run, pg_source_dsn, mysql_source_url)
-    my_db = urlparse(mysql_source_url).path.strip("/")
     names = [f"{run}_pg", f"{run}_my"]
-    topics = [f"{run}_pg.public.*", f"{run}_my.{my_db}.*"]
     config = tmp_path / "pipeline.yaml"
-    config.write_text(yaml.safe_dump({
-        "kafka": {"bootstrap_servers": kafka_bootstrap, "offsets_topic": f"{run}.offsets",
-                  "producer": {"linger_ms": 5}, "consumer": {"session_timeout_ms": 6000},
-                  "topics": {"partitions": 2, "replication_factor": 1}},
-        "schema_registry": {"url": schema_registry_url},
-        "sources": [
-            {"name": names[0], "kind": "postgres", "connection": connection_settings(pg_source_dsn, 5432),
-             "tables": {"include": [f"public.{run}_p_*"]}, "slot_name": f"{run}_slot",
-             "publication_name": f"{run}_pub", "heartbeat_interval_s": 1},
-            {"name": names[1], "kind": "mysql",
-             "connection": {k: v for k, v in connection_settings(mysql_source_url, 3306).items()
-                            if k != "database"},
-             "tables": {"include": [f"{my_db}.{run}_m_*"]},
-             "server_id": random.randint(7000, 7999), "heartbeat_interval_s": 1},
-        ],
-        "sinks": [
-            {"name": f"{run}_to_pg", "kind": "postgres", "topics": topics,
-             "target": connection_settings(pg_replica_dsn, 5432), "batch": {"max_wait_ms": 100}},
-            {"name": f"{run}_to_maria", "kind": "mysql", "topics": topics,
-             "target": connection_settings(mysql_replica_url, 3306), "batch": {"max_wait_ms": 100}},
-        ],
-        "log": {"level": "INFO"},
-    }))
+    config.write_text(yaml.safe_dump(pipeline_config(
+        run, kafka_bootstrap, schema_registry_url,
+        pg_replica_dsn=pg_replica_dsn, mysql_replica_url=mysql_replica_url,
+        pg_source_dsn=pg_source_dsn, pg_tables=[f"{run}_p_*"],
+        mysql_source_url=mysql_source_url, mysql_tables=[f"{run}_m_*"],
+        partitions=2, log_level="INFO", kafka_extra={"consumer": {"session_timeout_ms": 6000}},
+    )))
     src.create()
     source_log = tmp_path / "sources.log"
     sources = subprocess.Popen([*CDC, "run", str(config), "--only", names[0], "--only", names[1]],

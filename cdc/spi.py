@@ -65,13 +65,6 @@ class Heartbeat:
     position: Position
 
 
-@dataclass(frozen=True, slots=True)
-class SnapshotProgress:
-    table: TableId
-    rows_done: int
-    rows_estimated: int
-
-
 StreamItem = ChangeEvent | Heartbeat
 
 

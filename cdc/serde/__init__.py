@@ -8,7 +8,8 @@ with canonical Python values. Schemas are registered and fetched through a
 table schema version.
 
 Layout: :mod:`.types` (column types <-> Avro), :mod:`.envelope` (per-table
-schemas), :mod:`.codec` (encode/decode), :mod:`.reader` (generated Avro
+schemas), :mod:`.encode` (encode), :mod:`.rowdecode` and :mod:`.decode` (decode),
+:mod:`.sourceblock` (what source writers share), :mod:`.reader` (generated Avro
 readers), :mod:`.binary` (Avro primitives), :mod:`.framing` (wire header),
 :mod:`.registry` (registry clients). ``schemas/ENVELOPE.md`` and
 ``schemas/TYPES.md`` document the wire contract.
@@ -22,21 +23,19 @@ from typing import Any, Final
 
 from cdc.errors import SerializationError
 from cdc.events import ChangeEvent, TableSchema
-from cdc.serde.codec import (
+from cdc.serde.decode import (
     DecodedChange,
     EnvelopeReader,
-    KeyReader,
-    TableEncoder,
     Tombstone,
-    WriterSchema,
     decode_change,
-    decode_value,
     envelope_to_change,
 )
+from cdc.serde.encode import TableEncoder
 from cdc.serde.envelope import TopicNaming, build_schemas, default_topic_name
 from cdc.serde.framing import HEADER_SIZE, frame, frame_prefix, unframe
 from cdc.serde.limits import DEFAULT_LIMITS, DecodeLimits
 from cdc.serde.registry import InMemorySchemaRegistry, RegistryClient, SchemaRegistry
+from cdc.serde.rowdecode import KeyReader, WriterSchema, decode_value
 from cdc.serde.types import (
     NEG_INFINITY,
     POS_INFINITY,

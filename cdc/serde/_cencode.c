@@ -1,7 +1,7 @@
 /*
  * Native Avro encoding of row images and change envelopes.
  *
- * Mirrors the generated Python fast path of cdc/serde/codec.py (RowEncoder._fast and
+ * Mirrors the generated Python fast path of cdc/serde/encode.py (RowEncoder._fast and
  * TableEncoder.encode_value) for rows whose values are the common canonical types.
  * Anything else raises SlowPath, and the Python code re-encodes the row on its checked
  * path, which owns every error message: this file never decides that a value is wrong,
@@ -643,7 +643,7 @@ static PyMethodDef module_methods[] = {
 
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT, "cdc.serde._cencode",
-    "Native Avro row and envelope encoding (see cdc/serde/codec.py for the reference).", -1,
+    "Native Avro row and envelope encoding (see cdc/serde/encode.py for the reference).", -1,
     module_methods,
 };
 

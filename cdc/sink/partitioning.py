@@ -28,8 +28,9 @@ from typing import Any
 
 from cdc.errors import SchemaError
 from cdc.serde import SchemaRegistry, WriterSchema, frame_prefix, unframe
-from cdc.serde.codec import KeyReader, RowEncoder
+from cdc.serde.encode import RowEncoder
 from cdc.serde.envelope import FieldSpec
+from cdc.serde.rowdecode import KeyReader
 from cdc.serde.types import avro_type
 
 Partitioner = Callable[[bytes, int], int]

@@ -45,10 +45,11 @@ from typing import Any, Final
 
 from cdc import native
 from cdc.errors import SerializationError
-from cdc.serde import codec
-from cdc.serde.codec import EnvelopeReader, KeyReader, WriterSchema
+from cdc.serde import rowdecode
+from cdc.serde.decode import EnvelopeReader
 from cdc.serde.framing import HEADER_SIZE, frame, unframe
 from cdc.serde.reader import compile_reader
+from cdc.serde.rowdecode import KeyReader, WriterSchema
 from connectors.mysql.source import rowimage
 from connectors.mysql.types import BinlogColumn, column_type_from_binlog, make_codec
 from connectors.postgres.source import decoder as pg
@@ -120,7 +121,7 @@ def _outcome(fn: Callable[[], Any]) -> tuple[str, str]:
 
 
 def _native_read(program: Any, body: bytes) -> Any:
-    read = codec._NATIVE_READ
+    read = rowdecode._NATIVE_READ
     assert read is not None and program is not None
     return read(program, body, 0)
 
@@ -138,7 +139,7 @@ def avro_envelope(data: bytes) -> None:
     writer, body = got
     reader = _envelope_reader(writer)
     python = _outcome(lambda: reader.read(_python_reader(writer)(body), None, None))
-    if reader._native is not None and codec._NATIVE_READ is not None:
+    if reader._native is not None and rowdecode._NATIVE_READ is not None:
         c = _outcome(lambda: reader._from_tuple(_native_read(reader._native, body), None, None))
         _compare("envelope", c, python, body)
     # what a sink calls: the C reader with the Python one behind it
@@ -152,7 +153,7 @@ def avro_key(data: bytes) -> None:
     writer, body = got
     reader = _key_reader(writer)
     python = _outcome(lambda: reader.rows.convert(_python_reader(writer)(body))[0])
-    if reader._native is not None and codec._NATIVE_READ is not None:
+    if reader._native is not None and rowdecode._NATIVE_READ is not None:
         # the C reader returns canonical rows (it is compiled with the key's row spec)
         _compare("key", _outcome(lambda: _native_read(reader._native, body)), python, body)
     _compare("key read", _outcome(lambda: reader.read(body)), python, body)
@@ -287,5 +288,5 @@ def seeds(target: str) -> list[Path]:
 def native_expected() -> bool:
     """Whether the C side of the differential runs (else only the Python parsers do)."""
     return native.enabled() and all(
-        m is not None for m in (codec._NATIVE_READ, pg._C, rowimage._native)
+        m is not None for m in (rowdecode._NATIVE_READ, pg._C, rowimage._native)
     )

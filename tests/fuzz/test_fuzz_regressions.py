@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from cdc.errors import SerializationError
-from cdc.serde import codec
+from cdc.serde import decode, rowdecode
 from connectors.mysql import types as t
 from connectors.mysql.source import rowimage
 from connectors.mysql.types import BinlogColumn, column_type_from_binlog, make_codec
@@ -19,7 +19,7 @@ from tests.fuzz import targets
 UUID = b"123e4567-e89b-12d3-a456-426614174000"
 
 
-def _record_with_bad_uuid() -> tuple[codec.EnvelopeReader, bytes]:
+def _record_with_bad_uuid() -> tuple[decode.EnvelopeReader, bytes]:
     """A captured MariaDB envelope whose UUID column holds 36 bytes that are not a UUID."""
     for path in targets.seeds("avro_envelope"):
         data = path.read_bytes()
@@ -37,14 +37,14 @@ def test_the_python_reader_names_a_bad_uuid_as_a_serialization_error() -> None:
         reader.read(targets._python_reader(reader.writer)(body), None, None)
 
 
-@pytest.mark.skipif(codec._NATIVE_READ is None, reason="C reader not built")
+@pytest.mark.skipif(rowdecode._NATIVE_READ is None, reason="C reader not built")
 def test_the_c_reader_names_a_bad_uuid_as_a_serialization_error() -> None:
     reader, body = _record_with_bad_uuid()
     with pytest.raises(SerializationError):
-        codec._NATIVE_READ(reader._native, body, 0)  # type: ignore[misc]
+        rowdecode._NATIVE_READ(reader._native, body, 0)  # type: ignore[misc]
 
 
-@pytest.mark.skipif(codec._NATIVE_READ is None, reason="C reader not built")
+@pytest.mark.skipif(rowdecode._NATIVE_READ is None, reason="C reader not built")
 def test_the_c_reader_names_a_bad_decimal_as_a_serialization_error() -> None:
     data = (targets.HERE / "corpus" / "avro_envelope" /
             "regress-c-reader-decimal-invalid-operation").read_bytes()
@@ -55,7 +55,7 @@ def test_the_c_reader_names_a_bad_decimal_as_a_serialization_error() -> None:
     with pytest.raises(SerializationError):  # what the Python reference raises
         reader.read(targets._python_reader(writer)(body), None, None)
     with pytest.raises(SerializationError):
-        codec._NATIVE_READ(reader._native, body, 0)  # type: ignore[misc]
+        rowdecode._NATIVE_READ(reader._native, body, 0)  # type: ignore[misc]
 
 
 def _decoder(cols: list[BinlogColumn], use_native: bool) -> rowimage.FastRowDecoder:

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from cdc.errors import SchemaError, UnreachableError
 from cdc.events import ChangeEvent, Column, ColumnType, Kind, TableId, TableSchema
 from cdc.serde import AvroSerde, RegistryClient
-from cdc.serde.codec import DecodedChange
+from cdc.serde.decode import DecodedChange
 from tests.unit.serde.strategies import change_events
 from tests.unit.serde.test_codec_errors import event, orders, row
 from tests.unit.serde.test_codec_roundtrip import assert_same_change

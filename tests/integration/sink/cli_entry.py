@@ -36,6 +36,10 @@ class WithSinkDialect:
     def create_dialect(self) -> SinkDialect:
         return self._dialect
 
+    def __getattr__(self, name: str) -> Any:
+        # Everything else (position codec, source blocks, table ids) is the connector's own.
+        return getattr(self._inner, name)
+
 
 def install() -> None:
     from connectors.mysql import CONNECTOR as MYSQL

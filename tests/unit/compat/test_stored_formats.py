@@ -18,7 +18,8 @@ import pytest
 
 from cdc.errors import PositionError
 from cdc.positions import parse_position, position_from_dict, position_json
-from cdc.serde.codec import DecodedChange, TableEncoder, decode_change
+from cdc.serde.decode import DecodedChange, decode_change
+from cdc.serde.encode import TableEncoder
 from cdc.serde.envelope import build_schemas, schema_text, source_schema
 from cdc.sink.checkpoint import decode_position, encode_position
 from connectors.mysql.position import BinlogFile, GtidSet, MySqlPosition

@@ -11,7 +11,7 @@ import pytest
 from cdc.errors import SerializationError
 from cdc.events import ChangeEvent, Column, ColumnType, Kind, Op, TableId, TableSchema
 from cdc.serde import AvroSerde, InMemorySchemaRegistry
-from cdc.serde.codec import DecodedChange
+from cdc.serde.decode import DecodedChange
 from tests.unit.serde.strategies import pg_source
 
 
@@ -168,7 +168,7 @@ def nan_table() -> TableSchema:
 
 
 def test_nan_and_infinity_decimals_survive_as_special_values(serde: AvroSerde) -> None:
-    from cdc.serde.codec import decode_value
+    from cdc.serde.rowdecode import decode_value
 
     after = {"id": 1, "v": Decimal("NaN"), "w": Decimal("-Infinity"),
              "vs": [Decimal("1.50"), None, Decimal("Infinity")]}  # fmt: skip

@@ -16,9 +16,11 @@ from hypothesis import strategies as st
 
 from cdc.events import ChangeEvent, Op, SourceInfo, TableSchema
 from cdc.serde import AvroSerde, InMemorySchemaRegistry, Tombstone, unframe
-from cdc.serde.codec import DecodedChange, RowEncoder, TableEncoder, decode_change, decode_value
+from cdc.serde.decode import DecodedChange, decode_change
+from cdc.serde.encode import RowEncoder, TableEncoder
 from cdc.serde.envelope import build_schemas
 from cdc.serde.reader import without_logical_types
+from cdc.serde.rowdecode import decode_value
 from tests.unit.serde.strategies import (
     change_events,
     every_kind_schemas,

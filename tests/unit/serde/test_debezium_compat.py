@@ -19,7 +19,7 @@ from fastavro import parse_schema, schemaless_writer
 
 from cdc.events import Kind, Op, TableId
 from cdc.serde import AvroSerde, InMemorySchemaRegistry, frame
-from cdc.serde.codec import DecodedChange
+from cdc.serde.decode import DecodedChange
 from cdc.serde.envelope import build_schemas
 from tests.unit.serde.test_codec_errors import orders
 

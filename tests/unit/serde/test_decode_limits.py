@@ -20,11 +20,12 @@ from cdc import native
 from cdc.errors import SerializationError
 from cdc.serde import AvroSerde, DecodeLimits, InMemorySchemaRegistry
 from cdc.serde.binary import zigzag
-from cdc.serde.codec import EnvelopeReader, KeyReader, WriterSchema
+from cdc.serde.decode import EnvelopeReader
 from cdc.serde.envelope import named_types
 from cdc.serde.framing import frame_prefix
 from cdc.serde.limits import DEFAULT_LIMITS
 from cdc.serde.reader import compile_native, compile_reader
+from cdc.serde.rowdecode import KeyReader, WriterSchema
 
 cdecode = native.load("cdc.serde._cdecode")
 

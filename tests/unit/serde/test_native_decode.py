@@ -20,9 +20,11 @@ from cdc import native
 from cdc.errors import SerializationError
 from cdc.events import ChangeEvent
 from cdc.serde.binary import zigzag
-from cdc.serde.codec import DecodedChange, EnvelopeReader, KeyReader, TableEncoder, WriterSchema
+from cdc.serde.decode import DecodedChange, EnvelopeReader
+from cdc.serde.encode import TableEncoder
 from cdc.serde.envelope import build_schemas, named_types
 from cdc.serde.reader import compile_native, compile_reader, describe
+from cdc.serde.rowdecode import KeyReader, WriterSchema
 from tests.unit.serde.strategies import change_events, every_kind_schemas
 from tests.unit.serde.test_wire import KITCHEN_SINK, SINK_VALUES
 

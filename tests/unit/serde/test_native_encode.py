@@ -16,31 +16,31 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cdc.events import ChangeEvent, Column, ColumnType, Kind, TableSchema
-from cdc.serde import codec
-from cdc.serde.codec import RowEncoder, TableEncoder
+from cdc.serde import encode
+from cdc.serde.encode import RowEncoder, TableEncoder
 from cdc.serde.envelope import build_schemas
 from tests.unit.serde.strategies import change_events, every_kind_schemas, rows, table_schemas
 
-pytestmark = pytest.mark.skipif(codec._C is None, reason="native encoder not built (make native)")
+pytestmark = pytest.mark.skipif(encode._C is None, reason="native encoder not built (make native)")
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @pytest.fixture
 def python_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(codec, "_C", None)
+    monkeypatch.setattr(encode, "_C", None)
     yield
 
 
 def _pair(schema: TableSchema, connector: str = "postgresql") -> tuple[TableEncoder, TableEncoder]:
     schemas = build_schemas(schema, prefix="p", connector=connector)
     native = TableEncoder(schemas)
-    saved = codec._C
-    codec._C = None
+    saved = encode._C
+    encode._C = None
     try:
         python = TableEncoder(schemas)
     finally:
-        codec._C = saved
+        encode._C = saved
     assert native.value.program is not None and python.value.program is None
     return native, python
 
@@ -120,7 +120,7 @@ def test_edge_values_encode_identically(ct: ColumnType, values: list[Any]) -> No
         for enc in (native, python):
             try:
                 outcomes.append(enc.value.encode_image(row))
-            except codec.SerializationError as e:
+            except encode.SerializationError as e:
                 outcomes.append(str(e))
         assert outcomes[0] == outcomes[1], v
 
@@ -138,7 +138,7 @@ def test_decimals_encode_identically(ps: tuple[int, int], data: st.DataObject) -
     for enc in (native, python):
         try:
             outcomes.append(enc.value.encode_image({"id": 1, "v": v}))
-        except codec.SerializationError as e:
+        except encode.SerializationError as e:
             outcomes.append(str(e))
     assert outcomes[0] == outcomes[1], v
 
@@ -170,7 +170,7 @@ def test_lone_surrogate_falls_back_and_is_reported_the_same() -> None:
     schema = _schema(("id", ColumnType(Kind.INT32), False), ("v", ColumnType(Kind.STRING), True))
     native, python = _pair(schema)
     for enc in (native, python):
-        with pytest.raises(codec.SerializationError, match="'v'"):
+        with pytest.raises(encode.SerializationError, match="'v'"):
             enc.value.encode_image({"id": 1, "v": "\udc80"})
 
 
@@ -203,7 +203,7 @@ def test_delete_images_lacking_columns_encode_identically(before: dict[str, Any]
     )
     native, python = _pair(schema)
     ev = ChangeEvent(
-        op=codec.Op.DELETE, schema=schema, key={"id": 1}, before=before, after=None,
+        op=encode.Op.DELETE, schema=schema, key={"id": 1}, before=before, after=None,
         source=pg_source(), ts_ms=5,
     )  # fmt: skip
     outcomes = []

@@ -20,9 +20,10 @@ import pytest
 
 from cdc import native
 from cdc.serde.binary import zigzag
-from cdc.serde.codec import EnvelopeReader, KeyReader, WriterSchema
+from cdc.serde.decode import EnvelopeReader
 from cdc.serde.envelope import named_types
 from cdc.serde.reader import compile_native, compile_reader, native_reader
+from cdc.serde.rowdecode import KeyReader, WriterSchema
 from tests.unit.serde.test_decode_limits import ENVELOPE, bomb
 
 cencode = native.load("cdc.serde._cencode")

@@ -17,9 +17,11 @@ from hypothesis import strategies as st
 
 from cdc.errors import SerializationError
 from cdc.events import ChangeEvent, Column, ColumnType, Kind, Op, TableId, TableSchema
-from cdc.serde import AvroSerde, InMemorySchemaRegistry, codec
-from cdc.serde.codec import DecodedChange, TableEncoder, decode_value
+from cdc.serde import AvroSerde, InMemorySchemaRegistry, encode
+from cdc.serde.decode import DecodedChange
+from cdc.serde.encode import TableEncoder
 from cdc.serde.envelope import build_schemas
+from cdc.serde.rowdecode import decode_value
 from cdc.serde.types import NESTED_ARRAY_KEY, POS_INFINITY, avro_type, special_value
 from tests.unit.serde.strategies import nested_lists, pg_source, same_value, scalar_types, values
 
@@ -67,7 +69,7 @@ GRID_ROW: dict[str, Any] = {
 
 @pytest.fixture
 def python_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(codec, "_C", None)
+    monkeypatch.setattr(encode, "_C", None)
     yield
 
 
@@ -87,7 +89,7 @@ def test_multidimensional_arrays_survive_as_special_values(
     native: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if not native:
-        monkeypatch.setattr(codec, "_C", None)
+        monkeypatch.setattr(encode, "_C", None)
     serde = AvroSerde(InMemorySchemaRegistry())
     before = {**GRID_ROW, "ints": [1, None], "nums": [Decimal("2")]}
     ev = ChangeEvent(Op.UPDATE, grid_table(), {"id": 1}, before, GRID_ROW, pg_source(), 1)
@@ -111,16 +113,16 @@ def test_multidimensional_arrays_survive_as_special_values(
 
 
 def test_c_and_python_write_the_same_nested_envelope() -> None:
-    if codec._C is None:
+    if encode._C is None:
         pytest.skip("native encoder not built (make native)")
     schemas = build_schemas(grid_table(), prefix="p", connector="postgresql")
     native = TableEncoder(schemas)
-    saved = codec._C
-    codec._C = None
+    saved = encode._C
+    encode._C = None
     try:
         python = TableEncoder(schemas)
     finally:
-        codec._C = saved
+        encode._C = saved
     ev = ChangeEvent(Op.CREATE, grid_table(), {"id": 1}, None, GRID_ROW, pg_source(), 1)
     assert native.encode_value(ev, b"\x00") == python.encode_value(ev, b"\x00")
 

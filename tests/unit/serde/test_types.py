@@ -124,7 +124,7 @@ def codec(ct: ColumnType) -> tuple[Any, Any]:
 
 def round_trip(ct: ColumnType, value: Any) -> Any:
     """Encode then read back through the same hints a sink would use."""
-    from cdc.serde.codec import decode_value
+    from cdc.serde.rowdecode import decode_value
 
     t = avro_type(ct)
     wire = decode_value(t.encode(value), json.dumps(t.schema))

@@ -15,8 +15,8 @@ from cdc.errors import SerializationError
 from cdc.events import TableId
 from cdc.serde import AvroSerde, InMemorySchemaRegistry, default_topic_name, frame, unframe
 from cdc.serde.binary import read_long, zigzag
-from cdc.serde.codec import decode_value
 from cdc.serde.envelope import dedupe_named_types, namespace_for
+from cdc.serde.rowdecode import decode_value
 
 
 def test_frame_and_unframe() -> None:

@@ -339,9 +339,6 @@ class KafkaTopicsConfig(ConfigModel):
             raise invalid("cleanup.policy is set in extra", "use kafka.topics.cleanup_policy")
         return v
 
-    def topic_config(self) -> dict[str, str]:
-        return {"cleanup.policy": self.cleanup_policy, **self.extra}
-
 
 # librdkafka settings cdc owns: overriding them would break a guarantee or
 # bypass a validated setting (and a secret in `client` would not be redacted).

@@ -18,7 +18,7 @@ from cdc.errors import ConfigError
 from cdc.spi import Connector
 
 if TYPE_CHECKING:  # cdc.config imports this module; keep the import one-way at run time
-    from cdc.config.models import SinkConfigBase, SourceConfigBase
+    from cdc.config.kafka import SinkConfigBase, SourceConfigBase
 
 GROUP = "cdc.connectors"
 
@@ -80,7 +80,7 @@ class ConnectorRegistry:
 
     def source_config_model(self, kind: str) -> type[SourceConfigBase] | None:
         """The kind's source model, or None if the connector has no source."""
-        from cdc.config.models import SourceConfigBase
+        from cdc.config.kafka import SourceConfigBase
 
         model: type[SourceConfigBase] | None = _model(
             self.get(kind), "source_config_model", SourceConfigBase
@@ -89,7 +89,7 @@ class ConnectorRegistry:
 
     def sink_config_model(self, kind: str) -> type[SinkConfigBase] | None:
         """The kind's sink model, or None if the connector has no sink."""
-        from cdc.config.models import SinkConfigBase
+        from cdc.config.kafka import SinkConfigBase
 
         model: type[SinkConfigBase] | None = _model(
             self.get(kind), "sink_config_model", SinkConfigBase

@@ -1,6 +1,6 @@
 """Pipeline configuration: one YAML file, one pydantic model tree, env overrides.
 
-Start at :func:`load_config`. Models are in :mod:`cdc.config.models`
+Start at :func:`load_config`. Models are in :mod:`cdc.config.kafka`
 (connector-specific ones in ``connectors/<db>/config.py``), the loader in
 :mod:`cdc.config.loader`, error formatting in :mod:`cdc.config.problems`,
 whole-file checks in :mod:`cdc.config.checks`, docs generation in
@@ -8,14 +8,7 @@ whole-file checks in :mod:`cdc.config.checks`, docs generation in
 """
 
 from cdc.config.base import ConfigModel, RedactedDict
-from cdc.config.loader import (
-    ConfigReport,
-    config_model,
-    inspect_config,
-    load_config,
-    validate_config,
-)
-from cdc.config.models import (
+from cdc.config.kafka import (
     CdcConfig,
     ConnectionConfig,
     KafkaConfig,
@@ -25,6 +18,13 @@ from cdc.config.models import (
     SinkConfigBase,
     SourceConfigBase,
     TableFilter,
+)
+from cdc.config.loader import (
+    ConfigReport,
+    config_model,
+    inspect_config,
+    load_config,
+    validate_config,
 )
 from cdc.config.problems import ConfigProblem, ConfigValidationError
 

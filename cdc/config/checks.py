@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
-from cdc.config.models import CdcConfig, SinkConfigBase
+from cdc.config.kafka import CdcConfig, SinkConfigBase
 from cdc.config.problems import ConfigProblem, Loc, format_loc
 from cdc.sink.naming import replica_table
 from cdc.spi import TableName

@@ -19,7 +19,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from cdc.config.base import DERIVED
-from cdc.config.models import DerivedDefault
+from cdc.config.kafka import DerivedDefault
 from cdc.config.problems import type_members
 
 DOC_PATH = Path("docs/CONFIG.md")

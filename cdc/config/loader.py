@@ -32,7 +32,7 @@ from pydantic import BeforeValidator, Discriminator, Field, Tag, ValidationError
 from pydantic_core import PydanticCustomError
 
 from cdc.config.checks import cross_check
-from cdc.config.models import CdcConfig, SinkConfigBase, SourceConfigBase
+from cdc.config.kafka import CdcConfig, SinkConfigBase, SourceConfigBase
 from cdc.config.problems import ConfigProblem, ConfigValidationError, Loc, problems_from
 from cdc.errors import ConfigError
 from cdc.registry import ConnectorRegistry, default_registry

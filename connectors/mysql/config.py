@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from cdc.config.base import Name, RedactedDict, SecretFile, TopicName, invalid
-from cdc.config.models import ConnectionConfig, SinkConfigBase, SourceConfigBase, derived
+from cdc.config.kafka import ConnectionConfig, SinkConfigBase, SourceConfigBase, derived
 
 _DSN_SCHEMES = ("mysql", "mariadb", "mysql+pymysql")
 _DSN_PARAMS = frozenset({"charset", "ssl_ca", "ssl_cert", "ssl_key"})

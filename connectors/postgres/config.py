@@ -17,7 +17,7 @@ from urllib.parse import quote, urlencode
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from cdc.config.base import RedactedDict, ScalarStr, invalid
-from cdc.config.models import ConnectionConfig, SinkConfigBase, SourceConfigBase, derived
+from cdc.config.kafka import ConnectionConfig, SinkConfigBase, SourceConfigBase, derived
 
 _IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # libpq keywords the modelled fields own; setting them in `options` would bypass

@@ -14,8 +14,8 @@ from pathlib import Path
 import click
 
 from cdc.config.docs import DOC_PATH, render_markdown
-from cdc.config.kafka import CdcConfig
 from cdc.config.loader import config_model, inspect_config
+from cdc.config.pipeline import CdcConfig
 from cdc.config.problems import ConfigValidationError
 from cdc.errors import ConfigError
 

@@ -32,8 +32,10 @@ from pydantic import BeforeValidator, Discriminator, Field, Tag, ValidationError
 from pydantic_core import PydanticCustomError
 
 from cdc.config.checks import cross_check
-from cdc.config.kafka import CdcConfig, SinkConfigBase, SourceConfigBase
+from cdc.config.pipeline import CdcConfig
 from cdc.config.problems import ConfigProblem, ConfigValidationError, Loc, problems_from
+from cdc.config.sinks import SinkConfigBase
+from cdc.config.sources import SourceConfigBase
 from cdc.errors import ConfigError
 from cdc.registry import ConnectorRegistry, default_registry
 

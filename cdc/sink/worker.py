@@ -26,6 +26,10 @@ Failures:
 
 While it waits the worker keeps polling with its partitions paused, so it
 stays in the group and still serves rebalances.
+
+``cdc sink`` (:mod:`cdc.sink.cli`) builds and runs one worker per process. The
+worker owns the consumer, buffering and retries only: what a batch does to
+the replica is the applier's, the replica's tables are :mod:`cdc.sink.schema`'s.
 """
 
 from __future__ import annotations

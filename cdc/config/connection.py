@@ -2,7 +2,7 @@
 
 Sources (``connection``) and sinks (``target``) both hold one; each connector
 subclasses it in ``connectors/<db>/config.py`` with its driver's options and a
-builder for the driver's arguments. This module names no database and opens no
+builder for the driver's arguments. This module knows no driver and opens no
 connection.
 """
 

@@ -174,7 +174,6 @@ class Bench:
         cfg = {
             "kafka": {"bootstrap_servers": self.eps.kafka_bootstrap,
                       "offsets_topic": f"{self.run}.offsets",
-                      "schema_history_topic": f"{self.run}.history",
                       "topics": {"partitions": 3, "replication_factor": 1}},
             "schema_registry": {"url": self.eps.schema_registry_url},
             "sources": [src],

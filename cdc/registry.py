@@ -18,7 +18,8 @@ from cdc.errors import ConfigError, PositionError, SchemaError
 from cdc.spi import Connector, PositionCodec, SourceBlock
 
 if TYPE_CHECKING:  # cdc.config imports this module; keep the import one-way at run time
-    from cdc.config.models import SinkConfigBase, SourceConfigBase
+    from cdc.config.sinks import SinkConfigBase
+    from cdc.config.sources import SourceConfigBase
 
 GROUP = "cdc.connectors"
 
@@ -120,7 +121,7 @@ class ConnectorRegistry:
 
     def source_config_model(self, kind: str) -> type[SourceConfigBase] | None:
         """The kind's source model, or None if the connector has no source."""
-        from cdc.config.models import SourceConfigBase
+        from cdc.config.sources import SourceConfigBase
 
         model: type[SourceConfigBase] | None = _model(
             self.get(kind), "source_config_model", SourceConfigBase
@@ -129,7 +130,7 @@ class ConnectorRegistry:
 
     def sink_config_model(self, kind: str) -> type[SinkConfigBase] | None:
         """The kind's sink model, or None if the connector has no sink."""
-        from cdc.config.models import SinkConfigBase
+        from cdc.config.sinks import SinkConfigBase
 
         model: type[SinkConfigBase] | None = _model(
             self.get(kind), "sink_config_model", SinkConfigBase

@@ -1,11 +1,13 @@
-"""Building blocks every config model shares: strictness, names, secrets.
+"""Building blocks every config model shares: strictness, names, secrets, derived defaults.
 
 Every model forbids unknown keys (a misspelt key must fail loudly, not be
 silently ignored) and is frozen (the configuration is read once and shared by
 threads). Secrets are ``SecretStr`` so they never reach a repr, a log line or
 an error message; validation errors never carry the offending input for the
-same reason. Connector config models (``connectors/<db>/config.py``) build on
-these pieces.
+same reason. Defaults built from an entry's name (a topic prefix, a consumer
+group) are declared with :func:`derived` and filled by :func:`fill_derived`.
+Every config model, the engine's and the connectors'
+(``connectors/<db>/config.py``), builds on these pieces.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Field,
     ValidationInfo,
     model_validator,
 )
@@ -224,3 +227,60 @@ class RedactedDict(dict[str, Any]):
         return "{" + inner + "}"
 
     __str__ = __repr__
+
+
+# --------------------------------------------------------------------------- derived defaults
+
+
+class DerivedDefault:
+    """JSON-schema hook for a default built from the entry's name.
+
+    The schema then shows the rule (``x-default``, and in the description)
+    instead of the placeholder ``null`` the model uses until validation.
+    """
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+
+    def __call__(self, schema: dict[str, Any]) -> None:
+        schema.pop("default", None)
+        schema["x-default"] = self.template
+        schema["description"] = (
+            f"{schema.get('description', '')} Default: `{self.template}`.".strip()
+        )
+
+
+def derived(template: str, description: str, **kwargs: Any) -> Any:
+    """A field whose default is built from the owner's name (see ``derived_defaults``)."""
+    return Field(
+        default=DERIVED,
+        description=description,
+        json_schema_extra=DerivedDefault(template),
+        **kwargs,
+    )
+
+
+def fill_derived(defaults: Mapping[str, str], data: Any) -> Any:
+    """``data`` with each ``derived_defaults`` path that is unset filled from its ``name``."""
+    if not isinstance(data, Mapping):
+        return data
+    name = data.get("name")
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        return data  # the name's own error is enough; don't derive from a bad one
+    out = dict(data)
+    for path, template in defaults.items():
+        *parents, leaf = path.split(".")
+        node: dict[str, Any] = out
+        for p in parents:
+            child = node.get(p)
+            if child is None:
+                child = {}
+            elif not isinstance(child, Mapping):
+                break  # its own validation reports it
+            child = dict(child)
+            node[p] = child
+            node = child
+        else:
+            if node.get(leaf) is None:
+                node[leaf] = template.format(name=name)
+    return out

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
-from cdc.config.models import CdcConfig, SinkConfigBase
+from cdc.config.pipeline import CdcConfig
 from cdc.config.problems import ConfigProblem, Loc, format_loc
+from cdc.config.sinks import SinkConfigBase
 from cdc.sink.naming import replica_table
 from cdc.spi import TableName
 

@@ -15,7 +15,7 @@ import click
 
 from cdc.config.docs import DOC_PATH, render_markdown
 from cdc.config.loader import config_model, inspect_config
-from cdc.config.models import CdcConfig
+from cdc.config.pipeline import CdcConfig
 from cdc.config.problems import ConfigValidationError
 from cdc.errors import ConfigError
 

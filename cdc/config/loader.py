@@ -14,6 +14,15 @@ part is a top-level key are overrides (other ``CDC_*`` variables belong to
 other tools). Values are strings, converted by validation; a value starting
 with ``[`` or ``{`` is parsed as a YAML flow list or mapping (and a mapping is
 merged into the existing one).
+
+The model validated against is assembled here as well (:func:`config_model`):
+:class:`~cdc.config.pipeline.CdcConfig` with each ``sources``/``sinks`` entry
+checked by the model of its ``kind`` among the registered connectors. The
+``cdc`` commands read their file through :func:`load_config` (``cdc config
+check`` through :func:`inspect_config`, which returns the warnings). This module
+contacts no server (``cdc check`` does, in :mod:`cdc.preflight`); checks that
+span several entries are in :mod:`cdc.config.checks`, the wording of problems in
+:mod:`cdc.config.problems`.
 """
 
 from __future__ import annotations
@@ -32,8 +41,10 @@ from pydantic import BeforeValidator, Discriminator, Field, Tag, ValidationError
 from pydantic_core import PydanticCustomError
 
 from cdc.config.checks import cross_check
-from cdc.config.models import CdcConfig, SinkConfigBase, SourceConfigBase
+from cdc.config.pipeline import CdcConfig
 from cdc.config.problems import ConfigProblem, ConfigValidationError, Loc, problems_from
+from cdc.config.sinks import SinkConfigBase
+from cdc.config.sources import SourceConfigBase
 from cdc.errors import ConfigError
 from cdc.registry import ConnectorRegistry, default_registry
 

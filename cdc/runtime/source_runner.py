@@ -62,8 +62,6 @@ class RunnerSettings:
     tombstones_on_delete: bool = True
     checkpoint_interval_s: float = 1.0
     topic_spec: TopicSpec = field(default_factory=TopicSpec)
-    # BEGIN/END markers of streamed transactions go here (None: not written).
-    transaction_topic: str | None = None
     # Run the connector's check() first and refuse to start on a fatal problem
     # (`cdc source` / `cdc run` do; the same checks `cdc check` prints).
     preflight: bool = False

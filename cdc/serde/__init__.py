@@ -169,11 +169,6 @@ class AvroSerde:
             self._keys[schema_id] = reader
         return reader
 
-    def decode_key(self, key: bytes | bytearray | memoryview | None) -> dict[str, object] | None:
-        if key is None:
-            return None
-        return self._key_reader(_schema_id(key)).read(key, HEADER_SIZE)
-
     def decode(
         self,
         key: bytes | bytearray | memoryview | None,

@@ -62,10 +62,6 @@ def string(s: str) -> bytes:
     return zigzag(len(b)) + b
 
 
-def raw_bytes(b: bytes) -> bytes:
-    return zigzag(len(b)) + b
-
-
 def read_long(buf: bytes, pos: int) -> tuple[int, int]:
     """Decode a zig-zag varint at ``pos``; return (value, next position).
 

@@ -18,6 +18,12 @@ logical conversion applied in C for the common cases (dates, timestamps,
 decimals) and by the Python converter otherwise. The generated Python reader
 stays the reference: the tests check the two agree on every type family and
 raise the same error class on malformed input.
+
+Callers: the sink-side ``EnvelopeReader`` and ``KeyReader`` (decoding consumed
+records), the array decoding of the type codecs, and the fuzz targets. This
+module knows nothing of the Debezium envelope or of the registry: it gets a
+parsed writer schema and returns plain values; what a change record means is
+the envelope reader's business.
 """
 
 from __future__ import annotations

@@ -14,6 +14,12 @@ naming the subject and the offending fields. Confluent explains incompatibility
 through ``?verbose=true``; Apicurio does not, so the client also diffs the
 latest registered schema against the new one with Avro's resolution rules
 (:func:`backward_incompatibilities`).
+
+:class:`RegistryClient` is what sources and sinks use (built from the
+``schema_registry`` config by ``cdc.runtime.pipeline`` and ``cdc.sink.cli``,
+called by :class:`cdc.serde.AvroSerde`); :class:`InMemorySchemaRegistry`, with
+the same compatibility rule, serves unit tests that need no server. Neither
+builds or encodes schemas (:mod:`cdc.serde.envelope`, :mod:`cdc.serde.codec`).
 """
 
 from __future__ import annotations

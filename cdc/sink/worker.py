@@ -26,6 +26,10 @@ Failures:
 
 While it waits the worker keeps polling with its partitions paused, so it
 stays in the group and still serves rebalances.
+
+``cdc sink`` (:mod:`cdc.sink.cli`) builds and runs one worker per process. The
+worker owns the consumer, buffering and retries only: what a batch does to
+the replica is the applier's, the replica's tables are :mod:`cdc.sink.schema`'s.
 """
 
 from __future__ import annotations
@@ -445,7 +449,9 @@ class SinkWorker:
 
     # -- the loop ------------------------------------------------------------------------
 
-    def _due(self) -> bool:
+    def _batch_ready(self) -> bool:
+        """Whether to apply the buffered records now: a full batch, or the oldest has
+        waited ``max_wait_s`` (never while stalled on an open source transaction)."""
         if not self._buffered or self._stalled:
             return False
         if self._buffered >= self.options.max_rows:
@@ -486,7 +492,7 @@ class SinkWorker:
         log.info("%s: consuming %s", self.name, ", ".join(self.subscription))
         try:
             while not self.stop.is_set():
-                if self._due():
+                if self._batch_ready():
                     if not self.flush() and self._buffered:
                         self._stalled = True  # an open source transaction: consume more first
                     self._log_progress()

@@ -15,8 +15,10 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from cdc.config.base import Name, RedactedDict, SecretFile, TopicName, invalid
-from cdc.config.models import ConnectionConfig, SinkConfigBase, SourceConfigBase, derived
+from cdc.config.base import Name, RedactedDict, SecretFile, TopicName, derived, invalid
+from cdc.config.connection import ConnectionConfig
+from cdc.config.sinks import SinkConfigBase
+from cdc.config.sources import SourceConfigBase
 
 _DSN_SCHEMES = ("mysql", "mariadb", "mysql+pymysql")
 _DSN_PARAMS = frozenset({"charset", "ssl_ca", "ssl_cert", "ssl_key"})

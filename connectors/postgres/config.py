@@ -16,8 +16,10 @@ from urllib.parse import quote, urlencode
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from cdc.config.base import RedactedDict, ScalarStr, invalid
-from cdc.config.models import ConnectionConfig, SinkConfigBase, SourceConfigBase, derived
+from cdc.config.base import RedactedDict, ScalarStr, derived, invalid
+from cdc.config.connection import ConnectionConfig
+from cdc.config.sinks import SinkConfigBase
+from cdc.config.sources import SourceConfigBase
 
 _IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # libpq keywords the modelled fields own; setting them in `options` would bypass

@@ -4,7 +4,9 @@ PostgreSQL and MariaDB sources each replicate into a PostgreSQL and a MariaDB
 replica (PG->PG, PG->MariaDB, MariaDB->PG, MariaDB->MariaDB) under a randomized
 workload of multi-row transactions with key updates, deletes and re-inserts of
 the same key; after quiescing, `cdc verify` (chunked checksums over all rows)
-must find every replica equal to its source.
+must find every replica equal to its source. Both sources also write their
+transaction topic (``transaction_topic: true``): one END marker per streamed
+transaction, counting its events.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +26,10 @@ import pymysql
 import pytest
 import yaml
 
-from tests.fixtures.pipelines import pipeline_config
+from cdc.serde import AvroSerde, RegistryClient
+from tests.fixtures.pipelines import mysql_database, pipeline_config
 from tests.fixtures.services import mysql_kwargs
+from tests.fixtures.topics import read_changes, read_transaction_markers, record_count
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -108,6 +113,22 @@ def _mysql_workload(url: str, table: str, stop: threading.Event, seed: int) -> N
         conn.close()
 
 
+def _check_transaction_topic(bootstrap: str, registry_url: str, source: str,
+                             data_topic: str) -> None:
+    """``<source>.transaction`` has markers for exactly the streamed transactions of
+    ``data_topic`` (the source's only table), and each END counts its events."""
+    registry = RegistryClient(registry_url)
+    events: dict[str, set[int]] = defaultdict(set)  # transaction id -> total_order of its events
+    for change, _ in read_changes(bootstrap, data_topic, AvroSerde(registry)):
+        if change.transaction is not None:  # snapshot rows belong to no transaction
+            events[change.transaction.id].add(change.transaction.total_order)
+    assert events, f"no streamed changes in {data_topic}"
+    markers = read_transaction_markers(bootstrap, f"{source}.transaction", registry)
+    assert {m["id"] for m in markers} == set(events)
+    ends = {m["id"]: m["event_count"] for m in markers if m["status"] == "END"}
+    assert ends == {tx: len(orders) for tx, orders in events.items()}
+
+
 def test_pg_and_mariadb_replicate_both_ways_and_verify_equal(
     kafka_bootstrap: str, schema_registry_url: str, pg_source_dsn: str, pg_replica_dsn: str,
     mysql_source_url: str, mysql_replica_url: str, tmp_path: Path,
@@ -129,13 +150,16 @@ def test_pg_and_mariadb_replicate_both_ways_and_verify_equal(
     conn.close()
 
     config = tmp_path / "pipeline.yaml"
-    config.write_text(yaml.safe_dump(pipeline_config(
+    settings = pipeline_config(
         run, kafka_bootstrap, schema_registry_url,
         pg_replica_dsn=pg_replica_dsn, mysql_replica_url=mysql_replica_url,
         pg_source_dsn=pg_source_dsn, pg_tables=[pg_table],
         mysql_source_url=mysql_source_url, mysql_tables=[my_table],
         pg_extra={"proto_version": 2, "streaming": True},
-    )))
+    )
+    for source in settings["sources"]:
+        source["transaction_topic"] = True
+    config.write_text(yaml.safe_dump(settings))
     log = tmp_path / "run.log"
     proc = subprocess.Popen([*CDC, "run", str(config)], cwd=ROOT, stdout=log.open("wb"),
                             stderr=subprocess.STDOUT)
@@ -153,6 +177,15 @@ def test_pg_and_mariadb_replicate_both_ways_and_verify_equal(
         return t
 
     try:
+        # The workload starts once both snapshots are in Kafka, so its changes are streamed
+        # (a source that starts late would otherwise copy them all in its snapshot).
+        data_topics = {f"{run}_pg": f"{run}_pg.public.{pg_table}",
+                       f"{run}_my": f"{run}_my.{mysql_database(mysql_source_url)}.{my_table}"}
+        deadline = time.monotonic() + 180
+        while any(record_count(kafka_bootstrap, t) < 300 for t in data_topics.values()):
+            assert proc.poll() is None, log.read_text()[-4000:]
+            assert time.monotonic() < deadline, "no snapshot in Kafka\n" + log.read_text()[-3000:]
+            time.sleep(0.5)
         writers = [guarded(_pg_workload, pg_source_dsn, pg_table, stop, 1),
                    guarded(_mysql_workload, mysql_source_url, my_table, stop, 2)]
         time.sleep(12)
@@ -177,6 +210,8 @@ def test_pg_and_mariadb_replicate_both_ways_and_verify_equal(
         for r in results.values():
             # Each source table compared with both replicas, by checksum.
             assert sum(line.startswith("OK ") for line in r.stdout.splitlines()) == 2, r.stdout
+        for source, topic in data_topics.items():
+            _check_transaction_topic(kafka_bootstrap, schema_registry_url, source, topic)
     finally:
         stop.set()
         if proc.poll() is None:

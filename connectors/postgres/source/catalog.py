@@ -23,7 +23,7 @@ from typing import Any, Final
 import psycopg
 from psycopg import sql
 
-from cdc.config.models import TableFilter
+from cdc.config.sources import TableFilter
 from cdc.events import Column, TableId, TableSchema
 from connectors.postgres.position import Lsn
 from connectors.postgres.types import (

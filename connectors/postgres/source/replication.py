@@ -49,7 +49,7 @@ import psycopg
 from psycopg import pq, sql
 
 from cdc import __version__, native
-from cdc.config.models import TableFilter
+from cdc.config.sources import TableFilter
 from cdc.errors import (
     CdcError,
     PrerequisiteError,

@@ -3,56 +3,26 @@ the source's Prometheus metrics, scraped over HTTP while it runs."""
 
 from __future__ import annotations
 
-import io
-import json
 import socket
 import urllib.request
 from collections import Counter, defaultdict
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
-from fastavro import parse_schema, schemaless_reader
 
 from cdc import native
 from cdc.config import MetricsConfig
 from cdc.observability.metrics import serve_source_metrics
 from cdc.offsets.store import OffsetStore
 from cdc.runtime.source_runner import RunnerSettings, SnapshotMode, SourceRunner
-from cdc.serde import AvroSerde, RegistryClient, unframe
+from cdc.serde import AvroSerde, RegistryClient
 from cdc.serde.transaction import TransactionMetadataEncoder
 from cdc.transport.producer import EventProducer
 from cdc.transport.topics import TopicManager, TopicSpec
-from tests.fixtures.topics import read_changes
+from tests.fixtures.topics import read_changes, read_transaction_markers
 from tests.integration.postgres.conftest import PgEnv, RunningSource, current_lsn
 
 pytestmark = pytest.mark.integration
-
-
-def _read_markers(bootstrap: str, topic: str, registry: RegistryClient) -> list[dict[str, Any]]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"{topic}-check",
-                         "enable.auto.commit": False})
-    out: list[dict[str, Any]] = []
-    try:
-        md = consumer.list_topics(topic, timeout=10)
-        for p in sorted(md.topics[topic].partitions):
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p, 0), timeout=10)
-            consumer.assign([TopicPartition(topic, p, low)])
-            seen = low
-            while seen < high:
-                msg = consumer.poll(5)
-                assert msg is not None and msg.error() is None
-                seen = (msg.offset() or 0) + 1
-                key_id, key_body = unframe(msg.key())
-                value_id, body = unframe(msg.value())
-                key_schema = parse_schema(json.loads(registry.get_schema(key_id)))
-                value_schema = parse_schema(json.loads(registry.get_schema(value_id)))
-                value = schemaless_reader(io.BytesIO(body), value_schema)
-                assert schemaless_reader(io.BytesIO(key_body), key_schema) == {"id": value["id"]}
-                out.append({**value, "partition": p, "offset": msg.offset()})
-    finally:
-        consumer.close()
-    return out
 
 
 def _scrape(port: int) -> dict[str, float]:
@@ -116,7 +86,7 @@ def test_markers_bracket_each_transaction_with_its_counts(
         per_tx[c.transaction.id][str(c.table)] += 1
     assert sorted(sum(n.values()) for n in per_tx.values()) == [1, 10]
 
-    markers = _read_markers(kafka_bootstrap, tx_topic, registry)
+    markers = read_transaction_markers(kafka_bootstrap, tx_topic, registry)
     by_tx: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for m in markers:
         by_tx[m["id"]].append(m)

@@ -290,7 +290,10 @@ def test_unrelated_cdc_variables_are_ignored(write: Any, minimal: dict[str, Any]
         "CDC_LOCAL_DIR": "/x",
         "CDC_TEST__X": "1",
     }
-    load_config(write(minimal), env)
+    path = write(minimal)
+    report = inspect_config(path, env)
+    assert report.config == load_config(path, {})
+    assert report.warnings == inspect_config(path, {}).warnings
 
 
 def test_interpolation(write: Any, minimal: dict[str, Any]) -> None:

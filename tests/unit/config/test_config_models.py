@@ -8,8 +8,9 @@ import pytest
 from pydantic import ValidationError
 
 from cdc.config import ConfigValidationError, validate_config
+from cdc.config.kafka import KafkaConfig
 from cdc.config.loader import inspect_config
-from cdc.config.models import KafkaConfig, SnapshotConfig, TableFilter
+from cdc.config.sources import SnapshotConfig, TableFilter
 from cdc.events import TableId
 from connectors.mysql.config import MySqlSourceConfig
 from connectors.postgres.config import PostgresConnection, PostgresSourceConfig

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from cdc.config.models import SinkConfigBase, SourceConfigBase
+from cdc.config.sinks import SinkConfigBase
+from cdc.config.sources import SourceConfigBase
 from cdc.errors import ConfigError
 from cdc.registry import GROUP, ConnectorRegistry, get_connector
 from cdc.spi import Connector

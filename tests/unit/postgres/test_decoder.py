@@ -558,18 +558,23 @@ def test_garbled_input_never_raises_anything_else(data: st.DataObject) -> None:
         i = data.draw(st.integers(0, len(raw) - 1))
         raw[i] = data.draw(st.integers(0, 255))
     # Either a message or SerializationError; any other exception fails the test.
-    with contextlib.suppress(SerializationError):
-        decode_message(bytes(raw), in_stream=in_stream)
+    try:
+        msg = decode_message(bytes(raw), in_stream=in_stream)
+    except SerializationError:
+        return
+    assert isinstance(msg, d.PgOutputMessage)
 
 
 @PROPS
 @given(st.binary(max_size=64), st.booleans())
 def test_random_bytes_never_raise_anything_else(raw: bytes, in_stream: bool) -> None:
+    # Each call returns its documented type or raises SerializationError; any other
+    # exception fails the test.
     for data in (raw, b"IUDRTMYOBCScAbPKrpE"[len(raw) % 19 : len(raw) % 19 + 1] + raw):
         with contextlib.suppress(SerializationError):
-            decode_message(data, in_stream=in_stream)
+            assert isinstance(decode_message(data, in_stream=in_stream), d.PgOutputMessage)
         with contextlib.suppress(SerializationError):
-            decode_copy_data(data)
+            assert isinstance(decode_copy_data(data), XLogData | PrimaryKeepalive)
 
 
 def test_huge_counts_fail_fast() -> None:

@@ -68,7 +68,7 @@ def test_the_configured_ca_bundle_verifies_the_registry(
 
 
 def test_the_pipeline_passes_ssl_ca_location_on(https_registry: tuple[str, Path]) -> None:
-    from cdc.config.models import CdcConfig
+    from cdc.config.pipeline import CdcConfig
 
     url, cert = https_registry
     config = CdcConfig.model_validate(

@@ -17,7 +17,7 @@ from connectors.postgres.sink.dialect import PostgresDialect
 
 PG = PostgresDialect()
 MY = MySqlDialect()
-T = TableName("s", "t")
+TABLE_S_T = TableName("s", "t")  # renders as "s"."t" (PostgreSQL) and `s`.`t` (MySQL)
 
 
 def test_both_dialects_implement_the_protocol() -> None:
@@ -29,25 +29,25 @@ def test_both_dialects_implement_the_protocol() -> None:
 
 
 def test_postgres_upsert_and_delete_sql() -> None:
-    assert PG.upsert(T, ["id", "a", "b"], ["id"], 2) == (
+    assert PG.upsert(TABLE_S_T, ["id", "a", "b"], ["id"], 2) == (
         'INSERT INTO "s"."t" ("id", "a", "b") VALUES (%s, %s, %s), (%s, %s, %s) '
         'ON CONFLICT ("id") DO UPDATE SET "a" = EXCLUDED."a", "b" = EXCLUDED."b"'
     )
-    assert PG.upsert(T, ["k1", "k2"], ["k1", "k2"], 1).endswith('ON CONFLICT ("k1", "k2") DO NOTHING')
-    assert PG.delete(T, ["id"], 3) == 'DELETE FROM "s"."t" WHERE "id" IN (%s, %s, %s)'
-    assert PG.delete(T, ["a", "b"], 2) == 'DELETE FROM "s"."t" WHERE ("a", "b") IN ((%s, %s), (%s, %s))'
-    assert PG.truncate(T) == 'TRUNCATE TABLE "s"."t"'
+    assert PG.upsert(TABLE_S_T, ["k1", "k2"], ["k1", "k2"], 1).endswith('ON CONFLICT ("k1", "k2") DO NOTHING')
+    assert PG.delete(TABLE_S_T, ["id"], 3) == 'DELETE FROM "s"."t" WHERE "id" IN (%s, %s, %s)'
+    assert PG.delete(TABLE_S_T, ["a", "b"], 2) == 'DELETE FROM "s"."t" WHERE ("a", "b") IN ((%s, %s), (%s, %s))'
+    assert PG.truncate(TABLE_S_T) == 'TRUNCATE TABLE "s"."t"'
 
 
 def test_mysql_upsert_and_delete_sql() -> None:
-    assert MY.upsert(T, ["id", "a"], ["id"], 2) == (
+    assert MY.upsert(TABLE_S_T, ["id", "a"], ["id"], 2) == (
         "INSERT INTO `s`.`t` (`id`, `a`) VALUES (%s, %s), (%s, %s) "
         "ON DUPLICATE KEY UPDATE `a` = VALUES(`a`)"
     )
     # A key-only table: a duplicate must not fail, and nothing changes.
-    assert MY.upsert(T, ["id"], ["id"], 1).endswith("ON DUPLICATE KEY UPDATE `id` = VALUES(`id`)")
-    assert MY.delete(T, ["a", "b"], 1) == "DELETE FROM `s`.`t` WHERE (`a`, `b`) IN ((%s, %s))"
-    assert MY.truncate(T) == "DELETE FROM `s`.`t`"  # TRUNCATE TABLE would commit implicitly
+    assert MY.upsert(TABLE_S_T, ["id"], ["id"], 1).endswith("ON DUPLICATE KEY UPDATE `id` = VALUES(`id`)")
+    assert MY.delete(TABLE_S_T, ["a", "b"], 1) == "DELETE FROM `s`.`t` WHERE (`a`, `b`) IN ((%s, %s))"
+    assert MY.truncate(TABLE_S_T) == "DELETE FROM `s`.`t`"  # TRUNCATE TABLE would commit implicitly
 
 
 def test_identifiers_are_quoted_and_percent_signs_doubled() -> None:
@@ -64,13 +64,13 @@ def test_ddl() -> None:
     ]
     (sql,) = MY.create_table(TableName(None, "t"), [("id", "bigint", False)], ["id"])
     assert sql.endswith("ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_nopad_bin")
-    assert PG.add_columns(T, [("c", "text")]) == ['ALTER TABLE "s"."t" ADD COLUMN IF NOT EXISTS "c" text']
+    assert PG.add_columns(TABLE_S_T, [("c", "text")]) == ['ALTER TABLE "s"."t" ADD COLUMN IF NOT EXISTS "c" text']
     col = ReplicaColumn("c", "varchar(5)", "varchar", nullable=False, length=5)
-    assert PG.alter_column(T, col, "varchar(9)", nullable=True) == [
+    assert PG.alter_column(TABLE_S_T, col, "varchar(9)", nullable=True) == [
         'ALTER TABLE "s"."t" ALTER COLUMN "c" TYPE varchar(9), ALTER COLUMN "c" DROP NOT NULL']
-    assert MY.alter_column(T, col, None, nullable=True) == [
+    assert MY.alter_column(TABLE_S_T, col, None, nullable=True) == [
         "ALTER TABLE `s`.`t` MODIFY COLUMN `c` varchar(5) NULL"]
-    assert MY.alter_column(T, col, None, nullable=False) == []
+    assert MY.alter_column(TABLE_S_T, col, None, nullable=False) == []
 
 
 # -- type mapping ------------------------------------------------------------------------------

@@ -1,0 +1,145 @@
+"""What every source has: :class:`SourceConfigBase`, its table filter and snapshot mode.
+
+Each connector subclasses :class:`SourceConfigBase` in
+``connectors/<db>/config.py`` with its own fields; ``kind`` selects the
+subclass (see :func:`cdc.config.loader.config_model`). Topic names of a
+source's tables (:meth:`SourceConfigBase.topic_for`) are decided here. This
+module names no database beyond the wording of its help texts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from fnmatch import fnmatchcase
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import AfterValidator, Field, model_validator
+
+from cdc.config.base import ConfigModel, Name, TopicName, derived, fill_derived, invalid
+from cdc.config.connection import ConnectionConfig
+from cdc.events import TableId
+
+
+def _check_table_pattern(v: str) -> str:
+    left, dot, right = v.partition(".")
+    if not dot or not left or not right:
+        raise invalid(
+            "not a schema.table pattern",
+            "write schema.table (PostgreSQL) or database.table (MySQL), with * wildcards, e.g. public.*",
+        )
+    return v
+
+
+TablePattern = Annotated[str, AfterValidator(_check_table_pattern)]
+
+
+class TableFilter(ConfigModel):
+    """Which tables a source captures: ``include`` minus ``exclude``.
+
+    Patterns are ``schema.table`` (PostgreSQL) or ``database.table`` (MySQL)
+    with shell wildcards (``*``, ``?``, ``[abc]``), matched case-sensitively.
+    """
+
+    include: tuple[TablePattern, ...] = Field(
+        default=("*.*",),
+        min_length=1,
+        description="Tables to capture.",
+        examples=[["public.*", "inventory.orders"]],
+    )
+    exclude: tuple[TablePattern, ...] = Field(
+        default=(),
+        description="Tables to leave out even if included.",
+        examples=[["public.audit_*"]],
+    )
+
+    def matches(self, qualified: str) -> bool:
+        """Whether ``schema.table`` (or ``database.table``) is captured."""
+        return any(fnmatchcase(qualified, p) for p in self.include) and not any(
+            fnmatchcase(qualified, p) for p in self.exclude
+        )
+
+
+class SnapshotConfig(ConfigModel):
+    """The initial copy of existing rows, before streaming changes."""
+
+    mode: Literal["initial", "never", "initial_only", "always"] = Field(
+        default="initial",
+        description="`initial`: snapshot when there is no stored position, then stream; "
+        "`never`: stream only, from the current position; `initial_only`: snapshot, then stop; "
+        "`always`: snapshot at every start, then stream.",
+        examples=["initial"],
+    )
+    chunk_size: int = Field(
+        default=10_000,
+        ge=1,
+        le=10_000_000,
+        description="Rows read per query while snapshotting.",
+        examples=[10_000],
+    )
+
+
+class SourceConfigBase(ConfigModel):
+    """What every source has. Each connector subclasses it with its own fields.
+
+    ``kind`` selects the subclass; ``derived_defaults`` fills name-based
+    defaults so two sources never share a slot, topic prefix or group by
+    accident.
+    """
+
+    derived_defaults: ClassVar[Mapping[str, str]] = {"topic_prefix": "{name}"}
+
+    name: Name = Field(
+        description="Unique name of the source (lower-case letters, digits, `_`).",
+        examples=["pg_main"],
+    )
+    kind: str = Field(description="Connector kind.", examples=["postgres", "mysql"])
+    topic_prefix: TopicName = derived(
+        "<name>",
+        "Prefix of this source's topics: `<prefix>.<schema>.<table>`.",
+        examples=["pg_main"],
+    )
+    connection: ConnectionConfig = Field(description="How to reach the source database.")
+    tables: TableFilter = Field(default_factory=TableFilter, description="Which tables to capture.")
+    snapshot: SnapshotConfig = Field(
+        default_factory=SnapshotConfig, description="Initial copy of existing rows."
+    )
+    heartbeat_interval_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="How often an idle source confirms its position, so the database can "
+        "discard log even when captured tables do not change.",
+        examples=[10],
+    )
+    tombstones_on_delete: bool = Field(
+        default=True,
+        description="Follow each delete with a tombstone (null value) so compaction can drop the key "
+        "(not for tables without a primary key: they have no key).",
+        examples=[True],
+    )
+    transaction_topic: bool = Field(
+        default=False,
+        description="Also write transaction BEGIN/END markers to `<prefix>.transaction`.",
+        examples=[False],
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_derived(cls, data: Any) -> Any:
+        return fill_derived(cls.derived_defaults, data)
+
+    def topic_for(self, table: TableId) -> str:
+        """The data topic of a table: ``<prefix>.<schema or database>.<table>``."""
+        return f"{self.topic_prefix}.{table.qualified}"
+
+    @property
+    def transaction_topic_name(self) -> str:
+        return f"{self.topic_prefix}.transaction"
+
+    def unique_keys(self) -> Mapping[str, Hashable]:
+        """Fields that must not repeat among sources of this kind, with the comparison key.
+
+        The engine reports duplicates without knowing what the fields mean
+        (a replication slot per database, a MySQL server id...).
+        """
+        return {}

@@ -40,12 +40,12 @@ sys.path.insert(0, str(ROOT))
 
 from cdc.events import ChangeEvent  # noqa: E402
 from cdc.offsets.store import OffsetStore, SourceOffset  # noqa: E402
-from cdc.positions import GtidSet, MySqlPosition  # noqa: E402
 from cdc.runtime.source_runner import RunnerSettings, SnapshotMode, SourceRunner  # noqa: E402
 from cdc.serde import AvroSerde, RegistryClient  # noqa: E402
 from cdc.spi import Position  # noqa: E402
 from cdc.transport.producer import EventProducer  # noqa: E402
 from cdc.transport.topics import TopicManager, TopicSpec  # noqa: E402
+from connectors.mysql.position import GtidSet, MySqlPosition  # noqa: E402
 from connectors.mysql.source import MySqlSource  # noqa: E402
 from tests.fixtures.services import mysql_settings, resolve_endpoints  # noqa: E402
 

@@ -36,7 +36,7 @@ from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.row_event import TableMapEvent, UpdateRowsEvent, WriteRowsEvent
 
 from cdc.events import ChangeEvent
-from cdc.positions import MySqlPosition
+from connectors.mysql.position import MySqlPosition
 from connectors.mysql.source import MySqlSource
 from connectors.mysql.source.rowimage import native_available
 
@@ -72,7 +72,7 @@ def prepare(
         cur.execute("SHOW MASTER STATUS")
         end_file, end_pos = cur.fetchone()[:2]
     conn.close()
-    from cdc.positions import BinlogFile
+    from connectors.mysql.position import BinlogFile
 
     return MySqlPosition(BinlogFile(file), int(pos), snapshot=True), end_file, int(end_pos)
 

@@ -44,13 +44,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cdc.offsets.store import OffsetStore  # noqa: E402
-from cdc.positions import Lsn, PgPosition  # noqa: E402
 from cdc.runtime.source_runner import RunnerSettings, SnapshotMode, SourceRunner  # noqa: E402
 from cdc.serde import AvroSerde, RegistryClient  # noqa: E402
 from cdc.spi import Position  # noqa: E402
 from cdc.transport.producer import EventProducer  # noqa: E402
 from cdc.transport.topics import TopicManager, TopicSpec  # noqa: E402
 from connectors.postgres.config import PostgresSourceConfig  # noqa: E402
+from connectors.postgres.position import Lsn, PgPosition  # noqa: E402
 from connectors.postgres.source.connector import PostgresSource, drop_slot  # noqa: E402
 from tests.fixtures.services import resolve_endpoints  # noqa: E402
 

@@ -34,8 +34,8 @@ from cdc.events import (
     TableId,
     TableSchema,
 )
-from cdc.positions import Lsn, PgPosition
 from cdc.serde import AvroSerde, InMemorySchemaRegistry
+from connectors.postgres.position import Lsn, PgPosition
 
 SCHEMA = TableSchema(
     TableId("shop", "public", "orders"),

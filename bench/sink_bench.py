@@ -46,12 +46,12 @@ from cdc.events import (  # noqa: E402
     TableId,
     TableSchema,
 )
-from cdc.positions import Lsn, PgPosition  # noqa: E402
 from cdc.serde import AvroSerde, RegistryClient  # noqa: E402
 from cdc.sink.cli import build_worker  # noqa: E402
 from cdc.spi import SinkSession, TableName  # noqa: E402
 from cdc.transport.producer import EventProducer  # noqa: E402
 from cdc.transport.topics import TopicManager, TopicSpec  # noqa: E402
+from connectors.postgres.position import Lsn, PgPosition  # noqa: E402
 
 _BASE = Path(os.environ.get("CDC_LOCAL_DIR", ROOT / ".cdc-local"))
 _OFFSET = int(os.environ.get("CDC_PORT_OFFSET", "0"))

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from cdc.positions import MySqlPosition, PgPosition
+from cdc.positions import Position
 
 Row = Mapping[str, Any]
 
@@ -157,11 +157,11 @@ class TableSchema:
 class SourceInfo:
     """Where an event came from; becomes the envelope's ``source`` block."""
 
-    connector: str  # "postgresql" | "mysql" (Debezium's names)
+    connector: str  # the source block's name (Debezium's connector name; cdc.spi.SourceBlock)
     name: str  # logical source name = topic prefix
     version: str  # cdc version
     db_version: str
-    position: PgPosition | MySqlPosition
+    position: Position  # of the connector's own kind
     ts_ms: int  # commit time of the transaction (snapshot: read time)
     tx_id: str | None = None
     snapshot: str = "false"  # "true" | "last" | "false" | "incremental"
@@ -205,5 +205,5 @@ class ChangeEvent:
         return self.schema.table
 
     @property
-    def position(self) -> PgPosition | MySqlPosition:
+    def position(self) -> Position:
         return self.source.position

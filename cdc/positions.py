@@ -1,10 +1,13 @@
-"""Typed, ordered, serialisable source positions.
+"""Source positions as the engine sees them: ordered, stored, read back by kind.
 
 A position says where in a database's change log an event sits. Sources resume
 from one, the offsets store persists one, and sinks compare them to skip
-replays. They are values: frozen, totally ordered within one kind, and
-round-trip through ``to_dict``/``position_from_dict`` (versioned JSON-able
-dicts) so the offsets topic and replica checkpoint rows can hold them.
+replays. Each connector owns its position type (a frozen subclass of
+:class:`Position`, e.g. ``connectors/<db>/position.py``) and its
+:class:`cdc.spi.PositionCodec`; the engine only orders positions of one kind,
+stores ``to_dict()`` (versioned JSON-able dicts, whose ``kind`` names the
+connector) and reads them back through the codec of that kind, found in the
+connector registry.
 
 Ordering is ``(log position, index within the transaction)``: a source that
 replays a transaction re-emits the same positions, so "at or below the last
@@ -13,54 +16,31 @@ applied position" identifies a duplicate exactly.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
-from functools import total_ordering
-from typing import Any, ClassVar
+import json
+import json.encoder
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from cdc.errors import PositionError
 
-_POSITION_FORMAT = 1
+if TYPE_CHECKING:  # cdc.spi imports this module
+    from cdc.spi import PositionCodec
 
-
-@total_ordering
-@dataclass(frozen=True, slots=True)
-class Lsn:
-    """A PostgreSQL log sequence number (64-bit byte offset into the WAL)."""
-
-    value: int
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.value < 1 << 64:
-            raise PositionError(f"LSN out of range: {self.value}")
-
-    @classmethod
-    def parse(cls, text: str) -> Lsn:
-        """Parse the ``XXXXXXXX/XXXXXXXX`` form PostgreSQL prints."""
-        m = re.fullmatch(r"([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})", text.strip())
-        if not m:
-            raise PositionError(f"not an LSN: {text!r} (expected e.g. '16/B374D848')")
-        return cls((int(m.group(1), 16) << 32) | int(m.group(2), 16))
-
-    def __str__(self) -> str:
-        return f"{self.value >> 32:X}/{self.value & 0xFFFFFFFF:X}"
-
-    def __lt__(self, other: object) -> bool:
-        if not isinstance(other, Lsn):
-            return NotImplemented
-        return self.value < other.value
-
-    def __int__(self) -> int:
-        return self.value
-
-
-Lsn.ZERO = Lsn(0)  # type: ignore[attr-defined]
+POSITION_FORMAT: Final = 1  # the "v" of every stored position dict
 
 
 class Position:
-    """Base of every source position; subclasses are frozen dataclasses."""
+    """Base of every source position; subclasses are frozen dataclasses.
+
+    ``kind`` is the owning connector's kind. ``sort_key`` orders positions of
+    one kind (comparing two kinds is a PositionError); ``to_dict`` is the
+    stored form, ``{"v": POSITION_FORMAT, "kind": kind, ...}`` with JSON values.
+    ``last_in_tx`` marks the last event of a source transaction: only after it
+    may a batch end, the source be acknowledged or a stream resume.
+    """
 
     kind: ClassVar[str]
+    last_in_tx: bool
 
     def sort_key(self) -> tuple[Any, ...]:
         raise NotImplementedError
@@ -86,228 +66,78 @@ class Position:
         return self.sort_key() >= self._check(other).sort_key()
 
 
-@dataclass(frozen=True, slots=True, eq=True)
-class PgPosition(Position):
-    """Where an event sits in PostgreSQL's logical stream.
+def position_codec(kind: str) -> PositionCodec:
+    """The codec of the installed connector of ``kind``; PositionError naming the
+    installed kinds when there is none."""
+    from cdc.registry import default_registry  # the registry imports cdc.spi, which imports us
 
-    ``lsn`` is the commit end LSN of the event's transaction (what the slot is
-    confirmed to once the whole transaction is durable); for snapshot reads it
-    is the slot's consistent point. ``index`` orders events within it.
-    ``last_in_tx`` marks the final event of a transaction: only there may the
-    slot be confirmed up to ``lsn``.
-    """
-
-    kind: ClassVar[str] = "postgres"
-    lsn: Lsn
-    index: int = 0
-    snapshot: bool = False
-    last_in_tx: bool = field(default=True, compare=False)
-
-    def sort_key(self) -> tuple[int, int]:
-        # A snapshot read precedes every streamed change at the same LSN.
-        return (self.lsn.value, self.index if self.snapshot else (1 << 62) + self.index)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "v": _POSITION_FORMAT,
-            "kind": self.kind,
-            "lsn": str(self.lsn),
-            "index": self.index,
-            "snapshot": self.snapshot,
-            "last_in_tx": self.last_in_tx,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> PgPosition:
-        return cls(
-            lsn=Lsn.parse(d["lsn"]),
-            index=int(d.get("index", 0)),
-            snapshot=bool(d.get("snapshot", False)),
-            last_in_tx=bool(d.get("last_in_tx", True)),
-        )
-
-    def __hash__(self) -> int:
-        return hash((self.lsn, self.index, self.snapshot))
+    return default_registry().position_codec(kind)
 
 
-@total_ordering
-@dataclass(frozen=True, slots=True)
-class BinlogFile:
-    """A binlog file name with its sequence number, ordered by that number."""
-
-    name: str
-
-    @property
-    def sequence(self) -> int:
-        m = re.search(r"\.(\d+)$", self.name)
-        if not m:
-            raise PositionError(f"binlog file name without a sequence suffix: {self.name!r}")
-        return int(m.group(1))
-
-    def __lt__(self, other: object) -> bool:
-        if not isinstance(other, BinlogFile):
-            return NotImplemented
-        return (self.sequence, self.name) < (other.sequence, other.name)
-
-    def __str__(self) -> str:
-        return self.name
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class MariaGtid:
-    """One MariaDB GTID ``domain-server-sequence``."""
-
-    domain: int
-    server_id: int
-    sequence: int
-
-    @classmethod
-    def parse(cls, text: str) -> MariaGtid:
-        parts = text.strip().split("-")
-        if len(parts) != 3 or not all(p.isdigit() for p in parts):
-            raise PositionError(f"not a MariaDB GTID: {text!r} (expected e.g. '0-1-42')")
-        return cls(int(parts[0]), int(parts[1]), int(parts[2]))
-
-    def __str__(self) -> str:
-        return f"{self.domain}-{self.server_id}-{self.sequence}"
-
-
-@dataclass(frozen=True, slots=True)
-class GtidSet:
-    """A GTID set in MariaDB (``0-1-8,1-2-5``) or MySQL (``uuid:1-5:7``) form.
-
-    Kept as a normalised value; ``contains`` gives the partial order GTID sets
-    have (a set is "after" another when it includes it).
-    """
-
-    mariadb: tuple[MariaGtid, ...] = ()
-    mysql: tuple[tuple[str, tuple[tuple[int, int], ...]], ...] = ()
-
-    @classmethod
-    def parse(cls, text: str) -> GtidSet:
-        text = text.strip().replace("\n", "")
-        if not text:
-            return cls()
-        items = [p.strip() for p in text.split(",") if p.strip()]
-        if all(re.fullmatch(r"\d+-\d+-\d+", p) for p in items):
-            by_domain = {g.domain: g for g in (MariaGtid.parse(p) for p in items)}
-            return cls(mariadb=tuple(sorted(by_domain.values())))
-        mysql: list[tuple[str, tuple[tuple[int, int], ...]]] = []
-        for item in items:
-            uuid, *ranges = item.split(":")
-            if not re.fullmatch(r"[0-9a-fA-F-]{36}", uuid) or not ranges:
-                raise PositionError(f"not a GTID set: {text!r}")
-            spans = []
-            for r in ranges:
-                lo, _, hi = r.partition("-")
-                spans.append((int(lo), int(hi or lo)))
-            mysql.append((uuid.lower(), tuple(sorted(spans))))
-        return cls(mysql=tuple(sorted(mysql)))
-
-    def with_mariadb(self, gtid: MariaGtid) -> GtidSet:
-        """The set after ``gtid`` committed (MariaDB keeps the last per domain)."""
-        kept = [g for g in self.mariadb if g.domain != gtid.domain]
-        return GtidSet(mariadb=tuple(sorted([*kept, gtid])), mysql=self.mysql)
-
-    def contains(self, other: GtidSet) -> bool:
-        mine = {g.domain: g.sequence for g in self.mariadb}
-        for g in other.mariadb:
-            if mine.get(g.domain, -1) < g.sequence:
-                return False
-        spans = dict(self.mysql)
-        for uuid, theirs in other.mysql:
-            for lo, hi in theirs:
-                if not any(a <= lo and hi <= b for a, b in spans.get(uuid, ())):
-                    return False
-        return True
-
-    def __str__(self) -> str:
-        if self.mariadb:
-            return ",".join(str(g) for g in self.mariadb)
-        return ",".join(
-            uuid + "".join(f":{lo}" if lo == hi else f":{lo}-{hi}" for lo, hi in spans)
-            for uuid, spans in self.mysql
-        )
-
-    def __bool__(self) -> bool:
-        return bool(self.mariadb or self.mysql)
-
-
-@dataclass(frozen=True, slots=True, eq=True)
-class MySqlPosition(Position):
-    """Where an event sits in a MySQL/MariaDB binlog.
-
-    ``file``/``pos`` locate the transaction's start (its GTID or BEGIN event),
-    which is where a resumed reader must restart to see the whole transaction;
-    ``index`` orders row changes inside it. ``gtid_set`` is the executed set
-    *including* this transaction when ``last_in_tx`` (else before it), used to
-    resume by GTID. Ordering uses file/pos/index, which is exact for one server.
-    """
-
-    kind: ClassVar[str] = "mysql"
-    file: BinlogFile
-    pos: int
-    index: int = 0
-    gtid_set: GtidSet = field(default_factory=GtidSet, compare=False)
-    gtid: str | None = field(default=None, compare=False)
-    server_id: int = field(default=0, compare=False)
-    snapshot: bool = False
-    last_in_tx: bool = field(default=True, compare=False)
-
-    def sort_key(self) -> tuple[int, int, int]:
-        idx = self.index if self.snapshot else (1 << 62) + self.index
-        return (self.file.sequence, self.pos, idx)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "v": _POSITION_FORMAT,
-            "kind": self.kind,
-            "file": self.file.name,
-            "pos": self.pos,
-            "index": self.index,
-            "gtid_set": str(self.gtid_set),
-            "gtid": self.gtid,
-            "server_id": self.server_id,
-            "snapshot": self.snapshot,
-            "last_in_tx": self.last_in_tx,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> MySqlPosition:
-        return cls(
-            file=BinlogFile(d["file"]),
-            pos=int(d["pos"]),
-            index=int(d.get("index", 0)),
-            gtid_set=GtidSet.parse(d.get("gtid_set") or ""),
-            gtid=d.get("gtid"),
-            server_id=int(d.get("server_id", 0)),
-            snapshot=bool(d.get("snapshot", False)),
-            last_in_tx=bool(d.get("last_in_tx", True)),
-        )
-
-    def __hash__(self) -> int:
-        return hash((self.file, self.pos, self.index, self.snapshot))
-
-
-_KINDS: dict[str, type[PgPosition] | type[MySqlPosition]] = {
-    PgPosition.kind: PgPosition,
-    MySqlPosition.kind: MySqlPosition,
-}
-
-
-def position_from_dict(d: dict[str, Any]) -> PgPosition | MySqlPosition:
+def position_from_dict(d: Mapping[str, Any]) -> Position:
     """Rebuild a position stored by ``to_dict``; unknown formats are an error."""
-    if not isinstance(d, dict) or "kind" not in d:
+    if not isinstance(d, Mapping) or "kind" not in d:
         raise PositionError(f"not a stored position: {d!r}")
-    if int(d.get("v", 0)) > _POSITION_FORMAT:
+    if int(d.get("v", 0)) > POSITION_FORMAT:
         raise PositionError(
             f"stored position format v{d.get('v')} is newer than this cdc understands "
-            f"(v{_POSITION_FORMAT}); upgrade cdc"
+            f"(v{POSITION_FORMAT}); upgrade cdc"
         )
-    cls = _KINDS.get(d["kind"])
-    if cls is None:
-        raise PositionError(f"unknown position kind {d['kind']!r}")
+    kind = d["kind"]
+    codec = position_codec(str(kind))
     try:
-        return cls.from_dict(d)
+        return codec.from_dict(d)
     except (KeyError, ValueError, TypeError) as e:
-        raise PositionError(f"malformed {d['kind']} position {d!r}: {e}") from e
+        raise PositionError(f"malformed {kind} position {dict(d)!r}: {e}") from e
+
+
+def _no_default(o: Any) -> Any:
+    raise TypeError(f"{type(o).__name__} in a position's to_dict() is not JSON")
+
+
+def _compact_json_encoder() -> Callable[[Any], str]:
+    """Compact ``json.dumps`` without its per-call encoder set-up (~2 us saved).
+
+    Positions are small flat dicts, encoded once per event on the hot path.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # a Python without the C accelerator
+        return json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+    chunks = make(
+        None, _no_default, json.encoder.encode_basestring, None, ":", ",", False, False, True
+    )
+
+    def encode(o: Any) -> str:
+        return "".join(chunks(o, 0))
+
+    return encode
+
+
+position_json: Final = _compact_json_encoder()
+"""The ``cdc_position`` text of a position's ``to_dict()`` (compact JSON, key order kept)."""
+
+_TEXT_HEAD: Final = '{"v":1,"kind":"'
+
+
+def text_kind(text: str) -> str | None:
+    """The kind of a ``cdc_position`` text as :func:`position_json` writes it (its
+    second key), without parsing it; None for any other spelling."""
+    if not text.startswith(_TEXT_HEAD):
+        return None
+    end = text.find('"', 15)
+    return None if end < 0 else text[15:end]
+
+
+def parse_position(text: str) -> Position:
+    """A ``cdc_position`` text as a position: the codec's fast parse when it knows
+    the exact form, else the JSON through :func:`position_from_dict`."""
+    kind = text_kind(text)
+    if kind is not None:
+        fast = position_codec(kind).parse_text(text)
+        if fast is not None:
+            return fast
+    try:
+        stored = json.loads(text)
+    except ValueError as e:
+        raise PositionError(f"not a stored position: {text!r:.200}: {e}") from e
+    return position_from_dict(stored)

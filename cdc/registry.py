@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any
 
-from cdc.errors import ConfigError
-from cdc.spi import Connector
+from cdc.errors import ConfigError, PositionError, SchemaError
+from cdc.spi import Connector, PositionCodec, SourceBlock
 
 if TYPE_CHECKING:  # cdc.config imports this module; keep the import one-way at run time
     from cdc.config.models import SinkConfigBase, SourceConfigBase
@@ -43,6 +43,8 @@ class ConnectorRegistry:
             self._entry_points[ep.name] = ep
         self._loaded: dict[str, Connector] = {c.kind: c for c in connectors}
         self._lock = threading.Lock()
+        self._codecs: dict[str, PositionCodec] = {}
+        self._blocks: dict[str, SourceBlock] | None = None
 
     @classmethod
     def from_entry_points(cls, group: str = GROUP) -> ConnectorRegistry:
@@ -77,6 +79,44 @@ class ConnectorRegistry:
     def connectors(self) -> tuple[Connector, ...]:
         """Every registered connector, loaded, in kind order."""
         return tuple(self.get(k) for k in self.kinds())
+
+    def position_codec(self, kind: str) -> PositionCodec:
+        """The position codec of ``kind``'s connector; PositionError naming the kind
+        and the installed kinds when no connector of that kind is installed."""
+        codec = self._codecs.get(kind)
+        if codec is not None:
+            return codec
+        if kind not in self:
+            raise PositionError(
+                f"unknown position kind {kind!r} (its connector is not installed); installed "
+                f"kinds: {', '.join(self.kinds()) or 'none'}"
+            )
+        codec = self.get(kind).position_codec()
+        if codec.kind != kind:
+            raise ConfigError(
+                f"connector {kind!r} returns a position codec of kind {codec.kind!r}",
+                hint="a connector's positions have its own kind: fix the connector package",
+            )
+        self._codecs[kind] = codec
+        return codec
+
+    def source_block(self, connector: str) -> SourceBlock:
+        """The source block named ``connector`` (SourceInfo.connector) among every
+        installed connector's; SchemaError naming the known ones when none is."""
+        blocks = self._blocks
+        if blocks is None:
+            found: dict[str, SourceBlock] = {}
+            for c in self.connectors():
+                for block in c.source_blocks():
+                    found.setdefault(block.connector, block)
+            blocks = self._blocks = found
+        found_block = blocks.get(connector)
+        if found_block is None:
+            raise SchemaError(
+                f"unknown connector {connector!r} in SourceInfo; installed source blocks: "
+                f"{', '.join(sorted(blocks)) or 'none'}"
+            )
+        return found_block
 
     def source_config_model(self, kind: str) -> type[SourceConfigBase] | None:
         """The kind's source model, or None if the connector has no source."""
@@ -163,6 +203,11 @@ def set_default_registry(registry: ConnectorRegistry | None) -> None:
     global _default
     with _default_lock:
         _default = registry
+
+
+def source_block(connector: str) -> SourceBlock:
+    """The installed source block named ``connector`` (SourceInfo.connector)."""
+    return default_registry().source_block(connector)
 
 
 def get_connector(kind: str) -> Connector:

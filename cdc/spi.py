@@ -2,8 +2,21 @@
 
 A connector package (``connectors/<db>/``) exposes one :class:`Connector`
 object, registered under the ``cdc.connectors`` entry-point group, that
-supplies a source (readers of the database's changes) and a sink dialect (the
-SQL differences of applying changes to that database).
+supplies a source (readers of the database's changes), a sink dialect (the
+SQL differences of applying changes to that database), and the two things the
+engine moves without understanding them (Debezium's model: each connector owns
+its offset context and its source-info block):
+
+* its **positions** (:class:`PositionCodec`): a :class:`~cdc.positions.Position`
+  subclass of its own, stored as ``to_dict()`` in the offsets topic and the
+  replica checkpoint rows, and as that dict's compact JSON in each record's
+  ``source.cdc_position``; the engine finds the codec by the dict's ``kind``,
+  which is the connector's :attr:`Connector.kind`;
+* its Debezium **source block** (:class:`SourceBlock`): the Avro fields it adds
+  to the common ones and the writer of their bytes.
+
+A new database is a package implementing :class:`Connector` and declaring the
+entry point; nothing under ``cdc/`` names it.
 
 Sources are readers: they yield events and know nothing of Kafka or offsets.
 The runtime decides order (snapshot, then stream), tracks delivery, and tells
@@ -17,10 +30,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
-from cdc.events import ChangeEvent, ColumnType, Kind, TableId
-from cdc.positions import MySqlPosition, PgPosition
+from cdc.events import ChangeEvent, ColumnType, Kind, SourceInfo, TableId
+from cdc.positions import Position
 
-Position = PgPosition | MySqlPosition
+__all__ = ["Position"]  # the base every connector's positions derive from (cdc.positions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,13 +63,6 @@ class Heartbeat:
     """
 
     position: Position
-
-
-@dataclass(frozen=True, slots=True)
-class SnapshotProgress:
-    table: TableId
-    rows_done: int
-    rows_estimated: int
 
 
 StreamItem = ChangeEvent | Heartbeat
@@ -205,7 +211,6 @@ class TableReader(Protocol):
     def close(self) -> None: ...
 
 
-@runtime_checkable
 class SinkSession(TableReader, Protocol):
     """One connection to a replica, used by one worker at a time.
 
@@ -363,15 +368,99 @@ class SinkDialect(Protocol):
         """A read-only reader on a connection config of this kind (cdc verify)."""
 
 
-@runtime_checkable
-class Connector(Protocol):
-    """What a ``connectors/<db>`` package registers."""
+# --------------------------------------------------------------------------- positions
+#
+# A position is a frozen value of the connector's own Position subclass
+# (cdc/positions.py: ``kind``, ``sort_key``, ``to_dict``). The engine stores
+# ``to_dict()``, orders positions of one kind by ``sort_key()``, and asks the
+# codec of the stored ``kind`` to read them back. Stored forms are forever:
+# a codec reads every dict its connector ever wrote.
+
+
+class PositionCodec(Protocol):
+    """How a connector's positions are read back (parse, and the sinks' fast paths).
+
+    ``kind`` is the connector's kind, and the ``kind`` class attribute of every
+    position it makes (the ``"kind"`` entry of their ``to_dict()``).
+    """
 
     kind: str
 
-    def source_config_model(self) -> type[Any]: ...
+    def from_dict(self, stored: Mapping[str, Any]) -> Position:
+        """The position ``to_dict()`` produced (``stored["kind"]`` is this kind; ``v``
+        was checked by the engine). Raise PositionError, KeyError, ValueError or
+        TypeError for a malformed dict; the engine names the kind and the dict."""
 
-    def sink_config_model(self) -> type[Any]: ...
+    def parse_text(self, text: str) -> Position | None:
+        """A fast parse of a ``cdc_position`` text (the compact JSON of ``to_dict()``,
+        as this connector's source writer spells it), or None when the text is not
+        in the exact form the fast parser knows: the engine then parses the JSON and
+        calls :meth:`from_dict`. Must agree with that path; return None if there is
+        no fast path. Called per record by sinks."""
+
+    def text_sort_key(self, text: str) -> tuple[Any, ...] | None:
+        """``parse_text(text).sort_key()`` without building the position, or None
+        (then the sink's full path decides): the sinks' per-record duplicate check.
+        Return None if there is no fast path."""
+
+
+# --------------------------------------------------------------------------- source blocks
+#
+# Every change envelope has a ``source`` record, Debezium's: the common fields
+# (version, connector, name, ts_ms, snapshot, db, sequence), then fields of the
+# connector's own, then cdc's optional extensions (cdc_position, cdc_origin,
+# cdc_db_version, cdc_tx_id); cdc/serde/envelope.py holds the common ones.
+
+
+class SourceWriter(Protocol):
+    """Writes the ``source`` record of one table's events (the source's hot path)."""
+
+    def encode(self, source: SourceInfo) -> bytes:
+        """The Avro binary of the whole ``source`` record of one event: the common
+        fields, the block's own fields, then the extensions with ``cdc_position``
+        the compact JSON of ``source.position.to_dict()`` (exactly: sinks parse it).
+        Cache what is constant for a transaction; :mod:`cdc.serde.sourceblock` has
+        the common parts' bytes and the position text. Raise SerializationError for
+        a position of another kind."""
+
+
+@runtime_checkable
+class SourceBlock(Protocol):
+    """One Debezium ``source`` record shape: its schema (by description) and writer.
+
+    A connector may write several (MySQL and MariaDB name their blocks apart but
+    share the fields). The Avro record is ``{"type": "record", "name": "Source",
+    "namespace": namespace, "fields": [common..., *fields, extensions...],
+    "connect.name": namespace + ".Source"}``: keep ``fields`` stable, since the
+    registered schemas must stay compatible.
+    """
+
+    connector: str  # the block's "connector" value and SourceInfo.connector, e.g. "sqlserver"
+    namespace: str  # the Source record's Avro namespace, e.g. "io.debezium.connector.sqlserver"
+    fields: Sequence[Mapping[str, Any]]  # Avro fields after the common ones, in order
+
+    def writer(self, table: TableId) -> SourceWriter:
+        """A writer of this block for events of ``table`` (one per table schema version)."""
+
+
+# --------------------------------------------------------------------------- the connector
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """What a ``connectors/<db>`` package registers (entry point ``cdc.connectors``).
+
+    ``kind`` names it in configs (``kind: <kind>``) and is the kind of its positions.
+    """
+
+    kind: str
+
+    def source_config_model(self) -> type[Any]:
+        """The pydantic model of its source entries (a cdc.config.models.SourceConfigBase
+        subclass); raise NotImplementedError if it has no source."""
+
+    def sink_config_model(self) -> type[Any]:
+        """The model of its sink entries (SinkConfigBase); NotImplementedError: no sink."""
 
     def create_source(self, config: Any, *, name: str) -> SourceConnector: ...
 
@@ -382,3 +471,13 @@ class Connector(Protocol):
         """
 
     def create_dialect(self) -> SinkDialect: ...
+
+    def position_codec(self) -> PositionCodec:
+        """How its positions are read back (one object, reused)."""
+
+    def source_blocks(self) -> Sequence[SourceBlock]:
+        """The source blocks its events carry (SourceInfo.connector names one)."""
+
+    def table_id(self, table: TableName) -> TableId:
+        """The captured-table id of a table its reader lists (``cdc verify`` maps a
+        source table to its topic with it)."""

@@ -53,7 +53,7 @@ import click
 
 from cdc.config import load_config
 from cdc.errors import CdcError, ConfigError
-from cdc.events import Kind, TableId
+from cdc.events import Kind
 from cdc.observability.logging import setup_logging
 from cdc.registry import get_connector
 from cdc.sink.schema import ColumnSelection, ReplicaSchemas, table_settings
@@ -569,9 +569,9 @@ def _verify_sink(source: Any, sink: Any, src_reader: TableReader, names: list[Ta
     selections = schemas.settings.columns or {}
     divergent = False
     pairs = []
+    source_connector = get_connector(source.kind)
     for t in names:
-        table_id = TableId(t.schema or "", None, t.name) if source.kind == "mysql" else TableId(
-            "", t.schema, t.name)
+        table_id = source_connector.table_id(t)
         topic = source.topic_for(table_id)
         if sink.subscribes(topic):
             pairs.append((t, topic, schemas.target(topic, table_id)))

@@ -25,12 +25,11 @@ from confluent_kafka import (
 )
 
 from cdc.errors import DeliveryError, PositionError, UnreachableError
-from cdc.positions import MySqlPosition, PgPosition, position_from_dict
+from cdc.positions import Position, position_from_dict
 from cdc.transport.client_log import KAFKA_LOG, OUTAGE, is_transient
 from cdc.transport.producer import FIXED_SETTINGS
 from cdc.transport.topics import TopicManager, TopicSpec
 
-Position = PgPosition | MySqlPosition
 _FORMAT = 1
 log = logging.getLogger(__name__)
 # Delivery errors worth producing the record again for (the broker was away too long).

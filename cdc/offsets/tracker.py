@@ -13,9 +13,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
-from cdc.positions import MySqlPosition, PgPosition
-
-Position = PgPosition | MySqlPosition
+from cdc.positions import Position
 
 
 class Pending:

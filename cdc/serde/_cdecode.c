@@ -877,100 +877,6 @@ mod_read_record(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 }
 
 
-/* ------------------------------------------------------------------ positions */
-
-/* pg_position_key(head, text) -> (lsn, index key) | None: the sort key of a
- * PostgreSQL cdc_position in the exact form cdc writes, i.e. text matching
- *   head [0-9A-F]{1,8} "/" [0-9A-F]{1,8} '","index":' digits ',"snapshot":' (true|false)
- *   ',"last_in_tx":' (true|false) "}"
- * with ASCII digits (at most 18 of them). None for anything else: the Python
- * parser (cdc.serde.codec.pg_position_key, a regular expression) decides then. */
-static int
-hex8(const unsigned char *s, Py_ssize_t n, Py_ssize_t *p, uint64_t *out)
-{
-    Py_ssize_t i = *p;
-    uint64_t v = 0;
-    int k = 0;
-    while (i < n && k < 8) {
-        unsigned char c = s[i];
-        if (c >= '0' && c <= '9')
-            v = (v << 4) | (uint64_t)(c - '0');
-        else if (c >= 'A' && c <= 'F')
-            v = (v << 4) | (uint64_t)(c - 'A' + 10);
-        else
-            break;
-        i++;
-        k++;
-    }
-    if (k == 0)
-        return 0;
-    *p = i;
-    *out = v;
-    return 1;
-}
-
-static int
-literal(const unsigned char *s, Py_ssize_t n, Py_ssize_t *p, const char *lit)
-{
-    size_t len = strlen(lit);
-    if ((size_t)(n - *p) < len || memcmp(s + *p, lit, len) != 0)
-        return 0;
-    *p += (Py_ssize_t)len;
-    return 1;
-}
-
-static int
-boolean(const unsigned char *s, Py_ssize_t n, Py_ssize_t *p, int *out)
-{
-    if (literal(s, n, p, "true")) {
-        *out = 1;
-        return 1;
-    }
-    if (literal(s, n, p, "false")) {
-        *out = 0;
-        return 1;
-    }
-    return 0;
-}
-
-static PyObject *
-mod_pg_position_key(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 2 || !PyUnicode_Check(args[0]) || !PyUnicode_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "pg_position_key(head: str, text: str)");
-        return NULL;
-    }
-    PyObject *head = args[0], *text = args[1];
-#if PY_VERSION_HEX < 0x030C0000
-    if (PyUnicode_READY(head) < 0 || PyUnicode_READY(text) < 0)
-        return NULL;
-#endif
-    if (!PyUnicode_IS_ASCII(head) || !PyUnicode_IS_ASCII(text))
-        Py_RETURN_NONE;
-    const unsigned char *h = PyUnicode_1BYTE_DATA(head), *s = PyUnicode_1BYTE_DATA(text);
-    Py_ssize_t hn = PyUnicode_GET_LENGTH(head), n = PyUnicode_GET_LENGTH(text), p = hn;
-    uint64_t hi, lo, index = 0;
-    int snapshot, last, digits = 0;
-    if (n < hn || memcmp(s, h, (size_t)hn) != 0)
-        Py_RETURN_NONE;
-    if (!hex8(s, n, &p, &hi) || !literal(s, n, &p, "/") || !hex8(s, n, &p, &lo)
-        || !literal(s, n, &p, "\",\"index\":"))
-        Py_RETURN_NONE;
-    while (p < n && s[p] >= '0' && s[p] <= '9') {
-        if (++digits > 18)
-            Py_RETURN_NONE;
-        index = index * 10 + (uint64_t)(s[p] - '0');
-        p++;
-    }
-    if (digits == 0 || !literal(s, n, &p, ",\"snapshot\":") || !boolean(s, n, &p, &snapshot)
-        || !literal(s, n, &p, ",\"last_in_tx\":") || !boolean(s, n, &p, &last)
-        || !literal(s, n, &p, "}") || p != n)
-        Py_RETURN_NONE;
-    (void)last;
-    return Py_BuildValue("(NN)", PyLong_FromUnsignedLongLong((hi << 32) | lo),
-                         PyLong_FromUnsignedLongLong(snapshot ? index : (UINT64_C(1) << 62) + index));
-}
-
 static PyMethodDef methods[] = {
     {"read", (PyCFunction)(void (*)(void))mod_read, METH_FASTCALL,
      "read(program, buf, start=0, max_items=1000000, max_bytes=64 MiB): the value encoded "
@@ -978,9 +884,6 @@ static PyMethodDef methods[] = {
     {"read_record", (PyCFunction)(void (*)(void))mod_read_record, METH_FASTCALL,
      "read_record(program, buf, pos, max_items=1000000, max_bytes=64 MiB) -> (value, next "
      "position)."},
-    {"pg_position_key", (PyCFunction)(void (*)(void))mod_pg_position_key, METH_FASTCALL,
-     "pg_position_key(head, text) -> (lsn, index key) of cdc's exact PostgreSQL position "
-     "form, or None."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -586,39 +586,36 @@ done:
 }
 
 /*
- * pg_source(pre, head, lsn_text, index, snapshot, last_in_tx, post) -> bytes
+ * source_with_index(pre, head, index, tail, post) -> bytes
  *
- * A PostgreSQL event's source record: the per-transaction bytes around its
- * cdc_position JSON, ``head + lsn + '","index":' ...`` (codec._format_pg_position).
+ * A source record whose only per-event part is a text holding one integer
+ * (the event's index in its transaction), written as a ["null", "string"]
+ * union's string branch: pre + 0x02 + length + head + decimal(index) + tail +
+ * post. A connector's source writer builds pre/head/tail/post once per
+ * transaction (cdc/serde/sourceblock.py is the reference).
  */
-static PyObject *pg_source(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 7 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[6]) ||
-        !PyUnicode_Check(args[1]) || !PyUnicode_Check(args[2])) {
+static PyObject *source_with_index(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[1]) ||
+        !PyBytes_Check(args[3]) || !PyBytes_Check(args[4])) {
         PyErr_SetString(PyExc_TypeError,
-                        "pg_source(pre: bytes, head: str, lsn: str, index: int, snapshot: bool, "
-                        "last_in_tx: bool, post: bytes)");
+                        "source_with_index(pre: bytes, head: bytes, index: int, tail: bytes, "
+                        "post: bytes)");
         return NULL;
     }
-    long long index = PyLong_AsLongLong(args[3]);
+    long long index = PyLong_AsLongLong(args[2]);
     if (index == -1 && PyErr_Occurred()) return NULL;
-    int snapshot = PyObject_IsTrue(args[4]), last = PyObject_IsTrue(args[5]);
-    if (snapshot < 0 || last < 0) return NULL;
-    Py_ssize_t head_n, lsn_n;
-    const char *head = PyUnicode_AsUTF8AndSize(args[1], &head_n);
-    if (head == NULL) return NULL;
-    const char *lsn = PyUnicode_AsUTF8AndSize(args[2], &lsn_n);
-    if (lsn == NULL) return NULL;
-    char tail[96];
-    int tail_n = snprintf(tail, sizeof tail, "\",\"index\":%lld,\"snapshot\":%s,\"last_in_tx\":%s}",
-                          index, snapshot ? "true" : "false", last ? "true" : "false");
+    char digits[32];
+    int digits_n = snprintf(digits, sizeof digits, "%lld", index);
+    Py_ssize_t head_n = PyBytes_GET_SIZE(args[1]), tail_n = PyBytes_GET_SIZE(args[3]);
     Buf b;
     buf_init(&b);
     PyObject *out = NULL;
     if (put_raw(&b, PyBytes_AS_STRING(args[0]), PyBytes_GET_SIZE(args[0])) == 0 &&
-        put_byte(&b, 2) == 0 && put_long(&b, head_n + lsn_n + tail_n) == 0 &&
-        put_raw(&b, head, head_n) == 0 && put_raw(&b, lsn, lsn_n) == 0 &&
-        put_raw(&b, tail, tail_n) == 0 &&
-        put_raw(&b, PyBytes_AS_STRING(args[6]), PyBytes_GET_SIZE(args[6])) == 0) {
+        put_byte(&b, 2) == 0 && put_long(&b, head_n + digits_n + tail_n) == 0 &&
+        put_raw(&b, PyBytes_AS_STRING(args[1]), head_n) == 0 &&
+        put_raw(&b, digits, digits_n) == 0 &&
+        put_raw(&b, PyBytes_AS_STRING(args[3]), tail_n) == 0 &&
+        put_raw(&b, PyBytes_AS_STRING(args[4]), PyBytes_GET_SIZE(args[4])) == 0) {
         out = buf_bytes(&b);
     }
     buf_free(&b);
@@ -639,8 +636,8 @@ static PyMethodDef module_methods[] = {
     {"encode_envelope", (PyCFunction)(void (*)(void))encode_envelope, METH_FASTCALL,
      "encode_envelope(program, prefix, before, after, source, tx, op, ts_ms) -> bytes"},
     {"zigzag", zigzag, METH_O, "zigzag(n) -> bytes: an Avro long"},
-    {"pg_source", (PyCFunction)(void (*)(void))pg_source, METH_FASTCALL,
-     "pg_source(pre, head, lsn, index, snapshot, last_in_tx, post) -> bytes"},
+    {"source_with_index", (PyCFunction)(void (*)(void))source_with_index, METH_FASTCALL,
+     "source_with_index(pre, head, index, tail, post) -> bytes"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -29,8 +29,6 @@ temporal sentinels, NaN decimals and multi-dimensional arrays from
 from __future__ import annotations
 
 import json
-import json.encoder
-import re
 import struct
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -54,7 +52,8 @@ from cdc.events import (
     TableSchema,
     TransactionInfo,
 )
-from cdc.positions import Lsn, MySqlPosition, PgPosition, position_from_dict
+from cdc.positions import Position, position_codec, position_from_dict, text_kind
+from cdc.registry import source_block
 from cdc.serde import binary
 from cdc.serde.binary import NULL_BRANCH, VALUE_BRANCH, zigzag
 from cdc.serde.envelope import (
@@ -62,7 +61,6 @@ from cdc.serde.envelope import (
     TableSchemas,
     full_name,
     named_types,
-    source_shape,
 )
 from cdc.serde.limits import DEFAULT_LIMITS, DecodeLimits
 from cdc.serde.reader import Reader, compile_reader
@@ -73,35 +71,12 @@ from cdc.serde.types import (
     special_value,
     unwrap_nullable,
 )
+from cdc.spi import PositionCodec
 
 _string = binary.string
 _EPOCH: Final = datetime(1970, 1, 1)
 _EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
 
-
-def _no_default(o: Any) -> Any:
-    raise TypeError(f"{type(o).__name__} in a position's to_dict() is not JSON")
-
-
-def _compact_json_encoder() -> Callable[[Any], str]:
-    """Compact ``json.dumps`` without its per-call encoder set-up (~2 us saved).
-
-    Positions are small flat dicts, encoded once per event on the hot path.
-    """
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # a Python without the C accelerator
-        return json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-    chunks = make(
-        None, _no_default, json.encoder.encode_basestring, None, ":", ",", False, False, True
-    )
-
-    def encode(o: Any) -> str:
-        return "".join(chunks(o, 0))
-
-    return encode
-
-
-_POSITION_JSON: Final = _compact_json_encoder()
 
 # --------------------------------------------------------------------------- row encoding
 
@@ -368,260 +343,6 @@ def _generate(fields: Sequence[FieldSpec]) -> str:
     return "\n".join(lines) + "\n"
 
 
-# --------------------------------------------------------------------------- source block
-
-
-def _pg_position_json_prefix() -> str | None:
-    """The constant head of a PgPosition's JSON, if a fast formatter can reproduce it.
-
-    ``to_dict`` is the contract; formatting PgPosition directly is ~2 us
-    cheaper per event. The formatter is used only if it reproduces
-    ``to_dict``'s JSON exactly for probe positions (checked here, at import),
-    so a change to positions.py falls back to the generic path, not to a
-    wrong position.
-    """
-    head = '{"v":1,"kind":"postgres","lsn":"'
-    probes = [
-        PgPosition(Lsn(0)),
-        PgPosition(Lsn(0x16_B374_D848), index=7, snapshot=True, last_in_tx=False),
-        PgPosition(Lsn(2**64 - 1), index=2**40, snapshot=False, last_in_tx=True),
-    ]
-    for p in probes:
-        if _format_pg_position(head, str(p.lsn), p) != _POSITION_JSON(p.to_dict()):
-            return None
-    return head
-
-
-def _format_pg_position(head: str, lsn_text: str, p: PgPosition) -> str:
-    snapshot = "true" if p.snapshot else "false"
-    last = "true" if p.last_in_tx else "false"
-    return f'{head}{lsn_text}","index":{p.index},"snapshot":{snapshot},"last_in_tx":{last}}}'
-
-
-_PG_JSON_HEAD: Final = _pg_position_json_prefix()
-
-
-def _pg_position_pattern() -> re.Pattern[str] | None:
-    """A parser for the JSON the fast formatter writes, used only if it agrees
-    with ``position_from_dict`` on probe positions (same reasoning as above)."""
-    if _PG_JSON_HEAD is None:
-        return None
-    pattern = re.compile(
-        re.escape(_PG_JSON_HEAD)
-        + r'([0-9A-F]{1,8})/([0-9A-F]{1,8})","index":(\d+),'
-        + r'"snapshot":(true|false),"last_in_tx":(true|false)\}\Z'
-    )
-    for p in (
-        PgPosition(Lsn(0)),
-        PgPosition(Lsn(0x16_B374_D848), index=7, snapshot=True, last_in_tx=False),
-        PgPosition(Lsn(2**64 - 1), index=2**40, snapshot=False, last_in_tx=True),
-    ):
-        text = _format_pg_position(_PG_JSON_HEAD, str(p.lsn), p)
-        m = pattern.match(text)
-        if m is None:
-            return None
-        hi, lo, index, snapshot, last = m.groups()
-        parsed = PgPosition(
-            Lsn((int(hi, 16) << 32) | int(lo, 16)), int(index), snapshot == "true", last == "true"
-        )
-        generic = position_from_dict(json.loads(text))
-        if parsed != generic or parsed.last_in_tx != generic.last_in_tx:
-            return None
-    return pattern
-
-
-_PG_POSITION: Final = _pg_position_pattern()
-
-
-def pg_position_key(text: str) -> tuple[tuple[int, int], str] | None:
-    """The sort key of a PostgreSQL ``cdc_position`` text, without building the
-    position (the sinks' per-record duplicate check), or None when the text is
-    not exactly what :func:`_format_pg_position` writes (then parse it with
-    :func:`parse_position`). Also returns the text, so the caller can build the
-    position later. Agrees with ``PgPosition.sort_key`` (tested)."""
-    if _PG_POSITION is None:
-        return None
-    m = _PG_POSITION.match(text)
-    if m is None:
-        return None
-    hi, lo, index, snapshot, _ = m.groups()
-    i = int(index)
-    return ((int(hi, 16) << 32) | int(lo, 16), i if snapshot == "true" else _SNAPSHOT_AFTER + i), text
-
-
-_SNAPSHOT_AFTER: Final = 1 << 62  # PgPosition.sort_key: streamed events sort after snapshot reads
-
-
-def pg_position_sort_key(text: str) -> tuple[int, int] | None:
-    """``pg_position_key(text)[0]`` (None when that is None), read by the C reader's
-    parser when it can: it accepts a subset of the same texts (ASCII digits, at
-    most 18 of them) and gives the same key (tested); the rest go to the
-    regular expression."""
-    if _PG_JSON_HEAD is None or _PG_POSITION is None:
-        return None
-    if _C_PG_KEY is not None:
-        key: tuple[int, int] | None = _C_PG_KEY(_PG_JSON_HEAD, text)
-        if key is not None:
-            return key
-    got = pg_position_key(text)
-    return None if got is None else got[0]
-
-
-def parse_position(text: str) -> PgPosition | MySqlPosition:
-    """A ``cdc_position`` text as a position (the exact fast form, else generic JSON)."""
-    if _PG_POSITION is not None:
-        m = _PG_POSITION.match(text)
-        if m is not None:
-            hi, lo, index, snapshot, last = m.groups()
-            return PgPosition(
-                Lsn((int(hi, 16) << 32) | int(lo, 16)), int(index), snapshot == "true", last == "true"
-            )
-    return position_from_dict(json.loads(text))
-
-
-class SourceEncoder:
-    """Writes the ``source`` record of one table's events.
-
-    Everything but the position is the same for all events of a transaction
-    (commit time, commit LSN or binlog coordinates, transaction id), so those
-    bytes are built once per transaction; per event only ``cdc_position`` (and
-    MySQL's ``row``) is encoded.
-    """
-
-    __slots__ = (
-        "_db",
-        "_gtid_set",
-        "_head",
-        "_lsn_text",
-        "_middle",
-        "_my_head",
-        "_my_mid",
-        "_my_snapshot",
-        "_post",
-        "_pre",
-        "_shape",
-        "_statics",
-        "_table_part",
-        "_tail",
-        "_tx_key",
-    )
-
-    def __init__(self, connector: str, table: TableId) -> None:
-        self._shape = source_shape(connector)
-        self._db = _string(table.database)
-        if self._shape == "postgresql":
-            self._table_part = _string(table.schema or "") + _string(table.table)
-        else:
-            self._table_part = VALUE_BRANCH + _string(table.table)
-        self._tx_key: tuple[Any, ...] = ()
-        self._statics: tuple[Any, ...] = ()
-        self._pre = self._post = self._head = self._middle = self._tail = b""
-        self._lsn_text = ""
-        self._gtid_set: object = None
-        self._my_snapshot: object = None
-        self._my_head = self._my_mid = ""
-
-    def encode(self, src: SourceInfo) -> bytes:
-        pos = src.position
-        if self._shape == "postgresql":
-            if pos.__class__ is not PgPosition:
-                raise SerializationError(f"a postgresql source event has a {pos.kind} position")
-            assert isinstance(pos, PgPosition)
-            lsn = pos.lsn.value
-            key: tuple[Any, ...] = (src.ts_ms, lsn, src.tx_id, src.snapshot, src.name,
-                                    src.version, src.connector, src.origin, src.db_version)  # fmt: skip
-            if key != self._tx_key:
-                self._new_transaction(src, key)
-                self._lsn_text = str(pos.lsn)
-            if _PG_JSON_HEAD is not None:
-                if _C is not None and pos.index <= binary.INT64_MAX:
-                    return _C.pg_source(  # type: ignore[no-any-return]
-                        self._pre, _PG_JSON_HEAD, self._lsn_text, pos.index, pos.snapshot,
-                        pos.last_in_tx, self._post,
-                    )  # fmt: skip
-                text = _format_pg_position(_PG_JSON_HEAD, self._lsn_text, pos)
-            else:
-                text = _POSITION_JSON(pos.to_dict())
-            return b"".join((self._pre, VALUE_BRANCH, _string(text), self._post))
-        if pos.__class__ is not MySqlPosition:
-            raise SerializationError(f"a {src.connector} source event has a {pos.kind} position")
-        assert isinstance(pos, MySqlPosition)
-        key = (src.ts_ms, pos.file.name, pos.pos, pos.server_id, pos.gtid, src.tx_id,
-               src.snapshot, src.name, src.version, src.connector, src.origin, src.db_version)  # fmt: skip
-        if key != self._tx_key:
-            self._new_transaction(src, key)
-            self._gtid_set = None  # file/pos/GTID may have changed: split the JSON again
-        if pos.gtid_set is not self._gtid_set or pos.snapshot is not self._my_snapshot:
-            self._mysql_position_parts(pos)
-        row = zigzag(min(pos.index, binary.INT32_MAX))
-        if self._my_head:
-            # The JSON of to_dict(), from per-transaction pieces (checked in _mysql_position_parts)
-            text = f"{self._my_head}{pos.index}{self._my_mid}{'true}' if pos.last_in_tx else 'false}'}"
-            position = _string(text)
-        else:
-            position = _string(_POSITION_JSON(pos.to_dict()))
-        # row, thread (null), query (null), then cdc_position
-        return b"".join(
-            (self._pre, row, NULL_BRANCH, NULL_BRANCH, VALUE_BRANCH, position, self._post)
-        )
-
-    def _mysql_position_parts(self, pos: MySqlPosition) -> None:
-        """Split a MySqlPosition's JSON around its per-event fields (index, last_in_tx).
-
-        Everything else in it (file, pos, GTIDs, server id, snapshot) is the same
-        for all events of a transaction. Exact by construction: the sentinel
-        int and the trailing JSON ``false`` are replaced by the event's own.
-        """
-        self._gtid_set = pos.gtid_set
-        self._my_snapshot = pos.snapshot
-        self._my_head = self._my_mid = ""
-        d = pos.to_dict()
-        sentinel = 987_654_321_987_654_321
-        d["index"], d["last_in_tx"] = sentinel, False
-        probe = _POSITION_JSON(d)
-        parts = probe.split(str(sentinel))
-        if len(parts) != 2 or not parts[1].endswith("false}"):
-            return
-        self._my_head, self._my_mid = parts[0], parts[1][: -len("false}")]
-
-    def _new_transaction(self, src: SourceInfo, key: tuple[Any, ...]) -> None:
-        tx = src.tx_id
-        pos = src.position
-        statics = (src.version, src.connector, src.name, src.snapshot, src.origin, src.db_version)
-        if statics != self._statics:
-            # Constant for a connector's lifetime (the snapshot flag flips once).
-            self._statics = statics
-            self._head = b"".join((_string(src.version), _string(src.connector), _string(src.name)))
-            self._middle = b"".join(
-                (b"\x00" + _string(src.snapshot), self._db, NULL_BRANCH, self._table_part)
-            )  # snapshot ([string, null] union: branch 0), db, sequence (null), schema/table
-            self._tail = b"".join(
-                (
-                    NULL_BRANCH if src.origin is None else VALUE_BRANCH + _string(src.origin),
-                    NULL_BRANCH if not src.db_version else VALUE_BRANCH + _string(src.db_version),
-                )
-            )
-        ids: tuple[bytes, ...]
-        if isinstance(pos, PgPosition):
-            numeric = tx is not None and tx.isascii() and tx.isdigit() and len(tx) < 19
-            lsn = pos.lsn.value
-            ids = (
-                VALUE_BRANCH + zigzag(int(tx)) if numeric and tx else NULL_BRANCH,  # txId
-                VALUE_BRANCH + zigzag(lsn) if lsn <= binary.INT64_MAX else NULL_BRANCH,
-                NULL_BRANCH,  # xmin
-            )
-        else:
-            ids = (
-                zigzag(pos.server_id),
-                NULL_BRANCH if pos.gtid is None else VALUE_BRANCH + _string(pos.gtid),
-                _string(pos.file.name),
-                zigzag(pos.pos),
-            )
-        self._pre = b"".join((self._head, zigzag(src.ts_ms), self._middle, *ids))
-        self._post = self._tail + (NULL_BRANCH if tx is None else VALUE_BRANCH + _string(tx))
-        self._tx_key = key
-
-
 # --------------------------------------------------------------------------- envelopes
 
 _OPS: Final = {op: _string(op.value) for op in Op}
@@ -668,7 +389,7 @@ class TableEncoder:
         self.key = (
             RowEncoder(schemas.key_fields, f"{self.label} key") if schemas.key_fields else None
         )
-        self.source = SourceEncoder(schemas.connector, schemas.table_schema.table)
+        self.source = source_block(schemas.connector).writer(schemas.table_schema.table)
 
     def encode_key(self, event: ChangeEvent, prefix: bytes = b"") -> bytes | None:
         """The key record, or None (truncate, or a table without a primary key)."""
@@ -748,9 +469,6 @@ _FIXED_DECIMAL_CODE: Final = _types._fixed_decimal_codec(1, 0)[1].__code__
 _cdecode = _reader.native_module()
 _OP_OF: Final[dict[Any, Op]] = {op.value: op for op in Op}
 _NATIVE_READ: Final[Callable[..., Any] | None] = None if _cdecode is None else _cdecode.read
-_C_PG_KEY: Final[Callable[[str, str], tuple[int, int] | None] | None] = (
-    getattr(_cdecode, "pg_position_key", None)
-)
 
 
 _DATA_ERRORS: Final = (ValueError, TypeError, OverflowError, ArithmeticError, KeyError)
@@ -867,7 +585,7 @@ class DecodedChange:
     before: Row | None
     after: Row | None
     source: Mapping[str, Any]
-    position: PgPosition | MySqlPosition | None
+    position: Position | None
     unchanged: frozenset[str]
     origin: str | None
     transaction: TransactionInfo | None
@@ -1049,16 +767,15 @@ class EnvelopeReader:
     """Decodes change envelopes written with one value schema (ours or Debezium's)."""
 
     __slots__ = (
+        "_codecs",
         "_fields",
         "_limits",
-        "_lsn",
         "_native",
         "_native_rows",
         "_schemas",
         "cdc_written",
         "primary_key",
         "rows",
-        "source_shape",
         "table",
         "writer",
     )
@@ -1086,19 +803,8 @@ class EnvelopeReader:
         self.table = _table_from_prop(value.get("cdc.table"))
         pk = value.get("cdc.primary_key")
         self.primary_key = tuple(str(k) for k in pk) if isinstance(pk, list) else None
-        src = fields["source"]["type"]
-        if isinstance(src, str):
-            src = writer.named.get(f"{env_ns}.{src}", writer.named.get(src, src))
-        src_name = (
-            str(src.get("connect.name") or src.get("namespace") or "")
-            if isinstance(src, dict)
-            else ""
-        )
-        self.source_shape = (
-            "mysql" if (".mysql." in src_name or ".mariadb." in src_name) else "postgresql"
-        )
         self._schemas: dict[tuple[TableId, KeyReader | None], TableSchema] = {}
-        self._lsn: tuple[str, str, Lsn] | None = None
+        self._codecs: dict[str, PositionCodec] = {}  # position codecs by kind
         # The C reader reads the envelope as a tuple (indexes below) and, for records
         # cdc wrote, before/after straight into canonical rows.
         names = [str(f["name"]) for f in env["fields"]]
@@ -1280,15 +986,17 @@ class EnvelopeReader:
             ts_ms=ts_ms,
         )
 
-    def _position(self, text: str) -> PgPosition | MySqlPosition:
-        if _PG_POSITION is not None:
-            m = _PG_POSITION.match(text)
-            if m is not None:
-                hi, lo, index, snapshot, last = m.groups()
-                lsn = self._lsn
-                if lsn is None or lsn[0] != hi or lsn[1] != lo:  # one Lsn per transaction
-                    lsn = self._lsn = (hi, lo, Lsn((int(hi, 16) << 32) | int(lo, 16)))
-                return PgPosition(lsn[2], int(index), snapshot == "true", last == "true")
+    def _position(self, text: str) -> Position:
+        """A ``cdc_position`` text as a position: its codec's fast parse when the text
+        is in the exact form the codec knows, else the generic JSON."""
+        kind = text_kind(text)
+        if kind is not None:
+            codec = self._codecs.get(kind)
+            if codec is None:
+                codec = self._codecs[kind] = position_codec(kind)
+            fast = codec.parse_text(text)
+            if fast is not None:
+                return fast
         return position_from_dict(json.loads(text))
 
     def _restore_specials(
@@ -1310,8 +1018,7 @@ class EnvelopeReader:
         table = source.get("table")
         if table is None:
             raise SerializationError("change envelope source names no table")
-        if self.source_shape == "mysql":
-            return TableId(str(source["db"]), None, str(table))
+        # Blocks of databases with schemas have a "schema" field (Debezium's too).
         return TableId(str(source["db"]), source.get("schema"), str(table))
 
 
@@ -1384,7 +1091,6 @@ __all__ = [
     "KeyReader",
     "RowDecoder",
     "RowEncoder",
-    "SourceEncoder",
     "TableEncoder",
     "Tombstone",
     "WriterSchema",
@@ -1393,7 +1099,4 @@ __all__ = [
     "envelope_reader",
     "envelope_to_change",
     "key_reader",
-    "parse_position",
-    "pg_position_key",
-    "pg_position_sort_key",
 ]

@@ -3,6 +3,8 @@
 A table's key schema is a record of its primary-key columns; its value
 schema is Debezium's change envelope (``before``/``after`` row images, a
 connector-specific ``source`` block, ``transaction``, ``op``, ``ts_ms``).
+The source block's common fields and our extensions are declared here; the
+fields between them belong to the connector (:class:`cdc.spi.SourceBlock`).
 Consumers written for Debezium read our topics unchanged; the few facts
 Debezium does not carry but lossless replication needs (the exact source
 position, unchanged TOAST columns, replication origin) ride in optional
@@ -23,6 +25,7 @@ from typing import Any, Final
 
 from cdc.errors import SchemaError
 from cdc.events import Column, TableId, TableSchema
+from cdc.registry import source_block
 from cdc.serde.types import (
     AvroSchema,
     AvroType,
@@ -108,52 +111,19 @@ _EXTENSIONS: Final[tuple[dict[str, Any], ...]] = tuple(
     {"name": n, "type": _opt("string"), "default": None} for n in EXTENSION_SOURCE_FIELDS
 )
 
-_PG_SPECIFIC: Final[tuple[dict[str, Any], ...]] = (
-    {"name": "schema", "type": "string"},
-    {"name": "table", "type": "string"},
-    {"name": "txId", "type": _opt("long"), "default": None},
-    {"name": "lsn", "type": _opt("long"), "default": None},
-    {"name": "xmin", "type": _opt("long"), "default": None},
-)
-_MYSQL_SPECIFIC: Final[tuple[dict[str, Any], ...]] = (
-    {"name": "table", "type": _opt("string"), "default": None},
-    {"name": "server_id", "type": "long"},
-    {"name": "gtid", "type": _opt("string"), "default": None},
-    {"name": "file", "type": "string"},
-    {"name": "pos", "type": "long"},
-    {"name": "row", "type": "int"},
-    {"name": "thread", "type": _opt("long"), "default": None},
-    {"name": "query", "type": _opt("string"), "default": None},
-)
-
-# connector name (SourceInfo.connector) -> (source shape, Source record namespace)
-SOURCE_SHAPES: Final[Mapping[str, tuple[str, str]]] = {
-    "postgresql": ("postgresql", "io.debezium.connector.postgresql"),
-    "mysql": ("mysql", "io.debezium.connector.mysql"),
-    "mariadb": ("mysql", "io.debezium.connector.mariadb"),
-}
-
-
-def source_shape(connector: str) -> str:
-    """``postgresql`` or ``mysql``: which Debezium source block a connector writes."""
-    try:
-        return SOURCE_SHAPES[connector][0]
-    except KeyError:
-        raise SchemaError(
-            f"unknown connector {connector!r} in SourceInfo; expected one of {sorted(SOURCE_SHAPES)}"
-        ) from None
 
 
 def source_schema(connector: str) -> dict[str, Any]:
-    """The ``source`` record for a connector, named as Debezium names it."""
-    shape = source_shape(connector)
-    namespace = SOURCE_SHAPES[connector][1]
-    specific = _PG_SPECIFIC if shape == "postgresql" else _MYSQL_SPECIFIC
+    """The ``source`` record of the source block named ``connector`` (SourceInfo.connector):
+    the common fields, the block's own (:class:`cdc.spi.SourceBlock`), our extensions,
+    named as Debezium names it. SchemaError when no installed connector has the block."""
+    block = source_block(connector)
+    namespace = block.namespace
     return {
         "type": "record",
         "name": "Source",
         "namespace": namespace,
-        "fields": [dict(f) for f in (*_COMMON_HEAD, *specific, *_EXTENSIONS)],
+        "fields": [dict(f) for f in (*_COMMON_HEAD, *block.fields, *_EXTENSIONS)],
         "connect.name": f"{namespace}.Source",
     }
 

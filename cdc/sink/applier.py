@@ -39,9 +39,9 @@ from typing import Any, Final, Literal
 
 from cdc.errors import CdcError, SchemaError, SerializationError, UnreachableError
 from cdc.events import Op
+from cdc.positions import Position, parse_position, position_codec
 from cdc.serde import AvroSerde, DecodedChange, SchemaRegistry, Tombstone
-from cdc.serde.codec import parse_position, pg_position_sort_key
-from cdc.sink.checkpoint import Checkpoint, CheckpointStore, Position, TopicPartition
+from cdc.sink.checkpoint import Checkpoint, CheckpointStore, TopicPartition
 from cdc.sink.deadletter import DeadLetter, DeadLetterQueue
 from cdc.sink.partitioning import (
     KeyCodec,
@@ -120,7 +120,7 @@ class ApplyResult:
 
 
 @dataclass(slots=True, eq=False)
-class _Work:
+class _PreparedRecord:
     """A record that passed prepare: its mutations for one replica table.
 
     A record of the fast path carries ``row`` (key, values: a full-row upsert of
@@ -138,7 +138,6 @@ class _Work:
 
 _NONE: Final[tuple[Mutation, ...]] = ()
 _FAST_OPS: Final = frozenset(("c", "r", "u"))
-_PG_KIND: Final = "postgres"  # PgPosition.kind: the positions pg_position_sort_key reads
 
 
 def _position(p: Position | str | None) -> Position | None:
@@ -167,7 +166,7 @@ _FROM_BYTES: Final = int.from_bytes
 
 @dataclass(slots=True)
 class _Prepared:
-    work: list[_Work] = field(default_factory=list)
+    work: list[_PreparedRecord] = field(default_factory=list)
     letters: list[DeadLetter] = field(default_factory=list)
     done: dict[TopicPartition, Checkpoint] = field(default_factory=dict)
     consumed: dict[TopicPartition, int] = field(default_factory=dict)
@@ -201,6 +200,8 @@ class Applier:
         # The fast path (see _fast); False applies every record through DecodedChange
         # and mutations, the reference path.
         self.fast = True
+        # Each position kind's text_sort_key (cdc.spi.PositionCodec), found on first use.
+        self._text_keys: dict[str, Callable[[str], tuple[Any, ...] | None]] = {}
 
     # -- decoding ------------------------------------------------------------------------
 
@@ -279,14 +280,14 @@ class Applier:
                 if rec.decoded is None and rec.error is None:
                     hit = self._fast(rec) if fast else None
                     if hit is not None:
-                        plan, row, pkey, ptext = hit
-                        if off <= last_off or (last_kind == _PG_KIND and pkey <= last_key):  # type: ignore[operator]  # (same kind: set)
+                        plan, row, pkey, ptext, pkind = hit
+                        if off <= last_off or (last_kind == pkind and pkey <= last_key):  # type: ignore[operator]  # (same kind: set)
                             last_off = max(last_off, off)
                         else:
-                            work_list.append(_Work(rec, plan, _NONE, (last_off, last_pos), index, row))
+                            work_list.append(_PreparedRecord(rec, plan, _NONE, (last_off, last_pos), index, row))
                             last_off = off
                             last_pos = ptext
-                            last_kind = _PG_KIND
+                            last_kind = pkind
                             last_key = pkey
                             consumed += 1
                             continue
@@ -344,7 +345,7 @@ class Applier:
             prep.consumed[tp] = consumed
         return prep
 
-    def _work(self, session: SinkSession, rec: Record, d: DecodedChange) -> _Work:
+    def _work(self, session: SinkSession, rec: Record, d: DecodedChange) -> _PreparedRecord:
         if d.op is Op.TRUNCATE:
             plan = self.schemas.plan(session, rec.topic, d)
             n = self.partitions_of(rec.topic)
@@ -353,10 +354,10 @@ class Applier:
                 # source runner's rule): its copy of the truncate empties the table,
                 # the other partitions' copies have no rows to remove.
                 if rec.partition != 0:
-                    return _Work(rec, plan, _NONE)
-                return _Work(rec, plan, [Truncate(rec.topic, None, n)])
+                    return _PreparedRecord(rec, plan, _NONE)
+                return _PreparedRecord(rec, plan, [Truncate(rec.topic, None, n)])
             t = Truncate(rec.topic, None if n <= 1 else rec.partition, n)
-            return _Work(rec, plan, [t])
+            return _PreparedRecord(rec, plan, [t])
         plan = self.schemas.plan(session, rec.topic, d)
         if rec.key is not None and rec.value is not None:
             self.schemas.remember(rec.topic, _frame_id(rec.value), _frame_id(rec.key), plan)
@@ -366,15 +367,19 @@ class Applier:
                 self._samples[rec.topic] = samples = {}
             if rec.partition not in samples or rec.offset % 64 == 0:  # keep one, refresh rarely
                 samples[rec.partition] = KeySample(rec.key, rec.partition, d.key)
-        return _Work(rec, plan, plan.mutations(d))
+        return _PreparedRecord(rec, plan, plan.mutations(d))
 
     def _fast(
         self, rec: Record
-    ) -> tuple[TablePlan, tuple[tuple[Any, ...], tuple[Any, ...]], tuple[int, int], str] | None:
+    ) -> (
+        tuple[TablePlan, tuple[tuple[Any, ...], tuple[Any, ...]], tuple[Any, ...], str, str]
+        | None
+    ):
         """The common case without DecodedChange or mutation objects: an insert, snapshot
-        read or same-key update of a full row, written by cdc (PostgreSQL position), of
-        a topic and schema pair whose plan is known. Returns ``(plan, (key, values),
-        position sort key, position text)``, or None: then the record takes the full
+        read or same-key update of a full row, written by cdc with a position whose codec
+        reads its sort key from the text (PositionCodec.text_sort_key), of a topic and
+        schema pair whose plan is known. Returns ``(plan, (key, values), position sort
+        key, position text, position kind)``, or None: then the record takes the full
         path, which decides everything else (tombstones, deletes, truncates, key
         changes, unchanged columns, the sink's own origin, bad records, new schemas,
         key samples for truncates). Both give the same mutation (tested)."""
@@ -390,7 +395,17 @@ class Applier:
         text = source.get("cdc_position")
         if not text:
             return None
-        pkey = pg_position_sort_key(text)
+        # The kind of the text (cdc.positions.text_kind, inlined: once per record)
+        if not text.startswith('{"v":1,"kind":"'):
+            return None
+        pkind = text[15 : text.find('"', 15)]
+        keyer = self._text_keys.get(pkind)
+        if keyer is None:
+            try:
+                keyer = self._text_keys[pkind] = position_codec(pkind).text_sort_key
+            except CdcError:  # no such kind installed: the full path names the problem
+                return None
+        pkey = keyer(text)
         if pkey is None:
             return None
         key = rec.key
@@ -411,7 +426,7 @@ class Applier:
                     return None
             except (SchemaError, DoesNotFit):
                 return None
-        return plan, row, pkey, text
+        return plan, row, pkey, text, pkind
 
     # -- apply ---------------------------------------------------------------------------
 
@@ -470,7 +485,7 @@ class Applier:
             session.rollback()
             raise
 
-    def _bulk(self, session: SinkSession, work: Iterable[_Work]) -> None:
+    def _bulk(self, session: SinkSession, work: Iterable[_PreparedRecord]) -> None:
         reducers: dict[TableName, tuple[TablePlan, Reducer]] = {}
         for w in work:
             plan = w.plan
@@ -493,7 +508,7 @@ class Applier:
 
     def _row_by_row(self, session: SinkSession, prep: _Prepared) -> None:
         """Apply each record under a savepoint, isolating the ones the replica rejects."""
-        applied: list[_Work] = []
+        applied: list[_PreparedRecord] = []
         stopped: set[TopicPartition] = set()
         for w in prep.work:
             rec = w.record

@@ -34,14 +34,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from cdc.errors import CdcError, PositionError
-from cdc.positions import MySqlPosition, PgPosition, position_from_dict
+from cdc.positions import Position, position_from_dict
 from cdc.spi import ErrorKind, SinkSession, TableName
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_TABLE = "cdc_offsets"
 
-Position = PgPosition | MySqlPosition
 TopicPartition = tuple[str, int]
 
 

@@ -16,7 +16,8 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from cdc.errors import DeliveryError, UnreachableError
-from cdc.offsets.tracker import AckTracker, Position
+from cdc.offsets.tracker import AckTracker
+from cdc.positions import Position
 from cdc.transport.client_log import KAFKA_LOG, OUTAGE, is_transient
 
 __all__ = ["DEFAULT_SETTINGS", "FIXED_SETTINGS", "KAFKA_LOG", "EventProducer"]

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from cdc.spi import Connector, SinkDialect, SourceConnector
+from cdc.events import TableId
+from cdc.spi import (
+    Connector,
+    PositionCodec,
+    SinkDialect,
+    SourceBlock,
+    SourceConnector,
+    TableName,
+)
 from connectors.mysql.config import MySqlSinkConfig, MySqlSourceConfig
 
 
@@ -29,6 +38,19 @@ class MySqlConnector:
         from connectors.mysql.sink.dialect import MySqlDialect
 
         return MySqlDialect()
+
+    def position_codec(self) -> PositionCodec:
+        from connectors.mysql.position import CODEC
+
+        return CODEC
+
+    def source_blocks(self) -> Sequence[SourceBlock]:
+        from connectors.mysql.sourceblock import BLOCKS
+
+        return BLOCKS
+
+    def table_id(self, table: TableName) -> TableId:
+        return TableId(table.schema or "", None, table.name)
 
 
 CONNECTOR: Connector = MySqlConnector()

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from cdc.spi import Connector, SinkDialect, SourceConnector
+from cdc.events import TableId
+from cdc.spi import (
+    Connector,
+    PositionCodec,
+    SinkDialect,
+    SourceBlock,
+    SourceConnector,
+    TableName,
+)
 from connectors.postgres.config import PostgresSinkConfig, PostgresSourceConfig
 
 
@@ -36,6 +45,19 @@ class PostgresConnector:
         from connectors.postgres.sink.dialect import PostgresDialect
 
         return PostgresDialect()
+
+    def position_codec(self) -> PositionCodec:
+        from connectors.postgres.position_text import CODEC
+
+        return CODEC
+
+    def source_blocks(self) -> Sequence[SourceBlock]:
+        from connectors.postgres.sourceblock import BLOCKS
+
+        return BLOCKS
+
+    def table_id(self, table: TableName) -> TableId:
+        return TableId("", table.schema, table.name)
 
 
 CONNECTOR: Connector = PostgresConnector()

@@ -42,9 +42,9 @@ from confluent_kafka.admin import AdminClient
 
 from cdc.errors import CdcError
 from cdc.offsets.store import OffsetStore, SourceOffset
-from cdc.positions import Lsn, PgPosition
 from cdc.serde import AvroSerde, RegistryClient
 from cdc.spi import Position
+from connectors.postgres.position import Lsn, PgPosition
 from tests.integration.mysql.test_mysql_runtime import (
     MyEnv,
     Rows,

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from cdc.cli import main
 from cdc.offsets.store import OffsetStore, SourceOffset
-from cdc.positions import Lsn, PgPosition
+from connectors.postgres.position import Lsn, PgPosition
 
 pytestmark = pytest.mark.integration
 

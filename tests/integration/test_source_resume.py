@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from cdc.offsets.store import OffsetStore
-from cdc.positions import PgPosition
 from cdc.serde import AvroSerde, RegistryClient
+from connectors.postgres.position import PgPosition
 from tests.fixtures.sequence_source import tx_lsn, tx_size
 from tests.fixtures.topics import read_changes
 

@@ -8,9 +8,9 @@ import pytest
 
 from cdc.errors import UnreachableError
 from cdc.offsets.store import OffsetStore
-from cdc.positions import Lsn, PgPosition
 from cdc.transport.producer import EventProducer
 from cdc.transport.topics import TopicManager
+from connectors.postgres.position import Lsn, PgPosition
 
 DEAD = "127.0.0.1:1"
 

@@ -9,15 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cdc.errors import PositionError
-from cdc.positions import (
-    BinlogFile,
-    GtidSet,
-    Lsn,
-    MariaGtid,
-    MySqlPosition,
-    PgPosition,
-    position_from_dict,
-)
+from cdc.positions import position_from_dict
+from connectors.mysql.position import BinlogFile, GtidSet, MariaGtid, MySqlPosition
+from connectors.postgres.position import Lsn, PgPosition
 
 lsns = st.integers(min_value=0, max_value=(1 << 64) - 1).map(Lsn)
 pg_positions = st.builds(PgPosition, lsn=lsns, index=st.integers(0, 1 << 40),

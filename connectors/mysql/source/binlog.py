@@ -94,8 +94,8 @@ import cdc
 from cdc import native
 from cdc.errors import PrerequisiteError, SchemaError, UnreachableError
 from cdc.events import ChangeEvent, Op, SourceInfo, TableSchema, TransactionInfo
-from cdc.positions import BinlogFile, GtidSet, MariaGtid, MySqlPosition
 from cdc.spi import Heartbeat, StreamItem
+from connectors.mysql.position import BinlogFile, GtidSet, MariaGtid, MySqlPosition
 from connectors.mysql.source.rowimage import MYSQL_LATIN1
 from connectors.mysql.source.schema import (
     Catalog,

@@ -20,8 +20,8 @@ import pymysql.err
 
 from cdc.errors import PositionError, UnreachableError
 from cdc.events import ChangeEvent, TableId
-from cdc.positions import MySqlPosition
 from cdc.spi import Position, Problem, StreamItem
+from connectors.mysql.position import MySqlPosition
 from connectors.mysql.source.binlog import BinlogReader
 from connectors.mysql.source.server import connect, server_info, variables
 from connectors.mysql.source.snapshot import (

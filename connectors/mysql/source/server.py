@@ -17,7 +17,7 @@ import pymysql.connections
 import pymysql.err
 
 from cdc.errors import PrerequisiteError, RetriableError
-from cdc.positions import BinlogFile, GtidSet
+from connectors.mysql.position import BinlogFile, GtidSet
 from connectors.mysql.source.rowimage import MYSQL_LATIN1
 
 #: Client/server error codes that mean "the connection is gone": can't

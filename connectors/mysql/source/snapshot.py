@@ -40,8 +40,7 @@ import pymysql.err
 import cdc
 from cdc.errors import PrerequisiteError
 from cdc.events import ChangeEvent, Column, Op, SourceInfo, TableId, TableSchema
-from cdc.positions import BinlogFile, GtidSet, MySqlPosition
-from cdc.spi import SnapshotProgress
+from connectors.mysql.position import BinlogFile, GtidSet, MySqlPosition
 from connectors.mysql.source.server import (
     ServerInfo,
     connect,
@@ -128,7 +127,6 @@ class SnapshotReader:
         self.lock: SnapshotLock = lock
         self.lock_wait_timeout_s = lock_wait_timeout_s
         self.progress_interval_s = progress_interval_s
-        self.progress: SnapshotProgress | None = None
         self.rows_done = 0
         self.tables: list[SnapshotTable] = []
         self.server: ServerInfo | None = None
@@ -313,7 +311,6 @@ class SnapshotReader:
 
         def progress(final: bool = False) -> None:
             nonlocal last_log
-            self.progress = SnapshotProgress(schema.table, done, table.estimated_rows)
             now = time.monotonic()
             if final or now - last_log >= self.progress_interval_s:
                 last_log = now

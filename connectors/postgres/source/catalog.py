@@ -25,7 +25,7 @@ from psycopg import sql
 
 from cdc.config.models import TableFilter
 from cdc.events import Column, TableId, TableSchema
-from cdc.positions import Lsn
+from connectors.postgres.position import Lsn
 from connectors.postgres.types import (
     PgType,
     TypeCatalog,

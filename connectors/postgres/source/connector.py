@@ -36,9 +36,9 @@ from psycopg.conninfo import make_conninfo
 
 from cdc.errors import ConfigError, PrerequisiteError
 from cdc.events import ChangeEvent, TableId
-from cdc.positions import PgPosition
 from cdc.spi import Position, Problem, StreamItem
 from connectors.postgres.config import PostgresSourceConfig
+from connectors.postgres.position import PgPosition
 from connectors.postgres.source import catalog
 from connectors.postgres.source.catalog import PublicationFacts, ServerFacts
 from connectors.postgres.source.replication import (

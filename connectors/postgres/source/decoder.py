@@ -39,7 +39,7 @@ from typing import Final, Literal, TypeAlias
 
 from cdc import native
 from cdc.errors import SerializationError
-from cdc.positions import Lsn
+from connectors.postgres.position import Lsn
 
 __all__ = [
     "PG_EPOCH_UNIX_US",

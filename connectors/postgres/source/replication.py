@@ -58,8 +58,8 @@ from cdc.errors import (
     UnreachableError,
 )
 from cdc.events import ChangeEvent, Op, SourceInfo, TransactionInfo
-from cdc.positions import Lsn, PgPosition
 from cdc.spi import Heartbeat, StreamItem
+from connectors.postgres.position import Lsn, PgPosition
 from connectors.postgres.source import catalog
 from connectors.postgres.source.catalog import NullInNotNull, TableShape
 from connectors.postgres.source.decoder import (

@@ -29,8 +29,7 @@ from psycopg.types.string import TextLoader
 
 from cdc import __version__
 from cdc.events import ChangeEvent, Op, SourceInfo, TableId
-from cdc.positions import Lsn, PgPosition
-from cdc.spi import SnapshotProgress
+from connectors.postgres.position import Lsn, PgPosition
 from connectors.postgres.source import catalog
 from connectors.postgres.source.catalog import PublicationFacts, TableFacts, TableShape
 from connectors.postgres.source.replication import CONNECTOR_NAME
@@ -67,7 +66,6 @@ class SnapshotReader:
         self.tables = list(tables)
         self.chunk_size = chunk_size
         self.publication = publication
-        self.progress: SnapshotProgress | None = None
         self.rows = 0
 
     def read(
@@ -155,7 +153,6 @@ class SnapshotReader:
                 yield shape, build_key(after), after, read_ms
             done += len(rows)
             self.rows += len(rows)
-            self.progress = SnapshotProgress(table_id, done, max(estimated, done))
             now = time.monotonic()
             if now - last_log >= PROGRESS_LOG_S:
                 last_log = now

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from cdc.positions import GtidSet, MySqlPosition
 from cdc.spi import Heartbeat
+from connectors.mysql.position import GtidSet, MySqlPosition
 from connectors.mysql.source import MySqlSource
 from tests.integration.mysql.conftest import drain
 

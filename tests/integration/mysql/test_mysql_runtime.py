@@ -34,13 +34,13 @@ from confluent_kafka.admin import AdminClient
 
 from cdc.events import Op
 from cdc.offsets.store import OffsetStore
-from cdc.positions import GtidSet, MySqlPosition
 from cdc.runtime.source_runner import RunnerSettings, SnapshotMode, SourceRunner
 from cdc.serde import AvroSerde, DecodedChange, RegistryClient
 from cdc.spi import Position
 from cdc.transport.producer import EventProducer
 from cdc.transport.topics import TopicManager, TopicSpec
 from connectors.mysql.config import MySqlSourceConfig
+from connectors.mysql.position import GtidSet, MySqlPosition
 from connectors.mysql.source import MySqlSource
 from tests.fixtures.services import mysql_kwargs
 from tests.fixtures.topics import read_changes

@@ -11,7 +11,7 @@ import pytest
 
 from cdc.errors import PrerequisiteError
 from cdc.events import Kind, Op
-from cdc.positions import BinlogFile, GtidSet, MySqlPosition
+from connectors.mysql.position import BinlogFile, GtidSet, MySqlPosition
 from connectors.mysql.source import MySqlSource
 from tests.integration.mysql.conftest import drain
 

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from cdc.events import ChangeEvent, Kind, Op
-from cdc.positions import MySqlPosition
 from cdc.serde.types import ZERO
+from connectors.mysql.position import MySqlPosition
 from connectors.mysql.source import MySqlSource, rowimage
 from tests.integration.mysql.conftest import drain
 

@@ -19,9 +19,9 @@ import psycopg
 import pytest
 
 from cdc.events import ChangeEvent, Op
-from cdc.positions import Lsn, PgPosition
 from cdc.spi import Heartbeat, StreamItem
 from connectors.postgres.config import PostgresSourceConfig
+from connectors.postgres.position import Lsn, PgPosition
 from connectors.postgres.source.connector import PostgresSource
 
 

@@ -19,11 +19,11 @@ from psycopg.rows import dict_row
 
 from cdc.events import Op
 from cdc.offsets.store import OffsetStore
-from cdc.positions import PgPosition
 from cdc.runtime.source_runner import RunnerSettings, SnapshotMode, SourceRunner
 from cdc.serde import AvroSerde, DecodedChange, RegistryClient
 from cdc.transport.producer import EventProducer
 from cdc.transport.topics import TopicManager, TopicSpec
+from connectors.postgres.position import PgPosition
 from tests.fixtures.topics import read_changes
 from tests.integration.postgres.conftest import PgEnv, RunningSource, current_lsn
 

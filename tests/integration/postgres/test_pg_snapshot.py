@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from cdc.events import Op
-from cdc.positions import PgPosition
+from connectors.postgres.position import PgPosition
 from tests.integration.postgres.conftest import Background, PgEnv, apply, current_lsn, reached
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from cdc.events import Kind, Op
-from cdc.positions import PgPosition
+from connectors.postgres.position import PgPosition
 from connectors.postgres.source.replication import TransactionMarker
 from tests.fixtures.pgoutput import typed_table
 from tests.integration.postgres.conftest import (

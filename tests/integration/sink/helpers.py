@@ -14,15 +14,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cdc.events import ChangeEvent, Column, ColumnType, Kind, Op, SourceInfo, TableId, TableSchema
-from cdc.positions import BinlogFile, Lsn, MySqlPosition, PgPosition
 from cdc.serde import AvroSerde, SchemaRegistry
 from cdc.sink.applier import Applier, ApplyResult, Record, SinkSettings
 from cdc.sink.checkpoint import CHECKPOINT_TABLE, Checkpoint, CheckpointStore
 from cdc.sink.schema import ReplicaSchemas, table_settings
 from cdc.spi import SinkDialect, SinkSession, TableName
 from connectors.mysql.config import MySqlSinkConfig
+from connectors.mysql.position import BinlogFile, MySqlPosition
 from connectors.mysql.sink.dialect import MySqlDialect
 from connectors.postgres.config import PostgresSinkConfig
+from connectors.postgres.position import Lsn, PgPosition
 from connectors.postgres.sink.dialect import PostgresDialect
 
 

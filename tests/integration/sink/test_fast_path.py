@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from cdc.events import ChangeEvent
-from cdc.positions import Lsn, PgPosition
 from cdc.serde import RegistryClient
 from cdc.sink.applier import Record
+from connectors.postgres.position import Lsn, PgPosition
 from tests.integration.sink.helpers import (
     ApplierHarness,
     EventFactory,

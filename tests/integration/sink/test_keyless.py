@@ -20,14 +20,15 @@ import pymysql
 import pytest
 
 from cdc.events import ChangeEvent, Column, ColumnType, Kind, Op, SourceInfo, TableId, TableSchema
-from cdc.positions import BinlogFile, Lsn, MySqlPosition, PgPosition
 from cdc.serde import RegistryClient
 from cdc.sink.applier import SinkFailure
 from cdc.spi import TableName
 from cdc.verify import verify_table
 from connectors.mysql.config import MySqlConnection
+from connectors.mysql.position import BinlogFile, MySqlPosition
 from connectors.mysql.sink.dialect import MySqlDialect
 from connectors.postgres.config import PostgresConnection
+from connectors.postgres.position import Lsn, PgPosition
 from connectors.postgres.sink.dialect import PostgresDialect
 from tests.fixtures.services import mysql_kwargs
 from tests.integration.sink.helpers import ApplierHarness, drop_tables

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cdc.offsets.tracker import AckTracker
-from cdc.positions import Lsn, PgPosition
+from connectors.postgres.position import Lsn, PgPosition
 
 
 def _pos(tx: int, index: int, last: bool) -> PgPosition:

@@ -29,9 +29,9 @@ from pymysqlreplication.row_event import (
 
 from cdc.errors import PrerequisiteError
 from cdc.events import ChangeEvent, Op
-from cdc.positions import BinlogFile, GtidSet, MySqlPosition
 from cdc.spi import Heartbeat
 from connectors.mysql import types as t
+from connectors.mysql.position import BinlogFile, GtidSet, MySqlPosition
 from connectors.mysql.source import binlog as b
 from connectors.mysql.source.connector import table_filter
 from connectors.mysql.source.rowimage import native_available

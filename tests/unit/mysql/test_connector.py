@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 
 from cdc.errors import PositionError
-from cdc.positions import BinlogFile, Lsn, MySqlPosition, PgPosition
+from connectors.mysql.position import BinlogFile, MySqlPosition
 from connectors.mysql.source import MySqlSource
+from connectors.postgres.position import Lsn, PgPosition
 
 GOOD = {
     "LOG_BIN": "ON",

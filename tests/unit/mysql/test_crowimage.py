@@ -34,8 +34,8 @@ from cdc.events import (
     TableSchema,
     TransactionInfo,
 )
-from cdc.positions import BinlogFile, GtidSet, MySqlPosition
 from connectors.mysql import types as t
+from connectors.mysql.position import BinlogFile, GtidSet, MySqlPosition
 from connectors.mysql.source import binlog
 from connectors.mysql.source import rowimage as r
 from connectors.mysql.types import BinlogColumn, ColumnCodec, make_codec

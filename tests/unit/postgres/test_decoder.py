@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cdc.errors import SerializationError
-from cdc.positions import Lsn
+from connectors.postgres.position import Lsn
 from connectors.postgres.source import decoder as d
 from connectors.postgres.source.decoder import (
     UNCHANGED_TOAST,

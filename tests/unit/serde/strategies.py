@@ -25,7 +25,6 @@ from cdc.events import (
     TableSchema,
     TransactionInfo,
 )
-from cdc.positions import BinlogFile, GtidSet, Lsn, MySqlPosition, PgPosition
 from cdc.serde.types import (
     DATE_WIRE,
     NEG_INFINITY,
@@ -34,6 +33,8 @@ from cdc.serde.types import (
     TemporalSentinel,
     shortest_float32,
 )
+from connectors.mysql.position import BinlogFile, GtidSet, MySqlPosition
+from connectors.postgres.position import Lsn, PgPosition
 
 _CTX = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
 SENTINELS = st.sampled_from([POS_INFINITY, NEG_INFINITY, ZERO])

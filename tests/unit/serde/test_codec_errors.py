@@ -136,7 +136,7 @@ def test_op_needs_its_images(serde: AvroSerde) -> None:
 def test_position_kind_must_match_connector(serde: AvroSerde) -> None:
     from dataclasses import replace
 
-    from cdc.positions import BinlogFile, MySqlPosition
+    from connectors.mysql.position import BinlogFile, MySqlPosition
 
     src = replace(pg_source(), position=MySqlPosition(BinlogFile("b.000001"), 4))
     with pytest.raises(SerializationError, match="postgresql source event has a mysql position"):

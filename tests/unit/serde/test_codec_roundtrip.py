@@ -180,7 +180,8 @@ def test_source_cache_key_covers_every_source_field() -> None:
     """Vary one SourceInfo field at a time; each event must decode to its own source."""
     from dataclasses import replace
 
-    from cdc.positions import BinlogFile, GtidSet, Lsn, MySqlPosition, PgPosition
+    from connectors.mysql.position import BinlogFile, GtidSet, MySqlPosition
+    from connectors.postgres.position import Lsn, PgPosition
     from tests.unit.serde.strategies import pg_source
     from tests.unit.serde.test_codec_errors import event
 
@@ -216,33 +217,3 @@ def test_source_cache_key_covers_every_source_field() -> None:
             decoded = decode_change(enc.encode_value(ev), enc.schemas.value_text)
             assert isinstance(decoded, DecodedChange)
             assert decoded.source_info() == ev.source, changes
-
-
-def test_position_fast_paths_are_active() -> None:
-    """If positions.py changes its JSON, the codec falls back to the slow generic path.
-
-    Correctness is kept either way; this test makes the lost speed visible.
-    """
-    from cdc.serde import codec
-
-    assert codec._PG_JSON_HEAD is not None
-    assert codec._PG_POSITION is not None
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.integers(0, 2**64 - 1), st.integers(0, 2**62), st.booleans(), st.booleans())
-def test_position_fast_paths_agree_with_to_dict(
-    lsn: int, index: int, snapshot: bool, last: bool
-) -> None:
-    from cdc.positions import Lsn, PgPosition, position_from_dict
-    from cdc.serde import codec
-
-    pos = PgPosition(Lsn(lsn), index, snapshot, last)
-    assert codec._PG_JSON_HEAD is not None
-    text = codec._format_pg_position(codec._PG_JSON_HEAD, str(pos.lsn), pos)
-    assert text == json.dumps(pos.to_dict(), separators=(",", ":"))
-    assert codec._PG_POSITION is not None
-    m = codec._PG_POSITION.match(text)
-    assert m is not None
-    back = position_from_dict(json.loads(text))
-    assert back == pos and back.last_in_tx == pos.last_in_tx

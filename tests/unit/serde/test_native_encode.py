@@ -224,19 +224,22 @@ def test_pg_source_blocks_encode_identically(
     from dataclasses import replace
 
     from cdc.events import TableId
-    from cdc.positions import Lsn, PgPosition
+    from cdc.serde import sourceblock
+    from connectors.postgres import sourceblock as pg_block
+    from connectors.postgres.position import Lsn, PgPosition
+    from connectors.postgres.sourceblock import PgSourceWriter
     from tests.unit.serde.strategies import pg_source
 
     src = replace(pg_source(name or "srv", ts_ms=ts_ms),
                   position=PgPosition(Lsn(lsn), index, snapshot, last))
     table = TableId("db", "public", "t")
-    native = codec.SourceEncoder("postgresql", table)
-    saved = codec._C
-    codec._C = None
+    native = PgSourceWriter(table)
+    saved = pg_block.source_with_index
+    pg_block.source_with_index = sourceblock._source_with_index  # type: ignore[misc]
     try:
-        expected = codec.SourceEncoder("postgresql", table).encode(src)
+        expected = PgSourceWriter(table).encode(src)
     finally:
-        codec._C = saved
+        pg_block.source_with_index = saved  # type: ignore[misc]
     assert native.encode(src) == expected
 
 
@@ -251,10 +254,11 @@ def test_mysql_source_blocks_match_the_generic_json(
     import json
 
     from cdc.events import SourceInfo, TableId
-    from cdc.positions import BinlogFile, GtidSet, MySqlPosition
     from cdc.serde import binary
+    from connectors.mysql.position import BinlogFile, GtidSet, MySqlPosition
+    from connectors.mysql.sourceblock import MySqlSourceWriter
 
-    enc = codec.SourceEncoder("mysql", TableId("db", None, "t"))
+    enc = MySqlSourceWriter(TableId("db", None, "t"))
     for index, last, snapshot, file, pos, gtid in events:
         position = MySqlPosition(BinlogFile(file), pos, index=index, gtid=gtid,
                                  gtid_set=GtidSet.parse(gtid or ""), server_id=1,
@@ -265,3 +269,16 @@ def test_mysql_source_blocks_match_the_generic_json(
         expected = binary.string(json.dumps(position.to_dict(), separators=(",", ":"),
                                             ensure_ascii=False))
         assert expected in got
+
+
+@SETTINGS
+@given(st.binary(max_size=40), st.binary(max_size=300), st.integers(-(2**63), 2**63 - 1),
+       st.binary(max_size=300), st.binary(max_size=40))
+def test_source_with_index_matches_its_reference(
+    pre: bytes, head: bytes, index: int, tail: bytes, post: bytes
+) -> None:
+    from cdc.serde import sourceblock
+
+    assert sourceblock.source_with_index is not sourceblock._source_with_index  # the C one
+    got = sourceblock.source_with_index(pre, head, index, tail, post)
+    assert got == sourceblock._source_with_index(pre, head, index, tail, post)

@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 
 from cdc.events import Column, ColumnType, Kind, Op, TableId, TableSchema
-from cdc.positions import Lsn, PgPosition
 from cdc.serde import AvroSerde, DecodedChange, InMemorySchemaRegistry, Tombstone
 from cdc.sink.applier import Applier, Record, SinkSettings
 from cdc.sink.checkpoint import CheckpointStore
@@ -23,6 +22,7 @@ from cdc.sink.reduce import (
 )
 from cdc.sink.schema import ReplicaSchemas, TablePlan, TableSettings
 from cdc.spi import ReplicaColumn, ReplicaTable, TableName
+from connectors.postgres.position import Lsn, PgPosition
 
 SCHEMA = TableSchema(TableId("d", "public", "t"), (
     Column("id", ColumnType(Kind.INT64), nullable=False),

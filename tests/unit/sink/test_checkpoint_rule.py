@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from cdc.positions import BinlogFile, Lsn, MySqlPosition, PgPosition
 from cdc.sink.checkpoint import (
     NOTHING,
     Checkpoint,
@@ -11,6 +10,8 @@ from cdc.sink.checkpoint import (
     encode_position,
     is_duplicate,
 )
+from connectors.mysql.position import BinlogFile, MySqlPosition
+from connectors.postgres.position import Lsn, PgPosition
 
 
 def pg(lsn: int, index: int = 0, snapshot: bool = False) -> PgPosition:

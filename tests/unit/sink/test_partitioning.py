@@ -6,9 +6,9 @@ import pytest
 
 from cdc.errors import SchemaError
 from cdc.events import ChangeEvent, Column, ColumnType, Kind, Op, SourceInfo, TableId, TableSchema
-from cdc.positions import Lsn, PgPosition
 from cdc.serde import AvroSerde, InMemorySchemaRegistry
 from cdc.sink.partitioning import KeySample, crc32_partition, learn, murmur2, murmur2_partition
+from connectors.postgres.position import Lsn, PgPosition
 
 
 @pytest.mark.parametrize(("text", "expected"), [

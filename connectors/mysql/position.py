@@ -1,0 +1,198 @@
+"""MySQL/MariaDB positions: binlog coordinates, GTIDs and GTID sets.
+
+The connector's offset context (cdc/spi.py PositionCodec): :class:`MySqlPosition`
+is what the binlog source yields, the offsets topic and replica checkpoints
+store (as ``to_dict()``), and sinks compare. Its stored form never changes:
+existing deployments resume from it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import total_ordering
+from typing import Any, ClassVar
+
+from cdc.errors import PositionError
+from cdc.positions import POSITION_FORMAT, Position
+
+
+@total_ordering
+@dataclass(frozen=True, slots=True)
+class BinlogFile:
+    """A binlog file name with its sequence number, ordered by that number."""
+
+    name: str
+
+    @property
+    def sequence(self) -> int:
+        m = re.search(r"\.(\d+)$", self.name)
+        if not m:
+            raise PositionError(f"binlog file name without a sequence suffix: {self.name!r}")
+        return int(m.group(1))
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, BinlogFile):
+            return NotImplemented
+        return (self.sequence, self.name) < (other.sequence, other.name)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class MariaGtid:
+    """One MariaDB GTID ``domain-server-sequence``."""
+
+    domain: int
+    server_id: int
+    sequence: int
+
+    @classmethod
+    def parse(cls, text: str) -> MariaGtid:
+        parts = text.strip().split("-")
+        if len(parts) != 3 or not all(p.isdigit() for p in parts):
+            raise PositionError(f"not a MariaDB GTID: {text!r} (expected e.g. '0-1-42')")
+        return cls(int(parts[0]), int(parts[1]), int(parts[2]))
+
+    def __str__(self) -> str:
+        return f"{self.domain}-{self.server_id}-{self.sequence}"
+
+
+@dataclass(frozen=True, slots=True)
+class GtidSet:
+    """A GTID set in MariaDB (``0-1-8,1-2-5``) or MySQL (``uuid:1-5:7``) form.
+
+    Kept as a normalised value; ``contains`` gives the partial order GTID sets
+    have (a set is "after" another when it includes it).
+    """
+
+    mariadb: tuple[MariaGtid, ...] = ()
+    mysql: tuple[tuple[str, tuple[tuple[int, int], ...]], ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> GtidSet:
+        text = text.strip().replace("\n", "")
+        if not text:
+            return cls()
+        items = [p.strip() for p in text.split(",") if p.strip()]
+        if all(re.fullmatch(r"\d+-\d+-\d+", p) for p in items):
+            by_domain = {g.domain: g for g in (MariaGtid.parse(p) for p in items)}
+            return cls(mariadb=tuple(sorted(by_domain.values())))
+        mysql: list[tuple[str, tuple[tuple[int, int], ...]]] = []
+        for item in items:
+            uuid, *ranges = item.split(":")
+            if not re.fullmatch(r"[0-9a-fA-F-]{36}", uuid) or not ranges:
+                raise PositionError(f"not a GTID set: {text!r}")
+            spans = []
+            for r in ranges:
+                lo, _, hi = r.partition("-")
+                spans.append((int(lo), int(hi or lo)))
+            mysql.append((uuid.lower(), tuple(sorted(spans))))
+        return cls(mysql=tuple(sorted(mysql)))
+
+    def with_mariadb(self, gtid: MariaGtid) -> GtidSet:
+        """The set after ``gtid`` committed (MariaDB keeps the last per domain)."""
+        kept = [g for g in self.mariadb if g.domain != gtid.domain]
+        return GtidSet(mariadb=tuple(sorted([*kept, gtid])), mysql=self.mysql)
+
+    def contains(self, other: GtidSet) -> bool:
+        mine = {g.domain: g.sequence for g in self.mariadb}
+        for g in other.mariadb:
+            if mine.get(g.domain, -1) < g.sequence:
+                return False
+        spans = dict(self.mysql)
+        for uuid, theirs in other.mysql:
+            for lo, hi in theirs:
+                if not any(a <= lo and hi <= b for a, b in spans.get(uuid, ())):
+                    return False
+        return True
+
+    def __str__(self) -> str:
+        if self.mariadb:
+            return ",".join(str(g) for g in self.mariadb)
+        return ",".join(
+            uuid + "".join(f":{lo}" if lo == hi else f":{lo}-{hi}" for lo, hi in spans)
+            for uuid, spans in self.mysql
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.mariadb or self.mysql)
+
+
+@dataclass(frozen=True, slots=True, eq=True)
+class MySqlPosition(Position):
+    """Where an event sits in a MySQL/MariaDB binlog.
+
+    ``file``/``pos`` locate the transaction's start (its GTID or BEGIN event),
+    which is where a resumed reader must restart to see the whole transaction;
+    ``index`` orders row changes inside it. ``gtid_set`` is the executed set
+    *including* this transaction when ``last_in_tx`` (else before it), used to
+    resume by GTID. Ordering uses file/pos/index, which is exact for one server.
+    """
+
+    kind: ClassVar[str] = "mysql"
+    file: BinlogFile
+    pos: int
+    index: int = 0
+    gtid_set: GtidSet = field(default_factory=GtidSet, compare=False)
+    gtid: str | None = field(default=None, compare=False)
+    server_id: int = field(default=0, compare=False)
+    snapshot: bool = False
+    last_in_tx: bool = field(default=True, compare=False)
+
+    def sort_key(self) -> tuple[int, int, int]:
+        idx = self.index if self.snapshot else (1 << 62) + self.index
+        return (self.file.sequence, self.pos, idx)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": POSITION_FORMAT,
+            "kind": self.kind,
+            "file": self.file.name,
+            "pos": self.pos,
+            "index": self.index,
+            "gtid_set": str(self.gtid_set),
+            "gtid": self.gtid,
+            "server_id": self.server_id,
+            "snapshot": self.snapshot,
+            "last_in_tx": self.last_in_tx,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> MySqlPosition:
+        return cls(
+            file=BinlogFile(d["file"]),
+            pos=int(d["pos"]),
+            index=int(d.get("index", 0)),
+            gtid_set=GtidSet.parse(d.get("gtid_set") or ""),
+            gtid=d.get("gtid"),
+            server_id=int(d.get("server_id", 0)),
+            snapshot=bool(d.get("snapshot", False)),
+            last_in_tx=bool(d.get("last_in_tx", True)),
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.file, self.pos, self.index, self.snapshot))
+
+
+
+
+class MySqlPositionCodec:
+    """The MySQL connector's :class:`cdc.spi.PositionCodec` (no fast text forms:
+    sinks parse its ``cdc_position`` JSON generically)."""
+
+    kind = MySqlPosition.kind
+
+    def from_dict(self, stored: Mapping[str, Any]) -> MySqlPosition:
+        return MySqlPosition.from_dict(stored)
+
+    def parse_text(self, text: str) -> MySqlPosition | None:
+        return None
+
+    def text_sort_key(self, text: str) -> tuple[int, int, int] | None:
+        return None
+
+
+CODEC = MySqlPositionCodec()

@@ -42,7 +42,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 CDC = [sys.executable, "-m", "cdc.cli"]
 COLUMNS = [["id", "int64"], ["name", "string"], ["qty", "int32"], ["price", "decimal(10,2)"],
-           ["at", "timestamptz"], ["blob", "bytes"]]
+           ["at", "timestamptz"], ["payload", "bytes"]]
 
 
 def test_the_engine_source_names_no_ledger() -> None:
@@ -116,7 +116,7 @@ class Ledger:
         return {"id": i, "name": r.choice(["a", "é'\\\" 🙂", "", "x" * 300]),
                 "qty": r.randint(-2**31, 2**31 - 1), "price": f"{r.randint(-10**10 + 1, 10**10 - 1) / 100:.2f}",
                 "at": dt.datetime(2024, 2, 29, 12, r.randint(0, 59), tzinfo=dt.UTC).isoformat(),
-                "blob": r.randbytes(r.randint(0, 20)).hex()}
+                "payload": r.randbytes(r.randint(0, 20)).hex()}
 
     def commit(self, n: int) -> None:
         """One transaction of ``n`` random creates/updates/deletes (and an uncaptured change)."""
@@ -138,7 +138,7 @@ class Ledger:
     def expected(self) -> dict[int, tuple[Any, ...]]:
         rows = ledger_log.state(self.log)[f"shop.{self.table}"]
         return {k[0]: (r["name"], r["qty"], decimal.Decimal(r["price"]),
-                       dt.datetime.fromisoformat(r["at"]), bytes.fromhex(r["blob"]))
+                       dt.datetime.fromisoformat(r["at"]), bytes.fromhex(r["payload"]))
                 for k, r in rows.items()}
 
 
@@ -147,18 +147,18 @@ def _pg_rows(dsn: str, table: str) -> dict[int, tuple[Any, ...]] | None:
         if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone() == (None,):
             return None
         return {r[0]: (r[1], r[2], r[3], r[4], bytes(r[5]))
-                for r in conn.execute(f"SELECT id, name, qty, price, at, blob FROM {table}")}
+                for r in conn.execute(f"SELECT id, name, qty, price, at, payload FROM {table}")}
 
 
 def _maria_rows(url: str, table: str) -> dict[int, tuple[Any, ...]] | None:
-    conn = pymysql.connect(**mysql_kwargs(url))  # type: ignore[arg-type]
+    conn = pymysql.connect(**mysql_kwargs(url))
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT COUNT(*) FROM information_schema.tables WHERE table_name = %s "
                         "AND table_schema = DATABASE()", (table,))
             if cur.fetchone() == (0,):
                 return None
-            cur.execute(f"SELECT id, name, qty, price, at, blob FROM {table}")
+            cur.execute(f"SELECT id, name, qty, price, at, payload FROM {table}")
             # TIMESTAMPTZ arrives on MariaDB as a UTC DATETIME.
             return {r[0]: (r[1], r[2], r[3], r[4].replace(tzinfo=dt.UTC), bytes(r[5]))
                     for r in cur.fetchall()}
@@ -172,7 +172,9 @@ def ledger(kafka_bootstrap: str, schema_registry_url: str, pg_replica_dsn: str,
     run = f"lg{random.randint(0, 10**8)}"
     config = pipeline_config(run, kafka_bootstrap, schema_registry_url,
                              pg_replica_dsn=pg_replica_dsn, mysql_replica_url=mysql_replica_url,
-                             batch={"max_wait_ms": 50, "max_rows": 40})
+                             batch={"max_wait_ms": 50, "max_rows": 40},
+                             # A killed sink's partitions move on after 6 s, not 45.
+                             kafka_extra={"consumer": {"session_timeout_ms": 6000}})
     config["sources"] = [{
         "name": f"{run}_ledger", "kind": KIND,
         "connection": {"dsn": f"ledger://{tmp_path / 'ledger.jsonl'}"},
@@ -189,7 +191,7 @@ def ledger(kafka_bootstrap: str, schema_registry_url: str, pg_replica_dsn: str,
             lg.kill(name, signal.SIGTERM)
         with psycopg.connect(pg_replica_dsn, autocommit=True) as conn:
             conn.execute(f"DROP TABLE IF EXISTS {lg.table}")
-        conn2 = pymysql.connect(**mysql_kwargs(mysql_replica_url))  # type: ignore[arg-type]
+        conn2 = pymysql.connect(**mysql_kwargs(mysql_replica_url))
         with conn2.cursor() as cur:
             cur.execute(f"DROP TABLE IF EXISTS {lg.table}")
         conn2.close()

@@ -58,12 +58,17 @@ def configure(url: str, level: str, timeout: float, auth: str | None = None) -> 
     return reported
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--url", default=os.environ.get("SCHEMA_REGISTRY_URL"),
                         help="Confluent-compatible API base URL (default: $SCHEMA_REGISTRY_URL)")
     parser.add_argument("--compatibility", default="BACKWARD", choices=LEVELS)
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for the registry")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not args.url:
         parser.error("--url or SCHEMA_REGISTRY_URL is required")

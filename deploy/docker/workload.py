@@ -115,13 +115,18 @@ def run(kind: str, table: str, rate: float, transactions: int | None, seed: int 
     return done
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("kind", choices=["postgres", "mysql"])
     parser.add_argument("--table", default="demo_orders", help="table to write (default: %(default)s)")
     parser.add_argument("--rate", type=float, default=20.0, help="transactions per second (0: unpaced)")
     parser.add_argument("--transactions", type=int, default=None, help="stop after this many")
     parser.add_argument("--seed", type=int, default=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not args.table.replace("_", "").isalnum():
         parser.error("--table: letters, digits and _ only")

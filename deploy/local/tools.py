@@ -9,6 +9,7 @@ docker-compose         Docker Compose v5 (`docker compose config`), built from
                        the Go module proxy (github.com/docker/compose/v5)
 kustomize              ``kubectl kustomize`` when kubectl is installed, else
                        kustomize built from the Go module proxy
+                       (``CDC_TOOLS_KUSTOMIZE=build`` forces the build)
 kubernetes-validate    PyPI ``kubernetes-validate`` (ships the Kubernetes
                        JSON schemas, so it validates offline)
 =====================  ======================================================
@@ -94,7 +95,7 @@ def compose() -> list[str]:
 def kustomize() -> list[str]:
     """``kubectl kustomize`` if kubectl is here, else a kustomize built from the Go proxy."""
     kubectl = shutil.which("kubectl")
-    if kubectl:
+    if kubectl and os.environ.get("CDC_TOOLS_KUSTOMIZE") != "build":  # =build: always the Go build
         return [kubectl, "kustomize"]
     binary = TOOLS / f"kustomize-{KUSTOMIZE_VERSION}"
     if not binary.exists():

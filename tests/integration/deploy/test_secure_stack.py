@@ -216,7 +216,8 @@ def test_pipeline_runs_through_secured_servers_and_never_prints_a_secret(
 
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason="connectors/mysql/config.py passes ssl={'ca': ...} together with "
                    "ssl_verify_identity=True, and PyMySQL then rebuilds ssl from its ssl_* arguments "
-                   "without the CA: verification runs against the system store and fails")
+                   "without the CA: verification runs against the system store and fails (with "
+                   "ssl_verify_identity false, PyMySQL checks the CA and the host name)")
 def test_mysql_host_name_verification_with_a_private_ca(secure: dict[str, str], tmp_path: Path) -> None:
     from cdc.config import load_config
 

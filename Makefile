@@ -6,7 +6,7 @@ PY      := $(VENV)/bin/python
 STACK   := $(PY) deploy/local/stack.py
 PYTEST  := $(VENV)/bin/pytest
 
-.PHONY: setup native up down status env demo test test-unit test-pg15 test-all test-python-path sanitize fuzz fuzz-short lint typecheck bench soak clean-stack
+.PHONY: setup native deploy-tools up down status env demo test test-unit test-pg15 test-all test-python-path sanitize fuzz fuzz-short lint typecheck bench soak clean-stack
 
 $(VENV)/.installed: pyproject.toml deploy/local/setup.sh
 	bash deploy/local/setup.sh
@@ -26,6 +26,12 @@ native: setup
 up: native
 	$(STACK) up
 
+# The offline validators of docker-compose.yml and deploy/kubernetes (deploy/local/tools.py):
+# the Docker Compose CLI and kustomize built from the Go module proxy, kubernetes-validate
+# from PyPI, cached under .cdc-local/cache/tools. Idempotent.
+deploy-tools: setup
+	$(PY) deploy/local/tools.py install
+
 down:
 	@if [ -x $(PY) ]; then $(STACK) down; fi
 
@@ -39,7 +45,7 @@ demo: up
 	$(PY) deploy/local/demo.py
 
 # CI subset: unit, property and integration tests on the real local stack, minus `slow`.
-test: up
+test: up deploy-tools
 	$(PYTEST) -m "not slow" -q
 
 test-unit: native

@@ -56,8 +56,26 @@ RUN = STATE / "run"
 ENV_FILE = STATE / "env"
 POM = Path(__file__).resolve().parent / "pom.xml"
 
-KAFKA_VERSION = "4.4.0"
-APICURIO_VERSION = "3.3.3"
+VERSIONS_FILE = ROOT / "deploy" / "versions.env"
+
+
+def read_versions(path: Path = VERSIONS_FILE) -> dict[str, str]:
+    """``KEY=VALUE`` lines of deploy/versions.env (the one place versions are pinned)."""
+    out: dict[str, str] = {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, eq, value = line.partition("=")
+        if not eq or not key.strip() or not value.strip():
+            raise ValueError(f"{path}:{n}: expected KEY=VALUE, got {line!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+VERSIONS = read_versions()
+KAFKA_VERSION = VERSIONS["KAFKA_VERSION"]
+APICURIO_VERSION = VERSIONS["APICURIO_VERSION"]
 HOST = "127.0.0.1"
 PG_FLAVOR = os.environ.get("CDC_PG_FLAVOR", "embedded")  # embedded (18) | debian (15)
 IS_ROOT = os.geteuid() == 0
@@ -486,8 +504,10 @@ def find_java(min_major: int) -> str:
 def maven(goals: list[str]) -> None:
     if not shutil.which("mvn"):
         raise StackError("Maven (mvn) not found: apt-get install -y maven")
+    # The versions come from deploy/versions.env; the pom's defaults are checked against it.
     run(["mvn", "-q", "-B", "-f", str(POM), f"-Dmaven.repo.local={CACHE / 'm2'}",
-         f"-Dstack.cache={CACHE}", *goals], timeout=900)
+         f"-Dstack.cache={CACHE}", f"-Dkafka.version={KAFKA_VERSION}",
+         f"-Dapicurio.version={APICURIO_VERSION}", *goals], timeout=900)
 
 
 class JavaService:

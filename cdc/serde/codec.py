@@ -64,15 +64,11 @@ from cdc.serde.envelope import (
     named_types,
     source_shape,
 )
+from cdc.serde.field_decoding import ColumnDecoding, column_decoding, unwrap_nullable
 from cdc.serde.limits import DEFAULT_LIMITS, DecodeLimits
 from cdc.serde.reader import Reader, compile_reader
-from cdc.serde.types import (
-    ColumnDecoding,
-    Inline,
-    column_decoding,
-    special_value,
-    unwrap_nullable,
-)
+from cdc.serde.special_values import special_value
+from cdc.serde.types import Inline
 
 _string = binary.string
 _EPOCH: Final = datetime(1970, 1, 1)
@@ -153,7 +149,7 @@ def _c_program(fields: Sequence[FieldSpec]) -> Any:
     }
     spec = []
     for f in fields:
-        lo, hi = f.avro.int_range or (binary.INT64_MIN, binary.INT64_MAX)
+        lo, hi = f.avro.inline_params or (binary.INT64_MIN, binary.INT64_MAX)
         absent = NULL_BRANCH if f.column.nullable else f.avro.placeholder  # as RowEncoder._absent
         spec.append(
             (f.column.name, f.column.nullable, ops[f.avro.inline], lo, hi, f.avro.encode, absent)
@@ -325,8 +321,8 @@ def _generate(fields: Sequence[FieldSpec]) -> str:
                 "    raise Slow",
             ]
         elif inline is Inline.INT:
-            assert f.avro.int_range is not None
-            lo, hi = f.avro.int_range
+            assert f.avro.inline_params is not None
+            lo, hi = f.avro.inline_params
             body = []
             if (lo, hi) != (binary.INT64_MIN, binary.INT64_MAX):  # zigzag checks longs itself
                 body = [f"if not {lo} <= v <= {hi}:", "    raise Slow"]
@@ -742,9 +738,10 @@ class TableEncoder:
 # Decode-side imports live here, next to their use, so the encode half's import
 # block stays untouched by decoding work.
 from cdc.serde import reader as _reader  # noqa: E402
-from cdc.serde import types as _types  # noqa: E402
+from cdc.serde import temporal as _temporal  # noqa: E402
+from cdc.serde import value_codecs as _value_codecs  # noqa: E402
 
-_FIXED_DECIMAL_CODE: Final = _types._fixed_decimal_codec(1, 0)[1].__code__
+_FIXED_DECIMAL_CODE: Final = _value_codecs.fixed_decimal_codec(1, 0)[1].__code__
 _cdecode = _reader.native_module()
 _OP_OF: Final[dict[Any, Op]] = {op.value: op for op in Op}
 _NATIVE_READ: Final[Callable[..., Any] | None] = None if _cdecode is None else _cdecode.read
@@ -777,11 +774,11 @@ def _native_conversion(conv: Callable[[Any], Any] | None) -> _reader.Conversion 
     if conv is None:
         return None
     safe = _guarded(conv)
-    if conv is _types._date_from_wire:
+    if conv is _temporal.date_from_wire:
         return (_reader.CV_DATE, 0, safe)
-    if conv is _types._ts_from_micros:
+    if conv is _temporal.ts_from_micros:
         return (_reader.CV_TS, 0, safe)
-    if conv is _types._time_from_micros:
+    if conv is _temporal.time_from_micros:
         return (_reader.CV_TIME, 0, safe)
     code = getattr(conv, "__code__", None)
     cells = getattr(conv, "__closure__", None)

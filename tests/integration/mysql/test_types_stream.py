@@ -18,7 +18,7 @@ import pytest
 
 from cdc.events import ChangeEvent, Kind, Op
 from cdc.positions import MySqlPosition
-from cdc.serde.types import ZERO
+from cdc.serde.temporal import ZERO
 from connectors.mysql.source import MySqlSource, rowimage
 from tests.integration.mysql.conftest import drain
 

@@ -26,14 +26,14 @@ from cdc.events import (
     TransactionInfo,
 )
 from cdc.positions import BinlogFile, GtidSet, Lsn, MySqlPosition, PgPosition
-from cdc.serde.types import (
+from cdc.serde.temporal import (
     DATE_WIRE,
     NEG_INFINITY,
     POS_INFINITY,
     ZERO,
     TemporalSentinel,
-    shortest_float32,
 )
+from cdc.serde.value_codecs import shortest_float32
 
 _CTX = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
 SENTINELS = st.sampled_from([POS_INFINITY, NEG_INFINITY, ZERO])

@@ -28,7 +28,7 @@ ARRAY          list of the element kind's values (may nest, may hold None)
 =============  ===========================================================
 
 Infinite or out-of-range dates/timestamps (PostgreSQL ``infinity``, MySQL
-zero dates) are represented by the sentinels in :mod:`cdc.serde.types`.
+zero dates) are represented by the sentinels in :mod:`cdc.serde.temporal`.
 """
 
 from __future__ import annotations

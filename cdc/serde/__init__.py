@@ -7,9 +7,12 @@ with canonical Python values. Schemas are registered and fetched through a
 :class:`SchemaRegistry` (:class:`RegistryClient` for a real one), once per
 table schema version.
 
-Layout: :mod:`.types` (column types <-> Avro), :mod:`.envelope` (per-table
-schemas), :mod:`.encode` (encode), :mod:`.rowdecode` and :mod:`.decode` (decode),
-:mod:`.sourceblock` (what source writers share), :mod:`.reader` (generated Avro
+Layout: :mod:`.types` (column types -> Avro), :mod:`.value_codecs` and
+:mod:`.temporal` (value codecs; dates and times), :mod:`.special_values`
+(values with no Avro spelling), :mod:`.field_decoding` (writer schema fields
+-> column types), :mod:`.envelope` (per-table schemas), :mod:`.encode`
+(encode), :mod:`.rowdecode` and :mod:`.decode` (decode), :mod:`.sourceblock`
+(what source writers share), :mod:`.reader` (generated Avro
 readers), :mod:`.binary` (Avro primitives), :mod:`.framing` (wire header),
 :mod:`.registry` (registry clients). ``schemas/ENVELOPE.md`` and
 ``schemas/TYPES.md`` document the wire contract.
@@ -36,7 +39,7 @@ from cdc.serde.framing import HEADER_SIZE, frame, frame_prefix, unframe
 from cdc.serde.limits import DEFAULT_LIMITS, DecodeLimits
 from cdc.serde.registry import InMemorySchemaRegistry, RegistryClient, SchemaRegistry
 from cdc.serde.rowdecode import KeyReader, WriterSchema, decode_value
-from cdc.serde.types import (
+from cdc.serde.temporal import (
     NEG_INFINITY,
     POS_INFINITY,
     ZERO,

@@ -33,6 +33,7 @@ from cdc.serde import reader as _reader
 from cdc.serde.envelope import (
     full_name,
 )
+from cdc.serde.field_decoding import unwrap_nullable
 from cdc.serde.limits import DEFAULT_LIMITS, DecodeLimits
 from cdc.serde.rowdecode import (
     _NATIVE_READ,
@@ -41,10 +42,7 @@ from cdc.serde.rowdecode import (
     WriterSchema,
     _table_from_prop,
 )
-from cdc.serde.types import (
-    special_value,
-    unwrap_nullable,
-)
+from cdc.serde.special_values import special_value
 from cdc.spi import PositionCodec
 
 _OP_OF: Final[dict[Any, Op]] = {op.value: op for op in Op}

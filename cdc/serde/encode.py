@@ -101,7 +101,7 @@ def _c_program(fields: Sequence[FieldSpec]) -> Any:
     }
     spec = []
     for f in fields:
-        lo, hi = f.avro.int_range or (binary.INT64_MIN, binary.INT64_MAX)
+        lo, hi = f.avro.inline_params or (binary.INT64_MIN, binary.INT64_MAX)
         absent = NULL_BRANCH if f.column.nullable else f.avro.placeholder  # as RowEncoder._absent
         spec.append(
             (f.column.name, f.column.nullable, ops[f.avro.inline], lo, hi, f.avro.encode, absent)
@@ -273,8 +273,8 @@ def _generate(fields: Sequence[FieldSpec]) -> str:
                 "    raise Slow",
             ]
         elif inline is Inline.INT:
-            assert f.avro.int_range is not None
-            lo, hi = f.avro.int_range
+            assert f.avro.inline_params is not None
+            lo, hi = f.avro.inline_params
             body = []
             if (lo, hi) != (binary.INT64_MIN, binary.INT64_MAX):  # zigzag checks longs itself
                 body = [f"if not {lo} <= v <= {hi}:", "    raise Slow"]

@@ -29,19 +29,17 @@ from cdc.events import (
     TableId,
 )
 from cdc.serde import reader as _reader
-from cdc.serde import types as _types
+from cdc.serde import temporal as _temporal
+from cdc.serde import value_codecs as _value_codecs
 from cdc.serde.envelope import (
     full_name,
     named_types,
 )
+from cdc.serde.field_decoding import ColumnDecoding, column_decoding
 from cdc.serde.limits import DEFAULT_LIMITS, DecodeLimits
 from cdc.serde.reader import Reader, compile_reader
-from cdc.serde.types import (
-    ColumnDecoding,
-    column_decoding,
-)
 
-_FIXED_DECIMAL_CODE: Final = _types._fixed_decimal_codec(1, 0)[1].__code__
+_FIXED_DECIMAL_CODE: Final = _value_codecs.fixed_decimal_codec(1, 0)[1].__code__
 _cdecode = _reader.native_module()
 _NATIVE_READ: Final[Callable[..., Any] | None] = None if _cdecode is None else _cdecode.read
 
@@ -70,11 +68,11 @@ def _native_conversion(conv: Callable[[Any], Any] | None) -> _reader.Conversion 
     if conv is None:
         return None
     safe = _guarded(conv)
-    if conv is _types._date_from_wire:
+    if conv is _temporal.date_from_wire:
         return (_reader.CV_DATE, 0, safe)
-    if conv is _types._ts_from_micros:
+    if conv is _temporal.ts_from_micros:
         return (_reader.CV_TS, 0, safe)
-    if conv is _types._time_from_micros:
+    if conv is _temporal.time_from_micros:
         return (_reader.CV_TIME, 0, safe)
     code = getattr(conv, "__code__", None)
     cells = getattr(conv, "__closure__", None)

@@ -41,7 +41,8 @@ import pymysql.converters
 
 from cdc.errors import SchemaError, SerializationError
 from cdc.events import ColumnType, Kind
-from cdc.serde.types import ZERO, shortest_float32
+from cdc.serde.temporal import ZERO
+from cdc.serde.value_codecs import shortest_float32
 
 __all__ = [
     "ZERO_DATE_POLICIES",

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from cdc.errors import SerializationError
 from cdc.events import ColumnType, Kind
-from cdc.serde.types import NEG_INFINITY, POS_INFINITY, TemporalSentinel
+from cdc.serde.temporal import NEG_INFINITY, POS_INFINITY, TemporalSentinel
 
 if TYPE_CHECKING:
     import psycopg

@@ -84,7 +84,7 @@ from pymysql.constants import CLIENT, SERVER_STATUS
 from cdc import native
 from cdc.errors import SchemaError
 from cdc.events import ColumnType, Kind
-from cdc.serde.types import TemporalSentinel
+from cdc.serde.temporal import TemporalSentinel
 from cdc.sink.sql import delete_by_keys
 from cdc.sink.values import (
     DoesNotFit,

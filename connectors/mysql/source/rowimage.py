@@ -49,7 +49,7 @@ from pymysqlreplication.json_binary import parse_json
 
 from cdc import native
 from cdc.events import Kind
-from cdc.serde.types import shortest_float32
+from cdc.serde.value_codecs import shortest_float32
 from connectors.mysql import types as t
 from connectors.mysql.types import BinlogColumn, ColumnCodec, _json_text
 

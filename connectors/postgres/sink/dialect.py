@@ -69,7 +69,7 @@ from psycopg.types.string import TextLoader
 
 from cdc.errors import SchemaError
 from cdc.events import ColumnType, Kind
-from cdc.serde.types import TemporalSentinel
+from cdc.serde.temporal import TemporalSentinel
 from cdc.sink.sql import delete_by_keys
 from cdc.sink.values import (
     DoesNotFit,

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from cdc.events import ChangeEvent, Kind, Op
-from cdc.serde.types import ZERO
+from cdc.serde.temporal import ZERO
 from connectors.mysql.position import MySqlPosition
 from connectors.mysql.source import MySqlSource, rowimage
 from tests.integration.mysql.conftest import drain

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from cdc.errors import SchemaError, SerializationError
 from cdc.events import Kind
-from cdc.serde.types import ZERO
+from cdc.serde.temporal import ZERO
 from connectors.mysql import types as t
 from connectors.mysql.types import (
     BinlogColumn,

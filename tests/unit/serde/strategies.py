@@ -25,14 +25,14 @@ from cdc.events import (
     TableSchema,
     TransactionInfo,
 )
-from cdc.serde.types import (
+from cdc.serde.temporal import (
     DATE_WIRE,
     NEG_INFINITY,
     POS_INFINITY,
     ZERO,
     TemporalSentinel,
-    shortest_float32,
 )
+from cdc.serde.value_codecs import shortest_float32
 from connectors.mysql.position import BinlogFile, GtidSet, MySqlPosition
 from connectors.postgres.position import Lsn, PgPosition
 

@@ -22,7 +22,9 @@ from cdc.serde.decode import DecodedChange
 from cdc.serde.encode import TableEncoder
 from cdc.serde.envelope import build_schemas
 from cdc.serde.rowdecode import decode_value
-from cdc.serde.types import NESTED_ARRAY_KEY, POS_INFINITY, avro_type, special_value
+from cdc.serde.special_values import NESTED_ARRAY_KEY, special_value
+from cdc.serde.temporal import POS_INFINITY
+from cdc.serde.types import avro_type
 from tests.unit.serde.strategies import nested_lists, pg_source, same_value, scalar_types, values
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -12,21 +12,23 @@ from typing import Any
 import pytest
 
 from cdc.events import ColumnType, Kind
-from cdc.serde.types import (
+from cdc.serde.field_decoding import column_decoding
+from cdc.serde.temporal import (
     DATE_WIRE,
     NEG_INFINITY,
     POS_INFINITY,
     TIMESTAMP_WIRE,
     TIMESTAMPTZ_WIRE,
     ZERO,
+)
+from cdc.serde.types import (
     avro_field_names,
     avro_name,
     avro_type,
-    column_decoding,
     column_type_from_json,
     column_type_to_json,
-    shortest_float32,
 )
+from cdc.serde.value_codecs import shortest_float32
 
 
 def schema_of(ct: ColumnType) -> Any:

@@ -19,7 +19,7 @@ import pytest
 
 from cdc.events import ColumnType, Kind
 from connectors.mysql import types as t
-from connectors.mysql.sink import dialect as my
+from connectors.mysql.sink import literals as mysql_literals
 from connectors.mysql.source import rowimage as r
 from connectors.mysql.types import BinlogColumn, make_codec
 
@@ -64,7 +64,7 @@ def test_mysql_latin1_reads_every_byte_value(code: int, length: int) -> None:
     assert ALL_BYTES.decode(r.MYSQL_LATIN1).encode(r.MYSQL_LATIN1) == ALL_BYTES
 
 
-@pytest.mark.skipif(my._cliteral is None, reason="native module not built")
+@pytest.mark.skipif(mysql_literals._cliteral is None, reason="native module not built")
 def test_a_fallback_that_mutates_the_row_list_cannot_free_what_is_written() -> None:
     n = 64
     values: list[Any] = [Decimal(i) / 7 for i in range(n)]  # Decimals: each goes to fallback
@@ -77,4 +77,4 @@ def test_a_fallback_that_mutates_the_row_list_cannot_free_what_is_written() -> N
             junk.append(0.0)
         return str(v)
 
-    assert my._cliteral.row(values, fallback, False) == expected
+    assert mysql_literals._cliteral.row(values, fallback, False) == expected

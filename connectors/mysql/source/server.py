@@ -98,11 +98,6 @@ class ServerInfo:
     mariadb: bool
     server_id: int
 
-    @property
-    def major_minor(self) -> tuple[int, int]:
-        parts = self.version.split("-", 1)[0].split(".")
-        return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
-
 
 def server_info(cur: Any) -> ServerInfo:
     cur.execute("SELECT VERSION(), @@server_id")

@@ -392,7 +392,7 @@ NativeSpec = tuple[int, int, int, Any, Any]
 
 
 def _native_spec(b: BinlogColumn, codec: ColumnCodec, dec: ColumnDecoder) -> NativeSpec:
-    """The C program's ``(op, a, b, obj, conv)`` for a column whose Python decoder
+    """The C program's ``(op, first, second, obj, conv)`` for a column whose Python decoder
     (from :func:`_column_decoder`) is ``dec``; mirrors that function case by case.
     Anything without C code (or with facts out of the C code's range) calls ``dec``.
     """

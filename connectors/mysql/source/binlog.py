@@ -122,7 +122,8 @@ from connectors.mysql.source.transaction import (
     row_changes,
     with_mysql_gtid,
 )
-from connectors.mysql.types import BinlogColumn, ZeroDatePolicy
+from connectors.mysql.types import BinlogColumn
+from connectors.mysql.values import ZeroDatePolicy
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ subclass pinned to the versions it was tested with:
   does not take), set on each event :class:`BinlogStream` returns, not on the
   library's classes: mysql-replication 1.0.17 decodes negative TIME values with
   fractional seconds wrongly (its ``__read_time2`` is replaced by
-  :func:`connectors.mysql.types.decode_time2`), and reads MySQL's latin1 as
+  :func:`connectors.mysql.values.decode_time2`), and reads MySQL's latin1 as
   strict cp1252, which stops at the five bytes cp1252 leaves undefined
   (``charset_to_encoding`` maps it to :data:`~connectors.mysql.source.rowimage.MYSQL_LATIN1`).
 
@@ -50,7 +50,7 @@ from pymysqlreplication.row_event import (
 
 from connectors.mysql.source.rowimage import MYSQL_LATIN1
 from connectors.mysql.source.server import StreamConnection
-from connectors.mysql.types import decode_time2
+from connectors.mysql.values import decode_time2
 
 __all__ = [
     "TESTED_VERSIONS",

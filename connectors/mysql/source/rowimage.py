@@ -6,7 +6,7 @@ layers of Python calls (~6 us per column here), which capped the source near
 the TableMap, so for the column types below this module decodes a whole rows
 event from its bytes with one precompiled function per column and produces the
 canonical values of :mod:`cdc.events` directly (the same values
-:class:`~connectors.mysql.types.BinlogRowDecoder` makes of the library's
+:class:`~connectors.mysql.values.BinlogRowDecoder` makes of the library's
 output; the integration tests run both paths against the same rows).
 
 Images without NULLs (the common case) go through a function generated per
@@ -51,7 +51,9 @@ from cdc import native
 from cdc.events import Kind
 from cdc.serde.types import shortest_float32
 from connectors.mysql import types as t
-from connectors.mysql.types import BinlogColumn, ColumnCodec, _json_text
+from connectors.mysql import values
+from connectors.mysql.types import BinlogColumn
+from connectors.mysql.values import ColumnCodec, _json_text
 
 __all__ = ["FastRowDecoder", "build_fast_decoder", "native_available"]
 
@@ -306,7 +308,7 @@ def _time2(fsp: int) -> ColumnDecoder:
     size = 3 + _fsp_size(fsp)
 
     def dec(buf: bytes, off: int) -> tuple[Any, int]:
-        return t.decode_time2(buf[off : off + size], fsp), off + size
+        return values.decode_time2(buf[off : off + size], fsp), off + size
 
     return dec
 
@@ -349,7 +351,7 @@ def _column_decoder(b: BinlogColumn, codec: ColumnCodec) -> ColumnDecoder | None
             return None
         return _text_or_bytes(b, codec, b.length_size)
     if code == t.T_GEOMETRY and b.length_size:
-        return _then(_string(b.length_size, "", None), t._strip_srid)
+        return _then(_string(b.length_size, "", None), values._strip_srid)
     if code == t.T_JSON and b.length_size:
         return _json_binary(b.length_size)
     if code == t.T_ENUM:
@@ -420,7 +422,7 @@ def _native_spec(b: BinlogColumn, codec: ColumnCodec, dec: ColumnDecoder) -> Nat
         assert b.length_size is not None
         return _native_text(b, codec, b.length_size, dec)
     if code == t.T_GEOMETRY and b.length_size and 1 <= b.length_size <= 4:
-        return (n.OP_BYTES, b.length_size, 0, None, t._strip_srid)
+        return (n.OP_BYTES, b.length_size, 0, None, values._strip_srid)
     if code == t.T_ENUM:
         size = b.pack_size or (1 if len(b.enum_values) < 256 else 2)
         if 1 <= size <= 8:

@@ -38,7 +38,8 @@ from cdc.positions import BinlogFile, GtidSet, MySqlPosition
 from connectors.mysql import types as t
 from connectors.mysql.source import binlog, transaction
 from connectors.mysql.source import rowimage as r
-from connectors.mysql.types import BinlogColumn, ColumnCodec, make_codec
+from connectors.mysql.types import BinlogColumn
+from connectors.mysql.values import ColumnCodec, make_codec
 
 from .test_rowimage import encode_datetime2, encode_decimal
 

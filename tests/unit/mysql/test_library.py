@@ -21,7 +21,7 @@ from pymysqlreplication.row_event import RowsEvent, WriteRowsEvent
 
 from connectors.mysql.source import library
 from connectors.mysql.source.rowimage import MYSQL_LATIN1
-from connectors.mysql.types import decode_time2
+from connectors.mysql.values import decode_time2
 
 
 def params(func: Any) -> list[str]:

@@ -21,7 +21,8 @@ from cdc.events import ColumnType, Kind
 from connectors.mysql import types as t
 from connectors.mysql.sink import literals as mysql_literals
 from connectors.mysql.source import rowimage as r
-from connectors.mysql.types import BinlogColumn, make_codec
+from connectors.mysql.types import BinlogColumn
+from connectors.mysql.values import make_codec
 
 ALL_BYTES = bytes(range(256))
 

@@ -22,7 +22,7 @@ subclass pinned to the versions it was tested with:
   fractional seconds wrongly (its ``__read_time2`` is replaced by
   :func:`connectors.mysql.values.decode_time2`), and reads MySQL's latin1 as
   strict cp1252, which stops at the five bytes cp1252 leaves undefined
-  (``charset_to_encoding`` maps it to :data:`~connectors.mysql.source.rowimage.MYSQL_LATIN1`).
+  (``charset_to_encoding`` maps it to :data:`~connectors.mysql.latin1.MYSQL_LATIN1`).
 
 The installed version is checked at import against :data:`TESTED_VERSIONS` (also
 the range declared in pyproject.toml). ``tests/unit/mysql/test_library.py``
@@ -48,7 +48,7 @@ from pymysqlreplication.row_event import (
     WriteRowsEvent,
 )
 
-from connectors.mysql.source.rowimage import MYSQL_LATIN1
+from connectors.mysql.latin1 import MYSQL_LATIN1
 from connectors.mysql.source.server import StreamConnection
 from connectors.mysql.values import decode_time2
 
@@ -125,7 +125,7 @@ _library_charset_to_encoding: Final = RowsEvent.charset_to_encoding
 def charset_to_encoding(name: str) -> str:
     """mysql-replication's charset -> Python codec, except that MySQL's latin1 is not
     strict cp1252 (PyMySQL's mapping): five bytes cp1252 leaves undefined are stored
-    and read back as U+0081... (rowimage.MYSQL_LATIN1, also used by cdc's decoders).
+    and read back as U+0081... (latin1.MYSQL_LATIN1, also used by cdc's decoders).
     The library passes the Python name it found for the column's charset, which for
     latin1 is "cp1252" (MySQL has no other charset that maps to cp1252)."""
     if name in ("latin1", "cp1252"):

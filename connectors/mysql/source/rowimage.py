@@ -25,6 +25,13 @@ Tables with a column type not listed (the pre-5.6 temporal formats, old
 DECIMAL) or events this does not handle (partial JSON updates, MINIMAL row
 images) fall back to the library.
 
+One concern, a little over 600 lines: decoding row images. The per-column
+Python decoders, the per-table generated function built from them and the spec
+of the C program compiled from the same column facts belong together - the
+tests compare all three on the same bytes. Column types and value codecs are
+:mod:`connectors.mysql.types` / :mod:`connectors.mysql.values`, MySQL's latin1
+codec :mod:`connectors.mysql.latin1`.
+
 Row image layout (MySQL ``log_event.cc``, ``Field::pack``): per row a null
 bitmap over the present columns, then each non-null column packed:
 integers little-endian; FLOAT/DOUBLE IEEE little-endian; DECIMAL in MySQL's
@@ -36,7 +43,6 @@ DATE 3 bytes; TIME2/DATETIME2/TIMESTAMP2 big-endian with fractional bytes.
 
 from __future__ import annotations
 
-import codecs
 import struct
 import sys
 from collections.abc import Callable, Sequence
@@ -52,6 +58,7 @@ from cdc.events import Kind
 from cdc.serde.types import shortest_float32
 from connectors.mysql import types as t
 from connectors.mysql import values
+from connectors.mysql.latin1 import MYSQL_LATIN1, MYSQL_LATIN1_TABLE
 from connectors.mysql.types import BinlogColumn
 from connectors.mysql.values import ColumnCodec, _json_text
 
@@ -78,36 +85,6 @@ _EPOCH_TSTZ: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 
-def _mysql_latin1_table() -> str:
-    """MySQL's ``latin1``: cp1252, except that the five bytes cp1252 leaves undefined
-    (0x81, 0x8D, 0x8F, 0x90, 0x9D) are stored and read back as U+0081... (what the
-    server returns for them converted to utf8mb4)."""
-    chars = []
-    for b in range(256):
-        try:
-            chars.append(bytes([b]).decode("cp1252"))
-        except UnicodeDecodeError:
-            chars.append(chr(b))
-    return "".join(chars)
-
-
-#: the decoding table of MySQL's latin1, byte -> character (also used by the C decoder)
-MYSQL_LATIN1_TABLE: Final = _mysql_latin1_table()
-MYSQL_LATIN1: Final = "cdc_mysql_latin1"  # its Python codec name, registered below
-_LATIN1_ENCODE: Final = codecs.charmap_build(MYSQL_LATIN1_TABLE)
-
-
-def _latin1_codec(name: str) -> codecs.CodecInfo | None:
-    if name != MYSQL_LATIN1:
-        return None
-    return codecs.CodecInfo(
-        name=MYSQL_LATIN1,
-        encode=lambda s, errors="strict": codecs.charmap_encode(s, errors, _LATIN1_ENCODE),
-        decode=lambda b, errors="strict": codecs.charmap_decode(b, errors, MYSQL_LATIN1_TABLE),
-    )
-
-
-codecs.register(_latin1_codec)
 
 _PY_CODEC: Final = {
     "utf8mb4": "utf-8",

@@ -18,7 +18,7 @@ import pymysql.err
 
 from cdc.errors import PrerequisiteError, RetriableError
 from cdc.positions import BinlogFile, GtidSet
-from connectors.mysql.source.rowimage import MYSQL_LATIN1
+from connectors.mysql.latin1 import MYSQL_LATIN1
 
 #: Client/server error codes that mean "the connection is gone": can't
 #: connect (2003), server gone away (2006), lost during query (2013), lost at
@@ -87,7 +87,7 @@ def connect(kwargs: Mapping[str, Any], **extra: Any) -> pymysql.connections.Conn
         raise
     if conn.encoding == "cp1252":
         # A latin1 connection: PyMySQL decodes it as strict cp1252, which raises on
-        # the five bytes MySQL's latin1 maps to U+0081... (rowimage.MYSQL_LATIN1).
+        # the five bytes MySQL's latin1 maps to U+0081... (latin1.MYSQL_LATIN1).
         conn.encoding = MYSQL_LATIN1
     return conn
 

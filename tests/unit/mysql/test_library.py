@@ -19,8 +19,8 @@ from pymysqlreplication.event import FormatDescriptionEvent
 from pymysqlreplication.packet import BinLogPacketWrapper
 from pymysqlreplication.row_event import RowsEvent, WriteRowsEvent
 
+from connectors.mysql.latin1 import MYSQL_LATIN1
 from connectors.mysql.source import library
-from connectors.mysql.source.rowimage import MYSQL_LATIN1
 from connectors.mysql.values import decode_time2
 
 

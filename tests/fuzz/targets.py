@@ -51,7 +51,8 @@ from cdc.serde.framing import HEADER_SIZE, frame, unframe
 from cdc.serde.reader import compile_reader
 from cdc.serde.rowdecode import KeyReader, WriterSchema
 from connectors.mysql.source import rowimage
-from connectors.mysql.types import BinlogColumn, column_type_from_binlog, make_codec
+from connectors.mysql.types import BinlogColumn, column_type_from_binlog
+from connectors.mysql.values import make_codec
 from connectors.postgres.source import decoder as pg
 
 HERE = Path(__file__).resolve().parent

@@ -13,7 +13,8 @@ from cdc.errors import SerializationError
 from cdc.serde import decode, rowdecode
 from connectors.mysql import types as t
 from connectors.mysql.source import rowimage
-from connectors.mysql.types import BinlogColumn, column_type_from_binlog, make_codec
+from connectors.mysql.types import BinlogColumn, column_type_from_binlog
+from connectors.mysql.values import make_codec
 from tests.fuzz import targets
 
 UUID = b"123e4567-e89b-12d3-a456-426614174000"

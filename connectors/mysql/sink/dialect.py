@@ -1,4 +1,10 @@
-"""MySQL/MariaDB as a replica: type mapping, value conversion, SQL, and the session.
+"""MySQL/MariaDB as a replica: the dialect - type mapping, value conversion, SQL text.
+
+What the generic applier (:mod:`cdc.sink`) asks of a MariaDB/MySQL replica that is
+not I/O: column DDL and widening, the text of upserts/deletes/truncates, value
+converters to and from the driver, and error classification. The connection that
+runs that SQL is :class:`~connectors.mysql.sink.session.MySqlSession`; the SQL
+literals it writes rows with are :mod:`connectors.mysql.sink.literals`.
 
 Type mapping (neutral kind -> MariaDB/MySQL), used when the sink creates or
 widens a table. Events from a MySQL/MariaDB source recreate the source's
@@ -64,24 +70,20 @@ which a MariaDB source reading this server's binlog can map back with
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import re
-import struct
 import uuid
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import pymysql
 import pymysql.cursors
-from pymysql import converters as _pymysql_converters
-from pymysql.constants import CLIENT, SERVER_STATUS
+from pymysql.constants import CLIENT
 
-from cdc import native
 from cdc.errors import SchemaError
 from cdc.events import ColumnType, Kind
 from cdc.serde.temporal import TemporalSentinel
@@ -98,17 +100,16 @@ from cdc.sink.values import (
 )
 from cdc.spi import (
     ErrorKind,
-    KeyRange,
     ReplicaColumn,
-    ReplicaTable,
-    SinkDialect,
     TableName,
 )
+
+if TYPE_CHECKING:
+    from connectors.mysql.sink.session import MySqlSession
 
 log = logging.getLogger(__name__)
 
 SQL_MODE: Final = "STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION,NO_AUTO_VALUE_ON_ZERO"
-_DELETE_CHUNK: Final = 1_000
 _TIME_MAX: Final = timedelta(hours=838, minutes=59, seconds=59, microseconds=999_999)
 _TS_MIN: Final = datetime(1970, 1, 1, 0, 0, 1)
 _TS_MAX: Final = datetime(2038, 1, 19, 3, 14, 7, 999_999)
@@ -220,7 +221,7 @@ def _int_from_db(v: Any) -> Any:
     return int(v) if isinstance(v, Decimal) else v
 
 
-def _kind_of(data_type: str, column_type: str) -> Kind | None:
+def kind_of(data_type: str, column_type: str) -> Kind | None:
     dt = data_type.lower()
     ct = column_type.lower()
     if dt == "tinyint" and ct.startswith("tinyint(1)"):
@@ -554,384 +555,20 @@ class MySqlDialect:
         return MySqlDialect("mariadb" if "mariadb" in version.lower() else "mysql"), conn
 
     def connect(self, config: Any) -> MySqlSession:
+        from connectors.mysql.sink.session import MySqlSession  # (imports this module)
+
         dialect, conn = self._connect(config.target)
         return MySqlSession(dialect, conn)
 
     def open_reader(self, connection: Any) -> MySqlSession:
+        from connectors.mysql.sink.session import MySqlSession  # (imports this module)
+
         dialect, conn = self._connect(connection)
         return MySqlSession(dialect, conn, read_only=True)
-
-
-class MySqlSession:
-    """A connection to a MariaDB/MySQL replica (or, read-only, any server for verify)."""
-
-    def __init__(self, dialect: MySqlDialect, conn: Any, *, read_only: bool = False) -> None:
-        self.dialect: SinkDialect = dialect
-        self._d = dialect
-        self._conn = conn
-        self._literal: Callable[[Any], str] = conn.escape
-        self._fast_literals = _literals(conn)
-        self._row_text = _native_row_text(conn, self._fast_literals)
-        self._upserts: dict[tuple[TableName, tuple[str, ...], tuple[str, ...]], tuple[str, str]] = {}
-        self._in_tx = False
-        with conn.cursor() as cur:
-            cur.execute(f"SET SESSION sql_mode = '{SQL_MODE}'")
-            cur.execute("SET SESSION time_zone = '+00:00'")
-            cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
-            if read_only:
-                cur.execute("SET SESSION TRANSACTION READ ONLY")
-            cur.execute("SELECT DATABASE()")
-            self.database: str | None = cur.fetchone()[0]
-        conn.commit()
-
-    def _schema(self, table: TableName) -> str | None:
-        return table.schema or self.database
-
-    def _end_read(self) -> None:
-        if not self._in_tx:
-            self._conn.commit()
-
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._conn.cursor() as cur:
-            cur.execute(sql, tuple(params))
-            return list(cur.fetchall())
-
-    # -- reading
-
-    def list_tables(self) -> list[TableName]:
-        # A connection without a database (a source capturing several) sees every user database.
-        rows = self._query(
-            "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES "
-            "WHERE TABLE_TYPE = 'BASE TABLE' AND (TABLE_SCHEMA = DATABASE() OR (DATABASE() IS NULL "
-            "AND TABLE_SCHEMA NOT IN ('mysql', 'information_schema', 'performance_schema', "
-            "'sys'))) ORDER BY 1, 2"
-        )
-        self._end_read()
-        return [TableName(s, t) for s, t in rows]
-
-    def describe(self, table: TableName) -> ReplicaTable | None:
-        schema = self._schema(table)
-        rows = self._query(
-            "SELECT COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, IS_NULLABLE, CHARACTER_MAXIMUM_LENGTH, "
-            "NUMERIC_PRECISION, NUMERIC_SCALE, DATETIME_PRECISION FROM information_schema.COLUMNS "
-            "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
-            [schema, table.name],
-        )
-        if not rows:
-            self._end_read()
-            return None
-        pk = self._query(
-            "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = %s "
-            "AND TABLE_NAME = %s AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION",
-            [schema, table.name],
-        )
-        self._end_read()
-        columns = []
-        for name, ctype, dtype, nullable, length, precision, scale, fraction in rows:
-            dt = str(dtype).lower()
-            if dt == "bit":
-                length = precision
-            columns.append(
-                ReplicaColumn(
-                    name=str(name),
-                    type_text=str(ctype).lower(),
-                    data_type=dt,
-                    nullable=nullable == "YES",
-                    length=None if length is None else int(length),
-                    precision=None if precision is None or dt != "decimal" else int(precision),
-                    scale=None if scale is None or dt != "decimal" else int(scale),
-                    fraction=None if fraction is None else int(fraction),
-                    kind=_kind_of(dt, str(ctype)),
-                )
-            )
-        return ReplicaTable(table, tuple(columns), tuple(str(r[0]) for r in pk))
-
-    def count(self, table: TableName) -> int:
-        rows = self._query(f"SELECT COUNT(*) FROM {self._d.table_sql(table)}")
-        self._end_read()
-        return int(rows[0][0])
-
-    def key_bounds(self, table: TableName, column: str) -> tuple[Any, Any]:
-        c = quote(column)
-        rows = self._query(f"SELECT MIN({c}), MAX({c}) FROM {self._d.table_sql(table)}")
-        self._end_read()
-        return rows[0][0], rows[0][1]
-
-    def scan(
-        self, table: TableName, columns: Sequence[str], *, key_range: KeyRange | None = None
-    ) -> Iterator[tuple[Any, ...]]:
-        sql = f"SELECT {', '.join(quote(c) for c in columns)} FROM {self._d.table_sql(table)}"
-        params: tuple[Any, ...] = ()
-        if key_range is not None:
-            col, lo, hi = key_range
-            sql += f" WHERE {quote(col)} >= %s AND {quote(col)} < %s"
-            params = (lo, hi)
-        with self._conn.cursor(pymysql.cursors.SSCursor) as cur:
-            cur.execute(sql, params)
-            while True:
-                rows = cur.fetchmany(10_000)
-                if not rows:
-                    break
-                yield from rows
-        self._end_read()
-
-    # -- schema changes
-
-    def execute_ddl(self, statements: Sequence[str]) -> None:
-        if self._in_tx:
-            raise RuntimeError("DDL inside a data transaction")
-        with self._conn.cursor() as cur:
-            for sql in statements:
-                log.info("replica DDL: %s", sql)
-                cur.execute(sql, ())
-        self._conn.commit()
-
-    def invalidate(self, table: TableName) -> None:
-        """Nothing is cached per table."""
-
-    # -- transactions
-
-    def begin(self) -> None:
-        self._conn.commit()  # end any implicit read transaction
-        self._conn.begin()
-        self._in_tx = True
-
-    def commit(self) -> None:
-        self._conn.commit()
-        self._in_tx = False
-
-    def rollback(self) -> None:
-        self._in_tx = False
-        if self._conn.open:
-            self._conn.rollback()
-
-    def savepoint(self) -> None:
-        self.execute("SAVEPOINT cdc_change")
-
-    def rollback_to_savepoint(self) -> None:
-        self.execute("ROLLBACK TO SAVEPOINT cdc_change")
-
-    def release_savepoint(self) -> None:
-        self.execute("RELEASE SAVEPOINT cdc_change")
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        with self._conn.cursor() as cur:
-            return int(cur.execute(sql, tuple(params)))
-
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return self._query(sql, params)
-
-    def set_origin(self, origin: str) -> None:
-        with self._conn.cursor() as cur:
-            cur.execute("SET SESSION gtid_domain_id = %s", (origin_domain_id(origin),))
-            cur.execute("SET @cdc_origin = %s", (origin,))
-        self._conn.commit()
-
-    # -- writing
-
-    def upsert(self, table: ReplicaTable, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-        """Multi-row ``INSERT .. ON DUPLICATE KEY UPDATE`` statements of up to
-        :data:`_STATEMENT_BYTES`, the values written as SQL literals here (as PyMySQL
-        would, with its encoders) rather than through ``executemany``'s per-value
-        escaping, which cost more than the server's work."""
-        if not rows:
-            return
-        cols = tuple(columns)
-        parts = self._upserts.get((table.name, cols, table.primary_key))
-        if parts is None:
-            one = self._d.upsert(table.name, cols, table.primary_key, 1)
-            head, _, tail = one.partition(" VALUES (")
-            tail = tail.partition(")")[2]  # the placeholders hold no ')'
-            # Run without parameters: the %% that quote() doubled are single again.
-            parts = (head.replace("%%", "%") + " VALUES ", tail.replace("%%", "%"))
-            self._upserts[(table.name, cols, table.primary_key)] = parts
-        head, tail = parts
-        literal = self._literal
-        get = self._fast_literals.get
-        row_text = self._row_text
-        # How PyMySQL's escape reads the session now (NO_BACKSLASH_ESCAPES: quotes doubled).
-        no_backslash = bool(self._conn.server_status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES)
-
-        def fallback(v: Any) -> str:
-            return (get(type(v)) or literal)(v)
-
-        batch: list[str] = []
-        size = 0
-        with self._conn.cursor() as cur:
-            for row in rows:
-                if row_text is not None:
-                    text = row_text(row, fallback, no_backslash)
-                else:
-                    text = "(" + ",".join([(get(type(v)) or literal)(v) for v in row]) + ")"
-                batch.append(text)
-                size += len(text) + 1
-                if size >= _STATEMENT_BYTES:
-                    cur.execute(head + ",".join(batch) + tail)
-                    batch = []
-                    size = 0
-            if batch:
-                cur.execute(head + ",".join(batch) + tail)
-
-    def delete(self, table: ReplicaTable, keys: Sequence[Sequence[Any]]) -> None:
-        key = table.primary_key
-        with self._conn.cursor() as cur:
-            for i in range(0, len(keys), _DELETE_CHUNK):
-                chunk = keys[i : i + _DELETE_CHUNK]
-                cur.execute(self._d.delete(table.name, key, len(chunk)), [v for k in chunk for v in k])
-
-    def truncate(self, table: ReplicaTable) -> None:
-        self.execute(self._d.truncate(table.name))
-
-    def move(
-        self, table: ReplicaTable, old_key: Sequence[Any], columns: Sequence[str], row: Sequence[Any]
-    ) -> bool:
-        sets = ", ".join(f"{quote(c)} = %s" for c in columns)
-        where = " AND ".join(f"{quote(k)} = %s" for k in table.primary_key)
-        return self.execute(
-            f"UPDATE {self._d.table_sql(table.name)} SET {sets} WHERE {where}", [*row, *old_key]
-        ) > 0
-
-    def _match(
-        self, table: ReplicaTable, columns: Sequence[str], row: Sequence[Any]
-    ) -> tuple[str, list[Any]]:
-        """``WHERE`` text and parameters matching a whole row, NULL-safe."""
-        conds = []
-        params: list[Any] = []
-        for name, v in zip(columns, row, strict=True):
-            c = quote(name)
-            if v is None:
-                conds.append(f"{c} IS NULL")
-                continue
-            rc = table.column(name)
-            if rc is not None and rc.data_type == "json":  # MySQL's JSON type compares by value
-                conds.append(f"{c} = CAST(%s AS JSON)")
-            else:
-                conds.append(f"{c} = %s")
-            if type(v) is float and rc is not None and rc.data_type == "float":
-                # A FLOAT column holds the value rounded to single precision and compares
-                # it as that double: round the parameter alike (0.1 -> 0.10000000149...).
-                with contextlib.suppress(OverflowError):  # (no row can hold it)
-                    v = _SINGLE.unpack(_SINGLE.pack(v))[0]
-            params.append(v)
-        return " AND ".join(conds) or "TRUE", params
-
-    def delete_row(self, table: ReplicaTable, columns: Sequence[str], row: Sequence[Any]) -> bool:
-        where, params = self._match(table, columns, row)
-        return self.execute(
-            f"DELETE FROM {self._d.table_sql(table.name)} WHERE {where} LIMIT 1", params
-        ) > 0
-
-    def update_row(
-        self,
-        table: ReplicaTable,
-        columns: Sequence[str],
-        row: Sequence[Any],
-        set_columns: Sequence[str],
-        values: Sequence[Any],
-    ) -> bool:
-        where, params = self._match(table, columns, row)
-        sets = ", ".join(f"{quote(c)} = %s" for c in set_columns)
-        return self.execute(
-            f"UPDATE {self._d.table_sql(table.name)} SET {sets} WHERE {where} LIMIT 1",
-            [*values, *params],
-        ) > 0
-
-    def close(self) -> None:
-        try:
-            self._conn.close()
-        except pymysql.err.Error as e:  # already closed or broken: nothing to release
-            log.debug("closing the replica connection: %s", e)
-
-
-_SINGLE: Final = struct.Struct("<f")
-_STATEMENT_BYTES: Final = 1_024_000  # PyMySQL's executemany statement size
-
-
-def _literals(conn: Any) -> dict[type, Callable[[Any], str]]:
-    """SQL literals of the common value types, by exact type, as PyMySQL's
-    ``Connection.escape`` writes them (others go through it); mostly C-level
-    callables so a row costs no Python frames for its ints, NULLs and dates."""
-    esc = getattr(conn, "_escape_string", None)
-    encoders = getattr(conn, "encoders", None)
-    if esc is None or not isinstance(encoders, dict):
-        return {}
-    out: dict[type, Callable[[Any], str]] = {
-        int: int.__repr__,
-        type(None): "NULL".format,
-        bool: {True: "1", False: "0"}.__getitem__,
-        str: lambda v: "'" + esc(v) + "'",
-        date: "'{0.year:04}-{0.month:02}-{0.day:02}'".format,
-    }
-    for t in (datetime, Decimal, float, timedelta):
-        enc = encoders.get(t)
-        if enc is not None:
-            out[t] = _same_as.get((t, enc)) or _encoder_call(enc, encoders)
-    return out
-
-
-_DATETIME: Final = "'{0.year:04}-{0.month:02}-{0.day:02} {0.hour:02}:{0.minute:02}:{0.second:02}'".format
-_DATETIME_US: Final = (
-    "'{0.year:04}-{0.month:02}-{0.day:02} {0.hour:02}:{0.minute:02}:{0.second:02}.{0.microsecond:06}'"
-).format
-
-
-def _datetime_literal(v: datetime) -> str:
-    return (_DATETIME_US if v.microsecond else _DATETIME)(v)
-
-
-def _float_literal(v: float) -> str:
-    s = float.__repr__(v)
-    if "e" in s:
-        return s
-    if s in ("inf", "-inf", "nan"):
-        return str(_pymysql_converters.escape_float(v))  # raises, as PyMySQL does
-    return s + "e0"
-
-
-def _decimal_literal(v: Decimal) -> str:
-    if v.is_finite():
-        return format(v, "f")
-    return str(_pymysql_converters.Decimal2Literal(v, None))  # raises, as PyMySQL does
-
-
-# PyMySQL's own encoders, written here without their extra call (tests compare outputs);
-# used only when the connection's encoder is exactly PyMySQL's function.
-_same_as: Final[dict[tuple[type, Any], Callable[[Any], str]]] = {
-    (datetime, _pymysql_converters.escape_datetime): _datetime_literal,
-    (float, _pymysql_converters.escape_float): _float_literal,
-    (Decimal, _pymysql_converters.Decimal2Literal): _decimal_literal,
-}
-
-
-_cliteral: Any = native.load("connectors.mysql.sink._cliteral")
-
-
-def _native_row_text(
-    conn: Any, literals: dict[type, Callable[[Any], str]]
-) -> Callable[..., str] | None:
-    """The C writer of a row's literal text (``_cliteral.row``), when the session's
-    literals are the ones it reproduces (PyMySQL's str escaping and datetime
-    encoder); None otherwise (the Python loop, the reference, runs then)."""
-    if (
-        _cliteral is None
-        or literals.get(datetime) is not _datetime_literal
-        or str not in literals
-        or getattr(type(conn), "_escape_string", None) is not pymysql.connections.Connection._escape_string
-    ):
-        return None
-    row: Callable[..., str] = _cliteral.row
-    return row
-
-
-def _encoder_call(enc: Callable[[Any, Any], Any], encoders: Any) -> Callable[[Any], str]:
-    def literal(v: Any) -> str:
-        return str(enc(v, encoders))
-
-    return literal
 
 
 def create_dialect() -> MySqlDialect:
     return MySqlDialect()
 
 
-__all__ = ["MySqlDialect", "MySqlSession", "create_dialect", "origin_domain_id"]
+__all__ = ["MySqlDialect", "create_dialect", "kind_of", "origin_domain_id", "quote"]

@@ -5,7 +5,7 @@
  * the tests run both on the same bytes and compare the values and types.
  *
  * Program(names, specs): compiled once per table version from one spec tuple
- * per column, ``(op, a, b, obj, conv)`` (see the OP_* codes below and
+ * per column, ``(op, first, second, obj, conv)`` (see the OP_* codes and Col below and
  * rowimage._native_spec). ``Program.decode(buf, off, end, pairs)`` decodes
  * every row image in ``buf[off:end]`` (a whole rows-event body) into a list of
  * dicts ``{name: value}``, or ``(before, after)`` tuples when ``pairs``.
@@ -22,6 +22,10 @@
  * that it needs the GIL (Py_mod_gil, where Python has it): it walks borrowed
  * references and dict/list internals under it.
  *
+ * One concern: turning row-image bytes into the values (and events) rowimage.py and
+ * binlog.py make in Python, as fast as the CPython API allows; the decoder, its
+ * spec checks and the event builder share the column facts and module state.
+ *
  * CPython C API only, C11.
  */
 #define PY_SSIZE_T_CLEAN
@@ -35,29 +39,39 @@
 #include <time.h>
 
 enum {
-    OP_INT = 1,      /* a = size (1,2,3,4,8), b = unsigned */
+    OP_INT = 1,      /* integer: size (1,2,3,4,8), is_unsigned */
     OP_FLOAT = 2,    /* float32, shortest decimal (cdc.serde.types.shortest_float32) */
     OP_DOUBLE = 3,
-    OP_DECIMAL = 4,  /* a = precision, b = scale, obj = the Python decoder (fallback) */
-    OP_STR = 5,      /* a = length prefix bytes (1..4), b = encoding (0 utf-8, 1 MySQL latin1:
-                        obj = its 256-character decoding table, 2 ascii) */
-    OP_BYTES = 6,    /* a = length prefix bytes (1..4), b = pad to (0: no padding) */
-    OP_ENUM = 7,     /* a = size, obj = ("", *labels) */
-    OP_SET = 8,      /* a = size, obj = labels */
-    OP_BIT = 9,      /* a = bytes */
+    OP_DECIMAL = 4,  /* decimal: precision, scale; obj = the Python decoder (fallback) */
+    OP_STR = 5,      /* text: prefix = length prefix bytes (1..4), encoding (0 utf-8,
+                        1 MySQL latin1: obj = its 256-character decoding table, 2 ascii) */
+    OP_BYTES = 6,    /* bytes: prefix = length prefix bytes (1..4), pad_to (0: no padding) */
+    OP_ENUM = 7,     /* packed: size; obj = ("", *labels) */
+    OP_SET = 8,      /* packed: size; obj = labels */
+    OP_BIT = 9,      /* packed: size (bytes) */
     OP_DATE = 10,    /* obj = zero() */
-    OP_DATETIME2 = 11, /* a = fsp, obj = zero() */
-    OP_TIMESTAMP2 = 12, /* a = fsp, obj = zero() */
-    OP_TIME2 = 13,   /* a = fsp */
+    OP_DATETIME2 = 11, /* temporal: fsp; obj = zero() */
+    OP_TIMESTAMP2 = 12, /* temporal: fsp; obj = zero() */
+    OP_TIME2 = 13,   /* temporal: fsp */
     OP_YEAR = 14,
     OP_PY = 15,      /* obj = dec(buf, off) -> (value, off) */
     OP_MAX = 15
 };
 
+/* One column of a Program: its op and the spec's two integers, named per op. Every
+ * member of the union is a pair of ints, so they share a common initial sequence:
+ * ``spec`` is written from the spec tuple and the op's own member read (C11 6.5.2.3). */
 typedef struct {
     int op;
-    int a;
-    int b;
+    union {
+        struct { int first, second; } spec;            /* as given: (op, first, second, ...) */
+        struct { int size, is_unsigned; } integer;     /* OP_INT */
+        struct { int precision, scale; } decimal;      /* OP_DECIMAL */
+        struct { int prefix, encoding; } text;         /* OP_STR */
+        struct { int prefix, pad_to; } bytes;          /* OP_BYTES */
+        struct { int size, unused; } packed;           /* OP_ENUM, OP_SET, OP_BIT: bytes */
+        struct { int fsp, unused; } temporal;          /* OP_DATETIME2, OP_TIMESTAMP2, OP_TIME2 */
+    };
     PyObject *obj;  /* owned, may be NULL */
     PyObject *conv; /* owned, may be NULL */
 } Col;
@@ -311,18 +325,18 @@ decode_col(Program *p, Py_ssize_t i, PyObject *bufobj, const unsigned char *buf,
 
     switch (c->op) {
     case OP_INT: {
-        NEED(c->a);
-        uint64_t u = le(s, c->a);
-        if (c->b) {
+        NEED(c->integer.size);
+        uint64_t u = le(s, c->integer.size);
+        if (c->integer.is_unsigned) {
             v = PyLong_FromUnsignedLongLong(u);
         }
         else {
-            int bits = c->a * 8;
+            int bits = c->integer.size * 8;
             int64_t x = (int64_t)u;
             if (bits < 64 && (u >> (bits - 1)) & 1) x = (int64_t)(u - ((uint64_t)1 << bits));
             v = PyLong_FromLongLong(x);
         }
-        off += c->a;
+        off += c->integer.size;
         break;
     }
     case OP_FLOAT: {
@@ -344,51 +358,52 @@ decode_col(Program *p, Py_ssize_t i, PyObject *bufobj, const unsigned char *buf,
         break;
     }
     case OP_DECIMAL: {
-        Py_ssize_t size = decimal_size(c->a, c->b);
+        Py_ssize_t size = decimal_size(c->decimal.precision, c->decimal.scale);
         NEED(size);
         int fallback = 0;
-        v = decode_decimal(p->decimal, s, c->a, c->b, &fallback);
+        v = decode_decimal(p->decimal, s, c->decimal.precision, c->decimal.scale, &fallback);
         if (v == NULL && fallback) goto python;
         off += size;
         break;
     }
     case OP_STR:
     case OP_BYTES: {
-        NEED(c->a);
-        Py_ssize_t n = (Py_ssize_t)le(s, c->a);
-        NEED(c->a + n);
-        const char *start = (const char *)s + c->a;
+        NEED(c->text.prefix);
+        Py_ssize_t n = (Py_ssize_t)le(s, c->text.prefix);
+        NEED(c->text.prefix + n);
+        /* text.prefix is bytes.prefix too (the same place in the union) */
+        const char *start = (const char *)s + c->text.prefix;
         if (c->op == OP_STR) {
-            if (c->b == 0) v = PyUnicode_DecodeUTF8(start, n, NULL);
-            else if (c->b == 1) v = PyUnicode_DecodeCharmap(start, n, c->obj, NULL);
+            if (c->text.encoding == 0) v = PyUnicode_DecodeUTF8(start, n, NULL);
+            else if (c->text.encoding == 1) v = PyUnicode_DecodeCharmap(start, n, c->obj, NULL);
             else v = PyUnicode_DecodeASCII(start, n, NULL);
         }
-        else if (c->b > n) {
-            v = PyBytes_FromStringAndSize(NULL, c->b);
+        else if (c->bytes.pad_to > n) {
+            v = PyBytes_FromStringAndSize(NULL, c->bytes.pad_to);
             if (v != NULL) {
                 char *dst = PyBytes_AS_STRING(v);
                 memcpy(dst, start, (size_t)n);
-                memset(dst + n, 0, (size_t)(c->b - n));
+                memset(dst + n, 0, (size_t)(c->bytes.pad_to - n));
             }
         }
         else {
             v = PyBytes_FromStringAndSize(start, n);
         }
-        off += c->a + n;
+        off += c->text.prefix + n;
         break;
     }
     case OP_ENUM: {
-        NEED(c->a);
-        uint64_t idx = le(s, c->a);
+        NEED(c->packed.size);
+        uint64_t idx = le(s, c->packed.size);
         if (idx < (uint64_t)PyTuple_GET_SIZE(c->obj)) v = PyTuple_GET_ITEM(c->obj, (Py_ssize_t)idx);
         else v = p->empty;
         Py_INCREF(v);
-        off += c->a;
+        off += c->packed.size;
         break;
     }
     case OP_SET: {
-        NEED(c->a);
-        uint64_t mask = le(s, c->a);
+        NEED(c->packed.size);
+        uint64_t mask = le(s, c->packed.size);
         Py_ssize_t n = PyTuple_GET_SIZE(c->obj);
         PyObject *parts = PyList_New(0);
         if (parts == NULL) return NULL;
@@ -402,13 +417,13 @@ decode_col(Program *p, Py_ssize_t i, PyObject *bufobj, const unsigned char *buf,
         }
         v = PyUnicode_Join(p->comma, parts);
         Py_DECREF(parts);
-        off += c->a;
+        off += c->packed.size;
         break;
     }
     case OP_BIT:
-        NEED(c->a);
-        v = PyBytes_FromStringAndSize((const char *)s, c->a);
-        off += c->a;
+        NEED(c->packed.size);
+        v = PyBytes_FromStringAndSize((const char *)s, c->packed.size);
+        off += c->packed.size;
         break;
     case OP_DATE: {
         NEED(3);
@@ -420,7 +435,7 @@ decode_col(Program *p, Py_ssize_t i, PyObject *bufobj, const unsigned char *buf,
         break;
     }
     case OP_DATETIME2: {
-        int size = 5 + (c->a + 1) / 2;
+        int size = 5 + (c->temporal.fsp + 1) / 2;
         NEED(size);
         int64_t x = (int64_t)be(s, 5) - INT64_C(0x8000000000);
         int64_t ymd = asr(x, 17), hms = x & 0x1FFFF;
@@ -430,7 +445,7 @@ decode_col(Program *p, Py_ssize_t i, PyObject *bufobj, const unsigned char *buf,
             v = call_zero(c->obj);
         }
         else {
-            int64_t us = frac_micros(s + 5, c->a);
+            int64_t us = frac_micros(s + 5, c->temporal.fsp);
             v = PyDateTime_FromDateAndTime((int)year, (int)month, (int)day, (int)(hms >> 12),
                                            (int)((hms >> 6) & 63), (int)(hms & 63), (int)us);
         }
@@ -438,10 +453,10 @@ decode_col(Program *p, Py_ssize_t i, PyObject *bufobj, const unsigned char *buf,
         break;
     }
     case OP_TIMESTAMP2: {
-        int size = 4 + (c->a + 1) / 2;
+        int size = 4 + (c->temporal.fsp + 1) / 2;
         NEED(size);
         int64_t secs = (int64_t)be(s, 4);
-        int64_t us = frac_micros(s + 4, c->a);
+        int64_t us = frac_micros(s + 4, c->temporal.fsp);
         if (!secs && !us) {
             v = call_zero(c->obj);
         }
@@ -460,7 +475,7 @@ decode_col(Program *p, Py_ssize_t i, PyObject *bufobj, const unsigned char *buf,
         break;
     }
     case OP_TIME2: {
-        int fsp = c->a;
+        int fsp = c->temporal.fsp;
         int size = 3 + (fsp + 1) / 2;
         NEED(size);
         int64_t n = (int64_t)be(s, size), packed;
@@ -651,7 +666,8 @@ check_spec(Py_ssize_t i, Col *c)
 {
     switch (c->op) {
     case OP_INT:
-        if (!(c->a == 1 || c->a == 2 || c->a == 3 || c->a == 4 || c->a == 8))
+        if (!(c->integer.size == 1 || c->integer.size == 2 || c->integer.size == 3 ||
+              c->integer.size == 4 || c->integer.size == 8))
             return spec_error(i, "integer size must be 1, 2, 3, 4 or 8");
         return 0;
     case OP_FLOAT:
@@ -659,31 +675,33 @@ check_spec(Py_ssize_t i, Col *c)
     case OP_YEAR:
         return 0;
     case OP_DECIMAL:
-        if (c->a < 1 || c->a > 65 || c->b < 0 || c->b > 30 || c->b > c->a)
+        if (c->decimal.precision < 1 || c->decimal.precision > 65 || c->decimal.scale < 0 ||
+            c->decimal.scale > 30 || c->decimal.scale > c->decimal.precision)
             return spec_error(i, "decimal precision/scale out of range");
         if (c->obj == NULL || !PyCallable_Check(c->obj))
             return spec_error(i, "decimal needs its Python decoder");
         return 0;
     case OP_STR:
-        if (c->a < 1 || c->a > 4 || c->b < 0 || c->b > 2)
+        if (c->text.prefix < 1 || c->text.prefix > 4 || c->text.encoding < 0 || c->text.encoding > 2)
             return spec_error(i, "string prefix 1..4 and encoding 0..2");
-        if (c->b == 1 && (c->obj == NULL || !PyUnicode_Check(c->obj) ||
+        if (c->text.encoding == 1 && (c->obj == NULL || !PyUnicode_Check(c->obj) ||
                           PyUnicode_GET_LENGTH(c->obj) != 256))
             return spec_error(i, "latin1 needs its 256-character decoding table");
         return 0;
     case OP_BYTES:
-        if (c->a < 1 || c->a > 4 || c->b < 0) return spec_error(i, "bytes prefix 1..4");
+        if (c->bytes.prefix < 1 || c->bytes.prefix > 4 || c->bytes.pad_to < 0)
+            return spec_error(i, "bytes prefix 1..4");
         return 0;
     case OP_ENUM:
     case OP_SET:
-        if (c->a < 1 || c->a > 8) return spec_error(i, "enum/set size 1..8");
+        if (c->packed.size < 1 || c->packed.size > 8) return spec_error(i, "enum/set size 1..8");
         if (c->obj == NULL || !PyTuple_Check(c->obj)) return spec_error(i, "labels tuple");
         for (Py_ssize_t k = 0; k < PyTuple_GET_SIZE(c->obj); k++) {
             if (!PyUnicode_Check(PyTuple_GET_ITEM(c->obj, k))) return spec_error(i, "labels are str");
         }
         return 0;
     case OP_BIT:
-        if (c->a < 1 || c->a > 8) return spec_error(i, "bit bytes 1..8");
+        if (c->packed.size < 1 || c->packed.size > 8) return spec_error(i, "bit bytes 1..8");
         return 0;
     case OP_DATE:
         if (c->obj == NULL || !PyCallable_Check(c->obj)) return spec_error(i, "date needs zero()");
@@ -693,7 +711,7 @@ check_spec(Py_ssize_t i, Col *c)
         if (c->obj == NULL || !PyCallable_Check(c->obj)) return spec_error(i, "needs zero()");
         /* fall through */
     case OP_TIME2:
-        if (c->a < 0 || c->a > 6) return spec_error(i, "fsp 0..6");
+        if (c->temporal.fsp < 0 || c->temporal.fsp > 6) return spec_error(i, "fsp 0..6");
         return 0;
     case OP_PY:
         if (c->obj == NULL || !PyCallable_Check(c->obj)) return spec_error(i, "decoder callable");
@@ -742,7 +760,8 @@ Program_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         Col *c = &self->cols[i];
         PyObject *obj, *conv;
         if (!PyTuple_Check(spec) ||
-            !PyArg_ParseTuple(spec, "iiiOO;a spec is (op, a, b, obj, conv)", &c->op, &c->a, &c->b,
+            !PyArg_ParseTuple(spec, "iiiOO;a spec is (op, first, second, obj, conv)", &c->op,
+                              &c->spec.first, &c->spec.second,
                               &obj, &conv)) {
             if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "a spec is a tuple");
             Py_DECREF(self);

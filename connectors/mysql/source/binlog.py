@@ -1,10 +1,14 @@
 """The binlog stream reader: row events -> ChangeEvents with resumable positions.
 
-Sits on ``pymysqlreplication.BinLogStreamReader`` (protocol, event headers,
-TableMaps); row images are decoded by :mod:`connectors.mysql.source.rowimage`
-(about 3x faster than the library's parser, which stays the fallback for
-types and events it does not cover). This module adds what a CDC source
-needs on top:
+Sits on mysql-replication (protocol, event headers, TableMaps) through
+:class:`~connectors.mysql.source.library.BinlogStream`; row images are decoded
+by :mod:`connectors.mysql.source.rowimage` (about 3x faster than the library's
+parser, which stays the fallback for types and events it does not cover). This
+module adds what a CDC source needs on top. It is one concern at ~800 lines:
+the read loop of :class:`BinlogReader`, which assembles transactions, decides
+resume skips and heartbeats, and builds each event in place (one function, its
+state in locals, because it runs per row), with the connection lifecycle that
+restarts it.
 
 * **Transactions.** A transaction starts at its GTID event (or ``BEGIN`` on a
   binlog without GTIDs) and ends at its XID event, a ``COMMIT``/``ROLLBACK``
@@ -41,40 +45,31 @@ needs on top:
   ``reconnect_timeout_s``.
 * **Filters.** ``database.table`` shell patterns, applied at the TableMap so
   rows of other tables are never parsed.
-* **Library fix.** mysql-replication 1.0.17 decodes negative TIME values
-  with fractional seconds wrongly; its TIME2 reader is replaced by
-  :func:`connectors.mysql.types.decode_time2` when this module is imported.
-* **TableMap cache.** Every rows event comes after a TableMap of its table,
-  and parsing one cost more than the rows of a small transaction: a TableMap
-  whose body (table id, columns, metadata) was seen before on this connection
-  reuses that parse, and its table is not resolved again (until DDL or a
-  rotation). ``TableMapEvent.__init__`` is wrapped for this when the module is
-  imported; readers other than this one (without the cache) are unaffected.
-* **Raw rows packets.** With the native row-image program (``_crowimage``,
-  see rowimage.py), rows events of natively decoded tables and TableMaps
-  already in effect are read from the packet bytes by :class:`_RawPackets`
-  (header, post-header, column bitmaps, then the whole body in one C call);
-  every other packet is handed back to the library, which keeps handshake,
-  checksums, rotation and its table map. Events are built by the C ``Maker``
-  (a positional constructor of the frozen dataclasses) when it is built.
+* **Where the rest lives.** mysql-replication is used through the pinned
+  subclass in :mod:`~connectors.mysql.source.library` (which also fixes two
+  decoding faults of its row events); rows events of natively decoded tables,
+  TableMaps already in effect, XID and MariaDB GTID events are read from the
+  packet bytes by :mod:`~connectors.mysql.source.packets` (the library keeps
+  handshake, checksums, rotation and every other event); per-transaction state
+  and the row-change rules are :mod:`~connectors.mysql.source.transaction`;
+  query classification and the statement regexes
+  :mod:`~connectors.mysql.source.statements`. This module reads the stream,
+  assembles transactions, resumes and reconnects, and builds the events (the
+  C ``Maker``/``EventBuilder`` when built).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
-import pymysql.connections
 import pymysql.err
-from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.event import (
-    BinLogEvent,
     GtidEvent,
     HeartbeatLogEvent,
     MariadbGtidEvent,
@@ -84,7 +79,6 @@ from pymysqlreplication.event import (
 )
 from pymysqlreplication.row_event import (
     DeleteRowsEvent,
-    RowsEvent,
     TableMapEvent,
     UpdateRowsEvent,
     WriteRowsEvent,
@@ -96,7 +90,8 @@ from cdc.errors import PrerequisiteError, SchemaError, UnreachableError
 from cdc.events import ChangeEvent, Op, SourceInfo, TableSchema, TransactionInfo
 from cdc.spi import Heartbeat, StreamItem
 from connectors.mysql.position import BinlogFile, GtidSet, MariaGtid, MySqlPosition
-from connectors.mysql.source.rowimage import MYSQL_LATIN1
+from connectors.mysql.source.library import BinlogStream, ReplayConnection
+from connectors.mysql.source.packets import RawPackets
 from connectors.mysql.source.schema import (
     Catalog,
     ResolvedTable,
@@ -108,7 +103,6 @@ from connectors.mysql.source.server import (
     RESNAPSHOT_HINT,
     ConnectionLost,
     ServerInfo,
-    StreamConnection,
     binary_logs,
     check_position_available,
     connect,
@@ -117,7 +111,19 @@ from connectors.mysql.source.server import (
     master_status,
     server_info,
 )
-from connectors.mysql.types import BinlogColumn, ZeroDatePolicy, decode_time2
+from connectors.mysql.source.statements import DML, TRUNCATE, query_kind, table_of
+from connectors.mysql.source.transaction import (
+    CHANGE_KINDS,
+    CHANGE_OPS,
+    FL_STANDALONE,
+    NEVER,
+    BinlogTransaction,
+    HeldBackChange,
+    row_changes,
+    with_mysql_gtid,
+)
+from connectors.mysql.types import BinlogColumn
+from connectors.mysql.values import ZeroDatePolicy
 
 log = logging.getLogger(__name__)
 
@@ -126,338 +132,7 @@ __all__ = ["BinlogMetrics", "BinlogReader", "TableFilter"]
 #: (database, table) -> captured?
 TableFilter = Callable[[str, str], bool]
 
-_FL_STANDALONE: Final = 0x01  # MariaDB GTID flag: the group is one statement (DDL)
-_NEVER: Final = 1 << 62
 _ROW_EVENTS: Final = (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent)
-_IDENT = r"(?:`(?:[^`]|``)+`|[\w$]+)"
-_TABLE_REF = rf"(?P<first>{_IDENT})(?:\s*\.\s*(?P<second>{_IDENT}))?"
-_TRUNCATE = re.compile(rf"^\s*TRUNCATE\s+(?:TABLE\s+)?{_TABLE_REF}", re.IGNORECASE)
-_DML = tuple(
-    re.compile(p + _TABLE_REF, re.IGNORECASE | re.DOTALL)
-    for p in (
-        r"^\s*(?:INSERT|REPLACE)(?:\s+(?:LOW_PRIORITY|DELAYED|HIGH_PRIORITY|IGNORE))*\s+(?:INTO\s+)?",
-        r"^\s*UPDATE(?:\s+(?:LOW_PRIORITY|IGNORE))*\s+",
-        r"^\s*DELETE(?:\s+(?:LOW_PRIORITY|QUICK|IGNORE))*\s+FROM\s+",
-        r"^\s*LOAD\s+DATA\b.*?\bINTO\s+TABLE\s+",
-    )
-)
-_ROLLBACK_TO = re.compile(r"ROLLBACK\s+(?:WORK\s+)?TO\b")
-
-
-def _query_kind(query: str) -> str:
-    """begin | commit | ignore (savepoints, XA markers) | statement (DDL or DML)."""
-    head = query.lstrip()[:40].upper()
-    if head.startswith("BEGIN"):
-        return "begin"
-    if head.startswith("COMMIT"):
-        return "commit"
-    if head.startswith("ROLLBACK"):
-        # A ROLLBACK ending a group keeps its non-transactional changes: a commit here.
-        return "ignore" if _ROLLBACK_TO.match(head) else "commit"
-    if head.startswith(("SAVEPOINT", "RELEASE SAVEPOINT", "XA ")):
-        return "ignore"
-    return "statement"
-
-
-def _read_time2(self: Any, column: Any) -> Any:
-    return decode_time2(self.packet.read(3 + (column.fsp + 1) // 2), column.fsp)
-
-
-# See the module docstring: mysql-replication's TIME2 decoder is wrong for
-# negative values with a fractional part; RowsEvent calls it by its mangled name.
-setattr(RowsEvent, "_RowsEvent__read_time2", _read_time2)  # noqa: B010
-
-_library_charset_to_encoding: Final = RowsEvent.charset_to_encoding
-
-
-def _charset_to_encoding(name: str) -> str:
-    """mysql-replication's charset -> Python codec, except that MySQL's latin1 is not
-    strict cp1252 (PyMySQL's mapping): five bytes cp1252 leaves undefined are stored
-    and read back as U+0081... (rowimage.MYSQL_LATIN1, also used by cdc's decoders).
-    The library passes the Python name it found for the column's charset, which for
-    latin1 is "cp1252" (MySQL has no other charset that maps to cp1252)."""
-    if name in ("latin1", "cp1252"):
-        return MYSQL_LATIN1
-    encoding: str = _library_charset_to_encoding(name)
-    return encoding
-
-
-# Strict cp1252 stopped the stream at the first such byte in a latin1 column.
-RowsEvent.charset_to_encoding = staticmethod(_charset_to_encoding)
-
-
-class _TableMapCachingConnection(StreamConnection):
-    """The reader's connections; the control one carries the TableMap parse cache.
-
-    MariaDB/MySQL write a TableMap event before every rows event, so a stream
-    of small transactions is mostly TableMaps of the same few tables, and
-    mysql-replication's TableMap parser (optional metadata, column objects)
-    cost more than decoding the rows themselves. The body of a TableMap
-    (table id, names, column types, metadata; header and checksum excluded)
-    determines its parse completely, so a repeated body reuses the first
-    parse (see ``_table_map_init``).
-    """
-
-    table_maps: dict[bytes, dict[str, Any]]
-    #: a packet the reader already read and hands back to the library (see _RawPackets)
-    replay: Any
-
-    def __init__(self, **kwargs: Any) -> None:
-        self.table_maps = {}
-        self.replay = None
-        super().__init__(**kwargs)
-
-    def _read_packet(self, packet_type: Any = pymysql.connections.MysqlPacket) -> Any:
-        pkt = self.replay
-        if pkt is not None:
-            self.replay = None
-            return pkt
-        return super()._read_packet(packet_type)
-
-
-_TABLE_MAP_CACHE_MAX: Final = 1024
-# BinLogEvent attributes of one particular event (the rest of a parsed TableMap is shared).
-_PER_EVENT: Final = frozenset(
-    {"packet", "table_map", "event_type", "timestamp", "event_size", "_ctl_connection",
-     "_post_header_lengths", "_is_event_valid", "_processed", "complete"}
-)
-_parse_table_map = TableMapEvent.__init__
-
-
-def _table_map_init(
-    self: Any, from_packet: Any, event_size: int, table_map: Any, ctl_connection: Any,
-    **kwargs: Any,
-) -> None:
-    cache = getattr(ctl_connection, "table_maps", None)
-    if cache is None:  # a reader that is not ours: the library's own behaviour
-        _parse_table_map(self, from_packet, event_size, table_map, ctl_connection, **kwargs)
-        return
-    raw = from_packet.packet  # pymysql's packet, positioned at the event body
-    start = raw._position
-    body = raw._data[start : start + event_size]
-    hit = cache.get(body)
-    if hit is None:
-        _parse_table_map(self, from_packet, event_size, table_map, ctl_connection, **kwargs)
-        if self._processed:
-            if len(cache) >= _TABLE_MAP_CACHE_MAX:
-                cache.clear()
-            cache[body] = {k: v for k, v in self.__dict__.items() if k not in _PER_EVENT}
-        return
-    BinLogEvent.__init__(self, from_packet, event_size, table_map, ctl_connection, **kwargs)
-    self.__dict__.update(hit)
-    table_map[self.table_id] = self.table_obj
-
-
-# Inert for readers without the cache (pymysql_wrapper other than the one above).
-TableMapEvent.__init__ = _table_map_init
-
-# Rows event type -> (class, post-header length): v1 (MariaDB), v2 (MySQL 5.6+).
-_RAW_ROWS: Final = {
-    23: (WriteRowsEvent, 8),
-    24: (UpdateRowsEvent, 8),
-    25: (DeleteRowsEvent, 8),
-    30: (WriteRowsEvent, 10),
-    31: (UpdateRowsEvent, 10),
-    32: (DeleteRowsEvent, 10),
-}
-_TABLE_MAP_EVENT: Final = 19
-_XID_EVENT: Final = 16
-_MARIADB_GTID_EVENT: Final = 162
-# BinLogStreamReader's private state this reads (mysql-replication 1.0.17); when
-# an upgrade renames it, every packet simply goes through the library again.
-_R_CONNECTED: Final = "_BinLogStreamReader__connected_stream"
-_R_CHECKSUM: Final = "_BinLogStreamReader__use_checksum"
-_R_POST_HEADER: Final = "_BinLogStreamReader__post_header_lengths"
-
-
-class _RawPackets:
-    """Reads the hot events from the packet bytes, skipping the library's parse.
-
-    In a stream of small transactions (GTID, TableMap, rows, XID) each row
-    change costs the library a packet wrapper and an event object per event,
-    more than decoding the row. For a rows event of a table this reader
-    decodes with a native program (full images, standard post-header),
-    ``parse`` decodes the body in one C call; a TableMap whose body was
-    already parsed and resolved for the same table id is skipped; XID and
-    MariaDB GTID events are read from their few fixed bytes. Every other
-    packet - queries, rotate, heartbeat, format description, first TableMaps,
-    MySQL GTIDs, tables on the library path - is handed back to the library
-    (the connection replays it to ``fetchone``), which keeps handshake,
-    checksums, rotation and its table map exactly as before.
-    """
-
-    def __init__(
-        self,
-        reader: Any,
-        tables: dict[int, ResolvedTable | None],
-        mapped: dict[int, Any],
-        metrics: BinlogMetrics,
-    ) -> None:
-        self.reader = reader
-        self.tables = tables
-        self.mapped = mapped
-        self.metrics = metrics
-        self.checksum = 0
-        self.post_header: Any = None
-        self.table_maps: dict[bytes, dict[str, Any]] | None = None
-        self.usable = all(hasattr(reader, a) for a in (_R_CONNECTED, _R_CHECKSUM, _R_POST_HEADER))
-
-    def connection(self) -> _TableMapCachingConnection | None:
-        """The connected stream connection (after a ``fetchone``), else None."""
-        r = self.reader
-        conn = getattr(r, "_stream_connection", None)
-        if not self.usable or not isinstance(conn, _TableMapCachingConnection):
-            return None
-        if not getattr(r, _R_CONNECTED):
-            return None
-        self.checksum = 4 if getattr(r, _R_CHECKSUM) else 0
-        self.post_header = getattr(r, _R_POST_HEADER)
-        ctl = getattr(r, "_ctl_connection", None)
-        self.table_maps = getattr(ctl, "table_maps", None)
-        return conn
-
-    def parse(self, pkt: Any) -> tuple[Any, ...] | None:
-        """What the reader needs of a hot event, first the event class, or None for
-        a packet the library must read: ``(cls, table, images, start)`` of a rows
-        event, ``(TableMapEvent,)`` for a TableMap already in effect,
-        ``(XidEvent,)``, ``(MariadbGtidEvent, domain, server, seq, flags, ts, start)``."""
-        data: bytes = pkt._data
-        if len(data) < 20 or data[0] != 0:
-            return None
-        etype = data[5]
-        size = int.from_bytes(data[10:14], "little")
-        if len(data) != size + 1:
-            return None
-        end = len(data) - self.checksum
-        if etype == _TABLE_MAP_EVENT:
-            return self._table_map(data, end)
-        if etype == _XID_EVENT:
-            self._progress(data)
-            return (XidEvent,)
-        if etype == _MARIADB_GTID_EVENT:
-            if end < 33:  # seq_no (8), domain_id (4), flags (1)
-                return None
-            self._progress(data)
-            return (
-                MariadbGtidEvent,
-                int.from_bytes(data[28:32], "little"),  # domain_id
-                int.from_bytes(data[6:10], "little"),  # server_id, from the header
-                int.from_bytes(data[20:28], "little"),  # seq_no
-                data[32],  # flags
-                int.from_bytes(data[1:5], "little"),  # timestamp
-                int.from_bytes(data[14:18], "little") - size,  # start
-            )
-        spec = _RAW_ROWS.get(etype)
-        if spec is None:
-            return None
-        cls, post_len = spec
-        if end < 31:
-            return None
-        post = self.post_header
-        if post and etype <= len(post) and post[etype - 1] != post_len:
-            return None
-        table_id = int.from_bytes(data[20:26], "little")
-        if table_id not in self.tables:
-            return None
-        table = self.tables[table_id]
-        images = None
-        if table is not None:
-            fast = table.fast
-            if fast is None or fast.program is None:
-                return None
-            program = fast.program
-            off = 28
-            if post_len == 10:  # v2: extra data, its length includes its own 2 bytes
-                extra = data[28] | data[29] << 8
-                if extra < 2:
-                    return None
-                off = 28 + extra
-            if off >= end:
-                return None
-            n = data[off]
-            if n < 251:
-                off += 1
-            elif n == 252:
-                n, off = data[off + 1] | data[off + 2] << 8, off + 3
-            else:
-                return None
-            if n != fast.ncols:
-                return None
-            nb = (n + 7) // 8
-            every = fast.all_columns
-            # padding bits past the last column are ignored
-            if int.from_bytes(data[off : off + nb], "little") & every != every:
-                return None
-            off += nb
-            pairs = cls is UpdateRowsEvent
-            if pairs:
-                if int.from_bytes(data[off : off + nb], "little") & every != every:
-                    return None
-                off += nb
-            if off > end:
-                return None
-            images = program.decode(data, off, end, pairs)
-            self.metrics.fast_images += len(images)
-            self.metrics.raw_events += 1
-        self._progress(data)
-        log_pos = int.from_bytes(data[14:18], "little")
-        return cls, table, images, log_pos - size
-
-    def _table_map(self, data: bytes, end: int) -> tuple[Any, ...] | None:
-        cache = self.table_maps
-        if cache is None:
-            return None
-        hit = cache.get(data[20:end])
-        if hit is None:
-            return None
-        table_id = hit.get("table_id")
-        if table_id is None or self.mapped.get(table_id) is not hit.get("table_obj"):
-            return None
-        self._progress(data)
-        return (TableMapEvent,)
-
-    def _progress(self, data: bytes) -> None:
-        m = self.metrics
-        ts = int.from_bytes(data[1:5], "little")
-        if ts:
-            m.last_event_ts = ts
-            m.caught_up = False
-        log_pos = int.from_bytes(data[14:18], "little")
-        if log_pos:
-            m.pos = log_pos
-
-
-Change = tuple[Op, "dict[str, Any] | None", "dict[str, Any] | None", "dict[str, Any] | None"]
-
-
-def _changes(key_names: tuple[str, ...], cls: type, images: list[Any]) -> list[Change]:
-    """(op, key, before, after) of each row image of a rows event (pairs for updates)."""
-    out: list[Change] = []
-    if cls is WriteRowsEvent:
-        for after in images:
-            out.append(
-                (Op.CREATE, ({k: after[k] for k in key_names} if key_names else None), None, after)
-            )
-    elif cls is DeleteRowsEvent:
-        for before in images:
-            out.append(
-                (Op.DELETE, ({k: before[k] for k in key_names} if key_names else None), before, None)
-            )
-    else:
-        for before, after in images:
-            if not key_names:
-                out.append((Op.UPDATE, None, before, after))
-                continue
-            old_key = {k: before[k] for k in key_names}
-            new_key = {k: after[k] for k in key_names}
-            if old_key == new_key:
-                out.append((Op.UPDATE, new_key, before, after))
-            else:
-                # Debezium's rule: a key change is a delete of the old key and a
-                # create of the new one, so per-key ordering and compaction hold.
-                out.append((Op.DELETE, old_key, before, None))
-                out.append((Op.CREATE, new_key, None, after))
-    return out
 
 
 def _maker(cls: type) -> Any:
@@ -477,7 +152,7 @@ _new_event = _maker(ChangeEvent)
 _new_transaction = _maker(TransactionInfo)
 _NOTHING_UNCHANGED: Final = frozenset[str]()
 # With the C extension: one call builds an event and its position (_event), and
-# _changes runs in C; the Python code above is the reference and the fallback.
+# transaction.row_changes runs in C; the Python code is the reference and the fallback.
 _build_event: Any = (
     _native.EventBuilder(_new_position, _new_source, _new_event, _new_transaction)
     if _native is not None and _slots is not None and all(
@@ -486,37 +161,6 @@ _build_event: Any = (
     )
     else None
 )
-_CHANGE_KINDS: Final = {WriteRowsEvent: 0, UpdateRowsEvent: 1, DeleteRowsEvent: 2}
-_CHANGE_OPS: Final = (Op.CREATE, Op.UPDATE, Op.DELETE)
-
-
-def _unquote(ident: str | None) -> str | None:
-    if ident is None:
-        return None
-    if ident.startswith("`"):
-        return ident[1:-1].replace("``", "`")
-    return ident
-
-
-def _table_of(m: re.Match[str], default_db: str) -> tuple[str, str]:
-    first, second = _unquote(m.group("first")) or "", _unquote(m.group("second"))
-    return (default_db, first) if second is None else (first, second)
-
-
-def _with_mysql_gtid(gset: GtidSet, gtid: str) -> GtidSet:
-    """``gset`` plus one MySQL GTID ``uuid:n`` (intervals merged)."""
-    sid, _, gno_text = gtid.rpartition(":")
-    gno = int(gno_text)
-    sid = sid.lower()
-    spans = dict(gset.mysql)
-    merged: list[tuple[int, int]] = []
-    for lo, hi in sorted([*spans.get(sid, ()), (gno, gno)]):
-        if merged and lo <= merged[-1][1] + 1:
-            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
-        else:
-            merged.append((lo, hi))
-    spans[sid] = tuple(merged)
-    return GtidSet(mariadb=gset.mariadb, mysql=tuple(sorted(spans.items())))
 
 
 @dataclass(slots=True)
@@ -533,33 +177,6 @@ class BinlogMetrics:
     caught_up: bool = False  # the last thing read was a server heartbeat
     fast_images: int = 0  # rows (update: before+after pairs) decoded by cdc, not the library
     raw_events: int = 0  # rows events read from the packet bytes, without the library
-
-
-@dataclass(slots=True)
-class _Tx:
-    file: BinlogFile
-    pos: int
-    gtid: str | None
-    gtid_before: GtidSet
-    gtid_after: GtidSet
-    ts_ms: int
-    open: bool = False  # inside BEGIN..COMMIT (else the next statement is the whole group)
-    index: int = 0  # next row index
-    emitted: int = 0
-    skip_through: int = -1  # rows up to this index were emitted before a restart
-    per_table: dict[str, int] = field(default_factory=dict)
-    tx_id: str = ""  # the GTID, else file:pos of the transaction's start
-    # what every event of the transaction shares, for _event (see _EventFacts)
-    facts: tuple[Any, ...] = ()
-
-    def __post_init__(self) -> None:
-        self.tx_id = self.gtid if self.gtid is not None else f"{self.file}:{self.pos}"
-
-
-# A change waiting for the next one (or the commit) to learn if it is last:
-# (op, schema, key, before, after, index in the transaction, order in its table).
-_Held = tuple[Op, TableSchema, "dict[str, Any] | None", "dict[str, Any] | None",
-              "dict[str, Any] | None", int, int]
 
 
 class BinlogReader:
@@ -616,8 +233,8 @@ class BinlogReader:
         self._resume: MySqlPosition | None = None  # last emitted row, or _boundary
         self._skip: MySqlPosition | None = None
         self._tables: dict[int, ResolvedTable | None] = {}
-        # table id -> the library's parsed table the entry in _tables was resolved from
-        self._mapped: dict[int, Any] = {}
+        # table id -> the TableMap body its entry in _tables was resolved from (RawPackets)
+        self._mapped: dict[int, bytes | None] = {}
         self._last_yield = 0.0
 
     # ------------------------------------------------------------------ public
@@ -840,21 +457,20 @@ class BinlogReader:
             # Twice as often as we yield, so an idle generator yields every
             # heartbeat_s..1.5 * heartbeat_s rather than every 2 * heartbeat_s.
             "slave_heartbeat": self.heartbeat_s / 2,
-            "pymysql_wrapper": _TableMapCachingConnection,
             "enable_logging": False,
         }
         self._tables = {}
         self._mapped = {}
         if by_gtid and self.server.mariadb:
-            reader = BinLogStreamReader(
+            reader = BinlogStream(
                 is_mariadb=True, auto_position=str(resume.gtid_set), **common
             )
         elif by_gtid:
-            reader = BinLogStreamReader(
+            reader = BinlogStream(
                 is_mariadb=False, auto_position=str(resume.gtid_set), **common
             )
         else:
-            reader = BinLogStreamReader(
+            reader = BinlogStream(
                 is_mariadb=False,
                 log_file=resume.file.name,
                 log_pos=resume.pos,
@@ -867,8 +483,8 @@ class BinlogReader:
         return self.table_filter(database, table)
 
     def _read(self, reader: Any) -> Iterator[StreamItem]:
-        tx: _Tx | None = None
-        held: _Held | None = None
+        tx: BinlogTransaction | None = None
+        held: HeldBackChange | None = None
         metrics = self.metrics
         tables = self._tables
         mapped = self._mapped
@@ -876,10 +492,11 @@ class BinlogReader:
         self._server_id = self.server.server_id
         self._db_version = self.server.version
         mariadb_gtid = MariadbGtidEvent
-        # Rows events (and repeated TableMaps) of natively decoded tables are read
-        # straight from the packet bytes; everything else goes through the library.
-        raw = _RawPackets(reader, tables, mapped, metrics) if self.fast_decode else None
-        conn: _TableMapCachingConnection | None = None
+        # Rows events of natively decoded tables, repeated TableMaps, XID and MariaDB
+        # GTID events are read straight from the packet bytes; the rest by the library.
+        # (the unit tests feed parsed events through a reader of their own)
+        raw = RawPackets(tables, mapped, metrics) if isinstance(reader, BinlogStream) else None
+        conn: ReplayConnection | None = None
         ev: Any = None
         packet: Any = None
         while True:
@@ -906,7 +523,7 @@ class BinlogReader:
                 if ev is None:
                     raise ConnectionLost("the server ended the binlog stream")
                 if raw is not None:
-                    conn = raw.connection()
+                    conn = raw.attach(reader)
                 cls = type(ev)
                 packet = ev.packet
                 if ev.timestamp:
@@ -932,9 +549,9 @@ class BinlogReader:
                     per_table = tx.per_table
                     skip = tx.skip_through
                     changes = (
-                        _changes(table.key, cls, images)
+                        row_changes(table.key, cls, images)
                         if _native is None
-                        else _native.changes(_CHANGE_KINDS[cls], table.key, images, _CHANGE_OPS)
+                        else _native.changes(CHANGE_KINDS[cls], table.key, images, CHANGE_OPS)
                     )
                     for op, key, before, after in changes:
                         index = tx.index
@@ -945,12 +562,9 @@ class BinlogReader:
                         if held is not None:
                             yield self._event(tx, held, False)
                         held = (op, schema, key, before, after, index, order)
-            elif cls is TableMapEvent:
-                # A repeated TableMap (the same parse, from the cache) maps to the same table.
-                parsed = getattr(ev, "table_obj", None)
-                if parsed is None or mapped.get(ev.table_id) is not parsed:
-                    tables[ev.table_id] = self._table_map(ev)
-                    mapped[ev.table_id] = parsed
+            elif cls is TableMapEvent:  # parsed by the library: resolve its table
+                tables[ev.table_id] = self._table_map(ev)
+                mapped[ev.table_id] = None if raw is None else raw.take_table_map(ev.table_id)
             elif cls is mariadb_gtid or cls is GtidEvent:
                 if tx is not None:
                     log.warning(
@@ -977,10 +591,10 @@ class BinlogReader:
                     gtid = f"{domain}-{server}-{seq}"
                     after_set = self._gtid_set.with_mariadb(MariaGtid(domain, server, seq))
                     # MariaDB's GTID event is the BEGIN unless the group is one statement.
-                    is_open = not flags & _FL_STANDALONE
+                    is_open = not flags & FL_STANDALONE
                 else:
                     gtid = ev.gtid
-                    after_set = _with_mysql_gtid(self._gtid_set, gtid)
+                    after_set = with_mysql_gtid(self._gtid_set, gtid)
                     is_open = False  # MySQL: a BEGIN query follows for DML
                 tx = self._begin(start, gtid, after_set, ts, is_open)
             elif cls is XidEvent:
@@ -989,7 +603,7 @@ class BinlogReader:
                     tx, held = None, None
             elif cls is QueryEvent:
                 assert ev is not None and packet is not None
-                kind = _query_kind(ev.query)
+                kind = query_kind(ev.query)
                 if kind == "begin":
                     if tx is None:  # no GTID event: BEGIN opens the transaction
                         start = packet.log_pos - packet.event_size
@@ -1035,8 +649,8 @@ class BinlogReader:
                 self._last_yield = time.monotonic()
                 yield Heartbeat(self._boundary)
 
-    def _begin(self, start: int, gtid: str | None, after: GtidSet, ts: int, is_open: bool) -> _Tx:
-        tx = _Tx(self._file, start, gtid, self._gtid_set, after, ts * 1000, is_open)
+    def _begin(self, start: int, gtid: str | None, after: GtidSet, ts: int, is_open: bool) -> BinlogTransaction:
+        tx = BinlogTransaction(self._file, start, gtid, self._gtid_set, after, ts * 1000, is_open)
         tx.facts = (
             tx.file,
             start,
@@ -1061,11 +675,11 @@ class BinlogReader:
                 else (skip.file == tx.file and skip.pos == start)
             )
             if same:
-                tx.skip_through = _NEVER if skip.last_in_tx else skip.index
+                tx.skip_through = NEVER if skip.last_in_tx else skip.index
         self.metrics.transactions += 1
         return tx
 
-    def _commit(self, tx: _Tx, held: _Held | None) -> Iterator[ChangeEvent]:
+    def _commit(self, tx: BinlogTransaction, held: HeldBackChange | None) -> Iterator[ChangeEvent]:
         self._gtid_set = tx.gtid_after
         if held is not None:
             event = self._event(tx, held, True)
@@ -1082,7 +696,7 @@ class BinlogReader:
                 last_in_tx=True,
             )
 
-    def _event(self, tx: _Tx, h: _Held, last: bool) -> ChangeEvent:
+    def _event(self, tx: BinlogTransaction, h: HeldBackChange, last: bool) -> ChangeEvent:
         op, schema, key, before, after, index, order = h
         tx.emitted += 1
         self.metrics.events += 1
@@ -1167,7 +781,7 @@ class BinlogReader:
         assert self._resolver is not None
         return self._resolver.resolve(database, table, cols, key)
 
-    def _statement(self, ev: Any, tx: _Tx) -> TableSchema | None:
+    def _statement(self, ev: Any, tx: BinlogTransaction) -> TableSchema | None:
         """A query that is not transaction control: DDL, TRUNCATE, statement-logged DML.
 
         Returns the table's schema for a TRUNCATE of a captured table.
@@ -1176,11 +790,11 @@ class BinlogReader:
         schema = ev.schema
         default_db = schema.decode() if isinstance(schema, bytes) else str(schema or "")
         assert self._resolver is not None
-        for pattern in _DML:
+        for pattern in DML:
             m = pattern.match(query)
             if m is None:
                 continue
-            database, table = _table_of(m, default_db)
+            database, table = table_of(m, default_db)
             if self._captured(database, table):
                 raise PrerequisiteError(
                     f"{database}.{table} was changed by a statement-logged query at "
@@ -1192,10 +806,10 @@ class BinlogReader:
         # DDL: whatever it changed must be looked up again.
         self._resolver.forget_mentioned(query)
         self._mapped.clear()  # resolve the next TableMaps again, even unchanged ones
-        m = _TRUNCATE.match(query)
+        m = TRUNCATE.match(query)
         if m is None:
             return None
-        database, table = _table_of(m, default_db)
+        database, table = table_of(m, default_db)
         if not self._captured(database, table):
             return None
         table_schema = self._resolver.schema_for(database, table)

@@ -31,7 +31,7 @@ from connectors.mysql.source.snapshot import (
     list_tables,
     quote,
 )
-from connectors.mysql.types import ZeroDatePolicy
+from connectors.mysql.values import ZeroDatePolicy
 
 if TYPE_CHECKING:
     from connectors.mysql.config import MySqlSourceConfig

@@ -6,7 +6,7 @@ layers of Python calls (~6 us per column here), which capped the source near
 the TableMap, so for the column types below this module decodes a whole rows
 event from its bytes with one precompiled function per column and produces the
 canonical values of :mod:`cdc.events` directly (the same values
-:class:`~connectors.mysql.types.BinlogRowDecoder` makes of the library's
+:class:`~connectors.mysql.values.BinlogRowDecoder` makes of the library's
 output; the integration tests run both paths against the same rows).
 
 Images without NULLs (the common case) go through a function generated per
@@ -25,6 +25,13 @@ Tables with a column type not listed (the pre-5.6 temporal formats, old
 DECIMAL) or events this does not handle (partial JSON updates, MINIMAL row
 images) fall back to the library.
 
+One concern, a little over 600 lines: decoding row images. The per-column
+Python decoders, the per-table generated function built from them and the spec
+of the C program compiled from the same column facts belong together - the
+tests compare all three on the same bytes. Column types and value codecs are
+:mod:`connectors.mysql.types` / :mod:`connectors.mysql.values`, MySQL's latin1
+codec :mod:`connectors.mysql.latin1`.
+
 Row image layout (MySQL ``log_event.cc``, ``Field::pack``): per row a null
 bitmap over the present columns, then each non-null column packed:
 integers little-endian; FLOAT/DOUBLE IEEE little-endian; DECIMAL in MySQL's
@@ -36,7 +43,6 @@ DATE 3 bytes; TIME2/DATETIME2/TIMESTAMP2 big-endian with fractional bytes.
 
 from __future__ import annotations
 
-import codecs
 import struct
 import sys
 from collections.abc import Callable, Sequence
@@ -51,7 +57,10 @@ from cdc import native
 from cdc.events import Kind
 from cdc.serde.value_codecs import shortest_float32
 from connectors.mysql import types as t
-from connectors.mysql.types import BinlogColumn, ColumnCodec, _json_text
+from connectors.mysql import values
+from connectors.mysql.latin1 import MYSQL_LATIN1, MYSQL_LATIN1_TABLE
+from connectors.mysql.types import BinlogColumn
+from connectors.mysql.values import ColumnCodec, _json_text
 
 __all__ = ["FastRowDecoder", "build_fast_decoder", "native_available"]
 
@@ -76,36 +85,6 @@ _EPOCH_TSTZ: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 
-def _mysql_latin1_table() -> str:
-    """MySQL's ``latin1``: cp1252, except that the five bytes cp1252 leaves undefined
-    (0x81, 0x8D, 0x8F, 0x90, 0x9D) are stored and read back as U+0081... (what the
-    server returns for them converted to utf8mb4)."""
-    chars = []
-    for b in range(256):
-        try:
-            chars.append(bytes([b]).decode("cp1252"))
-        except UnicodeDecodeError:
-            chars.append(chr(b))
-    return "".join(chars)
-
-
-#: the decoding table of MySQL's latin1, byte -> character (also used by the C decoder)
-MYSQL_LATIN1_TABLE: Final = _mysql_latin1_table()
-MYSQL_LATIN1: Final = "cdc_mysql_latin1"  # its Python codec name, registered below
-_LATIN1_ENCODE: Final = codecs.charmap_build(MYSQL_LATIN1_TABLE)
-
-
-def _latin1_codec(name: str) -> codecs.CodecInfo | None:
-    if name != MYSQL_LATIN1:
-        return None
-    return codecs.CodecInfo(
-        name=MYSQL_LATIN1,
-        encode=lambda s, errors="strict": codecs.charmap_encode(s, errors, _LATIN1_ENCODE),
-        decode=lambda b, errors="strict": codecs.charmap_decode(b, errors, MYSQL_LATIN1_TABLE),
-    )
-
-
-codecs.register(_latin1_codec)
 
 _PY_CODEC: Final = {
     "utf8mb4": "utf-8",
@@ -306,7 +285,7 @@ def _time2(fsp: int) -> ColumnDecoder:
     size = 3 + _fsp_size(fsp)
 
     def dec(buf: bytes, off: int) -> tuple[Any, int]:
-        return t.decode_time2(buf[off : off + size], fsp), off + size
+        return values.decode_time2(buf[off : off + size], fsp), off + size
 
     return dec
 
@@ -349,7 +328,7 @@ def _column_decoder(b: BinlogColumn, codec: ColumnCodec) -> ColumnDecoder | None
             return None
         return _text_or_bytes(b, codec, b.length_size)
     if code == t.T_GEOMETRY and b.length_size:
-        return _then(_string(b.length_size, "", None), t._strip_srid)
+        return _then(_string(b.length_size, "", None), values._strip_srid)
     if code == t.T_JSON and b.length_size:
         return _json_binary(b.length_size)
     if code == t.T_ENUM:
@@ -392,7 +371,7 @@ NativeSpec = tuple[int, int, int, Any, Any]
 
 
 def _native_spec(b: BinlogColumn, codec: ColumnCodec, dec: ColumnDecoder) -> NativeSpec:
-    """The C program's ``(op, a, b, obj, conv)`` for a column whose Python decoder
+    """The C program's ``(op, first, second, obj, conv)`` for a column whose Python decoder
     (from :func:`_column_decoder`) is ``dec``; mirrors that function case by case.
     Anything without C code (or with facts out of the C code's range) calls ``dec``.
     """
@@ -420,7 +399,7 @@ def _native_spec(b: BinlogColumn, codec: ColumnCodec, dec: ColumnDecoder) -> Nat
         assert b.length_size is not None
         return _native_text(b, codec, b.length_size, dec)
     if code == t.T_GEOMETRY and b.length_size and 1 <= b.length_size <= 4:
-        return (n.OP_BYTES, b.length_size, 0, None, t._strip_srid)
+        return (n.OP_BYTES, b.length_size, 0, None, values._strip_srid)
     if code == t.T_ENUM:
         size = b.pack_size or (1 if len(b.enum_values) < 256 else 2)
         if 1 <= size <= 8:

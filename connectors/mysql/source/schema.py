@@ -33,20 +33,16 @@ import pymysql.connections
 
 from cdc.errors import SchemaError
 from cdc.events import Column, TableId, TableSchema
+from connectors.mysql.catalog import catalog_columns, catalog_primary_key
 from connectors.mysql.source.rowimage import FastRowDecoder, build_fast_decoder
 from connectors.mysql.source.server import ConnectionLost, is_disconnect
 from connectors.mysql.types import (
     BinlogColumn,
-    BinlogRowDecoder,
     CatalogColumn,
-    ColumnCodec,
-    ZeroDatePolicy,
-    catalog_columns,
-    catalog_primary_key,
     column_type_from_binlog,
     column_type_from_catalog,
-    make_codec,
 )
+from connectors.mysql.values import BinlogRowDecoder, ColumnCodec, ZeroDatePolicy, make_codec
 
 log = logging.getLogger(__name__)
 

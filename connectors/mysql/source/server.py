@@ -17,8 +17,8 @@ import pymysql.connections
 import pymysql.err
 
 from cdc.errors import PrerequisiteError, RetriableError
+from connectors.mysql.latin1 import MYSQL_LATIN1
 from connectors.mysql.position import BinlogFile, GtidSet
-from connectors.mysql.source.rowimage import MYSQL_LATIN1
 
 #: Client/server error codes that mean "the connection is gone": can't
 #: connect (2003), server gone away (2006), lost during query (2013), lost at
@@ -87,7 +87,7 @@ def connect(kwargs: Mapping[str, Any], **extra: Any) -> pymysql.connections.Conn
         raise
     if conn.encoding == "cp1252":
         # A latin1 connection: PyMySQL decodes it as strict cp1252, which raises on
-        # the five bytes MySQL's latin1 maps to U+0081... (rowimage.MYSQL_LATIN1).
+        # the five bytes MySQL's latin1 maps to U+0081... (latin1.MYSQL_LATIN1).
         conn.encoding = MYSQL_LATIN1
     return conn
 
@@ -97,11 +97,6 @@ class ServerInfo:
     version: str  # e.g. "10.11.19-MariaDB-0+deb12u1-log"
     mariadb: bool
     server_id: int
-
-    @property
-    def major_minor(self) -> tuple[int, int]:
-        parts = self.version.split("-", 1)[0].split(".")
-        return int(parts[0]), int(parts[1]) if len(parts) > 1 else 0
 
 
 def server_info(cur: Any) -> ServerInfo:

@@ -21,8 +21,8 @@ Tables are read in primary-key order with keyset pagination (``WHERE key >
 last ORDER BY key LIMIT chunk``), each chunk one short query. Tables without
 a primary key, or whose key has a column that does not sort the way it
 compares (ENUM, SET, FLOAT, DOUBLE), are read in one unbuffered query instead.
-Rows are converted by the same type table as the binlog reader
-(:mod:`connectors.mysql.types`), from the server's text: the session time
+Rows are converted by the same type table and codecs as the binlog reader
+(:mod:`connectors.mysql.types`, :mod:`connectors.mysql.values`), from the server's text: the session time
 zone is pinned to UTC so TIMESTAMP text is UTC.
 """
 
@@ -40,6 +40,7 @@ import pymysql.err
 import cdc
 from cdc.errors import PrerequisiteError
 from cdc.events import ChangeEvent, Column, Op, SourceInfo, TableId, TableSchema
+from connectors.mysql.catalog import catalog_columns, catalog_primary_key
 from connectors.mysql.position import BinlogFile, GtidSet, MySqlPosition
 from connectors.mysql.source.server import (
     ServerInfo,
@@ -48,15 +49,8 @@ from connectors.mysql.source.server import (
     master_status,
     server_info,
 )
-from connectors.mysql.types import (
-    TextRowDecoder,
-    ZeroDatePolicy,
-    catalog_columns,
-    catalog_primary_key,
-    column_type_from_catalog,
-    make_codec,
-    snapshot_conv,
-)
+from connectors.mysql.types import column_type_from_catalog
+from connectors.mysql.values import TextRowDecoder, ZeroDatePolicy, make_codec, snapshot_conv
 
 log = logging.getLogger(__name__)
 

@@ -33,11 +33,15 @@ from cdc.spi import Heartbeat
 from connectors.mysql import types as t
 from connectors.mysql.position import BinlogFile, GtidSet, MySqlPosition
 from connectors.mysql.source import binlog as b
+from connectors.mysql.source import statements
 from connectors.mysql.source.connector import table_filter
+from connectors.mysql.source.library import BinlogStream, LibraryMismatch, ReplayConnection
+from connectors.mysql.source.packets import RawPackets
 from connectors.mysql.source.rowimage import native_available
 from connectors.mysql.source.schema import SchemaResolver
 from connectors.mysql.source.server import ConnectionLost, ServerInfo
 from connectors.mysql.source.snapshot import _keyset
+from connectors.mysql.source.transaction import with_mysql_gtid
 from connectors.mysql.types import CatalogColumn
 
 FILE = "mysql-bin.000003"
@@ -378,7 +382,7 @@ def test_end_of_stream_is_a_lost_connection() -> None:
     ],
 )
 def test_query_kind(q: str, kind: str) -> None:
-    assert b._query_kind(q) == kind
+    assert statements.query_kind(q) == kind
 
 
 @pytest.mark.parametrize(
@@ -393,24 +397,24 @@ def test_query_kind(q: str, kind: str) -> None:
     ],
 )
 def test_dml_target(q: str, table: tuple[str, str]) -> None:
-    m = next(m for p in b._DML if (m := p.match(q)))
-    assert b._table_of(m, "app") == table
+    m = next(m for p in statements.DML if (m := p.match(q)))
+    assert statements.table_of(m, "app") == table
 
 
 def test_truncate_target() -> None:
-    m = b._TRUNCATE.match("TRUNCATE `a`.b")
-    assert m is not None and b._table_of(m, "x") == ("a", "b")
-    m = b._TRUNCATE.match("truncate table t")
-    assert m is not None and b._table_of(m, "x") == ("x", "t")
+    m = statements.TRUNCATE.match("TRUNCATE `a`.b")
+    assert m is not None and statements.table_of(m, "x") == ("a", "b")
+    m = statements.TRUNCATE.match("truncate table t")
+    assert m is not None and statements.table_of(m, "x") == ("x", "t")
 
 
 def test_mysql_gtid_set_merge() -> None:
     uuid = "3e11fa47-71ca-11e1-9e33-c80aa9429562"
     g = GtidSet.parse(f"{uuid}:1-3:5")
-    assert str(b._with_mysql_gtid(g, f"{uuid}:4")) == f"{uuid}:1-5"
-    assert str(b._with_mysql_gtid(g, f"{uuid}:7")) == f"{uuid}:1-3:5:7"
+    assert str(with_mysql_gtid(g, f"{uuid}:4")) == f"{uuid}:1-5"
+    assert str(with_mysql_gtid(g, f"{uuid}:7")) == f"{uuid}:1-3:5:7"
     other = "00000000-0000-0000-0000-000000000001"
-    assert str(b._with_mysql_gtid(GtidSet(), f"{other}:1")) == f"{other}:1"
+    assert str(with_mysql_gtid(GtidSet(), f"{other}:1")) == f"{other}:1"
 
 
 def test_keyset_condition() -> None:
@@ -447,15 +451,17 @@ native_only = pytest.mark.skipif(
 )
 
 
-class RawReader:
-    """The BinLogStreamReader state _RawPackets reads (mysql-replication 1.0.17 names)."""
-
-    def __init__(self, checksum: bool, post_header: list[int] | None = None) -> None:
-        setattr(self, b._R_CONNECTED, True)
-        setattr(self, b._R_CHECKSUM, checksum)
-        setattr(self, b._R_POST_HEADER, post_header)
-        self._stream_connection = b._TableMapCachingConnection(defer_connect=True, host="x")
-        self._ctl_connection = b._TableMapCachingConnection(defer_connect=True, host="x")
+def raw_packets(
+    checksum: bool,
+    tables: dict[int, Any],
+    mapped: dict[int, bytes | None] | None = None,
+    post_header: tuple[int, ...] | None = None,
+    metrics: b.BinlogMetrics | None = None,
+) -> RawPackets:
+    """A RawPackets with the format a stream's FormatDescriptionEvent gave (see attach)."""
+    raw = RawPackets(tables, {} if mapped is None else mapped, metrics or b.BinlogMetrics())
+    raw.checksum, raw.post_header = (4 if checksum else 0), post_header
+    return raw
 
 
 def raw_packet(etype: int, body: bytes, *, log_pos: int = 5000, checksum: bool = True) -> Any:
@@ -491,8 +497,7 @@ def test_raw_rows_packets(v2: bool, checksum: bool) -> None:
     assert table.fast is not None and table.fast.program is not None
     tables: dict[int, Any] = {7: table, 8: None}
     metrics = b.BinlogMetrics()
-    raw = b._RawPackets(RawReader(checksum), tables, {}, metrics)
-    assert raw.connection() is not None
+    raw = raw_packets(checksum, tables, metrics=metrics)
     head = (7).to_bytes(6, "little") + b"\x01\x00" + (b"\x02\x00" if v2 else b"")
     write, update = (30, 31) if v2 else (23, 24)
 
@@ -531,37 +536,39 @@ def test_raw_rows_refuses_unusual_post_headers_and_library_tables() -> None:
     table = fast_table()
     post = [0] * 40
     post[23 - 1] = 10  # a server declaring a longer v1 post-header than the library knows
-    raw = b._RawPackets(RawReader(True, post), {7: table}, {}, b.BinlogMetrics())
-    raw.connection()
+    raw = raw_packets(True, {7: table}, post_header=tuple(post))
     head = (7).to_bytes(6, "little") + b"\x01\x00"
     assert raw.parse(raw_packet(23, head + b"\x02\x03" + row(1, "a"))) is None
     library = dataclasses.replace(table, fast=None)
-    raw = b._RawPackets(RawReader(True), {7: library}, {}, b.BinlogMetrics())
-    raw.connection()
+    raw = raw_packets(True, {7: library})
     assert raw.parse(raw_packet(23, head + b"\x02\x03" + row(1, "a"))) is None
 
 
-def test_raw_rows_need_the_library_state() -> None:
-    class Other:
-        pass
-
-    assert b._RawPackets(Other(), {}, {}, b.BinlogMetrics()).connection() is None
-    disconnected = RawReader(True)
-    setattr(disconnected, b._R_CONNECTED, False)
-    assert b._RawPackets(disconnected, {}, {}, b.BinlogMetrics()).connection() is None
+def test_raw_packets_attach_to_the_stream_once_its_format_is_known() -> None:
+    stream = BinlogStream(connection_settings={"host": "x"}, server_id=99, only_events=[])
+    raw = RawPackets({}, {}, b.BinlogMetrics())
+    assert raw.attach(stream) is None  # no FormatDescriptionEvent yet
+    stream.checksum_bytes, stream.post_header_lengths = 4, (56, 13)
+    with pytest.raises(LibraryMismatch, match="_stream_connection is NoneType"):
+        raw.attach(stream)  # the library did not keep cdc's connection: loud, not a fallback
+    conn = ReplayConnection(defer_connect=True, host="x")
+    stream._stream_connection = conn  # what BinLogStreamReader sets when it connects
+    assert raw.attach(stream) is conn
+    assert (raw.checksum, raw.post_header) == (4, (56, 13))
 
 
 @native_only
 def test_raw_table_map_in_effect_is_skipped() -> None:
-    reader = RawReader(True)
-    parsed = object()
-    body = b"table map body"
-    reader._ctl_connection.table_maps[body] = {"table_id": 7, "table_obj": parsed}
-    mapped: dict[int, Any] = {}
-    raw = b._RawPackets(reader, {}, mapped, b.BinlogMetrics())
-    raw.connection()
+    mapped: dict[int, bytes | None] = {}
+    raw = raw_packets(True, {}, mapped)
+    body = (7).to_bytes(6, "little") + b"table map body"
     pkt = raw_packet(19, body)
     assert raw.parse(pkt) is None  # not resolved yet: the library parses it
-    mapped[7] = parsed
+    assert raw.take_table_map(8) is None  # (not the table the library just parsed)
+    assert raw.parse(pkt) is None
+    mapped[7] = raw.take_table_map(7)
+    assert mapped[7] == body and raw.take_table_map(7) is None
     assert raw.parse(pkt) == (TableMapEvent,)
-    assert raw.parse(raw_packet(19, b"another body")) is None
+    assert raw.parse(raw_packet(19, (7).to_bytes(6, "little") + b"another body")) is None
+    mapped.clear()  # a DDL or a rotation
+    assert raw.parse(pkt) is None

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import pymysql.err
 import pytest
 
 from cdc.errors import PositionError
 from connectors.mysql.position import BinlogFile, MySqlPosition
 from connectors.mysql.source import MySqlSource
+from connectors.mysql.source.snapshot import _TABLES_SQL
 from connectors.postgres.position import Lsn, PgPosition
 
 GOOD = {
@@ -22,37 +25,50 @@ GOOD = {
 
 
 class Cursor:
+    """A scripted source server: answers exactly the SQL ``MySqlSource._check`` sends,
+    and fails the test naming any other statement (renamed SQL must not pass silently)."""
+
     def __init__(
         self,
         variables: dict[str, str | None],
         grants: list[str],
         version: str = "10.11.19-MariaDB",
-        keyed: bool = True,
+        unreadable: frozenset[str] = frozenset(),
     ) -> None:
-        self.variables, self.grants, self.version, self.keyed = variables, grants, version, keyed
+        self.variables, self.grants, self.version = variables, grants, version
+        self.unreadable = unreadable  # "db.table" the user cannot SELECT from
         self._rows: list[tuple[Any, ...]] = []
 
     def execute(self, q: str, args: Any = None) -> None:
-        if q.startswith("SELECT VERSION()"):
+        if q == "SELECT VERSION(), @@server_id":
             self._rows = [(self.version, 1)]
-        elif "GLOBAL_VARIABLES" in q:
-            self._rows = [(k, v) for k, v in self.variables.items() if v is not None]
-        elif q.startswith("SHOW SLAVE HOSTS"):
+        elif q.startswith(VARIABLES_SQL):
+            asked = set(args)
+            self._rows = [(k, v) for k, v in self.variables.items() if v is not None and k in asked]
+        elif q == "SHOW SLAVE HOSTS":
             self._rows = [(4242, "h", 3306, 1)]
-        elif q.startswith("SHOW GRANTS"):
+        elif q == "SHOW GRANTS FOR CURRENT_USER()":
             self._rows = [(g,) for g in self.grants]
-        elif "information_schema.TABLES" in q:
-            self._rows = [("app", "t", 10)]
-        elif "STATISTICS" in q:
-            self._rows = [("app", "t")] if self.keyed else []
-        else:
+        elif q == _TABLES_SQL:
+            self._rows = [("app", "t", 10), ("app", "u", 0), ("other", "x", 5)]
+        elif (m := re.fullmatch(r"SELECT 1 FROM `(\w+)`\.`(\w+)` LIMIT 0", q)) is not None:
+            if f"{m[1]}.{m[2]}" in self.unreadable:
+                raise pymysql.err.OperationalError(1142, f"SELECT command denied for '{m[2]}'")
             self._rows = []
+        else:
+            raise AssertionError(f"the scripted server has no answer for {q!r} (args {args!r})")
 
     def fetchone(self) -> tuple[Any, ...]:
         return self._rows[0]
 
     def fetchall(self) -> list[tuple[Any, ...]]:
         return self._rows
+
+
+VARIABLES_SQL = (
+    "SELECT VARIABLE_NAME, VARIABLE_VALUE FROM information_schema.GLOBAL_VARIABLES "
+    "WHERE VARIABLE_NAME IN ("
+)
 
 
 def source(**kw: Any) -> MySqlSource:
@@ -102,13 +118,24 @@ def test_privileges() -> None:
     assert "REPLICATION CLIENT" in p.what and "RELOAD" in p.what
 
 
-def test_keyless_table_and_gtid_mode() -> None:
-    # A table without a primary key is captured (FULL row images carry whole rows).
-    assert source()._check(Cursor(GOOD, ALL, keyed=False)) == []
+def test_gtid_mode() -> None:
     (p,) = source(gtid_mode="on")._check(
         Cursor({**GOOD, "GTID_MODE": "OFF"}, ALL, version="8.0.36")
     )
     assert "gtid_mode" in p.what
+
+
+def test_tables() -> None:
+    # Tables without a primary key are captured as any other: nothing checks their keys.
+    (p,) = source(include=["app.*"])._check(Cursor(GOOD, ALL, unreadable=frozenset({"app.u"})))
+    assert "cannot read app.u" in p.what and p.key == "tables"
+    (p,) = source(include=["nothing.*"])._check(Cursor(GOOD, ALL))
+    assert "no table matches" in p.what and not p.fatal
+
+
+def test_unknown_sql_fails_the_test() -> None:
+    with pytest.raises(AssertionError, match="no answer for 'SELECT @@version_comment'"):
+        Cursor(GOOD, ALL).execute("SELECT @@version_comment")
 
 
 def test_acknowledge_records_and_rejects_foreign_positions() -> None:

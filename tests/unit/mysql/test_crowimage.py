@@ -36,9 +36,10 @@ from cdc.events import (
 )
 from connectors.mysql import types as t
 from connectors.mysql.position import BinlogFile, GtidSet, MySqlPosition
-from connectors.mysql.source import binlog
+from connectors.mysql.source import binlog, transaction
 from connectors.mysql.source import rowimage as r
-from connectors.mysql.types import BinlogColumn, ColumnCodec, make_codec
+from connectors.mysql.types import BinlogColumn
+from connectors.mysql.values import ColumnCodec, make_codec
 
 from .test_rowimage import encode_datetime2, encode_decimal
 
@@ -394,15 +395,15 @@ def test_native_changes_equal_python(
     kind: type, key_names: tuple[str, ...], rows: list[tuple[dict[str, Any], dict[str, Any]]]
 ) -> None:
     images: list[Any] = rows if kind is UpdateRowsEvent else [r[0] for r in rows]
-    want = binlog._changes(key_names, kind, images)
-    got = r._native.changes(binlog._CHANGE_KINDS[kind], key_names, images, binlog._CHANGE_OPS)
+    want = transaction.row_changes(key_names, kind, images)
+    got = r._native.changes(transaction.CHANGE_KINDS[kind], key_names, images, transaction.CHANGE_OPS)
     assert got == want
     assert [type(c) for c in got] == [tuple] * len(want)
 
 
 def test_native_changes_errors() -> None:
     native = r._native
-    ops = binlog._CHANGE_OPS
+    ops = transaction.CHANGE_OPS
     with pytest.raises(KeyError):
         native.changes(0, ("missing",), [{"a": 1}], ops)
     with pytest.raises(TypeError):

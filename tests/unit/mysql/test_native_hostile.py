@@ -18,10 +18,12 @@ from typing import Any
 import pytest
 
 from cdc.events import ColumnType, Kind
+from connectors.mysql import latin1
 from connectors.mysql import types as t
-from connectors.mysql.sink import dialect as my
+from connectors.mysql.sink import literals as mysql_literals
 from connectors.mysql.source import rowimage as r
-from connectors.mysql.types import BinlogColumn, make_codec
+from connectors.mysql.types import BinlogColumn
+from connectors.mysql.values import make_codec
 
 ALL_BYTES = bytes(range(256))
 
@@ -52,7 +54,7 @@ def test_a_table_map_without_columns_is_a_decode_error_not_an_endless_loop() -> 
 @pytest.mark.parametrize("code,length", [(t.T_VARCHAR, 1020), (t.T_STRING, 255)])
 def test_mysql_latin1_reads_every_byte_value(code: int, length: int) -> None:
     col = BinlogColumn("s", code, max_length=length, collation="latin1_swedish_ci")
-    expected = r.MYSQL_LATIN1_TABLE
+    expected = latin1.MYSQL_LATIN1_TABLE
     assert [expected[b] for b in (0x81, 0x8D, 0x8F, 0x90, 0x9D)] == \
         ["\x81", "\x8d", "\x8f", "\x90", "\x9d"]
     assert expected[0x80] == "\u20ac" and expected[0xE9] == "\u00e9"  # cp1252 elsewhere
@@ -61,10 +63,10 @@ def test_mysql_latin1_reads_every_byte_value(code: int, length: int) -> None:
     body = b"\x00" + len(data).to_bytes(prefix, "little") + data
     for name, dec in decoders([col]):
         assert dec.decode(body, 0, len(body), False) == [{"s": expected[256 - len(data):]}], name
-    assert ALL_BYTES.decode(r.MYSQL_LATIN1).encode(r.MYSQL_LATIN1) == ALL_BYTES
+    assert ALL_BYTES.decode(latin1.MYSQL_LATIN1).encode(latin1.MYSQL_LATIN1) == ALL_BYTES
 
 
-@pytest.mark.skipif(my._cliteral is None, reason="native module not built")
+@pytest.mark.skipif(mysql_literals._cliteral is None, reason="native module not built")
 def test_a_fallback_that_mutates_the_row_list_cannot_free_what_is_written() -> None:
     n = 64
     values: list[Any] = [Decimal(i) / 7 for i in range(n)]  # Decimals: each goes to fallback
@@ -77,4 +79,4 @@ def test_a_fallback_that_mutates_the_row_list_cannot_free_what_is_written() -> N
             junk.append(0.0)
         return str(v)
 
-    assert my._cliteral.row(values, fallback, False) == expected
+    assert mysql_literals._cliteral.row(values, fallback, False) == expected

@@ -15,8 +15,10 @@ from hypothesis import strategies as st
 
 from cdc.events import ColumnType, Kind
 from connectors.mysql import types as t
+from connectors.mysql import values
 from connectors.mysql.source import rowimage as r
-from connectors.mysql.types import BinlogColumn, ColumnCodec, make_codec
+from connectors.mysql.types import BinlogColumn
+from connectors.mysql.values import ColumnCodec, make_codec
 
 DIG2BYTES = (0, 1, 1, 2, 2, 3, 3, 4, 4, 4)
 
@@ -112,7 +114,7 @@ def test_date_year_enum_set_bits() -> None:
     assert r._set(1, ["x", "y", "z"])(b"\x05", 0)[0] == "x,z"
     assert r._set(1, ["x", "y", "z"])(b"\x00", 0)[0] == ""
     assert r._bits(2)(b"\x03\xff", 0) == (b"\x03\xff", 2)
-    assert r._time2(3)(bytes.fromhex("7ef0fd0c1c"), 0)[0] == t.decode_time2(
+    assert r._time2(3)(bytes.fromhex("7ef0fd0c1c"), 0)[0] == values.decode_time2(
         bytes.fromhex("7ef0fd0c1c"), 3
     )
 

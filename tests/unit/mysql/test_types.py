@@ -15,17 +15,15 @@ from cdc.errors import SchemaError, SerializationError
 from cdc.events import Kind
 from cdc.serde.temporal import ZERO
 from connectors.mysql import types as t
+from connectors.mysql import values
 from connectors.mysql.types import (
     BinlogColumn,
-    BinlogRowDecoder,
     CatalogColumn,
-    TextRowDecoder,
     column_type_from_binlog,
     column_type_from_catalog,
-    decode_time2,
-    make_codec,
     parse_enum_values,
 )
+from connectors.mysql.values import BinlogRowDecoder, TextRowDecoder, decode_time2, make_codec
 
 # --------------------------------------------------------------------------- helpers
 
@@ -34,7 +32,7 @@ def cat(name: str, data_type: str, column_type: str | None = None, **kw: Any) ->
     return CatalogColumn(name, data_type, column_type or data_type, **kw)
 
 
-def codec(c: CatalogColumn, zero_date: t.ZeroDatePolicy = "null") -> t.ColumnCodec:
+def codec(c: CatalogColumn, zero_date: values.ZeroDatePolicy = "null") -> values.ColumnCodec:
     return make_codec(
         c.shape(),
         column_type_from_catalog(c),
@@ -45,12 +43,12 @@ def codec(c: CatalogColumn, zero_date: t.ZeroDatePolicy = "null") -> t.ColumnCod
     )
 
 
-def text(c: CatalogColumn, v: Any, zero_date: t.ZeroDatePolicy = "null") -> Any:
+def text(c: CatalogColumn, v: Any, zero_date: values.ZeroDatePolicy = "null") -> Any:
     k = codec(c, zero_date)
     return v if k.from_text is None else k.from_text(v)
 
 
-def binlog(c: CatalogColumn, v: Any, zero_date: t.ZeroDatePolicy = "null") -> Any:
+def binlog(c: CatalogColumn, v: Any, zero_date: values.ZeroDatePolicy = "null") -> Any:
     k = codec(c, zero_date)
     return v if k.from_binlog is None else k.from_binlog(v)
 
@@ -126,9 +124,9 @@ def test_time2_from_server_bytes() -> None:
     assert decode_time2(
         encode_time2(-timedelta(hours=838, minutes=59, seconds=59), 6), 6
     ) == -timedelta(hours=838, minutes=59, seconds=59)
-    assert t._time_from_text("-838:59:59.000000") == -timedelta(hours=838, minutes=59, seconds=59)
-    assert t._time_from_text("-00:00:00.5") == -timedelta(milliseconds=500)
-    assert t._time_from_text("12:00:00") == timedelta(hours=12)
+    assert values._time_from_text("-838:59:59.000000") == -timedelta(hours=838, minutes=59, seconds=59)
+    assert values._time_from_text("-00:00:00.5") == -timedelta(milliseconds=500)
+    assert values._time_from_text("12:00:00") == timedelta(hours=12)
 
 
 # --------------------------------------------------------------------------- integers
@@ -158,7 +156,7 @@ def test_integers(dt: str, ctype: str, kind: Kind, lo: int, hi: int) -> None:
         assert text(c, str(v)) == v
         assert binlog(c, v) == v
     if c.unsigned:  # a signed reading of an unsigned column is corrected
-        bits = t._INT_BITS[dt]
+        bits = t.INT_BITS[dt]
         assert binlog(c, -1) == 2**bits - 1
         assert binlog(c, hi - 2**bits) == hi
 
@@ -343,7 +341,7 @@ def test_date_time_datetime_timestamp_year() -> None:
         ("sentinel", True, (ZERO, ZERO, ZERO)),
     ],
 )
-def test_zero_dates(policy: t.ZeroDatePolicy, nullable: bool, expect: tuple[Any, ...]) -> None:
+def test_zero_dates(policy: values.ZeroDatePolicy, nullable: bool, expect: tuple[Any, ...]) -> None:
     d = cat("d", "date", nullable=nullable)
     dt = cat("dt", "datetime", "datetime(6)", fsp=6, nullable=nullable)
     ts = cat("ts", "timestamp", fsp=0, nullable=nullable)

@@ -17,31 +17,32 @@ from pymysql.constants import SERVER_STATUS
 
 from cdc.events import ColumnType, Kind
 from cdc.sink.values import passes
-from connectors.mysql.sink import dialect as my
+from connectors.mysql.sink import literals as mysql_literals
+from connectors.mysql.sink.dialect import MySqlDialect
 from connectors.postgres.sink import dialect as pg
 
 
 @given(st.floats(allow_nan=False, allow_infinity=False))
 def test_float_literal(v: float) -> None:
-    assert my._float_literal(v) == converters.escape_float(v)
+    assert mysql_literals._float_literal(v) == converters.escape_float(v)
 
 
 @given(st.decimals(allow_nan=False, allow_infinity=False))
 def test_decimal_literal(v: Decimal) -> None:
-    assert my._decimal_literal(v) == converters.Decimal2Literal(v, None)
+    assert mysql_literals._decimal_literal(v) == converters.Decimal2Literal(v, None)
 
 
 @given(st.datetimes())
 def test_datetime_literal(v: datetime) -> None:
-    assert my._datetime_literal(v) == converters.escape_datetime(v)
+    assert mysql_literals._datetime_literal(v) == converters.escape_datetime(v)
 
 
 @pytest.mark.parametrize("v", [float("nan"), float("inf"), float("-inf")])
 def test_non_finite_floats_and_decimals_are_refused_like_pymysql(v: float) -> None:
     with pytest.raises(converters.ProgrammingError):
-        my._float_literal(v)
+        mysql_literals._float_literal(v)
     with pytest.raises(converters.ProgrammingError):
-        my._decimal_literal(Decimal(v))
+        mysql_literals._decimal_literal(Decimal(v))
 
 
 _VALUES: dict[type, Any] = {
@@ -50,7 +51,7 @@ _VALUES: dict[type, Any] = {
 }
 
 
-@pytest.mark.parametrize("dialect", [pg.PostgresDialect(), my.MySqlDialect()])
+@pytest.mark.parametrize("dialect", [pg.PostgresDialect(), MySqlDialect()])
 @pytest.mark.parametrize("kind", [Kind.DATE, Kind.TIMESTAMP, Kind.TIMESTAMPTZ])
 @given(data=st.data())
 def test_declared_identities_hold(dialect: Any, kind: Kind, data: st.DataObject) -> None:
@@ -91,13 +92,13 @@ def _connection(no_backslash: bool) -> Any:
     return conn
 
 
-@pytest.mark.skipif(my._cliteral is None, reason="native module not built")
+@pytest.mark.skipif(mysql_literals._cliteral is None, reason="native module not built")
 @settings(deadline=None)  # a shared 2-core machine took 250 ms for one example once
 @given(_row_values, st.booleans())
 def test_native_row_text_is_the_python_text(row: list[Any], no_backslash: bool) -> None:
     conn = _connection(no_backslash)
-    literals = my._literals(conn)
-    row_text = my._native_row_text(conn, literals)
+    literals = mysql_literals.fast_literals(conn)
+    row_text = mysql_literals.native_row_text(conn, literals)
     assert row_text is not None
     get = literals.get
 
@@ -115,4 +116,4 @@ def test_native_row_text_only_for_pymysql_s_own_escaping() -> None:
             return s
 
     conn = Custom(defer_connect=True)
-    assert my._native_row_text(conn, my._literals(conn)) is None
+    assert mysql_literals.native_row_text(conn, mysql_literals.fast_literals(conn)) is None

@@ -33,7 +33,7 @@ from cdc.positions import Lsn, PgPosition
 from cdc.spi import SnapshotProgress
 from connectors.postgres.source import catalog
 from connectors.postgres.source.catalog import PublicationFacts, TableFacts, TableShape
-from connectors.postgres.source.replication import CONNECTOR_NAME
+from connectors.postgres.source.changes import CONNECTOR_NAME
 
 log = logging.getLogger(__name__)
 

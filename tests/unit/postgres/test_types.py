@@ -25,12 +25,12 @@ from cdc.events import ColumnType, Kind
 from connectors.postgres import types
 from connectors.postgres.source import decoder
 from connectors.postgres.source.decoder import UNCHANGED_TOAST
+from connectors.postgres.text_values import days_from_civil, interval_to_iso
 from connectors.postgres.types import (
     NEG_INFINITY,
     POS_INFINITY,
     PgTypeInfo,
     StaticTypeCatalog,
-    interval_to_iso,
     make_row_converter,
     resolve_type,
 )
@@ -204,7 +204,7 @@ def test_days_from_civil_matches_python_everywhere_python_can_check() -> None:
     epoch = date(1970, 1, 1).toordinal()
     for y in (1, 4, 100, 400, 1582, 1900, 1970, 2000, 2024, 9999):
         for m, dd in ((1, 1), (2, 28), (3, 1), (12, 31)):
-            assert types._days_from_civil(y, m, dd) == date(y, m, dd).toordinal() - epoch
+            assert days_from_civil(y, m, dd) == date(y, m, dd).toordinal() - epoch
 
 
 @pytest.mark.parametrize(

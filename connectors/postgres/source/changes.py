@@ -35,7 +35,8 @@ from cdc.events import ChangeEvent, Op, SourceInfo, TransactionInfo
 from cdc.positions import Lsn, PgPosition
 from cdc.spi import StreamItem
 from connectors.postgres.source.catalog import NullInNotNull, TableShape
-from connectors.postgres.source.decoder import (
+from connectors.postgres.source.decoder import decode_message, decode_row
+from connectors.postgres.source.messages import (
     UNCHANGED_TOAST,
     DataType,
     LogicalMessage,
@@ -43,8 +44,6 @@ from connectors.postgres.source.decoder import (
     Relation,
     Truncate,
     TupleData,
-    decode_message,
-    decode_row,
 )
 from connectors.postgres.source.spill import TxBuffer
 from connectors.postgres.source.wire import classify

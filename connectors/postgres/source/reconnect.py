@@ -34,7 +34,7 @@ from cdc.errors import CdcError, PrerequisiteError, RetriableError, UnreachableE
 from cdc.positions import Lsn, PgPosition
 from cdc.spi import Heartbeat, StreamItem
 from connectors.postgres.source import catalog
-from connectors.postgres.source.decoder import Begin
+from connectors.postgres.source.messages import Begin
 from connectors.postgres.source.spill import TxBuffer
 from connectors.postgres.source.wire import ReplicationConnection, classify
 

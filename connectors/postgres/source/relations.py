@@ -26,7 +26,7 @@ import psycopg
 from cdc.config.models import TableFilter
 from connectors.postgres.source import catalog
 from connectors.postgres.source.catalog import NullInNotNull, TableShape
-from connectors.postgres.source.decoder import Relation
+from connectors.postgres.source.messages import Relation
 from connectors.postgres.source.wire import classify
 from connectors.postgres.types import load_type_catalog
 

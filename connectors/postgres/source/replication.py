@@ -58,14 +58,14 @@ from cdc.errors import CdcError, SerializationError
 from cdc.positions import Lsn, PgPosition
 from cdc.spi import Heartbeat, StreamItem
 from connectors.postgres.source.changes import ChangeBuilder, TransactionListener
-from connectors.postgres.source.decoder import (
+from connectors.postgres.source.decoder import decode_message
+from connectors.postgres.source.messages import (
     Begin,
     Commit,
     Relation,
     StreamAbort,
     StreamCommit,
     StreamStart,
-    decode_message,
 )
 from connectors.postgres.source.reconnect import ReconnectPolicy, Session, lsn_of
 from connectors.postgres.source.relations import RelationCache

@@ -26,7 +26,8 @@ from psycopg import pq
 
 from cdc.errors import CdcError, PrerequisiteError, RetriableError
 from cdc.positions import Lsn
-from connectors.postgres.source.decoder import encode_standby_status, pg_timestamp_now
+from connectors.postgres.source.decoder import encode_standby_status
+from connectors.postgres.source.messages import pg_timestamp_now
 
 log = logging.getLogger(__name__)
 

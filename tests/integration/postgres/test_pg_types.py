@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from connectors.postgres import types
-from connectors.postgres.source import decoder
+from connectors.postgres.source import decoder, messages
 from connectors.postgres.types import resolve_type
 from tests.fixtures.pgoutput import typed_table
 from tests.fixtures.pgoutput.capture import raw_text_rows, stream_copy_data
@@ -80,15 +80,15 @@ def test_live_select_and_pgoutput_parity(pg_source_dsn: str) -> None:
                 for r in raw_text_rows(conn, f"SELECT {', '.join(names)} FROM typed ORDER BY id")
             }
             dec = decoder.PgOutputDecoder()
-            relation: decoder.Relation | None = None
+            relation: messages.Relation | None = None
             streamed: dict[int, list[str | None]] = {}
             for raw in frames:
                 frame = decoder.decode_copy_data(raw)
                 if isinstance(frame, decoder.XLogData):
                     m = dec.decode(frame.payload)
-                    if isinstance(m, decoder.Relation):
+                    if isinstance(m, messages.Relation):
                         relation = m
-                    elif isinstance(m, decoder.Insert):
+                    elif isinstance(m, messages.Insert):
                         streamed[int(m.new[0])] = list(m.new)  # type: ignore[arg-type]
             assert relation is not None and [c.name for c in relation.columns] == names
             assert streamed == select

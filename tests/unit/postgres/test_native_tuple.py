@@ -8,14 +8,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.postgres.source import decoder
+from connectors.postgres.source import decoder, messages
 
 pytestmark = pytest.mark.skipif(decoder._C is None, reason="native parser not built (make native)")
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 values = st.one_of(
     st.none(),
-    st.just(decoder.UNCHANGED_TOAST),
+    st.just(messages.UNCHANGED_TOAST),
     st.text(max_size=40),
     st.binary(max_size=40),
 )
@@ -26,7 +26,7 @@ def _encode(vals: list[object]) -> bytes:
     for v in vals:
         if v is None:
             out.append(b"n")
-        elif v is decoder.UNCHANGED_TOAST:
+        elif v is messages.UNCHANGED_TOAST:
             out.append(b"u")
         elif isinstance(v, str):
             b = v.encode("utf-8", "surrogatepass")
@@ -47,7 +47,7 @@ def _python(buf: bytes, pos: int) -> object:
 def _native(buf: bytes, pos: int) -> object:
     assert decoder._C is not None
     try:
-        return decoder._C.read_tuple(buf, pos, decoder.UNCHANGED_TOAST)
+        return decoder._C.read_tuple(buf, pos, messages.UNCHANGED_TOAST)
     except ValueError:
         return "malformed"
 
@@ -96,11 +96,11 @@ def _row_message(tag: bytes, in_stream: bool, new: list[object] | None,
 
 def _decoded_python(payload: bytes, in_stream: bool) -> object:
     msg = decoder.decode_message(payload, in_stream=in_stream)
-    if isinstance(msg, decoder.Insert):
+    if isinstance(msg, messages.Insert):
         return msg.relation_id, msg.new, None, None
-    if isinstance(msg, decoder.Update):
+    if isinstance(msg, messages.Update):
         return msg.relation_id, msg.new, msg.old, msg.old_kind
-    assert isinstance(msg, decoder.Delete)
+    assert isinstance(msg, messages.Delete)
     return msg.relation_id, None, msg.old, msg.old_kind
 
 
@@ -118,7 +118,7 @@ def test_row_messages_decode_identically(
     else:
         payload = _row_message(tag, in_stream, None, old, kind or b"K")
     assert decoder._C is not None
-    assert decoder._C.parse_row(payload, in_stream, decoder.UNCHANGED_TOAST) == _decoded_python(
+    assert decoder._C.parse_row(payload, in_stream, messages.UNCHANGED_TOAST) == _decoded_python(
         payload, in_stream)
     assert decoder.decode_row(payload, in_stream) == _decoded_python(payload, in_stream)
     # Damaged: the C parser may refuse (then decode_row raises the reference error) but

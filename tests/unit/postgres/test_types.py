@@ -23,8 +23,8 @@ import pytest
 from cdc.errors import SerializationError
 from cdc.events import ColumnType, Kind
 from connectors.postgres import types
-from connectors.postgres.source import decoder
-from connectors.postgres.source.decoder import UNCHANGED_TOAST
+from connectors.postgres.source import decoder, messages
+from connectors.postgres.source.messages import UNCHANGED_TOAST
 from connectors.postgres.text_values import days_from_civil, interval_to_iso
 from connectors.postgres.types import (
     NEG_INFINITY,
@@ -405,16 +405,16 @@ def test_captured_select_and_pgoutput_agree_and_convert(path: Path) -> None:
     # The pgoutput stream of the same rows: the same text, byte for byte.
     major = path.stem
     stream = FIXTURES / f"{major}-v1.bin.gz"
-    relation: decoder.Relation | None = None
+    relation: messages.Relation | None = None
     inserted: dict[int, list[str | None]] = {}
     for raw in read_frames(stream):
         frame = decoder.decode_copy_data(raw)
         if not isinstance(frame, decoder.XLogData):
             continue
         m = decoder.decode_message(frame.payload)
-        if isinstance(m, decoder.Relation) and m.name == "typed":
+        if isinstance(m, messages.Relation) and m.name == "typed":
             relation = m
-        elif isinstance(m, decoder.Insert) and relation and m.relation_id == relation.relation_id:
+        elif isinstance(m, messages.Insert) and relation and m.relation_id == relation.relation_id:
             assert all(v is None or isinstance(v, str) for v in m.new)
             inserted[int(m.new[0])] = list(m.new)  # type: ignore[arg-type]
     assert relation is not None

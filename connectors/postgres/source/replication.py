@@ -118,7 +118,6 @@ class StreamSettings:
         return ", ".join(opts)
 
 
-
 class StreamReader(ReconnectPolicy, ChangeBuilder):
     """Streams a slot's committed transactions as events, across reconnects.
 
@@ -126,6 +125,11 @@ class StreamReader(ReconnectPolicy, ChangeBuilder):
     ``connect_replication`` a replication one. Both must pin the session
     settings of :data:`connectors.postgres.types.SESSION_SETTINGS`, which the
     text values of pgoutput depend on.
+
+    The entry point :meth:`stream` and the slot checks come from
+    :class:`~.reconnect.ReconnectPolicy`, the events of a committed
+    transaction from :class:`~.changes.ChangeBuilder`; this class holds the
+    state they share and the session loop.
     """
 
     def __init__(
@@ -212,7 +216,6 @@ class StreamReader(ReconnectPolicy, ChangeBuilder):
                 self._sql.close()
             finally:
                 self._sql = None
-
 
     # -- the session loop ---------------------------------------------------------------------------
 

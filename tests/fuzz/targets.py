@@ -54,6 +54,7 @@ from connectors.mysql.source import rowimage
 from connectors.mysql.types import BinlogColumn, column_type_from_binlog
 from connectors.mysql.values import make_codec
 from connectors.postgres.source import decoder as pg
+from connectors.postgres.source import messages
 
 HERE = Path(__file__).resolve().parent
 MAX_INPUT = 1 << 16
@@ -164,11 +165,11 @@ def avro_key(data: bytes) -> None:
 
 
 def _row_of(msg: Any) -> Any:
-    if isinstance(msg, pg.Insert):
+    if isinstance(msg, messages.Insert):
         return msg.relation_id, msg.new, None, None
-    if isinstance(msg, pg.Update):
+    if isinstance(msg, messages.Update):
         return msg.relation_id, msg.new, msg.old, msg.old_kind
-    if isinstance(msg, pg.Delete):
+    if isinstance(msg, messages.Delete):
         return msg.relation_id, None, msg.old, msg.old_kind
     return None
 
@@ -186,7 +187,7 @@ def pgoutput(data: bytes) -> None:
     c = pg._C
     if c is not None and payload[:1] in (b"I", b"U", b"D"):
         try:
-            c_row = c.parse_row(payload, in_stream, pg.UNCHANGED_TOAST)
+            c_row = c.parse_row(payload, in_stream, messages.UNCHANGED_TOAST)
         except ValueError:
             c_row = None  # malformed for C: decode_row falls back to the reference
         if c_row is not None and c_row != row:
@@ -196,7 +197,7 @@ def pgoutput(data: bytes) -> None:
         pos = data[0] >> 1 & 0x3F
         if pos < len(payload):
             try:
-                c_tuple = c.read_tuple(payload, pos, pg.UNCHANGED_TOAST)
+                c_tuple = c.read_tuple(payload, pos, messages.UNCHANGED_TOAST)
             except ValueError:
                 c_tuple = None
             if c_tuple is not None:

@@ -41,14 +41,10 @@ from connectors.postgres.config import PostgresSourceConfig
 from connectors.postgres.position import PgPosition
 from connectors.postgres.source import catalog
 from connectors.postgres.source.catalog import PublicationFacts, ServerFacts
-from connectors.postgres.source.replication import (
-    ReplicationConnection,
-    StreamReader,
-    StreamSettings,
-    TransactionListener,
-    classify,
-)
+from connectors.postgres.source.changes import TransactionListener
+from connectors.postgres.source.replication import StreamReader, StreamSettings
 from connectors.postgres.source.snapshot import SnapshotReader
+from connectors.postgres.source.wire import ReplicationConnection, classify
 from connectors.postgres.types import libpq_options
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ from cdc.events import ChangeEvent, Op, SourceInfo, TableId
 from connectors.postgres.position import Lsn, PgPosition
 from connectors.postgres.source import catalog
 from connectors.postgres.source.catalog import PublicationFacts, TableFacts, TableShape
-from connectors.postgres.source.replication import CONNECTOR_NAME
+from connectors.postgres.source.changes import CONNECTOR_NAME
 
 log = logging.getLogger(__name__)
 

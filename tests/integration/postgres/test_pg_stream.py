@@ -16,7 +16,7 @@ import pytest
 
 from cdc.events import Kind, Op
 from connectors.postgres.position import PgPosition
-from connectors.postgres.source.replication import TransactionMarker
+from connectors.postgres.source.changes import TransactionMarker
 from tests.fixtures.pgoutput import typed_table
 from tests.integration.postgres.conftest import (
     Background,
@@ -436,7 +436,7 @@ def test_server_restart_mid_stream_loses_nothing(pg: PgEnv) -> None:
 def test_wait_visible_waits_for_an_open_transaction(pg: PgEnv) -> None:
     """The re-select of a key change never mistakes 'not visible yet' for 'gone'."""
     from cdc.errors import RetriableError
-    from connectors.postgres.source.replication import _wait_visible
+    from connectors.postgres.source.changes import _wait_visible
 
     with psycopg.connect(pg.dsn, autocommit=True) as reader, psycopg.connect(pg.dsn) as writer:
         row = writer.execute("SELECT pg_current_xact_id()::text").fetchone()

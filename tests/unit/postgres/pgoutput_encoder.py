@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 
-from connectors.postgres.source import decoder as d
+from connectors.postgres.source import messages
 
 
 def _cstr(s: str) -> bytes:
@@ -23,12 +23,12 @@ def _xid(xid: int | None, in_stream: bool) -> bytes:
     return b""
 
 
-def encode_tuple(values: d.TupleData) -> bytes:
+def encode_tuple(values: messages.TupleData) -> bytes:
     out = [struct.pack(">H", len(values))]
     for v in values:
         if v is None:
             out.append(b"n")
-        elif v is d.UNCHANGED_TOAST:
+        elif v is messages.UNCHANGED_TOAST:
             out.append(b"u")
         elif isinstance(v, str):
             raw = v.encode()
@@ -39,16 +39,16 @@ def encode_tuple(values: d.TupleData) -> bytes:
     return b"".join(out)
 
 
-def encode(msg: d.PgOutputMessage, in_stream: bool = False) -> bytes:
-    if isinstance(msg, d.Begin):
+def encode(msg: messages.PgOutputMessage, in_stream: bool = False) -> bytes:
+    if isinstance(msg, messages.Begin):
         return b"B" + struct.pack(">QqI", msg.final_lsn.value, msg.commit_ts, msg.xid)
-    if isinstance(msg, d.Commit):
+    if isinstance(msg, messages.Commit):
         return b"C" + struct.pack(
             ">BQQq", msg.flags, msg.commit_lsn.value, msg.end_lsn.value, msg.commit_ts
         )
-    if isinstance(msg, d.Origin):
+    if isinstance(msg, messages.Origin):
         return b"O" + struct.pack(">Q", msg.commit_lsn.value) + _cstr(msg.name)
-    if isinstance(msg, d.Relation):
+    if isinstance(msg, messages.Relation):
         cols = b"".join(
             struct.pack(">B", c.flags)
             + _cstr(c.name)
@@ -65,7 +65,7 @@ def encode(msg: d.PgOutputMessage, in_stream: bool = False) -> bytes:
             + struct.pack(">H", len(msg.columns))
             + cols
         )
-    if isinstance(msg, d.DataType):
+    if isinstance(msg, messages.DataType):
         return (
             b"Y"
             + _xid(msg.xid, in_stream)
@@ -73,7 +73,7 @@ def encode(msg: d.PgOutputMessage, in_stream: bool = False) -> bytes:
             + _cstr(msg.namespace)
             + _cstr(msg.name)
         )
-    if isinstance(msg, d.Insert):
+    if isinstance(msg, messages.Insert):
         return (
             b"I"
             + _xid(msg.xid, in_stream)
@@ -81,7 +81,7 @@ def encode(msg: d.PgOutputMessage, in_stream: bool = False) -> bytes:
             + b"N"
             + encode_tuple(msg.new)
         )
-    if isinstance(msg, d.Update):
+    if isinstance(msg, messages.Update):
         old = b""
         if msg.old is not None:
             assert msg.old_kind is not None
@@ -94,7 +94,7 @@ def encode(msg: d.PgOutputMessage, in_stream: bool = False) -> bytes:
             + b"N"
             + encode_tuple(msg.new)
         )
-    if isinstance(msg, d.Delete):
+    if isinstance(msg, messages.Delete):
         return (
             b"D"
             + _xid(msg.xid, in_stream)
@@ -102,14 +102,14 @@ def encode(msg: d.PgOutputMessage, in_stream: bool = False) -> bytes:
             + msg.old_kind.encode()
             + encode_tuple(msg.old)
         )
-    if isinstance(msg, d.Truncate):
+    if isinstance(msg, messages.Truncate):
         return (
             b"T"
             + _xid(msg.xid, in_stream)
             + struct.pack(">IB", len(msg.relation_ids), msg.options)
             + b"".join(struct.pack(">I", r) for r in msg.relation_ids)
         )
-    if isinstance(msg, d.LogicalMessage):
+    if isinstance(msg, messages.LogicalMessage):
         return (
             b"M"
             + _xid(msg.xid, in_stream)
@@ -118,21 +118,21 @@ def encode(msg: d.PgOutputMessage, in_stream: bool = False) -> bytes:
             + struct.pack(">I", len(msg.content))
             + msg.content
         )
-    if isinstance(msg, d.StreamStart):
+    if isinstance(msg, messages.StreamStart):
         return b"S" + struct.pack(">IB", msg.xid, int(msg.first_segment))
-    if isinstance(msg, d.StreamStop):
+    if isinstance(msg, messages.StreamStop):
         return b"E"
-    if isinstance(msg, d.StreamCommit):
+    if isinstance(msg, messages.StreamCommit):
         return b"c" + struct.pack(
             ">IBQQq", msg.xid, msg.flags, msg.commit_lsn.value, msg.end_lsn.value, msg.commit_ts
         )
-    if isinstance(msg, d.StreamAbort):
+    if isinstance(msg, messages.StreamAbort):
         body = struct.pack(">II", msg.xid, msg.subxid)
         if msg.abort_lsn is not None:
             assert msg.abort_ts is not None
             body += struct.pack(">Qq", msg.abort_lsn.value, msg.abort_ts)
         return b"A" + body
-    if isinstance(msg, d.BeginPrepare):
+    if isinstance(msg, messages.BeginPrepare):
         return (
             b"b"
             + struct.pack(
@@ -140,16 +140,16 @@ def encode(msg: d.PgOutputMessage, in_stream: bool = False) -> bytes:
             )
             + _cstr(msg.gid)
         )
-    if isinstance(msg, d.Prepare | d.CommitPrepared | d.StreamPrepare):
-        tag = {d.Prepare: b"P", d.CommitPrepared: b"K", d.StreamPrepare: b"p"}[type(msg)]
-        lsn = msg.commit_lsn if isinstance(msg, d.CommitPrepared) else msg.prepare_lsn
-        ts = msg.commit_ts if isinstance(msg, d.CommitPrepared) else msg.prepare_ts
+    if isinstance(msg, messages.Prepare | messages.CommitPrepared | messages.StreamPrepare):
+        tag = {messages.Prepare: b"P", messages.CommitPrepared: b"K", messages.StreamPrepare: b"p"}[type(msg)]
+        lsn = msg.commit_lsn if isinstance(msg, messages.CommitPrepared) else msg.prepare_lsn
+        ts = msg.commit_ts if isinstance(msg, messages.CommitPrepared) else msg.prepare_ts
         return (
             tag
             + struct.pack(">BQQqI", msg.flags, lsn.value, msg.end_lsn.value, ts, msg.xid)
             + _cstr(msg.gid)
         )
-    if isinstance(msg, d.RollbackPrepared):
+    if isinstance(msg, messages.RollbackPrepared):
         return (
             b"r"
             + struct.pack(

@@ -25,9 +25,8 @@ from hypothesis import strategies as st
 
 from cdc.errors import SerializationError
 from connectors.postgres.position import Lsn
-from connectors.postgres.source import decoder as d
+from connectors.postgres.source import messages
 from connectors.postgres.source.decoder import (
-    UNCHANGED_TOAST,
     PgOutputDecoder,
     PrimaryKeepalive,
     XLogData,
@@ -35,6 +34,7 @@ from connectors.postgres.source.decoder import (
     decode_message,
     encode_standby_status,
 )
+from connectors.postgres.source.messages import UNCHANGED_TOAST
 from tests.fixtures.pgoutput.capture import read_frames
 from tests.unit.postgres.pgoutput_encoder import (
     encode,
@@ -59,7 +59,7 @@ def _session(path: Path) -> tuple[int, str]:
 @dataclass
 class Decoded:
     frames: list[XLogData | PrimaryKeepalive]
-    messages: list[tuple[XLogData, d.PgOutputMessage]]
+    messages: list[tuple[XLogData, messages.PgOutputMessage]]
 
 
 _cache: dict[Path, Decoded] = {}
@@ -95,55 +95,55 @@ class Consumer:
             assert self.current is not None, f"{m} outside a transaction"
             self.current.append(row)
 
-    def feed(self, m: d.PgOutputMessage) -> None:
+    def feed(self, m: messages.PgOutputMessage) -> None:
         rel = self.relations.get
         match m:
-            case d.Begin() | d.BeginPrepare():
+            case messages.Begin() | messages.BeginPrepare():
                 assert self.current is None
                 self.current, self.origin = [], None
-            case d.Commit():
+            case messages.Commit():
                 assert self.current is not None
                 self.committed.append(("tx", self.origin, self.current))
                 self.current = None
-            case d.Prepare():
+            case messages.Prepare():
                 assert self.current is not None
                 self.prepared[m.gid] = (self.origin, self.current)
                 self.current = None
-            case d.CommitPrepared():
+            case messages.CommitPrepared():
                 origin, changes = self.prepared.pop(m.gid)
                 self.committed.append(("tx", origin, changes))
-            case d.RollbackPrepared():
+            case messages.RollbackPrepared():
                 self.prepared.pop(m.gid)
-            case d.Origin():
+            case messages.Origin():
                 self.origin = m.name
-            case d.Relation():
+            case messages.Relation():
                 self.relations[m.relation_id] = f"{m.namespace}.{m.name}"
-            case d.DataType():
+            case messages.DataType():
                 pass
-            case d.Insert():
+            case messages.Insert():
                 self.change(m, ("I", rel(m.relation_id), m.new))
-            case d.Update():
+            case messages.Update():
                 self.change(m, ("U", rel(m.relation_id), m.old_kind, m.old, m.new))
-            case d.Delete():
+            case messages.Delete():
                 self.change(m, ("D", rel(m.relation_id), m.old_kind, m.old))
-            case d.Truncate():
+            case messages.Truncate():
                 tables = tuple(rel(r) for r in m.relation_ids)
                 self.change(m, ("T", tables, m.cascade, m.restart_identity))
-            case d.LogicalMessage() if not m.transactional:
+            case messages.LogicalMessage() if not m.transactional:
                 assert m.xid is None
                 self.committed.append(("nontx", m.prefix, m.content))
-            case d.LogicalMessage():
+            case messages.LogicalMessage():
                 self.change(m, ("M", m.prefix, m.content))
-            case d.StreamStart():
+            case messages.StreamStart():
                 self.stream_xid = m.xid
-            case d.StreamStop():
+            case messages.StreamStop():
                 self.stream_xid = None
-            case d.StreamAbort():
+            case messages.StreamAbort():
                 if m.subxid == m.xid:
                     self.streams.pop(m.xid)
                 else:
                     self.streams[m.xid] = [c for c in self.streams[m.xid] if c[0] != m.subxid]
-            case d.StreamCommit():
+            case messages.StreamCommit():
                 changes = [row for _, row in self.streams.pop(m.xid)]
                 self.committed.append(("tx", self.origin, changes))
             case _:
@@ -274,21 +274,21 @@ def test_capture_structure(path: Path) -> None:
     inside = False
     seen_streams: set[int] = set()
     for m in msgs:
-        if isinstance(m, d.StreamStart):
+        if isinstance(m, messages.StreamStart):
             assert m.first_segment == (m.xid not in seen_streams)
             seen_streams.add(m.xid)
             inside = True
-        elif isinstance(m, d.StreamStop):
+        elif isinstance(m, messages.StreamStop):
             inside = False
         elif isinstance(
-            m, d.Relation | d.DataType | d.Insert | d.Update | d.Delete | d.Truncate
-        ) or (isinstance(m, d.LogicalMessage) and m.transactional):
+            m, messages.Relation | messages.DataType | messages.Insert | messages.Update | messages.Delete | messages.Truncate
+        ) or (isinstance(m, messages.LogicalMessage) and m.transactional):
             assert (m.xid is not None) == inside, m
     assert bool(seen_streams) == streaming
     if not streaming:
-        assert not kinds & {d.StreamStart, d.StreamStop, d.StreamCommit, d.StreamAbort}
+        assert not kinds & {messages.StreamStart, messages.StreamStop, messages.StreamCommit, messages.StreamAbort}
     else:
-        aborts = [m for m in msgs if isinstance(m, d.StreamAbort)]
+        aborts = [m for m in msgs if isinstance(m, messages.StreamAbort)]
         assert any(a.subxid != a.xid for a in aborts)  # ROLLBACK TO SAVEPOINT
         # PostgreSQL 18 skips decoding transactions it already knows aborted.
         assert any(a.subxid == a.xid for a in aborts) == (major < 18)
@@ -296,25 +296,25 @@ def test_capture_structure(path: Path) -> None:
         assert all((a.abort_lsn is not None) == parallel for a in aborts)
         assert all((a.abort_ts is not None) == parallel for a in aborts)
         # The first time 'bulk' is seen is inside the stream: Relation carries the xid.
-        bulk = next(m for m in msgs if isinstance(m, d.Relation) and m.name == "bulk")
+        bulk = next(m for m in msgs if isinstance(m, messages.Relation) and m.name == "bulk")
         assert bulk.xid is not None
-        assert d.StreamCommit in kinds
+        assert messages.StreamCommit in kinds
 
-    two_phase = {d.BeginPrepare, d.Prepare, d.CommitPrepared, d.RollbackPrepared}
+    two_phase = {messages.BeginPrepare, messages.Prepare, messages.CommitPrepared, messages.RollbackPrepared}
     if session == "v3-twophase":
         assert two_phase <= kinds
-        gids = [m.gid for m in msgs if isinstance(m, d.BeginPrepare)]
+        gids = [m.gid for m in msgs if isinstance(m, messages.BeginPrepare)]
         assert gids == ["gid-commit", "gid-rollback"]
     else:
         assert not kinds & two_phase
 
     # Type messages precede the first Relation that uses them.
     first_items = next(
-        i for i, m in enumerate(msgs) if isinstance(m, d.Relation) and m.name == "items"
+        i for i, m in enumerate(msgs) if isinstance(m, messages.Relation) and m.name == "items"
     )
-    types = {m.type_oid: m for m in msgs[:first_items] if isinstance(m, d.DataType)}
+    types = {m.type_oid: m for m in msgs[:first_items] if isinstance(m, messages.DataType)}
     items = msgs[first_items]
-    assert isinstance(items, d.Relation)
+    assert isinstance(items, messages.Relation)
     assert items.replica_identity == "d"
     assert items.key_columns == ("id",)
     cols = [(c.name, c.type_oid, c.type_modifier) for c in items.columns]
@@ -326,19 +326,19 @@ def test_capture_structure(path: Path) -> None:
     posint = types[cols[2][1]]
     assert (posint.namespace, posint.name) == ("", "int4")  # domains are sent as their base
 
-    full = next(m for m in msgs if isinstance(m, d.Relation) and m.name == "items_full")
+    full = next(m for m in msgs if isinstance(m, messages.Relation) and m.name == "items_full")
     assert full.replica_identity == "f" and all(c.is_key for c in full.columns)
-    others = [m for m in msgs if isinstance(m, d.Relation) and m.name == "other"]
+    others = [m for m in msgs if isinstance(m, messages.Relation) and m.name == "other"]
     assert [len(m.columns) for m in others][-1] == 3  # re-sent after ALTER TABLE
 
-    truncate = next(m for m in msgs if isinstance(m, d.Truncate))
+    truncate = next(m for m in msgs if isinstance(m, messages.Truncate))
     assert truncate.cascade and truncate.restart_identity and len(truncate.relation_ids) == 3
 
-    origin = next(m for m in msgs if isinstance(m, d.Origin))
+    origin = next(m for m in msgs if isinstance(m, messages.Origin))
     assert origin.commit_lsn == Lsn.parse("0/ABCDEF")
     i = msgs.index(origin)
     begin = msgs[i - 1]
-    assert isinstance(begin, d.Begin)
+    assert isinstance(begin, messages.Begin)
     assert begin.ts_ms == 1_704_067_200_000  # the origin's commit time, 2024-01-01
 
 
@@ -350,38 +350,38 @@ def test_capture_lsns_and_framing(path: Path) -> None:
     wal_ends = [f.wal_end for f in dec.frames if f.wal_end]
     assert wal_ends == sorted(wal_ends)
     for f, m in dec.messages:
-        assert (f.data_start == 0) == isinstance(m, d.Relation | d.DataType) or isinstance(
-            m, d.Begin | d.Origin
+        assert (f.data_start == 0) == isinstance(m, messages.Relation | messages.DataType) or isinstance(
+            m, messages.Begin | messages.Origin
         )
     starts = [f.data_start for f, _ in dec.messages if f.data_start]
     assert starts == sorted(starts)
 
     ends: list[int] = []
-    begin: d.Begin | None = None
+    begin: messages.Begin | None = None
     for frame, m in dec.messages:
         assert frame.wal_end >= frame.data_start
-        if isinstance(m, d.Begin):
+        if isinstance(m, messages.Begin):
             begin = m
-        elif isinstance(m, d.Commit):
+        elif isinstance(m, messages.Commit):
             assert begin is not None and begin.final_lsn == m.commit_lsn
             assert m.commit_ts == begin.commit_ts
             assert m.end_lsn > m.commit_lsn
             ends.append(m.end_lsn.value)
-        elif isinstance(m, d.StreamCommit | d.CommitPrepared):
+        elif isinstance(m, messages.StreamCommit | messages.CommitPrepared):
             ends.append(m.end_lsn.value)
-        elif isinstance(m, d.LogicalMessage):
+        elif isinstance(m, messages.LogicalMessage):
             assert m.lsn.value > 0
     assert ends == sorted(ends) and len(set(ends)) == len(ends)
     # Commit times are recent (the workload ran at capture time), unix ms.
-    commit = next(m for _, m in dec.messages if isinstance(m, d.Commit))
+    commit = next(m for _, m in dec.messages if isinstance(m, messages.Commit))
     assert 1_700_000_000_000 < commit.ts_ms < 4_000_000_000_000
 
 
 def test_pg_epoch_conversion() -> None:
-    assert d.pg_timestamp_to_unix_ms(0) == 946_684_800_000
-    assert d.pg_timestamp_to_unix_ms(-1) == 946_684_799_999  # floors, like the clock
+    assert messages.pg_timestamp_to_unix_ms(0) == 946_684_800_000
+    assert messages.pg_timestamp_to_unix_ms(-1) == 946_684_799_999  # floors, like the clock
     now_ms = time.time_ns() // 1_000_000
-    assert abs(d.pg_timestamp_to_unix_ms(d.pg_timestamp_now()) - now_ms) < 1000
+    assert abs(messages.pg_timestamp_to_unix_ms(messages.pg_timestamp_now()) - now_ms) < 1000
 
 
 # --- framing ------------------------------------------------------------------
@@ -408,18 +408,18 @@ def test_framing_round_trip_and_errors() -> None:
 
 def test_stream_state_is_tracked_and_enforced() -> None:
     dec = PgOutputDecoder()
-    ins = d.Insert(7, ("a",), xid=42)
+    ins = messages.Insert(7, ("a",), xid=42)
     with pytest.raises(SerializationError, match="Stream Stop message outside"):
         dec.decode(b"E")
-    assert dec.decode(encode(d.StreamStart(41, True))) == d.StreamStart(41, True)
+    assert dec.decode(encode(messages.StreamStart(41, True))) == messages.StreamStart(41, True)
     assert (dec.in_stream, dec.stream_xid) == (True, 41)
     assert dec.decode(encode(ins, in_stream=True)) == ins
-    for outside in (d.StreamStart(41, False), d.Begin(Lsn(1), 2, 3)):
+    for outside in (messages.StreamStart(41, False), messages.Begin(Lsn(1), 2, 3)):
         with pytest.raises(SerializationError, match="inside a stream block"):
             dec.decode(encode(outside))
     # An Origin can be inside (PostgreSQL sends it after the first Stream Start).
-    assert dec.decode(encode(d.Origin(Lsn(0), "o"))) == d.Origin(Lsn(0), "o")
-    assert dec.decode(b"E") == d.StreamStop()
+    assert dec.decode(encode(messages.Origin(Lsn(0), "o"))) == messages.Origin(Lsn(0), "o")
+    assert dec.decode(b"E") == messages.StreamStop()
     assert (dec.in_stream, dec.stream_xid) == (False, None)
     # Outside a block the same bytes would be misread: the xid is not expected.
     with pytest.raises(SerializationError):
@@ -427,7 +427,7 @@ def test_stream_state_is_tracked_and_enforced() -> None:
 
 
 def test_error_names_message_type_and_offset() -> None:
-    raw = encode(d.Insert(5, ("abc", None)))
+    raw = encode(messages.Insert(5, ("abc", None)))
     with pytest.raises(
         SerializationError, match=r"Insert message at offset 16 of 16 bytes: truncated"
     ):
@@ -441,22 +441,22 @@ def test_error_names_message_type_and_offset() -> None:
     with pytest.raises(SerializationError, match="unknown tuple value kind"):
         decode_message(b"I\0\0\0\1N\0\1x")
     with pytest.raises(SerializationError, match="trailing"):
-        decode_message(encode(d.Begin(Lsn(1), 2, 3)) + b"\0")
+        decode_message(encode(messages.Begin(Lsn(1), 2, 3)) + b"\0")
     with pytest.raises(SerializationError, match="truncated"):
         decode_message(b"I\0\0\0\1N\0\2n")
 
 
 def test_toast_sentinel_is_not_none() -> None:
-    m = decode_message(encode(d.Update(1, (UNCHANGED_TOAST, None, "x", b"\x00"))))
-    assert isinstance(m, d.Update)
+    m = decode_message(encode(messages.Update(1, (UNCHANGED_TOAST, None, "x", b"\x00"))))
+    assert isinstance(m, messages.Update)
     assert m.new == (UNCHANGED_TOAST, None, "x", b"\x00")
     assert m.new[0] is UNCHANGED_TOAST and m.new[0] is not None and bool(repr(m.new[0]))
 
 
 def test_input_types_accepted() -> None:
-    raw = encode(d.Insert(1, ("é",)))
+    raw = encode(messages.Insert(1, ("é",)))
     for data in (raw, bytearray(raw), memoryview(raw)):
-        assert decode_message(data) == d.Insert(1, ("é",))
+        assert decode_message(data) == messages.Insert(1, ("é",))
 
 
 # --- property tests: round trips --------------------------------------------
@@ -466,7 +466,7 @@ u64 = st.integers(0, 2**64 - 1)
 i64 = st.integers(-(2**63), 2**63 - 1)
 lsns = u64.map(Lsn)
 names = st.text(st.characters(exclude_characters="\x00", exclude_categories=["Cs"]), max_size=20)
-values: st.SearchStrategy[d.TupleValue] = st.one_of(
+values: st.SearchStrategy[messages.TupleValue] = st.one_of(
     st.none(),
     st.just(UNCHANGED_TOAST),
     st.text(st.characters(exclude_categories=["Cs"]), max_size=30),
@@ -474,22 +474,22 @@ values: st.SearchStrategy[d.TupleValue] = st.one_of(
 )
 tuples = st.lists(values, max_size=12).map(tuple)
 columns = st.builds(
-    d.RelationColumn, st.integers(0, 1), names, u32, st.integers(-(2**31), 2**31 - 1)
+    messages.RelationColumn, st.integers(0, 1), names, u32, st.integers(-(2**31), 2**31 - 1)
 )
 
 
-def row_messages(xid: st.SearchStrategy[int | None]) -> st.SearchStrategy[d.PgOutputMessage]:
+def row_messages(xid: st.SearchStrategy[int | None]) -> st.SearchStrategy[messages.PgOutputMessage]:
     old_kinds = st.sampled_from(["K", "O"])
     updates = st.one_of(
-        st.builds(d.Update, u32, tuples, st.none(), st.none(), xid),
-        st.builds(d.Update, u32, tuples, tuples, old_kinds, xid),
+        st.builds(messages.Update, u32, tuples, st.none(), st.none(), xid),
+        st.builds(messages.Update, u32, tuples, tuples, old_kinds, xid),
     )
     return st.one_of(
-        st.builds(d.Insert, u32, tuples, xid),
+        st.builds(messages.Insert, u32, tuples, xid),
         updates,
-        st.builds(d.Delete, u32, tuples, old_kinds, xid),
+        st.builds(messages.Delete, u32, tuples, old_kinds, xid),
         st.builds(
-            d.Relation,
+            messages.Relation,
             u32,
             names,
             names,
@@ -497,41 +497,41 @@ def row_messages(xid: st.SearchStrategy[int | None]) -> st.SearchStrategy[d.PgOu
             st.lists(columns, max_size=8).map(tuple),
             xid,
         ),
-        st.builds(d.DataType, u32, names, names, xid),
-        st.builds(d.Truncate, st.lists(u32, max_size=5).map(tuple), st.integers(0, 3), xid),
-        st.builds(d.LogicalMessage, st.booleans(), lsns, names, st.binary(max_size=40), xid),
+        st.builds(messages.DataType, u32, names, names, xid),
+        st.builds(messages.Truncate, st.lists(u32, max_size=5).map(tuple), st.integers(0, 3), xid),
+        st.builds(messages.LogicalMessage, st.booleans(), lsns, names, st.binary(max_size=40), xid),
     )
 
 
 control = st.one_of(
-    st.builds(d.Begin, lsns, i64, u32),
-    st.builds(d.Commit, st.integers(0, 255), lsns, lsns, i64),
-    st.builds(d.Origin, lsns, names),
-    st.builds(d.StreamStart, u32, st.booleans()),
-    st.builds(d.StreamCommit, u32, st.integers(0, 255), lsns, lsns, i64),
-    st.builds(d.StreamAbort, u32, u32),
-    st.builds(d.StreamAbort, u32, u32, lsns, i64),
-    st.builds(d.BeginPrepare, lsns, lsns, i64, u32, names),
-    st.builds(d.Prepare, st.integers(0, 255), lsns, lsns, i64, u32, names),
-    st.builds(d.CommitPrepared, st.integers(0, 255), lsns, lsns, i64, u32, names),
-    st.builds(d.RollbackPrepared, st.integers(0, 255), lsns, lsns, i64, i64, u32, names),
-    st.builds(d.StreamPrepare, st.integers(0, 255), lsns, lsns, i64, u32, names),
+    st.builds(messages.Begin, lsns, i64, u32),
+    st.builds(messages.Commit, st.integers(0, 255), lsns, lsns, i64),
+    st.builds(messages.Origin, lsns, names),
+    st.builds(messages.StreamStart, u32, st.booleans()),
+    st.builds(messages.StreamCommit, u32, st.integers(0, 255), lsns, lsns, i64),
+    st.builds(messages.StreamAbort, u32, u32),
+    st.builds(messages.StreamAbort, u32, u32, lsns, i64),
+    st.builds(messages.BeginPrepare, lsns, lsns, i64, u32, names),
+    st.builds(messages.Prepare, st.integers(0, 255), lsns, lsns, i64, u32, names),
+    st.builds(messages.CommitPrepared, st.integers(0, 255), lsns, lsns, i64, u32, names),
+    st.builds(messages.RollbackPrepared, st.integers(0, 255), lsns, lsns, i64, i64, u32, names),
+    st.builds(messages.StreamPrepare, st.integers(0, 255), lsns, lsns, i64, u32, names),
 )
 outside = st.one_of(row_messages(st.none()), control)
-inside = st.one_of(row_messages(u32), st.just(d.StreamStop()))
+inside = st.one_of(row_messages(u32), st.just(messages.StreamStop()))
 
 PROPS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @PROPS
 @given(outside)
-def test_round_trip_outside_stream(msg: d.PgOutputMessage) -> None:
+def test_round_trip_outside_stream(msg: messages.PgOutputMessage) -> None:
     assert decode_message(encode(msg)) == msg
 
 
 @PROPS
 @given(inside)
-def test_round_trip_inside_stream(msg: d.PgOutputMessage) -> None:
+def test_round_trip_inside_stream(msg: messages.PgOutputMessage) -> None:
     assert decode_message(encode(msg, in_stream=True), in_stream=True) == msg
 
 
@@ -542,7 +542,7 @@ def test_truncated_input_raises(data: st.DataObject) -> None:
     msg = data.draw(inside if in_stream else outside)
     raw = encode(msg, in_stream)
     cut = data.draw(st.integers(0, len(raw) - 1))
-    if isinstance(msg, d.StreamAbort) and msg.abort_lsn is not None and cut == 9:
+    if isinstance(msg, messages.StreamAbort) and msg.abort_lsn is not None and cut == 9:
         return  # a protocol-4 Stream Abort cut after the subxid is a valid protocol-2 one
     with pytest.raises(SerializationError):
         decode_message(raw[:cut], in_stream=in_stream)
@@ -562,7 +562,7 @@ def test_garbled_input_never_raises_anything_else(data: st.DataObject) -> None:
         msg = decode_message(bytes(raw), in_stream=in_stream)
     except SerializationError:
         return
-    assert isinstance(msg, d.PgOutputMessage)
+    assert isinstance(msg, messages.PgOutputMessage)
 
 
 @PROPS
@@ -572,7 +572,7 @@ def test_random_bytes_never_raise_anything_else(raw: bytes, in_stream: bool) -> 
     # exception fails the test.
     for data in (raw, b"IUDRTMYOBCScAbPKrpE"[len(raw) % 19 : len(raw) % 19 + 1] + raw):
         with contextlib.suppress(SerializationError):
-            assert isinstance(decode_message(data, in_stream=in_stream), d.PgOutputMessage)
+            assert isinstance(decode_message(data, in_stream=in_stream), messages.PgOutputMessage)
         with contextlib.suppress(SerializationError):
             assert isinstance(decode_copy_data(data), XLogData | PrimaryKeepalive)
 
@@ -596,7 +596,7 @@ def test_tuple_encoding_helper_matches_captured_bytes() -> None:
         f = decode_copy_data(raw)
         if isinstance(f, XLogData) and f.payload[:1] == b"I":
             m = decode_message(f.payload)
-            assert isinstance(m, d.Insert)
+            assert isinstance(m, messages.Insert)
             assert encode(m) == f.payload
             assert f.payload.endswith(encode_tuple(m.new))
             break

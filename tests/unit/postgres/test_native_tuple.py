@@ -8,14 +8,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connectors.postgres.source import decoder as d
+from connectors.postgres.source import decoder, messages
 
-pytestmark = pytest.mark.skipif(d._C is None, reason="native parser not built (make native)")
+pytestmark = pytest.mark.skipif(decoder._C is None, reason="native parser not built (make native)")
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 values = st.one_of(
     st.none(),
-    st.just(d.UNCHANGED_TOAST),
+    st.just(messages.UNCHANGED_TOAST),
     st.text(max_size=40),
     st.binary(max_size=40),
 )
@@ -26,7 +26,7 @@ def _encode(vals: list[object]) -> bytes:
     for v in vals:
         if v is None:
             out.append(b"n")
-        elif v is d.UNCHANGED_TOAST:
+        elif v is messages.UNCHANGED_TOAST:
             out.append(b"u")
         elif isinstance(v, str):
             b = v.encode("utf-8", "surrogatepass")
@@ -39,15 +39,15 @@ def _encode(vals: list[object]) -> bytes:
 
 def _python(buf: bytes, pos: int) -> object:
     try:
-        return d._read_tuple(buf + d._PAD, pos, len(buf))
-    except d._Malformed:
+        return decoder._read_tuple(buf + decoder._PAD, pos, len(buf))
+    except decoder._Malformed:
         return "malformed"
 
 
 def _native(buf: bytes, pos: int) -> object:
-    assert d._C is not None
+    assert decoder._C is not None
     try:
-        return d._C.read_tuple(buf, pos, d.UNCHANGED_TOAST)
+        return decoder._C.read_tuple(buf, pos, messages.UNCHANGED_TOAST)
     except ValueError:
         return "malformed"
 
@@ -95,12 +95,12 @@ def _row_message(tag: bytes, in_stream: bool, new: list[object] | None,
 
 
 def _decoded_python(payload: bytes, in_stream: bool) -> object:
-    msg = d.decode_message(payload, in_stream=in_stream)
-    if isinstance(msg, d.Insert):
+    msg = decoder.decode_message(payload, in_stream=in_stream)
+    if isinstance(msg, messages.Insert):
         return msg.relation_id, msg.new, None, None
-    if isinstance(msg, d.Update):
+    if isinstance(msg, messages.Update):
         return msg.relation_id, msg.new, msg.old, msg.old_kind
-    assert isinstance(msg, d.Delete)
+    assert isinstance(msg, messages.Delete)
     return msg.relation_id, None, msg.old, msg.old_kind
 
 
@@ -117,10 +117,10 @@ def test_row_messages_decode_identically(
         payload = _row_message(tag, in_stream, new, old if kind else None, kind)
     else:
         payload = _row_message(tag, in_stream, None, old, kind or b"K")
-    assert d._C is not None
-    assert d._C.parse_row(payload, in_stream, d.UNCHANGED_TOAST) == _decoded_python(
+    assert decoder._C is not None
+    assert decoder._C.parse_row(payload, in_stream, messages.UNCHANGED_TOAST) == _decoded_python(
         payload, in_stream)
-    assert d.decode_row(payload, in_stream) == _decoded_python(payload, in_stream)
+    assert decoder.decode_row(payload, in_stream) == _decoded_python(payload, in_stream)
     # Damaged: the C parser may refuse (then decode_row raises the reference error) but
     # never disagree with the reference. The tag byte stays: the stream calls
     # decode_row only for I/U/D messages (another tag is another message).
@@ -128,11 +128,11 @@ def test_row_messages_decode_identically(
     damaged = payload[:cut] + data.draw(st.binary(max_size=3))
     try:
         expected: object = _decoded_python(damaged, in_stream)
-    except d.SerializationError as e:
+    except decoder.SerializationError as e:
         expected = ("error", str(e))
     try:
-        got: object = d.decode_row(damaged, in_stream)
-    except d.SerializationError as e:
+        got: object = decoder.decode_row(damaged, in_stream)
+    except decoder.SerializationError as e:
         got = ("error", str(e))
     assert got == expected
 
@@ -144,4 +144,4 @@ def test_positions_near_the_top_of_the_range_are_malformed_not_out_of_bounds() -
 
     for pos in (sys.maxsize, sys.maxsize - 1, sys.maxsize - 4, 3, -1):
         with pytest.raises(ValueError):
-            d._C.read_tuple(b"\x00\x01t", pos, None)  # type: ignore[union-attr]
+            decoder._C.read_tuple(b"\x00\x01t", pos, None)  # type: ignore[union-attr]

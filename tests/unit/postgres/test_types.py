@@ -1,9 +1,10 @@
 """PostgreSQL type table: text -> canonical values, type mapping, server parity.
 
-Three layers: hand-written edge cases per type family; offline parity with
-the text a real server printed (the capture manifest: SELECT output, the
-pgoutput Insert of the same rows, format_type, iso_8601 intervals); and the
-same parity live against ``pg_source_dsn`` (integration).
+Two layers, both without a server: hand-written edge cases per type family;
+and offline parity with the text a real server printed (the capture
+manifest: SELECT output, the pgoutput Insert of the same rows, format_type,
+iso_8601 intervals). The same parity live against the stack's PostgreSQL is
+tests/integration/postgres/test_pg_types.py.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import secrets
-import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -23,19 +22,19 @@ import pytest
 
 from cdc.errors import SerializationError
 from cdc.events import ColumnType, Kind
-from connectors.postgres import types as T
-from connectors.postgres.source import decoder as d
-from connectors.postgres.source.decoder import UNCHANGED_TOAST
+from connectors.postgres import types
+from connectors.postgres.source import decoder, messages
+from connectors.postgres.source.messages import UNCHANGED_TOAST
+from connectors.postgres.text_values import days_from_civil, interval_to_iso
 from connectors.postgres.types import (
     NEG_INFINITY,
     POS_INFINITY,
     PgTypeInfo,
     StaticTypeCatalog,
-    interval_to_iso,
     make_row_converter,
     resolve_type,
 )
-from tests.fixtures.pgoutput import typed_table as tt
+from tests.fixtures.pgoutput import typed_table
 from tests.fixtures.pgoutput.capture import read_frames
 from tests.fixtures.pgoutput.typed_table import civil_days
 
@@ -181,7 +180,7 @@ CASES: list[tuple[str, int, int, str, Any]] = [
 )
 def test_text_to_canonical(oid: int, typmod: int, text: str, expected: Any) -> None:
     got = conv(oid, text, typmod)
-    assert tt.same(got, expected), f"{got!r} != {expected!r}"
+    assert typed_table.same(got, expected), f"{got!r} != {expected!r}"
 
 
 def test_nan_values() -> None:
@@ -191,7 +190,7 @@ def test_nan_values() -> None:
 
 
 def test_null_is_none_for_every_type() -> None:
-    for oid in (*T._BUILTIN, *T._BUILTIN_ARRAYS):
+    for oid in (*types._BUILTIN, *types._BUILTIN_ARRAYS):
         assert resolve_type(oid).convert(None) is None
 
 
@@ -205,7 +204,7 @@ def test_days_from_civil_matches_python_everywhere_python_can_check() -> None:
     epoch = date(1970, 1, 1).toordinal()
     for y in (1, 4, 100, 400, 1582, 1900, 1970, 2000, 2024, 9999):
         for m, dd in ((1, 1), (2, 28), (3, 1), (12, 31)):
-            assert T._days_from_civil(y, m, dd) == date(y, m, dd).toordinal() - epoch
+            assert days_from_civil(y, m, dd) == date(y, m, dd).toordinal() - epoch
 
 
 @pytest.mark.parametrize(
@@ -293,7 +292,7 @@ def test_column_types(oid: int, typmod: int, column_type: ColumnType) -> None:
 
 
 def test_every_builtin_array_maps_to_its_element() -> None:
-    for arr, elem in T._BUILTIN_ARRAYS.items():
+    for arr, elem in types._BUILTIN_ARRAYS.items():
         t = resolve_type(arr)
         assert t.column_type.kind is Kind.ARRAY
         assert t.column_type.element == resolve_type(elem).column_type
@@ -363,8 +362,8 @@ def test_unknown_oid_is_string_with_one_warning(caplog: pytest.LogCaptureFixture
 
 
 def test_row_converter_passes_nulls_and_toast_and_names_bad_columns() -> None:
-    types = [resolve_type(23), resolve_type(25), resolve_type(1082)]
-    row = make_row_converter(types, ["id", "name", "born"])
+    column_types = [resolve_type(23), resolve_type(25), resolve_type(1082)]
+    row = make_row_converter(column_types, ["id", "name", "born"])
     assert row(["1", None, "2024-01-01"]) == [1, None, date(2024, 1, 1)]
     assert row(("2", UNCHANGED_TOAST, None)) == [2, UNCHANGED_TOAST, None]
     with pytest.raises(SerializationError, match="column 'born' value 'yesterday'"):
@@ -374,10 +373,10 @@ def test_row_converter_passes_nulls_and_toast_and_names_bad_columns() -> None:
 
 
 def test_libpq_options_pin_the_settings() -> None:
-    opts = T.libpq_options()
-    for k, v in T.SESSION_SETTINGS.items():
+    opts = types.libpq_options()
+    for k, v in types.SESSION_SETTINGS.items():
         assert f"-c {k}={v}" in opts
-    assert " " not in T.SESSION_SETTINGS["DateStyle"]  # libpq would need escaping
+    assert " " not in types.SESSION_SETTINGS["DateStyle"]  # libpq would need escaping
 
 
 # --- parity with a real server (captured) --------------------------------------
@@ -387,15 +386,6 @@ def _catalog_from(manifest: dict[str, Any]) -> StaticTypeCatalog:
     return StaticTypeCatalog(
         PgTypeInfo(**{**t, "enum_labels": tuple(t["enum_labels"])}) for t in manifest["catalog"]
     )
-
-
-def _check_rows(rows: dict[int, list[str | None]], types: list[T.PgType], names: list[str]) -> None:
-    expected = tt.expected_rows()
-    convert = make_row_converter(types, names)
-    for rid, texts in rows.items():
-        got = convert(texts)
-        for name, g, e in zip(names, got, expected[rid], strict=True):
-            assert tt.same(g, e), f"row {rid} {name}: {g!r} != {e!r}"
 
 
 @pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
@@ -409,22 +399,22 @@ def test_captured_select_and_pgoutput_agree_and_convert(path: Path) -> None:
     # format_type parity for built-ins (user types: see TYPES.md on natives)
     for name, oid, typmod, fmt in attrs:
         t = resolve_type(int(oid), int(typmod), catalog)
-        if int(oid) in T._BUILTIN or int(oid) in T._BUILTIN_ARRAYS:
+        if int(oid) in types._BUILTIN or int(oid) in types._BUILTIN_ARRAYS:
             assert t.column_type.native == fmt, name
 
     # The pgoutput stream of the same rows: the same text, byte for byte.
     major = path.stem
     stream = FIXTURES / f"{major}-v1.bin.gz"
-    relation: d.Relation | None = None
+    relation: messages.Relation | None = None
     inserted: dict[int, list[str | None]] = {}
     for raw in read_frames(stream):
-        frame = d.decode_copy_data(raw)
-        if not isinstance(frame, d.XLogData):
+        frame = decoder.decode_copy_data(raw)
+        if not isinstance(frame, decoder.XLogData):
             continue
-        m = d.decode_message(frame.payload)
-        if isinstance(m, d.Relation) and m.name == "typed":
+        m = decoder.decode_message(frame.payload)
+        if isinstance(m, messages.Relation) and m.name == "typed":
             relation = m
-        elif isinstance(m, d.Insert) and relation and m.relation_id == relation.relation_id:
+        elif isinstance(m, messages.Insert) and relation and m.relation_id == relation.relation_id:
             assert all(v is None or isinstance(v, str) for v in m.new)
             inserted[int(m.new[0])] = list(m.new)  # type: ignore[arg-type]
     assert relation is not None
@@ -434,8 +424,8 @@ def test_captured_select_and_pgoutput_agree_and_convert(path: Path) -> None:
     ]
     assert inserted == select
 
-    types = [resolve_type(c.type_oid, c.type_modifier, catalog) for c in relation.columns]
-    _check_rows(inserted, types, names)
+    column_types = [resolve_type(c.type_oid, c.type_modifier, catalog) for c in relation.columns]
+    typed_table.check_rows(inserted, column_types, names)
 
 
 @pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
@@ -453,86 +443,3 @@ def test_interval_iso_matches_server_iso_8601(path: Path) -> None:
         assert interval_to_iso(row[i_int]) == iso
         assert interval_to_iso(row[i_neg]) == iso_neg
         assert resolve_type(1187).convert(row[i_arr]) == resolve_type(1009).convert(iso_arr)
-
-
-# --- parity with a live server (integration) ------------------------------------
-
-
-def _drop_slot(conn: Any, slot: str) -> None:
-    # The walsender of a just-closed replication connection may not have exited yet.
-    deadline = time.monotonic() + 10
-    while True:
-        row = conn.execute(
-            "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,)
-        ).fetchone()
-        if row is None:
-            return
-        if not row[0] or time.monotonic() > deadline:
-            conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
-            return
-        time.sleep(0.05)
-
-
-@pytest.mark.integration
-def test_live_select_and_pgoutput_parity(pg_source_dsn: str) -> None:
-    import psycopg
-
-    from tests.fixtures.pgoutput.capture import raw_text_rows, stream_copy_data
-
-    suffix = secrets.token_hex(4)
-    schema, slot, pub, end = (
-        f"cdc_types_{suffix}",
-        f"cdc_types_{suffix}",
-        f"cdc_types_{suffix}",
-        f"end-{suffix}",
-    )
-    with psycopg.connect(pg_source_dsn, autocommit=True, options=T.libpq_options()) as conn:
-        if conn.execute("SHOW wal_level").fetchone() != ("logical",):
-            pytest.skip("pg_source needs wal_level=logical")
-        conn.execute(f"CREATE SCHEMA {schema}")
-        try:
-            conn.execute(f"SET search_path = {schema}")
-            conn.execute(tt.SETUP_SQL)
-            conn.execute(tt.create_table_sql())
-            conn.execute(f"CREATE PUBLICATION {pub} FOR TABLE {schema}.typed")
-            conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
-            try:
-                for stmt in tt.insert_sql():
-                    try:
-                        conn.execute(stmt)
-                    except psycopg.errors.FeatureNotSupported:
-                        pytest.skip("server lacks a feature the typed table needs")
-                conn.execute("SELECT pg_logical_emit_message(false, %s, '')", (end,))
-                frames = stream_copy_data(
-                    pg_source_dsn,
-                    slot,
-                    {"proto_version": "2", "publication_names": pub, "messages": "true"},
-                    lambda raw: raw[:1] == b"w" and f"{end}\0".encode() in raw,
-                )
-            finally:
-                _drop_slot(conn, slot)
-                conn.execute(f"DROP PUBLICATION IF EXISTS {pub}")
-            names = ["id", *(c.name for c in tt.COLUMNS)]
-            select = {
-                int(r[0]): r  # type: ignore[arg-type]
-                for r in raw_text_rows(conn, f"SELECT {', '.join(names)} FROM typed ORDER BY id")
-            }
-            dec = d.PgOutputDecoder()
-            relation: d.Relation | None = None
-            streamed: dict[int, list[str | None]] = {}
-            for raw in frames:
-                frame = d.decode_copy_data(raw)
-                if isinstance(frame, d.XLogData):
-                    m = dec.decode(frame.payload)
-                    if isinstance(m, d.Relation):
-                        relation = m
-                    elif isinstance(m, d.Insert):
-                        streamed[int(m.new[0])] = list(m.new)  # type: ignore[arg-type]
-            assert relation is not None and [c.name for c in relation.columns] == names
-            assert streamed == select
-            catalog = T.load_type_catalog(conn, [c.type_oid for c in relation.columns])
-            types = [resolve_type(c.type_oid, c.type_modifier, catalog) for c in relation.columns]
-            _check_rows(select, types, names)
-            assert types[names.index("c_enum")].column_type.values == ("sad", "ok", "happy")
-        finally:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")

@@ -15,8 +15,8 @@ from cdc.events import Kind
 from cdc.sink.values import DoesNotFit, db_text, decimal_check, json_value, time_text
 from cdc.verify import normalizer
 from connectors.mysql.sink.dialect import _float_to_db, _time_to_db
-from connectors.postgres.sink.dialect import _interval_from_db
-from connectors.postgres.sink.dialect import _time_to_db as pg_time_to_db
+from connectors.postgres.sink.values import interval_from_db
+from connectors.postgres.sink.values import time_to_db as pg_time_to_db
 
 
 @given(st.decimals(allow_nan=False, allow_infinity=False, places=4,
@@ -104,7 +104,7 @@ def test_time_text_and_the_interval_forms_read_back_as_the_same_time(us: int) ->
     if s or f or iso == "PT":
         sec = f"{s}.{f:06}".rstrip("0").rstrip(".")
         iso += ("-" if sign < 0 and (s or f) else "") + sec + "S"
-    assert _interval_from_db(iso) == td, iso
+    assert interval_from_db(iso) == td, iso
     assert norm(iso) == str(us), iso
 
 

@@ -311,6 +311,8 @@ class SinkWorker:
             # A subscribed topic that does not exist yet: its source has not
             # published to it. The subscription picks it up once created.
             text = err.str()
+            if not self._checkpoints:  # nothing to consume yet: idle, as a member without partitions
+                self.health.set_ready(None, part="assignment")
             if text not in self._missing_topics:
                 self._missing_topics.add(text)
                 log.info("%s: waiting for a topic to be created (%s)", self.name, text)

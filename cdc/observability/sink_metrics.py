@@ -121,6 +121,10 @@ class SinkMetrics:
         with self._lock:
             self.errors[kind] = self.errors.get(kind, 0) + 1
 
+    def error_counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.errors)
+
     def due(self, interval_s: float = 1.0) -> bool:
         return time.monotonic() - self._refreshed >= interval_s
 
@@ -198,7 +202,7 @@ class SinkCollector:
                                      "(retried), data (a batch the replica rejected), fatal, "
                                      "fenced (another worker's checkpoint won).",
                                      labels=["sink", "kind"])
-        for kind, n in sorted(m.errors.items()):
+        for kind, n in sorted(m.error_counts().items()):
             errors.add_metric([name, kind], n)
         yield errors
         yield gauge("cdc_sink_buffered_records", "Records consumed, not yet applied.",

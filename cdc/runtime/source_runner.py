@@ -117,6 +117,8 @@ class SourceRunner:
         self.health = Health("source", name)
         self.health.add_check(lambda: "Kafka unreachable" if OUTAGE.active else None)
         self._streaming = False
+        if isinstance(producer, EventProducer):
+            producer.waiting = self.health.beat  # waiting out Kafka is alive
 
     # -- lifecycle ------------------------------------------------------------------------
 

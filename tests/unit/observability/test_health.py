@@ -191,3 +191,23 @@ def test_partition_lag_records_and_seconds() -> None:
     assert m.errors["unavailable"] == 0
     m.error("unavailable")
     assert m.errors["unavailable"] == 1
+
+
+def test_a_source_waiting_out_kafka_keeps_beating() -> None:
+    """The runner hands its heartbeat to the producer: a source blocked on an unreachable
+    broker is alive (only not ready), so an orchestrator does not restart it in a loop."""
+    from cdc.errors import UnreachableError
+    from cdc.positions import Lsn, PgPosition
+    from cdc.transport.producer import EventProducer
+
+    clock = Clock()
+    health = Health("source", "pg", stale_after_s=10, clock=clock)
+    producer = EventProducer("127.0.0.1:1", {"message.timeout.ms": 60_000})
+    producer.waiting = health.beat
+    producer.send("t", b"k", b"v", position=PgPosition(Lsn(1)), boundary=True)
+    health.beat()
+    clock.now += 100
+    assert not health.liveness().ok
+    with pytest.raises(UnreachableError):
+        producer.flush(timeout=2)
+    assert health.liveness().ok

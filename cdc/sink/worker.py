@@ -211,7 +211,11 @@ class SinkWorker:
         end = time.monotonic() + seconds
         consumer = self._consumer
         if consumer is None or self._in_callback:  # no nested polls inside a rebalance callback
-            if self.stop.wait(seconds):
+            while (left := end - time.monotonic()) > 0:
+                self.health.beat()  # waiting out the replica is alive
+                if self.stop.wait(min(1.0, left)):
+                    raise StopRequested
+            if self.stop.is_set():
                 raise StopRequested
             return
         paused = consumer.assignment()

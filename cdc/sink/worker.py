@@ -541,6 +541,7 @@ class SinkWorker:
             on_lost=self._on_lost,
         )
         log.info("%s: consuming %s", self.name, ", ".join(self.subscription))
+        self.health.set_state("consuming")
         try:
             while not self.stop.is_set():
                 self.health.beat()

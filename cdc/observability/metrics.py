@@ -4,7 +4,8 @@ A source's counters live in its runner (``RunnerStats``); connector-specific
 gauges (retained WAL of a PostgreSQL slot, binlog lag of a MySQL reader) come
 from the connector's ``metrics()`` (:class:`cdc.spi.ReportsMetrics`) and are
 exported as ``cdc_source_<name>``; ``cdc_native_module_loaded`` says which C
-speed-ups run (:mod:`cdc.native`). Each process of ``cdc run`` serves its own
+speed-ups run (:mod:`cdc.native`). Served with ``/healthz`` and ``/readyz`` by
+:mod:`cdc.observability.server`. Each process of ``cdc run`` serves its own
 port: ``metrics.port`` plus its index in the pipeline.
 """
 
@@ -15,7 +16,6 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from cdc import native
@@ -88,17 +88,9 @@ class SourceCollector:
 
 
 def serve_source_metrics(runner: SourceRunner, cfg: MetricsConfig, port: int | None = None) -> int:
-    """Serve this process's metrics; returns the port (0 when disabled or the port is taken)."""
-    if not cfg.enabled:
-        return 0
-    registry = CollectorRegistry()
-    registry.register(SourceCollector(runner))
-    chosen = cfg.port if port is None else port
-    try:
-        start_http_server(chosen, addr=cfg.host, registry=registry)
-    except OSError as e:
-        log.warning("metrics not served: cannot listen on %s:%d (%s); set metrics.port, or "
-                    "metrics.enabled: false", cfg.host, chosen, e)
-        return 0
-    log.info("metrics on http://%s:%d/metrics", cfg.host, chosen)
-    return chosen
+    """Serve this process's metrics, /healthz and /readyz (:mod:`cdc.observability.server`);
+    returns the port (0 when disabled or the port is taken)."""
+    from cdc.observability.server import serve_worker
+
+    endpoint = serve_worker([SourceCollector(runner)], runner.health, cfg, port)
+    return 0 if endpoint is None else endpoint.port

@@ -169,7 +169,7 @@ def supervise(config_path: Path, config: CdcConfig, only: Sequence[str] = (),
     children = [
         _Child(role, name,
                [sys.executable, "-m", "cdc.cli", role, str(config_path), "--name", name,
-                *(["--metrics-port", str(base + i)] if role == "source" else [])])
+                "--metrics-port", str(base + i)])
         for i, (role, name) in enumerate(jobs)
     ]
     if stop is None:

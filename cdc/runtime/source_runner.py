@@ -21,9 +21,11 @@ from typing import Protocol
 
 from cdc.errors import PrerequisiteError, UnreachableError
 from cdc.events import ChangeEvent, Op
+from cdc.observability.health import Health
 from cdc.offsets.store import OffsetStore, SourceOffset
 from cdc.serde import EncodedChange
 from cdc.spi import Heartbeat, Position, SourceConnector
+from cdc.transport.client_log import OUTAGE
 from cdc.transport.producer import EventProducer
 from cdc.transport.topics import TopicManager, TopicSpec
 
@@ -108,6 +110,13 @@ class SourceRunner:
         self._transactions = transactions
         self._tx_open: str | None = None  # id of the transaction whose BEGIN was sent
         self._tx_collections: dict[str, int] = {}  # table -> events so far (for END)
+        # /healthz and /readyz (cdc.observability.health): an HA elector may add its own
+        # condition (health.set_ready("standby", part="ha")).
+        self.health = Health("source", name)
+        self.health.add_check(lambda: "Kafka unreachable" if OUTAGE.active else None)
+        self._streaming = False
+        if isinstance(producer, EventProducer):
+            producer.waiting = self.health.beat  # waiting out Kafka is alive
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -162,12 +171,18 @@ class SourceRunner:
         # Marks the snapshot as running, so a crash before its end re-runs it.
         self.offsets.save(self.name, SourceOffset(None, snapshot={"state": "running"}))
         consistent, rows = self.source.snapshot(None)
+        health = self.health
+        health.set_state("snapshotting")
+        health.set_ready(None)
+        health.beat()
         t0 = time.monotonic()
         for event in rows:
             if self.stop.is_set():
                 raise InterruptedError(f"{self.name}: stopped during snapshot")
             self._emit(event)
             self.stats.snapshot_rows += 1
+            if not self.stats.snapshot_rows & 1023:
+                health.beat()
         # Barrier: every snapshot row is durable before the stream starts.
         self.producer.flush(timeout=300)
         self.offsets.save(self.name, SourceOffset(consistent))
@@ -268,6 +283,11 @@ class SourceRunner:
     def checkpoint(self, force: bool = False) -> None:
         """Record the durable position and let the source release log up to it."""
         self._last_save = time.monotonic()
+        self.health.beat()
+        if not self._streaming:  # the first round of the stream (at most a second in)
+            self._streaming = True
+            self.health.set_state("streaming")
+            self.health.set_ready(None)
         self.producer.poll(0)
         version = self.producer.tracker.durable_version
         durable = self.producer.durable

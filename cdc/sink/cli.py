@@ -26,6 +26,8 @@ from cdc import native
 from cdc.config import CdcConfig, load_config
 from cdc.errors import EXIT_NEEDS_OPERATOR, CdcError, ConfigError, DdlRefused
 from cdc.observability.logging import setup_logging
+from cdc.observability.server import serve_worker
+from cdc.observability.sink_metrics import SinkCollector
 from cdc.registry import get_connector
 from cdc.serde import AvroSerde, DecodeLimits, RegistryClient, SchemaRegistry
 from cdc.sink.applier import Applier, SinkFailure, SinkSettings
@@ -119,14 +121,18 @@ def _stop_on_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def run_sink(config_path: Path, name: str) -> int:
-    """Run one worker of sink ``name`` until a signal (0) or a failure (non-zero)."""
+def run_sink(config_path: Path, name: str, metrics_port: int | None = None) -> int:
+    """Run one worker of sink ``name`` until a signal (0) or a failure (non-zero).
+
+    It serves ``/metrics``, ``/healthz`` and ``/readyz`` on ``metrics_port``
+    (default ``metrics.port``)."""
     config = load_config(config_path)
     setup_logging(config.log.level, config.log.format)
     log.info("sink %s: %s", name, native.summary())
     stop = threading.Event()
     _stop_on_signals(stop)
     worker = build_worker(config, name, stop=stop)
+    endpoint = serve_worker([SinkCollector(worker)], worker.health, config.metrics, metrics_port)
     try:
         worker.run()
     except SinkFailure as e:
@@ -141,16 +147,20 @@ def run_sink(config_path: Path, name: str) -> int:
     except Exception:
         log.exception("sink %s stopped on an unexpected error", name)
         return 1
+    finally:
+        if endpoint is not None:
+            endpoint.close()
     return 0
 
 
-def _child(config_path: str, name: str) -> None:
-    sys.exit(run_sink(Path(config_path), name))
+def _child(config_path: str, name: str, metrics_port: int | None) -> None:
+    sys.exit(run_sink(Path(config_path), name, metrics_port))
 
 
-def _supervise(config_path: Path, jobs: list[str]) -> int:
+def _supervise(config_path: Path, jobs: list[str], base_port: int) -> int:
     ctx = multiprocessing.get_context("spawn")
-    children = [ctx.Process(target=_child, args=(str(config_path), n), name=f"sink-{n}") for n in jobs]
+    children = [ctx.Process(target=_child, args=(str(config_path), n, base_port + i),
+                            name=f"sink-{n}") for i, n in enumerate(jobs)]
     for c in children:
         c.start()
     stop = threading.Event()
@@ -179,7 +189,11 @@ def _supervise(config_path: Path, jobs: list[str]) -> int:
 @click.option("--name", "names", multiple=True, help="Sink to run (repeatable; default: every sink).")
 @click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Processes per sink; they share its partitions as one consumer group.")
-def sink_command(config_path: Path, names: tuple[str, ...], workers: int) -> None:
+@click.option("--metrics-port", type=click.IntRange(1, 65535), default=None,
+              help="Serve /metrics, /healthz and /readyz on this port instead of metrics.port "
+                   "(several processes: this port plus each one's index).")
+def sink_command(config_path: Path, names: tuple[str, ...], workers: int,
+                 metrics_port: int | None) -> None:
     """Apply change topics to replica databases (see docs/SINK.md)."""
     try:
         config = load_config(config_path)
@@ -195,9 +209,10 @@ def sink_command(config_path: Path, names: tuple[str, ...], workers: int) -> Non
     if not jobs:
         raise click.ClickException(f"{config_path} defines no sinks")
     if len(jobs) == 1:
-        rc = run_sink(config_path, jobs[0])
+        rc = run_sink(config_path, jobs[0], metrics_port)
     else:
         setup_logging(config.log.level, config.log.format)
-        rc = _supervise(config_path, jobs)
+        rc = _supervise(config_path, jobs, config.metrics.port if metrics_port is None
+                        else metrics_port)
     if rc:
         sys.exit(rc)

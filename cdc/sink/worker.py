@@ -45,6 +45,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from confluent_kafka import TopicPartition as KafkaPartition
 
 from cdc.errors import CdcError, DdlRefused, UnreachableError
+from cdc.observability.health import Health
+from cdc.observability.sink_metrics import SinkMetrics, source_ts_ms
 from cdc.sink.applier import Applier, ApplyResult, Record, SinkFailure
 from cdc.sink.checkpoint import NOTHING, Checkpoint, CheckpointStore, FencedError, TopicPartition
 from cdc.spi import ErrorKind, SinkDialect, SinkSession
@@ -92,6 +94,7 @@ class SinkWorker:
         *,
         stop: threading.Event | None = None,
         on_batch: Callable[[ApplyResult], None] | None = None,
+        health: Health | None = None,
     ) -> None:
         self.name = name
         self.applier = applier
@@ -125,6 +128,17 @@ class SinkWorker:
         self._in_callback = False
         self._last_log = time.monotonic()
         self._logged = WorkerStats()
+        # /metrics and /readyz (cdc.observability): updated per batch, per error, per round
+        self.metrics = SinkMetrics()
+        self.health = health or Health("sink", name, initial=None)
+        self.health.set_ready("not connected", part="replica")
+        self.health.set_ready("waiting for partition assignment", part="assignment")
+        self.health.add_check(lambda: "Kafka unreachable" if OUTAGE.active else None)
+
+    @property
+    def buffered(self) -> int:
+        """Records consumed and not yet applied."""
+        return self._buffered
 
     # -- the replica session -------------------------------------------------------------
 
@@ -155,6 +169,7 @@ class SinkWorker:
                 session.close()
                 raise
             self._session = session
+            self.health.set_ready(None, part="replica")
             log.info("%s: connected to the replica", self.name)
         return self._session
 
@@ -178,6 +193,10 @@ class SinkWorker:
                 self._drop_session()
                 attempt += 1
                 self.stats.retries += 1
+                self.metrics.error(kind.value)
+                self.health.error(f"{what}: {kind.value}")
+                if kind is ErrorKind.UNAVAILABLE:
+                    self.health.set_ready("replica unreachable", part="replica")
                 if kind is ErrorKind.TRANSIENT and attempt >= self.options.max_attempts:
                     raise SinkFailure(
                         f"sink {self.name}: {what} failed {attempt} times: {e}",
@@ -196,7 +215,11 @@ class SinkWorker:
         end = time.monotonic() + seconds
         consumer = self._consumer
         if consumer is None or self._in_callback:  # no nested polls inside a rebalance callback
-            if self.stop.wait(seconds):
+            while (left := end - time.monotonic()) > 0:
+                self.health.beat()  # waiting out the replica is alive
+                if self.stop.wait(min(1.0, left)):
+                    raise StopRequested
+            if self.stop.is_set():
                 raise StopRequested
             return
         paused = consumer.assignment()
@@ -206,6 +229,7 @@ class SinkWorker:
             while True:
                 if self.stop.is_set():
                     raise StopRequested
+                self.health.beat()
                 left = end - time.monotonic()
                 if left <= 0:
                     return
@@ -236,6 +260,7 @@ class SinkWorker:
             p.offset = cp.next_offset if cp.offset >= 0 else OFFSET_BEGINNING
             self._checkpoints[(p.topic, p.partition)] = cp
             self._buffers[(p.topic, p.partition)] = []
+        self.health.set_ready(None, part="assignment")  # (nothing assigned: idle in the group)
         log.info(
             "%s: assigned %s",
             self.name,
@@ -259,9 +284,11 @@ class SinkWorker:
             "%s: revoked %s", self.name, ", ".join(f"{p.topic}[{p.partition}]" for p in partitions)
         )
         self._forget(partitions)
+        self.metrics.forget((p.topic, p.partition) for p in partitions)
         if self._cooperative:
             consumer.incremental_unassign(partitions)
         else:
+            self.health.set_ready("rebalancing", part="assignment")
             consumer.unassign()
 
     def _on_lost(self, consumer: Consumer, partitions: list[KafkaPartition]) -> None:
@@ -292,6 +319,8 @@ class SinkWorker:
             # A subscribed topic that does not exist yet: its source has not
             # published to it. The subscription picks it up once created.
             text = err.str()
+            if not self._checkpoints:  # nothing to consume yet: idle, as a member without partitions
+                self.health.set_ready(None, part="assignment")
             if text not in self._missing_topics:
                 self._missing_topics.add(text)
                 log.info("%s: waiting for a topic to be created (%s)", self.name, text)
@@ -370,7 +399,17 @@ class SinkWorker:
             return None
         session = self._ensure_session()
         expected = {tp: self._checkpoints[tp] for tp in batch}
-        return self.applier.apply(session, batch, expected)
+        t0 = time.perf_counter()
+        result = self.applier.apply(session, batch, expected)
+        elapsed = time.perf_counter() - t0
+        stamps: dict[TopicPartition, int] = {}
+        if result.applied:  # one look per partition and batch, not per record
+            for tp, n in result.consumed.items():
+                ts = source_ts_ms(self.applier.serde, batch[tp], n) if n else None
+                if ts is not None:
+                    stamps[tp] = ts
+        self.metrics.batch_applied(elapsed, result.consumed, stamps)
+        return result
 
     def flush(self) -> int:
         """Apply what is buffered (one batch); returns the records it consumed."""
@@ -379,12 +418,15 @@ class SinkWorker:
                 result = self._retrying("applying a batch", self._apply_once)
             except FencedError as e:
                 self.stats.fenced += 1
+                self.metrics.error("fenced")
                 log.warning("%s: %s", self.name, e)
                 self._resync(e.stored)
                 continue
             except (StopRequested, SinkFailure, DdlRefused):
                 raise  # (a refused DDL was planned from a fresh look at the table)
             except Exception as e:
+                self.metrics.error(self._classify(e).value)
+                self.health.error(f"applying a batch: {type(e).__name__}")
                 if self._classify(e) is ErrorKind.FATAL and not self._fatal_retried:
                     # A replica table changed behind the sink? Re-read, try once more.
                     self._fatal_retried = True
@@ -472,6 +514,21 @@ class SinkWorker:
         self._last_log = now
         self._logged = WorkerStats(**{f: getattr(s, f) for f in s.__slots__})
 
+    def _refresh_lag(self, consumer: Consumer) -> None:
+        """Per assigned partition: the high watermark the consumer last fetched and the
+        next offset the replica's checkpoint asks for (cached: no broker round trip)."""
+        rows = []
+        for tp, cp in list(self._checkpoints.items()):
+            try:
+                low, high = consumer.get_watermark_offsets(KafkaPartition(tp[0], tp[1]),
+                                                           cached=True)
+            except (KafkaException, RuntimeError):
+                continue
+            if high is None or high < 0:
+                continue  # nothing fetched yet
+            rows.append((tp, high, max(cp.next_offset, low or 0)))
+        self.metrics.refresh_lag(rows)
+
     def run(self) -> None:
         """Consume and apply until ``stop`` is set (returns) or a failure (raises)."""
         try:
@@ -490,8 +547,12 @@ class SinkWorker:
             on_lost=self._on_lost,
         )
         log.info("%s: consuming %s", self.name, ", ".join(self.subscription))
+        self.health.set_state("consuming")
         try:
             while not self.stop.is_set():
+                self.health.beat()
+                if self.metrics.due():
+                    self._refresh_lag(consumer)
                 if self._batch_ready():
                     if not self.flush() and self._buffered:
                         self._stalled = True  # an open source transaction: consume more first
@@ -508,6 +569,7 @@ class SinkWorker:
         except StopRequested:
             pass
         finally:
+            self.health.set_ready("stopping", part="assignment")
             self._log_progress(force=True)
             self._consumer = None
             try:

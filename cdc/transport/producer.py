@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -70,6 +70,9 @@ class EventProducer:
         self._unpolled = 0
         self._max_in_flight = max_in_flight
         self._failure: BaseException | None = None
+        # Called on every round of a wait for Kafka (the runner's liveness heartbeat:
+        # a source waiting out a broker outage is alive, only not ready).
+        self.waiting: Callable[[], None] | None = None
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -144,6 +147,8 @@ class EventProducer:
         while self.tracker.in_flight > limit:
             self._producer.poll(0.1)
             self._raise_failure()
+            if self.waiting is not None:
+                self.waiting()
 
     # -- progress ----------------------------------------------------------------------------
 
@@ -158,6 +163,8 @@ class EventProducer:
         while True:
             remaining = self._producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
             self._raise_failure()
+            if self.waiting is not None:
+                self.waiting()
             if remaining == 0 and self.tracker.in_flight == 0:
                 return
             if time.monotonic() >= deadline:

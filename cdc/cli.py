@@ -14,9 +14,10 @@ import click
 from cdc import __version__
 from cdc.config import CdcConfig, load_config
 from cdc.config.cli import config_group
-from cdc.errors import CdcError, ConfigError
+from cdc.errors import EXIT_NEEDS_OPERATOR, CdcError, ConfigError, NeedsOperatorError
 from cdc.observability.logging import setup_logging
 from cdc.sink.cli import sink_command
+from cdc.status import status_command
 from cdc.verify import verify_command
 
 
@@ -125,6 +126,9 @@ def source(config_file: Path, name: str, metrics_port: int | None) -> None:
         runner = build_source_runner(config, name, stop)
         serve_source_metrics(runner, config.metrics, metrics_port)
         runner.run()
+    except NeedsOperatorError as e:
+        logging.getLogger("cdc").error("source %s stopped: %s", name, e)
+        sys.exit(EXIT_NEEDS_OPERATOR)
     except CdcError as e:
         raise click.ClickException(f"source {name}: {e}") from e
 
@@ -225,6 +229,7 @@ def run(config_file: Path, only: tuple[str, ...], restart: str) -> None:
 main.add_command(config_group)
 main.add_command(sink_command)
 main.add_command(verify_command)
+main.add_command(status_command)
 
 if __name__ == "__main__":
     main()

@@ -382,3 +382,21 @@ class Connector(Protocol):
         """
 
     def create_dialect(self) -> SinkDialect: ...
+
+
+# --------------------------------------------------------------------------- operations
+
+
+@runtime_checkable
+class InspectsLag(Protocol):
+    """A source that can say how far a stored position is behind its server (``cdc status``).
+
+    Called on a source made by ``create_source`` that is not streaming (it may
+    open and close its own connections). Keys become the ``lag`` of the
+    source in ``cdc status --json``; ``lag_bytes``, when present, is the log
+    the server keeps or has written past ``position`` (compared with
+    ``status.max_source_lag_bytes``). None values: unknown. Raises
+    :class:`cdc.errors.UnreachableError` when the server cannot be asked.
+    """
+
+    def inspect_lag(self, position: Position | None) -> Mapping[str, float | None]: ...

@@ -33,6 +33,7 @@ from cdc.config.base import (
     TopicPattern,
     invalid,
 )
+from cdc.config.operations import SourceHa, StatusThresholds
 from cdc.events import TableId
 
 
@@ -660,6 +661,7 @@ class SourceConfigBase(ConfigModel):
         description="Also write transaction BEGIN/END markers to `<prefix>.transaction`.",
         examples=[False],
     )
+    ha: SourceHa = Field(default_factory=SourceHa, description="Active/standby processes.")
 
     @model_validator(mode="before")
     @classmethod
@@ -1000,6 +1002,7 @@ class CdcConfig(ConfigModel):
     )
     metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus metrics.")
     log: LogConfig = Field(default_factory=LogConfig, description="Logging.")
+    status: StatusThresholds = Field(default_factory=StatusThresholds, description="`cdc status`.")
 
     def source(self, name: str) -> SourceConfigBase:
         for s in self.sources:

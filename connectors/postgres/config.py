@@ -18,6 +18,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from cdc.config.base import RedactedDict, ScalarStr, invalid
 from cdc.config.models import ConnectionConfig, SinkConfigBase, SourceConfigBase, derived
+from cdc.config.operations import LogBudget
 
 _IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # libpq keywords the modelled fields own; setting them in `options` would bypass
@@ -200,6 +201,11 @@ class PostgresSourceConfig(SourceConfigBase):
         description="How often to report the durable position to the server; keep it well under "
         "the server's wal_sender_timeout.",
         examples=[10],
+    )
+    wal_budget: LogBudget | None = Field(
+        default=None,
+        description="Retained-WAL guardrail of the slot (unset: none); see connectors/postgres/SOURCE.md.",
+        examples=[{"max_bytes": 10_737_418_240, "warn_fraction": 0.8, "action": "stop"}],
     )
 
     @field_validator("slot_name", "publication_name")

@@ -17,6 +17,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from cdc.config.base import Name, RedactedDict, SecretFile, TopicName, invalid
 from cdc.config.models import ConnectionConfig, SinkConfigBase, SourceConfigBase, derived
+from connectors.mysql.guardrail import BinlogGuard
 
 _DSN_SCHEMES = ("mysql", "mariadb", "mysql+pymysql")
 _DSN_PARAMS = frozenset({"charset", "ssl_ca", "ssl_cert", "ssl_key"})
@@ -201,6 +202,12 @@ class MySqlSourceConfig(SourceConfigBase):
         "FLUSH TABLES WITH READ LOCK; `none`: never lock (MariaDB only); `global`: always "
         "take the brief global read lock.",
         examples=["auto"],
+    )
+    binlog_guard: BinlogGuard | None = Field(
+        default=None,
+        description="Warn when the durable position nears the server's oldest binlog, and "
+        "say what to do when it was purged (unset: no check); see connectors/mysql/SOURCE.md.",
+        examples=[{"warn_files": 2, "check_interval_s": 30}],
     )
 
     @field_validator("gtid_mode", mode="before")

@@ -33,7 +33,7 @@ T = TypeVar("T")
 
 def _fix(source: PostgresSource) -> str:
     return (
-        "find why the source is behind (is it running, is Kafka up?); if it cannot catch "
+        "Find why the source is behind (is it running, is Kafka up?); if it cannot catch "
         f"up, `cdc reset-source FILE --name {source.name} --release` drops slot "
         f"{source.config.slot_name} (the WAL is freed; the next start snapshots again); "
         "or raise wal_budget.max_bytes"

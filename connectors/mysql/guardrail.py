@@ -148,7 +148,7 @@ def guard(source: MySqlSource, items: Iterator[T], start: Any) -> Iterator[T]:
 
     def check() -> None:
         position = source.acknowledged or start
-        if not isinstance(position, MySqlPosition) or position.snapshot:
+        if not isinstance(position, MySqlPosition):
             return
         try:
             logs = _binary_logs(source)

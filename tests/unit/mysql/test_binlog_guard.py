@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from cdc.positions import BinlogFile
+import logging
+
+import pytest
+
+from cdc.positions import BinlogFile, MySqlPosition
 from cdc.runtime.guardrail import Level
-from connectors.mysql.guardrail import BinlogGuard, judge
+from connectors.mysql.guardrail import BinlogGuard, BinlogWatch, judge
 
 LOGS = [(BinlogFile(f"mysql-bin.{n:06}"), 1000) for n in (7, 8, 9, 10)]
 
@@ -38,3 +42,27 @@ def test_bytes_before_the_position() -> None:
 def test_unknown_files_are_not_alarms() -> None:
     assert judge([], f(7), 0, BinlogGuard())[0] is Level.OK
     assert judge(LOGS, f(11), 0, BinlogGuard())[0] is Level.OK  # newer than the listing
+
+
+class _Source:
+    name = "my_main"
+
+
+def test_watch_logs_warning_then_error_with_fix(caplog: pytest.LogCaptureFixture) -> None:
+    now = [0.0]
+    watch = BinlogWatch(_Source(), BinlogGuard(warn_files=1),  # type: ignore[arg-type]
+                        clock=lambda: now[0])
+    caplog.set_level(logging.INFO, "connectors.mysql.guardrail")
+    at = MySqlPosition(f(7), 120)
+    assert watch.observe(LOGS, at) is Level.WARN
+    assert watch.observe(LOGS, at) is Level.WARN  # not repeated at once
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    assert watch.observe(LOGS[1:], at) is Level.LIMIT
+    error = caplog.records[-1]
+    assert error.levelno == logging.ERROR
+    text = error.getMessage()
+    assert "purged" in text and "cdc reset-source FILE --name my_main" in text
+    assert "binlog_expire_logs_seconds" in text
+    now[0] += 61
+    watch.observe(LOGS[1:], at)
+    assert [r.levelno for r in caplog.records].count(logging.ERROR) == 2

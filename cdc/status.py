@@ -67,6 +67,8 @@ class SourceStatus:
     checkpoint_age_s: float | None = None  # now minus the offsets record's timestamp
     lag: Mapping[str, float | None] = field(default_factory=dict)
     error: str | None = None
+    # sources[].ha: processes in the lease group, whether one holds the lease, its epoch.
+    ha: Mapping[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +195,33 @@ class _Kafka:
     def close(self) -> None:
         self.consumer.close()
 
+    def lease(self, config: CdcConfig, source: str) -> dict[str, int]:
+        """The HA lease of ``source``: members of its group, whether one holds the
+        partition (``active``), and the epoch last committed (cdc.runtime.lease)."""
+        from confluent_kafka import ConsumerGroupTopicPartitions
+        from confluent_kafka.admin import AdminClient
+
+        from cdc.runtime.lease import epoch_of, lease_group, lease_topic
+
+        conf: dict[str, Any] = {**config.kafka.common_client_config(), "logger": KAFKA_LOG}
+        admin = AdminClient(conf)
+        group = lease_group(source)
+        try:
+            desc = admin.describe_consumer_groups(
+                [group], request_timeout=self.timeout)[group].result()
+            tp = TopicPartition(lease_topic(config.kafka.offsets_topic), 0)
+            offsets = admin.list_consumer_group_offsets(
+                [ConsumerGroupTopicPartitions(group, [tp])],
+                request_timeout=self.timeout)[group].result()
+        except KafkaException as e:
+            raise Unreachable(f"cannot describe lease group {group}: {_kafka_error(e)}") \
+                from None
+        members = list(desc.members or [])
+        active = any(m.assignment and m.assignment.topic_partitions for m in members)
+        parts = offsets.topic_partitions or []
+        epoch = epoch_of(parts[0].metadata) if parts else 0
+        return {"processes": len(members), "active": int(active), "epoch": epoch}
+
     def end_offsets(self, topic: str) -> dict[int, int]:
         out = {}
         for p in range(self.topics.get(topic, 0)):
@@ -270,7 +299,7 @@ def _offsets_records(kafka: _Kafka, topic: str) -> dict[str, tuple[bytes | None,
 
 
 def source_status(cfg: SourceConfigBase, record: tuple[bytes | None, float] | None,
-                  now: float) -> SourceStatus:
+                  now: float, ha: Mapping[str, int] | None = None) -> SourceStatus:
     name, kind = cfg.name, cfg.kind
     position = None
     stored: SourceOffset | None = None
@@ -298,7 +327,7 @@ def source_status(cfg: SourceConfigBase, record: tuple[bytes | None, float] | No
     except Exception as e:  # a driver error the connector did not wrap
         error = f"{type(e).__name__}: {e}"
     return SourceStatus(name, kind, None if position is None else str(position), snapshot,
-                        age, lag, error)
+                        age, lag, error, ha)
 
 
 def _checkpoints(sink: SinkConfigBase) -> dict[tuple[str, int], tuple[int, str | None]]:
@@ -384,14 +413,21 @@ def collect(config: CdcConfig) -> StatusReport:
         except CdcError as e:
             errors.append(str(e))
             records = {}
-        sources = tuple(source_status(s, records.get(s.name), now) for s in config.sources)
+        sources = []
+        for s in config.sources:
+            try:
+                ha = kafka.lease(config, s.name) if s.ha.enabled else None
+            except CdcError as e:
+                errors.append(str(e))
+                ha = None
+            sources.append(source_status(s, records.get(s.name), now, ha))
         internal = frozenset({offsets_topic, f"{offsets_topic}.lease"}
                              | {s.errors.dead_letter_topic for s in config.sinks})
         sinks = tuple(sink_status(s, kafka, internal, now) for s in config.sinks)
     finally:
         kafka.close()
-    return StatusReport(sources, sinks, tuple(errors), tuple(breaches(sources, sinks, limits)),
-                        taken_at=now)
+    return StatusReport(tuple(sources), sinks, tuple(errors),
+                        tuple(breaches(sources, sinks, limits)), taken_at=now)
 
 
 # --------------------------------------------------------------------------- output
@@ -408,7 +444,8 @@ def to_json(report: StatusReport) -> dict[str, Any]:
 
     return {
         "taken_at": round(report.taken_at, 3),
-        "sources": [{**asdict(s), "lag": dict(s.lag)} for s in report.sources],
+        "sources": [{**asdict(s), "lag": dict(s.lag), "ha": None if s.ha is None else dict(s.ha)}
+                    for s in report.sources],
         "sinks": [sink(s) for s in report.sinks],
         "errors": list(report.errors),
         "breaches": list(report.breaches),
@@ -440,9 +477,13 @@ def render(report: StatusReport) -> str:
     rows = []
     for s in report.sources:
         lag = ", ".join(f"{k}={'-' if v is None else f'{v:g}'}" for k, v in s.lag.items())
-        rows.append([s.name, s.kind, s.snapshot, _age(s.checkpoint_age_s), lag or "-",
+        ha = "-" if s.ha is None else (
+            f"{'active' if s.ha['active'] else 'NO ACTIVE'} e{s.ha['epoch']}, "
+            f"{s.ha['processes']} process{'es' if s.ha['processes'] != 1 else ''}")
+        rows.append([s.name, s.kind, s.snapshot, _age(s.checkpoint_age_s), lag or "-", ha,
                      s.position or "-"])
-    lines += _table(["NAME", "KIND", "SNAPSHOT", "CHECKPOINT AGE", "LAG", "POSITION"], rows)
+    lines += _table(["NAME", "KIND", "SNAPSHOT", "CHECKPOINT AGE", "LAG", "HA", "POSITION"],
+                    rows)
     for s in report.sources:
         if s.error:
             lines.append(f"  {s.name}: ERROR {s.error}")

@@ -76,7 +76,7 @@ it comes back as a standby."""
 _EPOCH: Final = "lease_epoch="
 
 
-def _epoch(metadata: str | None) -> int:
+def epoch_of(metadata: str | None) -> int:
     """The epoch a lease commit's metadata holds (0: none yet)."""
     if metadata and metadata.startswith(_EPOCH) and metadata[len(_EPOCH):].isdigit():
         return int(metadata[len(_EPOCH):])
@@ -156,7 +156,7 @@ class Lease:
             tp = TopicPartition(self.topic, 0)
             try:
                 (committed,) = self._consumer.committed([tp], timeout=self.session_s)
-                epoch = _epoch(committed.metadata) + 1
+                epoch = epoch_of(committed.metadata) + 1
                 if self._renew(epoch):
                     self.epoch = epoch
                     self._held = True

@@ -29,7 +29,7 @@ import yaml
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from tests.fixtures.pipelines import pipeline_config
-from tests.fixtures.processes import drop_slots, processes, wait_for
+from tests.fixtures.processes import drop_slots, processes, run_cdc, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -141,6 +141,9 @@ def test_ha_takeover_after_kill9(
                  procs.all_logs)
         wait_for("the snapshot in the replica", lambda: len(_rows(pg_replica_dsn, table)) >= 20,
                  90, procs.all_logs)
+        got = run_cdc("status", str(path), "--json")
+        ha = json.loads(got.stdout)["sources"][0]["ha"]
+        assert ha == {"processes": 2, "active": 1, "epoch": 1}, got.stdout + got.stderr
         writer.start()
         wait_for("streamed rows in the replica", lambda: _has(pg_replica_dsn, table, 1050), 60,
                  procs.all_logs)

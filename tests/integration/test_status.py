@@ -159,3 +159,14 @@ def test_status_unreachable_replica_exits_3(
     table_out = run_cdc("status", str(path))
     assert table_out.returncode == 3 and "ERROR" in table_out.stdout
     assert SECRET not in out + table_out.stdout + table_out.stderr
+
+
+def test_status_no_kafka_exits_3(tmp_path: Path, unique_name: str,
+                                          schema_registry_url: str, pg_source_dsn: str,
+                                          pg_replica_dsn: str) -> None:
+    path = _config(tmp_path, unique_name, "t", "127.0.0.1:1", schema_registry_url,
+                   pg_source_dsn, pg_replica_dsn, timeout_s=2)
+    rc, doc, _ = _status(path)
+    assert rc == 3
+    assert doc["errors"] and "Kafka at 127.0.0.1:1" in doc["errors"][0]
+    assert doc["sources"][0]["error"] == "Kafka unreachable"

@@ -7,7 +7,7 @@ import json
 from pydantic import SecretStr
 
 from cdc.config.operations import StatusThresholds
-from cdc.runtime.lease import _epoch
+from cdc.runtime.lease import epoch_of
 from cdc.status import (
     PartitionStatus,
     SinkStatus,
@@ -91,5 +91,5 @@ def test_secrets_are_masked() -> None:
 
 
 def test_lease_epoch_metadata() -> None:
-    assert _epoch(None) == 0 and _epoch("") == 0 and _epoch("garbage") == 0
-    assert _epoch("lease_epoch=7") == 7 and _epoch("lease_epoch=x") == 0
+    assert epoch_of(None) == 0 and epoch_of("") == 0 and epoch_of("garbage") == 0
+    assert epoch_of("lease_epoch=7") == 7 and epoch_of("lease_epoch=x") == 0

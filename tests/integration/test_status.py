@@ -11,6 +11,8 @@ configured password appears in no output.
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ import pytest
 import yaml
 
 from tests.fixtures.pipelines import pipeline_config
-from tests.fixtures.processes import drop_slots, processes, run_cdc, wait_for
+from tests.fixtures.processes import CDC, drop_slots, processes, run_cdc, wait_for
 
 pytestmark = pytest.mark.integration
 SECRET = "st4tus-S3cret-pw"
@@ -170,3 +172,22 @@ def test_status_no_kafka_exits_3(tmp_path: Path, unique_name: str,
     assert rc == 3
     assert doc["errors"] and "Kafka at 127.0.0.1:1" in doc["errors"][0]
     assert doc["sources"][0]["error"] == "Kafka unreachable"
+
+
+def test_status_watch_refreshes_until_interrupted(
+        tmp_path: Path, unique_name: str, schema_registry_url: str, pg_source_dsn: str,
+        pg_replica_dsn: str) -> None:
+    path = _config(tmp_path, unique_name, "t", "127.0.0.1:1", schema_registry_url,
+                   pg_source_dsn, pg_replica_dsn, timeout_s=1)
+    out = tmp_path / "watch.out"
+    with out.open("wb") as f:
+        proc = subprocess.Popen([*CDC, "status", str(path), "--watch", "0.5"], stdout=f,
+                                stderr=subprocess.STDOUT)
+    try:
+        wait_for("two reports", lambda: out.read_text().count("cdc status at") >= 2, 30,
+                 out.read_text)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(30)
+    assert rc == 3  # the last report's code: Kafka unreachable
+    assert SECRET not in out.read_text()

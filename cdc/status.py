@@ -463,6 +463,12 @@ def _age(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
+def _num(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return str(int(v)) if float(v).is_integer() else f"{v:.3f}"
+
+
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
@@ -476,7 +482,7 @@ def render(report: StatusReport) -> str:
     lines.append("SOURCES")
     rows = []
     for s in report.sources:
-        lag = ", ".join(f"{k}={'-' if v is None else f'{v:g}'}" for k, v in s.lag.items())
+        lag = ", ".join(f"{k}={_num(v)}" for k, v in s.lag.items())
         ha = "-" if s.ha is None else (
             f"{'active' if s.ha['active'] else 'NO ACTIVE'} e{s.ha['epoch']}, "
             f"{s.ha['processes']} process{'es' if s.ha['processes'] != 1 else ''}")

@@ -14,9 +14,10 @@ import click
 from cdc import __version__
 from cdc.config import CdcConfig, load_config
 from cdc.config.cli import config_group
-from cdc.errors import CdcError, ConfigError
+from cdc.errors import EXIT_NEEDS_OPERATOR, CdcError, ConfigError, NeedsOperatorError
 from cdc.observability.logging import setup_logging
 from cdc.sink.cli import sink_command
+from cdc.status import status_command
 from cdc.verify import verify_command
 
 
@@ -115,18 +116,31 @@ def _log_code_path(what: str) -> None:
 def source(config_file: Path, name: str, metrics_port: int | None) -> None:
     """Run one source: snapshot if needed, then stream changes into Kafka."""
     from cdc.observability.metrics import serve_source_metrics
+    from cdc.runtime.lease import fence, start_lease
     from cdc.runtime.pipeline import build_source_runner, stop_on_signals
 
     config = _load(config_file)
     _log_code_path(f"source {name}")
     stop = threading.Event()
     stop_on_signals(stop)
+    lease = None
     try:
+        lease = start_lease(config, name, stop)  # sources[].ha: waits as a standby
+        if lease is not None and not lease.valid():
+            return  # stopped while standing by
         runner = build_source_runner(config, name, stop)
+        if lease is not None:
+            fence(runner, lease)  # produces and records offsets only while the lease holds
         serve_source_metrics(runner, config.metrics, metrics_port)
         runner.run()
+    except NeedsOperatorError as e:
+        logging.getLogger("cdc").error("source %s stopped: %s", name, e)
+        sys.exit(EXIT_NEEDS_OPERATOR)
     except CdcError as e:
         raise click.ClickException(f"source {name}: {e}") from e
+    finally:
+        if lease is not None:
+            lease.release()
 
 
 @main.command(name="reset-source")
@@ -225,6 +239,7 @@ def run(config_file: Path, only: tuple[str, ...], restart: str) -> None:
 main.add_command(config_group)
 main.add_command(sink_command)
 main.add_command(verify_command)
+main.add_command(status_command)
 
 if __name__ == "__main__":
     main()

@@ -79,3 +79,9 @@ class RetriableError(CdcError):
     """A transient failure worth retrying (lost connection, deadlock...)."""
 
     retriable = True
+
+
+class NeedsOperatorError(CdcError):
+    """A guardrail stopped the process on purpose (a retained-log budget reached, a
+    lease lost): restarting into the same state cannot help. ``cdc source`` exits
+    with :data:`EXIT_NEEDS_OPERATOR`; the message says what to do."""

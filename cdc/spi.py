@@ -456,7 +456,7 @@ class Connector(Protocol):
     kind: str
 
     def source_config_model(self) -> type[Any]:
-        """The pydantic model of its source entries (a cdc.config.models.SourceConfigBase
+        """The pydantic model of its source entries (a cdc.config.sources.SourceConfigBase
         subclass); raise NotImplementedError if it has no source."""
 
     def sink_config_model(self) -> type[Any]:
@@ -481,3 +481,20 @@ class Connector(Protocol):
     def table_id(self, table: TableName) -> TableId:
         """The captured-table id of a table its reader lists (``cdc verify`` maps a
         source table to its topic with it)."""
+
+# --------------------------------------------------------------------------- operations
+
+
+@runtime_checkable
+class InspectsLag(Protocol):
+    """A source that can say how far a stored position is behind its server (``cdc status``).
+
+    Called on a source made by ``create_source`` that is not streaming (it may
+    open and close its own connections). Keys become the ``lag`` of the
+    source in ``cdc status --json``; ``lag_bytes``, when present, is the log
+    the server keeps or has written past ``position`` (compared with
+    ``status.max_source_lag_bytes``). None values: unknown. Raises
+    :class:`cdc.errors.UnreachableError` when the server cannot be asked.
+    """
+
+    def inspect_lag(self, position: Position | None) -> Mapping[str, float | None]: ...

@@ -21,6 +21,7 @@ from pydantic import Field, field_validator
 
 from cdc.config.base import ConfigModel
 from cdc.config.kafka import KafkaConfig, SchemaRegistryConfig
+from cdc.config.operations import StatusThresholds
 from cdc.config.sinks import SinkConfigBase
 from cdc.config.sources import SourceConfigBase
 
@@ -80,6 +81,7 @@ class CdcConfig(ConfigModel):
     )
     metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus metrics.")
     log: LogConfig = Field(default_factory=LogConfig, description="Logging.")
+    status: StatusThresholds = Field(default_factory=StatusThresholds, description="`cdc status`.")
 
     def source(self, name: str) -> SourceConfigBase:
         for s in self.sources:

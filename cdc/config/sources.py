@@ -17,6 +17,7 @@ from pydantic import AfterValidator, Field, model_validator
 
 from cdc.config.base import ConfigModel, Name, TopicName, derived, fill_derived, invalid
 from cdc.config.connection import ConnectionConfig
+from cdc.config.operations import SourceHa
 from cdc.events import TableId
 
 
@@ -122,6 +123,7 @@ class SourceConfigBase(ConfigModel):
         description="Also write transaction BEGIN/END markers to `<prefix>.transaction`.",
         examples=[False],
     )
+    ha: SourceHa = Field(default_factory=SourceHa, description="Active/standby processes.")
 
     @model_validator(mode="before")
     @classmethod

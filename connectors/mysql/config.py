@@ -19,6 +19,7 @@ from cdc.config.base import Name, RedactedDict, SecretFile, TopicName, derived, 
 from cdc.config.connection import ConnectionConfig
 from cdc.config.sinks import SinkConfigBase
 from cdc.config.sources import SourceConfigBase
+from connectors.mysql.guardrail import BinlogGuard
 
 _DSN_SCHEMES = ("mysql", "mariadb", "mysql+pymysql")
 _DSN_PARAMS = frozenset({"charset", "ssl_ca", "ssl_cert", "ssl_key"})
@@ -203,6 +204,12 @@ class MySqlSourceConfig(SourceConfigBase):
         "FLUSH TABLES WITH READ LOCK; `none`: never lock (MariaDB only); `global`: always "
         "take the brief global read lock.",
         examples=["auto"],
+    )
+    binlog_guard: BinlogGuard | None = Field(
+        default=None,
+        description="Warn when the durable position nears the server's oldest binlog, and "
+        "say what to do when it was purged (unset: no check); see connectors/mysql/SOURCE.md.",
+        examples=[{"warn_files": 2, "check_interval_s": 30}],
     )
 
     @field_validator("gtid_mode", mode="before")

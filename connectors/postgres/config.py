@@ -18,6 +18,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from cdc.config.base import RedactedDict, ScalarStr, derived, invalid
 from cdc.config.connection import ConnectionConfig
+from cdc.config.operations import LogBudget
 from cdc.config.sinks import SinkConfigBase
 from cdc.config.sources import SourceConfigBase
 
@@ -202,6 +203,11 @@ class PostgresSourceConfig(SourceConfigBase):
         description="How often to report the durable position to the server; keep it well under "
         "the server's wal_sender_timeout.",
         examples=[10],
+    )
+    wal_budget: LogBudget | None = Field(
+        default=None,
+        description="Retained-WAL guardrail of the slot (unset: none); see connectors/postgres/SOURCE.md.",
+        examples=[{"max_bytes": 10_737_418_240, "warn_fraction": 0.8, "action": "stop"}],
     )
 
     @field_validator("slot_name", "publication_name")

@@ -21,6 +21,8 @@ import pymysql.err
 from cdc.errors import PositionError, UnreachableError
 from cdc.events import ChangeEvent, TableId
 from cdc.spi import Position, Problem, StreamItem
+from connectors.mysql import guardrail
+from connectors.mysql.guardrail import BinlogGuard
 from connectors.mysql.position import MySqlPosition
 from connectors.mysql.source.binlog import BinlogReader
 from connectors.mysql.source.server import connect, server_info, variables
@@ -84,6 +86,7 @@ class MySqlSource:
         heartbeat_s: float = 1.0,
         reconnect_timeout_s: float = 120.0,
         fast_decode: bool = True,
+        binlog_guard: BinlogGuard | None = None,
     ) -> None:
         self.connect_kwargs = dict(connect_kwargs)
         self.name = name
@@ -97,6 +100,7 @@ class MySqlSource:
         self.heartbeat_s = heartbeat_s
         self.reconnect_timeout_s = reconnect_timeout_s
         self.acknowledged: MySqlPosition | None = None
+        self.guard = binlog_guard  # connectors.mysql.guardrail
         self._snapshot: SnapshotReader | None = None
         self.reader = BinlogReader(
             self.connect_kwargs,
@@ -129,6 +133,7 @@ class MySqlSource:
             chunk_size=config.snapshot.chunk_size,
             snapshot_lock=config.snapshot_lock,
             heartbeat_s=min(1.0, config.heartbeat_interval_s),
+            binlog_guard=config.binlog_guard,
         )
 
     # ------------------------------------------------------------------ SPI
@@ -192,7 +197,7 @@ class MySqlSource:
     def stream(self, start: Position | None) -> Iterator[StreamItem]:
         if start is not None and not isinstance(start, MySqlPosition):
             raise PositionError(f"{self.name}: a MySQL source cannot start from {start!r}")
-        return self.reader.stream(start)
+        return guardrail.guard(self, self.reader.stream(start), start)
 
     def acknowledge(self, position: Position) -> None:
         """Record the durable position; the binlog needs no server-side acknowledgement."""
@@ -211,6 +216,10 @@ class MySqlSource:
     def metrics(self) -> dict[str, float | None]:
         """cdc.spi.ReportsMetrics: how far the binlog reader is behind the server."""
         return {"mysql_binlog_lag_seconds": self.seconds_behind}
+
+    def inspect_lag(self, position: Position | None) -> Mapping[str, float | None]:
+        """cdc.spi.InspectsLag: binlog bytes after ``position``, and whether it is purged."""
+        return guardrail.inspect_lag(self, position)
 
     @property
     def seconds_behind(self) -> float:

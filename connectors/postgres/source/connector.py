@@ -27,7 +27,7 @@ import dataclasses
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import psycopg
@@ -37,6 +37,7 @@ from psycopg.conninfo import make_conninfo
 from cdc.errors import ConfigError, PrerequisiteError
 from cdc.events import ChangeEvent, TableId
 from cdc.spi import Position, Problem, StreamItem
+from connectors.postgres import guardrail
 from connectors.postgres.config import PostgresSourceConfig
 from connectors.postgres.position import PgPosition
 from connectors.postgres.source import catalog
@@ -509,7 +510,7 @@ class PostgresSource:
             connect_replication=self.connect_replication,
             on_transaction=self.on_transaction,
         )
-        return reader.stream(start, repl=repl)
+        return guardrail.guard(self, reader.stream(start, repl=repl))
 
     def acknowledge(self, position: Position) -> None:
         if not isinstance(position, PgPosition):
@@ -536,7 +537,12 @@ class PostgresSource:
 
     def metrics(self) -> dict[str, float | None]:
         """cdc.spi.ReportsMetrics: the WAL this source's slot keeps on the server."""
-        return {"postgres_slot_retained_wal_bytes": self.retained_wal_bytes()}
+        retained = self.retained_wal_bytes()
+        return {"postgres_slot_retained_wal_bytes": retained, **guardrail.gauges(self, retained)}
+
+    def inspect_lag(self, position: Position | None) -> Mapping[str, float | None]:
+        """cdc.spi.InspectsLag: WAL the slot keeps (the stored position does not change it)."""
+        return guardrail.inspect_lag(self)
 
     def retained_wal_bytes(self) -> int | None:
         """WAL the slot keeps on the server (``pg_current_wal_lsn() - restart_lsn``).

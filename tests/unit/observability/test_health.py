@@ -197,8 +197,8 @@ def test_a_source_waiting_out_kafka_keeps_beating() -> None:
     """The runner hands its heartbeat to the producer: a source blocked on an unreachable
     broker is alive (only not ready), so an orchestrator does not restart it in a loop."""
     from cdc.errors import UnreachableError
-    from cdc.positions import Lsn, PgPosition
     from cdc.transport.producer import EventProducer
+    from connectors.postgres.position import Lsn, PgPosition
 
     clock = Clock()
     health = Health("source", "pg", stale_after_s=10, clock=clock)

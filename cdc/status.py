@@ -180,6 +180,8 @@ class _Kafka:
             "group.id": f"cdc-status-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
+            # An unapplied offset already removed by retention: read from the oldest kept.
+            "auto.offset.reset": "earliest",
             "logger": KAFKA_LOG,
         })
         try:

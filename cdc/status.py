@@ -41,7 +41,7 @@ from cdc.errors import CdcError, ConfigError
 from cdc.offsets.store import SourceOffset
 from cdc.registry import get_connector
 from cdc.sink.checkpoint import CHECKPOINT_TABLE, decode_position
-from cdc.spi import InspectsLag, TableName
+from cdc.spi import InspectsLag, Position, TableName
 from cdc.transport.client_log import KAFKA_LOG
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,8 @@ class SinkStatus:
     partitions: tuple[PartitionStatus, ...] = ()
     dead_letters: int | None = None  # None: no dead-letter topic configured
     error: str | None = None
+    # The highest source position applied from any partition (one per source kind).
+    last_applied: str | None = None
 
     @property
     def lag_records(self) -> int:
@@ -98,13 +100,6 @@ class SinkStatus:
     @property
     def lag_seconds(self) -> float:
         return max((p.lag_seconds for p in self.partitions), default=0.0)
-
-    @property
-    def last_applied(self) -> str | None:
-        """The position of the partition that applied most recently (by Kafka offset
-        order there is no global order; the highest position printed is the best guess)."""
-        applied = [p for p in self.partitions if p.position is not None]
-        return applied[-1].position if applied else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +175,8 @@ class _Kafka:
             "group.id": f"cdc-status-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
+            # An unapplied offset already removed by retention: read from the oldest kept.
+            "auto.offset.reset": "earliest",
             "logger": KAFKA_LOG,
         })
         try:
@@ -330,7 +327,7 @@ def source_status(cfg: SourceConfigBase, record: tuple[bytes | None, float] | No
                         age, lag, error, ha)
 
 
-def _checkpoints(sink: SinkConfigBase) -> dict[tuple[str, int], tuple[int, str | None]]:
+def _checkpoints(sink: SinkConfigBase) -> dict[tuple[str, int], tuple[int, Position | None]]:
     """(topic, partition) -> (applied offset, position) from the replica's checkpoint table."""
     dialect = get_connector(sink.kind).create_dialect()
     table = TableName(dialect.default_schema(sink), CHECKPOINT_TABLE)
@@ -351,7 +348,7 @@ def _checkpoints(sink: SinkConfigBase) -> dict[tuple[str, int], tuple[int, str |
         for topic, part, offset, text in rows:
             where = f"{table}({sink.consumer_group}, {topic}, {part})"
             pos = decode_position(text, where)
-            out[(str(topic), int(part))] = (int(offset), None if pos is None else str(pos))
+            out[(str(topic), int(part))] = (int(offset), pos)
         return out
     except CdcError:
         raise
@@ -383,14 +380,22 @@ def sink_status(sink: SinkConfigBase, kafka: _Kafka, internal: frozenset[str],
             offset, position = applied.get(tp, (-1, None))
             lag = max(0, end - (offset + 1))
             seconds = max(0.0, now - oldest[tp]) if lag and tp in oldest else 0.0
-            partitions.append(PartitionStatus(tp[0], tp[1], end, offset, lag, seconds, position))
+            partitions.append(PartitionStatus(tp[0], tp[1], end, offset, lag, seconds,
+                                              None if position is None else str(position)))
         letters = None
         if getattr(sink.errors, "policy", "fail") == "dead_letter":
             dlq = sink.errors.dead_letter_topic
             letters = sum(kafka.end_offsets(dlq).values()) if dlq in kafka.topics else 0
     except CdcError as e:
         return SinkStatus(sink.name, sink.kind, sink.consumer_group, error=str(e))
-    return SinkStatus(sink.name, sink.kind, sink.consumer_group, tuple(partitions), letters)
+    highest: dict[str, Position] = {}
+    for _, position in applied.values():
+        if position is not None and (position.kind not in highest
+                                     or position > highest[position.kind]):
+            highest[position.kind] = position
+    last = ", ".join(str(p) for _, p in sorted(highest.items())) or None
+    return SinkStatus(sink.name, sink.kind, sink.consumer_group, tuple(partitions), letters,
+                      last_applied=last)
 
 
 def collect(config: CdcConfig) -> StatusReport:

@@ -1,6 +1,6 @@
 """Source high availability: kill -9 of the active process, the standby takes over.
 
-Two ``cdc source`` processes of one PostgreSQL source with ``ha.enabled``
+Two ``cdc source`` processes of one source (PostgreSQL, then MariaDB) with ``ha.enabled``
 run against the local stack while a writer inserts rows without pause and a
 sink applies them to the PostgreSQL replica. The first holds the Kafka lease
 and captures; the second stands by. The active one is killed with SIGKILL
@@ -22,52 +22,92 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
+import pymysql
 import pytest
 import yaml
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from tests.fixtures.pipelines import pipeline_config
 from tests.fixtures.processes import drop_slots, processes, run_cdc, wait_for
+from tests.fixtures.services import mysql_kwargs
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture()
-def table(pg_source_dsn: str, pg_replica_dsn: str, unique_name: str) -> Iterator[str]:
-    with psycopg.connect(pg_source_dsn, autocommit=True) as conn:
-        conn.execute(f"CREATE TABLE {unique_name} (id int PRIMARY KEY, v text)")
-        conn.execute(f"INSERT INTO {unique_name} SELECT g, 'v' || g FROM generate_series(1, 20) g")
-    yield unique_name
-    drop_slots(pg_source_dsn, [f"{unique_name}_slot"])
-    for dsn in (pg_source_dsn, pg_replica_dsn):
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f"DROP TABLE IF EXISTS {unique_name}")
+class SourceDb:
+    """The source database of the test: PostgreSQL or MariaDB, one connection per call."""
+
+    def __init__(self, kind: str, url: str) -> None:
+        self.kind, self.url = kind, url
+
+    def connect(self) -> Any:
+        if self.kind == "postgres":
+            return psycopg.connect(self.url, autocommit=True)
+        return pymysql.connect(**mysql_kwargs(self.url))  # type: ignore[arg-type]
+
+    def execute(self, conn: Any, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        if self.kind == "postgres":
+            cur = conn.execute(sql, params)
+            return list(cur.fetchall()) if cur.description else []
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return list(cur.fetchall())
+
+    def run(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        conn = self.connect()
+        try:
+            return self.execute(conn, sql, params)
+        finally:
+            conn.close()
+
+
+# MariaDB's run repeats the same lease code with the other connector: slow (CI skips it).
+@pytest.fixture(params=["postgres", pytest.param("mysql", marks=pytest.mark.slow)])
+def source_db(request: pytest.FixtureRequest, pg_source_dsn: str, mysql_source_url: str,
+              pg_replica_dsn: str, unique_name: str) -> Iterator[tuple[SourceDb, str]]:
+    kind = str(request.param)
+    db = SourceDb(kind, pg_source_dsn if kind == "postgres" else mysql_source_url)
+    charset = "" if kind == "postgres" else " DEFAULT CHARSET=utf8mb4"
+    db.run(f"CREATE TABLE {unique_name} (id int PRIMARY KEY, v text){charset}")
+    for i in range(1, 21):
+        db.run(f"INSERT INTO {unique_name} VALUES (%s, %s)", (i, f"v{i}"))
+    yield db, unique_name
+    if kind == "postgres":
+        drop_slots(pg_source_dsn, [f"{unique_name}_slot"])
+    db.run(f"DROP TABLE IF EXISTS {unique_name}")
+    with psycopg.connect(pg_replica_dsn, autocommit=True) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {unique_name}")
 
 
 class Writer(threading.Thread):
     """Inserts one row every few milliseconds until stopped; remembers when each went in."""
 
-    def __init__(self, dsn: str, table: str) -> None:
+    def __init__(self, db: SourceDb, table: str) -> None:
         super().__init__(daemon=True)
-        self.dsn, self.table = dsn, table
+        self.db, self.table = db, table
         self.stop = threading.Event()
         self.written: dict[int, float] = {}
         self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
-            with psycopg.connect(self.dsn, autocommit=True) as conn:
+            conn = self.db.connect()
+            try:
                 i = 1000
                 while not self.stop.is_set():
                     i += 1
-                    conn.execute(f"INSERT INTO {self.table} VALUES (%s, %s)", (i, f"w{i}"))
+                    self.db.execute(conn, f"INSERT INTO {self.table} VALUES (%s, %s)",
+                                    (i, f"w{i}"))
                     if i % 3 == 0:
-                        conn.execute(f"UPDATE {self.table} SET v = v || '+' WHERE id = %s",
-                                     (i - 1,))
+                        self.db.execute(conn, f"UPDATE {self.table} SET v = CONCAT(v, '+') "
+                                        "WHERE id = %s", (i - 1,))
                     self.written[i] = time.monotonic()
                     time.sleep(0.01)
+            finally:
+                conn.close()
         except BaseException as e:  # reported by the test
             self.error = e
 
@@ -115,22 +155,27 @@ def _epochs(bootstrap: str, topic: str, key: str) -> list[int]:
 
 
 def test_ha_takeover_after_kill9(
-    tmp_path: Path, table: str, unique_name: str, kafka_bootstrap: str,
-    schema_registry_url: str, pg_source_dsn: str, pg_replica_dsn: str,
+    tmp_path: Path, source_db: tuple[SourceDb, str], unique_name: str, kafka_bootstrap: str,
+    schema_registry_url: str, pg_replica_dsn: str,
 ) -> None:
+    db, table = source_db
     run = unique_name
+    pg = db.kind == "postgres"
     config = pipeline_config(run, kafka_bootstrap, schema_registry_url,
                              pg_replica_dsn=pg_replica_dsn,
                              mysql_replica_url="mysql://root@127.0.0.1:1/x",
-                             pg_source_dsn=pg_source_dsn, pg_tables=[table], partitions=2,
-                             log_level="INFO", metrics=False,
-                             pg_extra={"ha": {"enabled": True, "session_timeout_ms": 6000,
-                                              "renew_interval_ms": 1000}})
+                             pg_source_dsn=db.url if pg else None,
+                             pg_tables=[table] if pg else [],
+                             mysql_source_url=None if pg else db.url,
+                             mysql_tables=[] if pg else [table], partitions=2,
+                             log_level="INFO", metrics=False)
+    config["sources"][0]["ha"] = {"enabled": True, "session_timeout_ms": 6000,
+                                  "renew_interval_ms": 1000}
     config["sinks"] = [config["sinks"][0]]
     path = tmp_path / "pipeline.yaml"
     path.write_text(yaml.safe_dump(config))
-    source = f"{run}_pg"
-    writer = Writer(pg_source_dsn, table)
+    source = config["sources"][0]["name"]
+    writer = Writer(db, table)
     with processes(tmp_path) as procs:
         procs.start("sink", "sink", str(path), "--name", f"{run}_to_pg")
         first = procs.start("source_a", "source", str(path), "--name", source)
@@ -175,7 +220,8 @@ def test_ha_takeover_after_kill9(
         writer.stop.set()
         writer.join(10)
         assert writer.error is None, writer.error
-        expected = _rows(pg_source_dsn, table)
+        expected = sorted((int(r[0]), str(r[1]))
+                          for r in db.run(f"SELECT id, v FROM {table}"))
         wait_for("the replica to equal the source",
                  lambda: _rows(pg_replica_dsn, table) == expected, 60, procs.all_logs)
         assert len(expected) > 20 + 50

@@ -199,7 +199,8 @@ class SinkCollector:
                       "checkpoint), tombstones, and changes of the sink's own origin.", s.skipped)
         errors = CounterMetricFamily("cdc_sink_errors",
                                      "Errors by kind: unavailable (replica unreachable), transient "
-                                     "(retried), data (a batch the replica rejected), fatal, "
+                                     "(retried), data (rows the replica refused that the applier could "
+                                     "not set aside), fatal, "
                                      "fenced (another worker's checkpoint won).",
                                      labels=["sink", "kind"])
         for kind, n in sorted(m.error_counts().items()):

@@ -157,10 +157,22 @@ def test_monitoring_profile_adds_prometheus_and_grafana(project: dict[str, Any],
     assert (provisioning / "datasources/prometheus.yml").exists()
     board = yaml.safe_load((provisioning / "dashboards/cdc.yml").read_text())
     assert board["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
-    for path in mounts.values():  # written by the observability work; present once merged
-        if path.name in ("dashboard.json", "alerts.yml") and not path.exists():
-            pytest.skip(f"{path.relative_to(ROOT)} is not in this tree yet")
+    later = {ROOT / "deploy/observability/dashboard.json", ROOT / "deploy/observability/alerts.yml"}
+    for path in set(mounts.values()) - later:
         assert path.exists(), path
+    missing = sorted(str(p.relative_to(ROOT)) for p in later if not p.exists())
+    if missing:  # written by the observability work (issue #14); present once merged
+        pytest.skip(f"{', '.join(missing)} not in this tree yet")
+
+
+def test_dockerfile_copies_only_files_that_exist() -> None:
+    text = (ROOT / "deploy/docker/Dockerfile").read_text()
+    copies = [line.split()[1:-1] for line in text.splitlines()
+              if line.startswith("COPY ") and "--from=" not in line]
+    assert copies
+    for sources in copies:
+        for src in sources:
+            assert (ROOT / src).exists(), f"Dockerfile: COPY {src}: no such file in the build context"
 
 
 def test_sinks_scale_and_sources_do_not(tmp_path: Path) -> None:
@@ -183,3 +195,12 @@ def test_registry_healthcheck_uses_only_bash(project: dict[str, Any]) -> None:
     test = project["services"]["registry"]["healthcheck"]["test"]
     assert test[:3] == ["CMD", "bash", "-c"]
     assert "/dev/tcp/127.0.0.1/9000" in test[3] and "/health/ready" in test[3]
+
+
+def test_build_context_leaves_out_the_local_caches() -> None:
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    assert {".cdc-local", ".venv", ".git"} <= ignored  # gigabytes of jars, Go modules, data
+    text = (ROOT / "deploy/docker/Dockerfile").read_text()
+    for line in text.splitlines():
+        if line.startswith("COPY ") and "--from=" not in line:
+            assert not set(line.split()[1:-1]) & ignored, f"Dockerfile copies an ignored path: {line}"

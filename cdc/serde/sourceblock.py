@@ -8,6 +8,13 @@ gives writers the bytes of the common parts, cached per transaction, and
 writers have (a ``cdc_position`` whose only per-event part is the event's
 index). Writers run once per event on the source's hot path: nothing here
 allocates more than the bytes it returns.
+
+The simplest correct writer caches nothing but :class:`CommonFields`::
+
+    def encode(self, src: SourceInfo) -> bytes:
+        own = ...  # the block's own fields, in order (cdc.serde.binary primitives)
+        text = position_json(src.position.to_dict())  # cdc.positions
+        return self.common.head(src) + own + position_field(text) + self.common.tail(src)
 """
 
 from __future__ import annotations

@@ -28,6 +28,10 @@ restart meets the same record again).
 Transient database errors (lost connection, deadlock...) are not handled
 here: they propagate to the worker, which rolls back, waits and retries the
 whole batch.
+
+One concern, the three phases of one batch; it runs past 600 lines because
+the per-record loop of prepare and its fast path (records written by cdc
+whose position codec reads the sort key from the text) are inlined for speed.
 """
 
 from __future__ import annotations

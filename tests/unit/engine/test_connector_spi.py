@@ -80,7 +80,8 @@ class ToyWriter:
         assert isinstance(src.position, ToyPosition)
         own = zigzag(src.position.seq)
         text = position_json(src.position.to_dict())
-        return self.common.head(src) + own + position_field(text) + self.common.tail(src)
+        head, tail = self.common.around(src)
+        return head + own + position_field(text) + tail
 
 
 class ToyBlock:

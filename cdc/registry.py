@@ -46,6 +46,7 @@ class ConnectorRegistry:
         self._lock = threading.Lock()
         self._codecs: dict[str, PositionCodec] = {}
         self._blocks: dict[str, SourceBlock] | None = None
+        self._broken_blocks: tuple[str, ...] = ()
 
     @classmethod
     def from_entry_points(cls, group: str = GROUP) -> ConnectorRegistry:
@@ -106,16 +107,29 @@ class ConnectorRegistry:
         installed connector's; SchemaError naming the known ones when none is."""
         blocks = self._blocks
         if blocks is None:
+            # Every connector is asked; one that fails to load costs only its own blocks.
             found: dict[str, SourceBlock] = {}
-            for c in self.connectors():
-                for block in c.source_blocks():
+            broken: list[str] = []
+            for kind in self.kinds():
+                try:
+                    owned = self.get(kind).source_blocks()
+                except ConfigError as e:
+                    broken.append(f"{kind} ({e})")
+                    continue
+                for block in owned:
                     found.setdefault(block.connector, block)
             blocks = self._blocks = found
+            self._broken_blocks = tuple(broken)
         found_block = blocks.get(connector)
         if found_block is None:
+            unloadable = (
+                f"; connectors that failed to load: {', '.join(self._broken_blocks)}"
+                if self._broken_blocks
+                else ""
+            )
             raise SchemaError(
                 f"unknown connector {connector!r} in SourceInfo; installed source blocks: "
-                f"{', '.join(sorted(blocks)) or 'none'}"
+                f"{', '.join(sorted(blocks)) or 'none'}{unloadable}"
             )
         return found_block
 

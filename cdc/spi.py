@@ -31,9 +31,7 @@ from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
 from cdc.events import ChangeEvent, ColumnType, Kind, SourceInfo, TableId
-from cdc.positions import Position
-
-__all__ = ["Position"]  # the base every connector's positions derive from (cdc.positions)
+from cdc.positions import Position as Position  # re-exported: connectors' positions derive from it
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,14 @@ gives writers the bytes of the common parts, cached per transaction, and
 writers have (a ``cdc_position`` whose only per-event part is the event's
 index). Writers run once per event on the source's hot path: nothing here
 allocates more than the bytes it returns.
+
+The simplest correct writer caches nothing but :class:`CommonFields`::
+
+    def encode(self, src: SourceInfo) -> bytes:
+        own = ...  # the block's own fields, in order (cdc.serde.binary primitives)
+        text = position_json(src.position.to_dict())  # cdc.positions
+        head, tail = self.common.around(src)
+        return head + own + position_field(text) + tail
 """
 
 from __future__ import annotations
@@ -41,10 +49,9 @@ version takes an ``index`` in the signed 64-bit range (OverflowError beyond)."""
 class CommonFields:
     """The common fields' bytes of one table's source records.
 
-    :meth:`head` is everything before the connector's own fields (version,
-    connector, name, ts_ms, snapshot, db, sequence), :meth:`tail` everything
-    after ``cdc_position`` (cdc_origin, cdc_db_version, cdc_tx_id). What depends
-    only on the connector's lifetime is cached; call both once per transaction.
+    :meth:`around` gives the bytes before the connector's own fields and after
+    ``cdc_position``. What depends only on the connector's lifetime is cached;
+    call it once per transaction.
     """
 
     __slots__ = ("_db", "_head", "_middle", "_statics", "_tail")
@@ -56,8 +63,6 @@ class CommonFields:
 
     def _refresh(self, src: SourceInfo) -> None:
         statics = (src.version, src.connector, src.name, src.snapshot, src.origin, src.db_version)
-        if statics == self._statics:
-            return
         # Constant for a connector's lifetime (the snapshot flag flips once).
         self._statics = statics
         self._head = b"".join((_string(src.version), _string(src.connector), _string(src.name)))
@@ -70,16 +75,18 @@ class CommonFields:
             )
         )
 
-    def head(self, src: SourceInfo) -> bytes:
-        """version, connector, name, ts_ms, snapshot, db, sequence (null)."""
-        self._refresh(src)
-        return b"".join((self._head, zigzag(src.ts_ms), self._middle))
-
-    def tail(self, src: SourceInfo) -> bytes:
-        """cdc_origin, cdc_db_version, cdc_tx_id: the fields after ``cdc_position``."""
-        self._refresh(src)
+    def around(self, src: SourceInfo) -> tuple[bytes, bytes]:
+        """``(head, tail)``: the fields before the connector's own (version, connector,
+        name, ts_ms, snapshot, db, sequence) and those after ``cdc_position``
+        (cdc_origin, cdc_db_version, cdc_tx_id)."""
+        if (src.version, src.connector, src.name, src.snapshot, src.origin,
+                src.db_version) != self._statics:  # fmt: skip
+            self._refresh(src)
         tx = src.tx_id
-        return self._tail + (NULL_BRANCH if tx is None else VALUE_BRANCH + _string(tx))
+        return (
+            b"".join((self._head, zigzag(src.ts_ms), self._middle)),
+            self._tail + (NULL_BRANCH if tx is None else VALUE_BRANCH + _string(tx)),
+        )
 
 
 def position_field(text: str) -> bytes:

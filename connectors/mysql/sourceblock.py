@@ -103,9 +103,10 @@ class MySqlSourceWriter:
         self._my_head, self._my_mid = parts[0], parts[1][: -len("false}")]
 
     def _new_transaction(self, src: SourceInfo, pos: MySqlPosition, key: tuple[Any, ...]) -> None:
+        head, self._post = self._common.around(src)
         self._pre = b"".join(
             (
-                self._common.head(src),
+                head,
                 self._table_part,
                 zigzag(pos.server_id),
                 NULL_BRANCH if pos.gtid is None else VALUE_BRANCH + _string(pos.gtid),
@@ -113,7 +114,6 @@ class MySqlSourceWriter:
                 zigzag(pos.pos),
             )
         )
-        self._post = self._common.tail(src)
         self._tx_key = key
 
 

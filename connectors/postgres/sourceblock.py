@@ -71,16 +71,16 @@ class PgSourceWriter:
         tx = src.tx_id
         numeric = tx is not None and tx.isascii() and tx.isdigit() and len(tx) < 19
         lsn = pos.lsn.value
+        head, self._post = self._common.around(src)
         self._pre = b"".join(
             (
-                self._common.head(src),
+                head,
                 self._table_part,
                 VALUE_BRANCH + zigzag(int(tx)) if numeric and tx else NULL_BRANCH,  # txId
                 VALUE_BRANCH + zigzag(lsn) if lsn <= INT64_MAX else NULL_BRANCH,
                 NULL_BRANCH,  # xmin
             )
         )
-        self._post = self._common.tail(src)
         self._lsn_text = str(pos.lsn)
         self._head = f'{JSON_HEAD}{self._lsn_text}","index":'.encode()
         self._tx_key = key

@@ -9,7 +9,7 @@ that names the exact neutral type and are read with the inverse of
 their ``connect.name``/``logicalType``/``connect.parameters`` hints
 (:func:`infer_type`), so sinks can consume Debezium's topics too.
 
-Called by :mod:`cdc.serde.codec` when it compiles the reader of a writer
+Called by :mod:`cdc.serde.rowdecode` when it compiles the reader of a writer
 schema (once per schema id, not per record). Reading the Avro bytes is
 :mod:`cdc.serde.reader`'s; the converters are those of
 :mod:`cdc.serde.temporal` and :mod:`cdc.serde.value_codecs`.

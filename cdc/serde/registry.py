@@ -19,7 +19,7 @@ latest registered schema against the new one with Avro's resolution rules
 ``schema_registry`` config by ``cdc.runtime.pipeline`` and ``cdc.sink.cli``,
 called by :class:`cdc.serde.AvroSerde`); :class:`InMemorySchemaRegistry`, with
 the same compatibility rule, serves unit tests that need no server. Neither
-builds or encodes schemas (:mod:`cdc.serde.envelope`, :mod:`cdc.serde.codec`).
+builds or encodes schemas (:mod:`cdc.serde.envelope`, :mod:`cdc.serde.encode`).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ zero when NOT NULL), which is what Debezium's precise mode emits:
   encoding, so every element type round-trips exactly (:func:`array_special`).
 
 Encoding: :func:`cdc.serde.types.avro_type` sets ``AvroType.special`` from
-these; decoding: :mod:`cdc.serde.codec` calls :func:`special_value` to restore
+these; decoding: :mod:`cdc.serde.decode` calls :func:`special_value` to restore
 the canonical value. The row bytes themselves are not written here.
 """
 

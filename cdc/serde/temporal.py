@@ -3,7 +3,7 @@
 Part of the serde's type layer (:mod:`cdc.serde.types` builds the
 :class:`~cdc.serde.types.AvroType` of each date/time kind from the functions
 here; :mod:`cdc.serde.field_decoding` reads Debezium's date/time fields with
-them; :mod:`cdc.serde.codec` hands the common converters to the C reader).
+them; :mod:`cdc.serde.rowdecode` hands the common converters to the C reader).
 
 * :class:`TemporalSentinel`: the date/time values outside what Python's
   ``date``/``datetime`` can hold (``infinity``/``-infinity`` and the zero

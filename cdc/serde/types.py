@@ -21,7 +21,7 @@ a documented wire form (``schemas/TYPES.md``):
 
 Also here: the Avro spelling of column names (:func:`avro_field_names`) and
 the ``cdc.type`` field property that names a field's exact neutral type.
-Called by :mod:`cdc.serde.envelope` (schemas), :mod:`cdc.serde.codec` (row
+Called by :mod:`cdc.serde.envelope` (schemas), :mod:`cdc.serde.encode` (row
 encoders) and :mod:`cdc.serde.field_decoding` (reading our fields back). The
 value codecs themselves are in :mod:`cdc.serde.value_codecs` and
 :mod:`cdc.serde.temporal`; reading a writer schema's fields (ours and

@@ -12,7 +12,7 @@ UINT64, bits, UUIDs, geometries and flat arrays.
 It holds no schema and no type table (:mod:`cdc.serde.types`), no date/time
 arithmetic (:mod:`cdc.serde.temporal`) and no special-value form
 (:mod:`cdc.serde.special_values`). The row encoder inlines the common
-primitives itself (:mod:`cdc.serde.codec`); these functions are its slow
+primitives itself (:mod:`cdc.serde.encode`); these functions are its slow
 path and the encoders of everything else.
 """
 

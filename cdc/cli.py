@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -19,6 +20,9 @@ from cdc.observability.logging import setup_logging
 from cdc.sink.cli import sink_command
 from cdc.status import status_command
 from cdc.verify import verify_command
+
+if TYPE_CHECKING:
+    from cdc.observability.server import WorkerEndpoint
 
 
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -125,7 +129,13 @@ def source(config_file: Path, name: str, metrics_port: int | None) -> None:
     stop_on_signals(stop)
     lease = None
     try:
-        lease = start_lease(config, name, stop)  # sources[].ha: waits as a standby
+        # sources[].ha: waits as a standby, alive (/healthz) but not ready (/readyz)
+        waiting = _serve_standby(config, name, metrics_port)
+        try:
+            lease = start_lease(config, name, stop)
+        finally:
+            if waiting is not None:
+                waiting.close()  # the runner's own endpoint takes the port over
         if lease is not None and not lease.valid():
             return  # stopped while standing by
         runner = build_source_runner(config, name, stop)
@@ -141,6 +151,19 @@ def source(config_file: Path, name: str, metrics_port: int | None) -> None:
     finally:
         if lease is not None:
             lease.release()
+
+
+def _serve_standby(config: CdcConfig, name: str, port: int | None) -> WorkerEndpoint | None:
+    """The probes of a source of an HA pair while it waits for the lease (None: no HA)."""
+    from cdc.observability.health import STANDBY, Health
+    from cdc.observability.server import serve_worker
+
+    source = next((s for s in config.sources if s.name == name), None)
+    if source is None or not source.ha.enabled:
+        return None
+    health = Health("source", name, initial=STANDBY)
+    health.set_state(STANDBY)
+    return serve_worker([], health, config.metrics, port)
 
 
 @main.command(name="reset-source")

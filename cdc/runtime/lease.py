@@ -296,7 +296,6 @@ def start_lease(config: CdcConfig, name: str, stop: threading.Event) -> Lease | 
     if source is None or not source.ha.enabled:
         return None
     lease = Lease(config, name, source.ha)
-    # TODO(lead, #14): report not-ready on /readyz while waiting here, through
-    # cdc.observability.health once it is on main (a standby is alive, not ready).
+    # While it waits, `cdc source` serves a standby's probes (alive, not ready).
     lease.acquire(stop)
     return lease

@@ -17,8 +17,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -154,6 +157,20 @@ def _epochs(bootstrap: str, topic: str, key: str) -> list[int]:
         consumer.close()
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _probe(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
 def test_ha_takeover_after_kill9(
     tmp_path: Path, source_db: tuple[SourceDb, str], unique_name: str, kafka_bootstrap: str,
     schema_registry_url: str, pg_replica_dsn: str,
@@ -168,7 +185,8 @@ def test_ha_takeover_after_kill9(
                              pg_tables=[table] if pg else [],
                              mysql_source_url=None if pg else db.url,
                              mysql_tables=[] if pg else [table], partitions=2,
-                             log_level="INFO", metrics=False)
+                             log_level="INFO")
+    config["metrics"] = {"host": "127.0.0.1"}
     config["sources"][0]["ha"] = {"enabled": True, "session_timeout_ms": 6000,
                                   "renew_interval_ms": 1000}
     config["sinks"] = [config["sinks"][0]]
@@ -177,13 +195,21 @@ def test_ha_takeover_after_kill9(
     source = config["sources"][0]["name"]
     writer = Writer(db, table)
     with processes(tmp_path) as procs:
-        procs.start("sink", "sink", str(path), "--name", f"{run}_to_pg")
-        first = procs.start("source_a", "source", str(path), "--name", source)
+        ports = {p: _free_port() for p in ("sink", "a", "b", "c")}
+        procs.start("sink", "sink", str(path), "--name", f"{run}_to_pg",
+                    "--metrics-port", str(ports["sink"]))
+        first = procs.start("source_a", "source", str(path), "--name", source,
+                            "--metrics-port", str(ports["a"]))
         wait_for("A to hold the lease", lambda: "lease acquired (epoch" in procs.log(first), 60,
                  procs.all_logs)
-        second = procs.start("source_b", "source", str(path), "--name", source)
+        second = procs.start("source_b", "source", str(path), "--name", source,
+                             "--metrics-port", str(ports["b"]))
         wait_for("B to stand by", lambda: "standby: waiting" in procs.log(second), 60,
                  procs.all_logs)
+        # The standby is alive (an orchestrator must not restart it) but not ready.
+        assert _probe(ports["b"], "/healthz")[0] == 200
+        code, body = _probe(ports["b"], "/readyz")
+        assert code == 503 and "standby" in body, body
         wait_for("the snapshot in the replica", lambda: len(_rows(pg_replica_dsn, table)) >= 20,
                  90, procs.all_logs)
         got = run_cdc("status", str(path), "--json")
@@ -204,9 +230,12 @@ def test_ha_takeover_after_kill9(
         takeover = time.monotonic() - killed
         assert takeover < 30
         assert "lease acquired (epoch" in procs.log(second)
+        wait_for("B to be ready", lambda: _probe(ports["b"], "/readyz")[0] == 200, 30,
+                 procs.all_logs)
 
         # A clean stop hands the lease over at once (no session timeout to wait for).
-        third = procs.start("source_c", "source", str(path), "--name", source)
+        third = procs.start("source_c", "source", str(path), "--name", source,
+                            "--metrics-port", str(ports["c"]))
         wait_for("C to stand by", lambda: "standby: waiting" in procs.log(third), 60,
                  procs.all_logs)
         stopping = time.monotonic()

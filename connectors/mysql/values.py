@@ -55,7 +55,7 @@ Converter = Callable[[Any], Any]
 #: What a zero or partly-zero date (``0000-00-00``, ``2024-00-10``) becomes:
 #: ``null`` - None, or the epoch (1970-01-01 [00:00:00]) for a NOT NULL column
 #: (Debezium's rule); ``min`` - 0001-01-01 [00:00:00]; ``sentinel`` -
-#: :data:`cdc.serde.types.ZERO`, which round-trips to a MySQL replica as the
+#: :data:`cdc.serde.temporal.ZERO`, which round-trips to a MySQL replica as the
 #: zero date itself; ``error`` - stop with a SerializationError naming the column.
 ZeroDatePolicy = Literal["null", "min", "error", "sentinel"]
 ZERO_DATE_POLICIES: Final = ("null", "min", "error", "sentinel")

@@ -5,7 +5,7 @@ The converters :mod:`connectors.postgres.types` puts in its built-in table
 ``bytea`` (hex and escape), ``money`` in any ``lc_monetary`` layout, bit
 strings, dates and timestamps including BC years, years past 9999 and
 ``infinity`` (as days/microseconds since 1970 or a
-:class:`~cdc.serde.types.TemporalSentinel` where Python's types end),
+:class:`~cdc.serde.temporal.TemporalSentinel` where Python's types end),
 ``time``/``timetz``, intervals (to ISO 8601) and array literals (nested,
 quoted, escaped). They parse what a server prints under
 :data:`connectors.postgres.types.SESSION_SETTINGS` and raise ``ValueError``

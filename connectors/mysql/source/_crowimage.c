@@ -40,7 +40,7 @@
 
 enum {
     OP_INT = 1,      /* integer: size (1,2,3,4,8), is_unsigned */
-    OP_FLOAT = 2,    /* float32, shortest decimal (cdc.serde.types.shortest_float32) */
+    OP_FLOAT = 2,    /* float32, shortest decimal (cdc.serde.value_codecs.shortest_float32) */
     OP_DOUBLE = 3,
     OP_DECIMAL = 4,  /* decimal: precision, scale; obj = the Python decoder (fallback) */
     OP_STR = 5,      /* text: prefix = length prefix bytes (1..4), encoding (0 utf-8,
@@ -197,7 +197,7 @@ civil_from_days(int64_t z, int *y, int *m, int *d)
     *d = (int)dd;
 }
 
-/* cdc.serde.types.shortest_float32 */
+/* cdc.serde.value_codecs.shortest_float32 */
 static PyObject *
 shortest_float32(double x)
 {

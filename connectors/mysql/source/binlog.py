@@ -60,7 +60,6 @@ restarts it.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -135,21 +134,12 @@ TableFilter = Callable[[str, str], bool]
 _ROW_EVENTS: Final = (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent)
 
 
-def _maker(cls: type) -> Any:
-    """A positional constructor (all fields, in order) of a frozen slotted dataclass:
-    the C ``Maker`` when built (the dataclass ``__init__`` sets each field through
-    ``object.__setattr__``, several microseconds per event), else the class."""
-    if _slots is None or hasattr(cls, "__post_init__"):
-        return cls
-    return _slots.Maker(cls, tuple(f.name for f in dataclasses.fields(cls)))
-
-
 _native: Any = native.load("connectors.mysql.source._crowimage")
 _slots: Any = native.load("cdc._cslots")
-_new_position = _maker(MySqlPosition)
-_new_source = _maker(SourceInfo)
-_new_event = _maker(ChangeEvent)
-_new_transaction = _maker(TransactionInfo)
+_new_position = native.positional_constructor(MySqlPosition)
+_new_source = native.positional_constructor(SourceInfo)
+_new_event = native.positional_constructor(ChangeEvent)
+_new_transaction = native.positional_constructor(TransactionInfo)
 _NOTHING_UNCHANGED: Final = frozenset[str]()
 # With the C extension: one call builds an event and its position (_event), and
 # transaction.row_changes runs in C; the Python code is the reference and the fallback.

@@ -11,7 +11,6 @@ parsed by that script's own argument parser.
 from __future__ import annotations
 
 import base64
-import json
 import re
 import subprocess
 import sys
@@ -101,12 +100,6 @@ def _manifest_env(docs: list[dict[str, Any]], container: dict[str, Any]) -> dict
     return env
 
 
-def _ha_supported() -> bool:
-    from cdc.config.loader import config_model
-
-    return '"ha"' in json.dumps(config_model().model_json_schema())
-
-
 @pytest.mark.parametrize("overlay", ["base", "overlays/example"])
 def test_every_kubernetes_container_command_is_accepted_by_the_real_cli(overlay: str,
                                                                        tmp_path: Path) -> None:
@@ -132,9 +125,6 @@ def test_every_kubernetes_container_command_is_accepted_by_the_real_cli(overlay:
                         (folder / key).write_text(text)
                         path_map[f"{mount['mountPath']}/{key}"] = folder / key
             env = _manifest_env(docs, container)
-            if "ha:" in " ".join(p.read_text() for p in path_map.values()) and not _ha_supported():
-                pytest.skip("source `ha` config lands with the source-HA work (issue #14); "
-                            "this tree's config model does not know it yet")
             seen.add(_check_command(f"{overlay} Deployment {dep['metadata']['name']}",
                                     container["command"], path_map, env))
     assert seen == {"source", "sink"}

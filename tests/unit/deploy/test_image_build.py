@@ -62,7 +62,8 @@ def test_the_images_install_works_from_only_the_copied_files(tmp_path: Path) -> 
     version = subprocess.run([str(venv / "bin/cdc"), "--version"], capture_output=True, text=True,
                              timeout=120, cwd=tmp_path, env=env)
     assert version.returncode == 0, version.stderr
-    assert "code path: native (6/6" in version.stdout, version.stdout
+    modules = len([p for p in (*ROOT.glob("cdc/**/_c*.c"), *ROOT.glob("connectors/**/_c*.c"))])
+    assert f"code path: native ({modules}/{modules}" in version.stdout, version.stdout
     check = subprocess.run([str(venv / "bin/cdc"), "config", "check",
                             str(ROOT / "deploy/docker/pipeline.yaml")],
                            capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)

@@ -369,7 +369,7 @@ class SinkDialect(Protocol):
 # --------------------------------------------------------------------------- positions
 #
 # A position is a frozen value of the connector's own Position subclass
-# (cdc/positions.py: ``kind``, ``sort_key``, ``to_dict``). The engine stores
+# (cdc/positions.py: ``kind``, ``sort_key``, ``to_dict``, ``last_in_tx``). The engine stores
 # ``to_dict()``, orders positions of one kind by ``sort_key()``, and asks the
 # codec of the stored ``kind`` to read them back. Stored forms are forever:
 # a codec reads every dict its connector ever wrote.
@@ -379,7 +379,9 @@ class PositionCodec(Protocol):
     """How a connector's positions are read back (parse, and the sinks' fast paths).
 
     ``kind`` is the connector's kind, and the ``kind`` class attribute of every
-    position it makes (the ``"kind"`` entry of their ``to_dict()``).
+    position it makes (the ``"kind"`` entry of their ``to_dict()``). The fast
+    paths answer only for texts of their own kind (None for anything else): the
+    engine tries the codec that read the previous text first.
     """
 
     kind: str

@@ -120,6 +120,7 @@ class EnvelopeReader:
     __slots__ = (
         "_codecs",
         "_fields",
+        "_last_codec",
         "_limits",
         "_native",
         "_native_rows",
@@ -156,6 +157,7 @@ class EnvelopeReader:
         self.primary_key = tuple(str(k) for k in pk) if isinstance(pk, list) else None
         self._schemas: dict[tuple[TableId, KeyReader | None], TableSchema] = {}
         self._codecs: dict[str, PositionCodec] = {}  # position codecs by kind
+        self._last_codec: PositionCodec | None = None  # the one that parsed the last text
         # The C reader reads the envelope as a tuple (indexes below) and, for records
         # cdc wrote, before/after straight into canonical rows.
         names = [str(f["name"]) for f in env["fields"]]
@@ -339,7 +341,13 @@ class EnvelopeReader:
 
     def _position(self, text: str) -> Position:
         """A ``cdc_position`` text as a position: its codec's fast parse when the text
-        is in the exact form the codec knows, else the generic JSON."""
+        is in the exact form the codec knows, else the generic JSON. The codec that
+        parsed the last text tries first (a codec parses only texts of its own kind)."""
+        last = self._last_codec
+        if last is not None:
+            fast = last.parse_text(text)
+            if fast is not None:
+                return fast
         kind = text_kind(text)
         if kind is not None:
             codec = self._codecs.get(kind)
@@ -347,6 +355,7 @@ class EnvelopeReader:
                 codec = self._codecs[kind] = position_codec(kind)
             fast = codec.parse_text(text)
             if fast is not None:
+                self._last_codec = codec
                 return fast
         return position_from_dict(json.loads(text))
 

@@ -145,9 +145,13 @@ class MySqlConnection(ConnectionConfig):
                 for k, v in (("ca", self.ssl_ca), ("cert", self.ssl_cert), ("key", self.ssl_key))
                 if v is not None
             }
-            if ssl:
+            if ssl and self.ssl_verify_identity:
+                # PyMySQL builds its TLS context from the ssl_* arguments when
+                # ssl_verify_identity is set, ignoring an ``ssl`` dict: pass them so.
+                kwargs.update({f"ssl_{k}": v for k, v in ssl.items()})
+                kwargs["ssl_verify_identity"] = True
+            elif ssl:
                 kwargs["ssl"] = ssl
-                kwargs["ssl_verify_identity"] = self.ssl_verify_identity
         if self.password is not None:
             kwargs["password"] = self.password.get_secret_value()
         kwargs["connect_timeout"] = max(1, math.ceil(self.connect_timeout_s))

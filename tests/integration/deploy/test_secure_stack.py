@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import os
 import signal
 import ssl
@@ -181,10 +182,9 @@ def test_pipeline_runs_through_secured_servers_and_never_prints_a_secret(
                 assert time.monotonic() < deadline, outputs[f"verify {source}"] + log.read_text()[-3000:]
                 time.sleep(2)
             assert "OK " in p.stdout, p.stdout
-        from cdc.cli import main as cli
-
-        if "status" in getattr(cli, "commands", {}):
-            cdc("status", "status", str(config), "--json")
+        status = json.loads(cdc("status", "status", str(config), "--json").stdout)
+        assert {s["name"] for s in status["sources"]} == {f"{run}_pg", f"{run}_my"}, status
+        cdc("status table", "status", str(config))
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -214,10 +214,6 @@ def test_pipeline_runs_through_secured_servers_and_never_prints_a_secret(
             assert secure[key] not in text, f"{key} appears in the output of {label}"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="connectors/mysql/config.py passes ssl={'ca': ...} together with "
-                   "ssl_verify_identity=True, and PyMySQL then rebuilds ssl from its ssl_* arguments "
-                   "without the CA: verification runs against the system store and fails (with "
-                   "ssl_verify_identity false, PyMySQL checks the CA and the host name)")
 def test_mysql_host_name_verification_with_a_private_ca(secure: dict[str, str], tmp_path: Path) -> None:
     from cdc.config import load_config
 
@@ -229,8 +225,5 @@ def test_mysql_host_name_verification_with_a_private_ca(secure: dict[str, str], 
     config.write_text(yaml.safe_dump(data))
     loaded = load_config(config, env={k: secure[k] for k in SECRET_KEYS})
     kwargs = loaded.sources[0].connection.pymysql_kwargs()  # type: ignore[attr-defined]
-    try:
-        pymysql.connect(**kwargs).close()
-    except pymysql.err.OperationalError as e:
-        assert "CERTIFICATE_VERIFY_FAILED" not in str(e), str(e)  # the known bug (xfail)
-        raise  # anything else is a real failure
+    # The private CA verifies the server's certificate and its host name.
+    pymysql.connect(**kwargs).close()

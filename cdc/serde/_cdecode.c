@@ -16,7 +16,8 @@
  * claiming a billion zero-width items (nulls, empty records, fixed(0)) are
  * refused instead of filling memory. Any other exception (MemoryError, an
  * error raised by a Python converter) propagates unchanged.
- * Only the CPython C API, C11.
+ * Only the CPython C API, C11. One concern (the native reader of change records)
+ * in one file, as a C extension module is one translation unit.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

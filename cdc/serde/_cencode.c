@@ -1,5 +1,6 @@
 /*
- * Native Avro encoding of row images and change envelopes.
+ * Native Avro encoding of row images and change envelopes (one concern, one C
+ * extension module).
  *
  * Mirrors the generated Python fast path of cdc/serde/encode.py (RowEncoder._fast and
  * TableEncoder.encode_value) for rows whose values are the common canonical types.

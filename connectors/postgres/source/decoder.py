@@ -1,5 +1,8 @@
 """Pure decoder for PostgreSQL's ``pgoutput`` logical replication protocol.
 
+One concern, about 600 lines: parsing the protocol's bytes (the message
+values themselves live in :mod:`.messages`).
+
 It sits between the replication I/O shell (which moves CopyData payloads over
 a psycopg connection and acknowledges LSNs) and the stream reader (which keeps
 the relation cache and turns row messages into ``ChangeEvent`` values with

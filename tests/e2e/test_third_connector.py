@@ -16,11 +16,8 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
-import os
 import random
-import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -36,11 +33,10 @@ from cdc.sink.checkpoint import CHECKPOINT_TABLE
 from tests.fixtures.ledger import KIND
 from tests.fixtures.ledger import log as ledger_log
 from tests.fixtures.pipelines import pipeline_config
+from tests.fixtures.processes import CDC, ROOT, Processes
 from tests.fixtures.services import mysql_kwargs
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
-CDC = [sys.executable, "-m", "cdc.cli"]
 COLUMNS = [["id", "int64"], ["name", "string"], ["qty", "int32"], ["price", "decimal(10,2)"],
            ["at", "timestamptz"], ["payload", "bytes"]]
 
@@ -76,8 +72,8 @@ class Ledger:
         self.config.write_text(yaml.safe_dump(config))
         site = tmp / "site"
         _install_entry_point(site)
-        self.env = {"PYTHONPATH": f"{site}:{ROOT}", "PATH": "/usr/bin:/bin"}
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.procs = Processes(tmp, {"PYTHONPATH": f"{site}:{ROOT}"})
+        self.running: dict[str, subprocess.Popen[bytes]] = {}
         self.tx = 0
         self.rng = random.Random(16)
         self.ids: set[int] = set()
@@ -89,27 +85,17 @@ class Ledger:
                 f"{self.run}_to_maria": "sink"}
 
     def start(self, name: str) -> None:
-        out = (self.tmp / f"{name}.log").open("ab")
-        self.procs[name] = subprocess.Popen(
-            [*CDC, self.names[name], str(self.config), "--name", name], cwd=ROOT,
-            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **self.env})
+        self.running[name] = self.procs.start(name, self.names[name], str(self.config),
+                                              "--name", name)
 
-    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
-        p = self.procs[name]
-        if p.poll() is None:
-            p.send_signal(sig)
-            try:
-                p.wait(60)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(10)
-
-    def tail(self, name: str) -> str:
-        return (self.tmp / f"{name}.log").read_text(errors="replace")[-3000:]
+    def kill(self, name: str) -> None:
+        p = self.running[name]
+        p.kill()
+        p.wait(60)
 
     def alive(self) -> None:
-        for name, p in self.procs.items():
-            assert p.poll() is None, f"{name} exited {p.returncode}: {self.tail(name)}"
+        for name, p in self.running.items():
+            assert p.poll() is None, f"{name} exited {p.returncode}: {self.procs.log(p)[-3000:]}"
 
     def row(self, i: int) -> dict[str, Any]:
         r = self.rng
@@ -187,8 +173,7 @@ def ledger(kafka_bootstrap: str, schema_registry_url: str, pg_replica_dsn: str,
     try:
         yield lg
     finally:
-        for name in list(lg.procs):
-            lg.kill(name, signal.SIGTERM)
+        lg.procs.close()
         with psycopg.connect(pg_replica_dsn, autocommit=True) as conn:
             conn.execute(f"DROP TABLE IF EXISTS {lg.table}")
         conn2 = pymysql.connect(**mysql_kwargs(mysql_replica_url))
@@ -210,8 +195,7 @@ def _converged(lg: Ledger, pg_replica_dsn: str, mysql_replica_url: str,
         if time.monotonic() > deadline:
             diffs = {k: (None if g is None else sorted(set(g.items()) ^ set(want.items()))[:6])
                      for k, g in got.items()}
-            pytest.fail(f"replicas differ from the ledger: {diffs}\n"
-                        + "\n".join(lg.tail(n) for n in lg.procs))
+            pytest.fail(f"replicas differ from the ledger: {diffs}\n{lg.procs.all_logs()}")
         time.sleep(0.5)
 
 
@@ -220,7 +204,7 @@ def test_a_third_connector_streams_through_the_real_engine_kafka_and_sinks(
 ) -> None:
     lg = ledger
     check = subprocess.run([*CDC, "check", str(lg.config)], cwd=ROOT, capture_output=True,
-                           text=True, timeout=120, env={**os.environ, **lg.env})
+                           text=True, timeout=120, env=lg.procs.env)
     assert check.returncode == 0 and "ready" in check.stdout, check.stdout + check.stderr
     for _ in range(30):  # the snapshot
         lg.commit(5)

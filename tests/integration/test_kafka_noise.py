@@ -17,11 +17,11 @@ import psycopg
 import pytest
 import yaml
 
+from tests.fixtures.processes import replica_count
 from tests.integration.sink.kafka_helpers import ensure_topic
 from tests.integration.test_supervisor import (
     pipeline_config,
     release,
-    replica_count,
     start_run,
     stop_run,
     tables,

@@ -43,6 +43,7 @@ from tests.fixtures.observability import (
     static_server,
     wait_for,
 )
+from tests.fixtures.processes import replica_count
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,15 +123,6 @@ def table(pg_source_dsn: str, pg_replica_dsn: str, unique_name: str) -> Iterator
 def release(config: Path, source: str) -> None:
     subprocess.run([*CDC, "reset-source", str(config), "--name", source, "--release", "--yes"],
                    cwd=ROOT, capture_output=True, timeout=60)
-
-
-def replica_count(dsn: str, table: str) -> int:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
-        if not row or not row[0]:
-            return -1
-        got = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
-        return int(got[0]) if got else -1
 
 
 def readyz(port: int) -> tuple[int, dict[str, Any]]:

@@ -22,7 +22,14 @@ import pytest
 import yaml
 
 from tests.fixtures.pipelines import pipeline_config
-from tests.fixtures.processes import CDC, drop_slots, processes, run_cdc, wait_for
+from tests.fixtures.processes import (
+    CDC,
+    drop_slots,
+    processes,
+    replica_count,
+    run_cdc,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 SECRET = "st4tus-S3cret-pw"
@@ -67,15 +74,6 @@ def _status(path: Path) -> tuple[int, dict[str, Any], str]:
     return got.returncode, doc, got.stdout
 
 
-def _replica_count(dsn: str, table: str) -> int:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
-        if not row or not row[0]:
-            return -1
-        got = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
-        return int(got[0]) if got else -1
-
-
 def test_status_lag_thresholds_and_json(
     tmp_path: Path, table: str, unique_name: str, kafka_bootstrap: str,
     schema_registry_url: str, pg_source_dsn: str, pg_replica_dsn: str,
@@ -86,7 +84,7 @@ def test_status_lag_thresholds_and_json(
     with processes(tmp_path) as procs:
         source = procs.start("source", "source", str(path), "--name", f"{run}_pg")
         sink = procs.start("sink", "sink", str(path), "--name", f"{run}_to_pg")
-        wait_for("the snapshot in the replica", lambda: _replica_count(pg_replica_dsn, table) == 30,
+        wait_for("the snapshot in the replica", lambda: replica_count(pg_replica_dsn, table) == 30,
                  90, procs.all_logs)
 
         # Caught up: exit 0, and the documented shape.
@@ -138,7 +136,7 @@ def test_status_lag_thresholds_and_json(
         # Running again, it catches up: exit 0.
         sink = procs.start("sink2", "sink", str(path), "--name", f"{run}_to_pg")
         wait_for("status exit 0 again", caught_up, 60, procs.all_logs)
-        assert _replica_count(pg_replica_dsn, table) == 50
+        assert replica_count(pg_replica_dsn, table) == 50
         assert source.poll() is None
         logs = procs.all_logs()
     assert SECRET not in logs

@@ -24,6 +24,8 @@ import psycopg
 import pytest
 import yaml
 
+from tests.fixtures.processes import replica_count
+
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 CDC = [sys.executable, "-m", "cdc.cli"]
@@ -36,15 +38,6 @@ def wait_for(what: str, cond: Callable[[], bool], timeout: float, log: Path) -> 
             raise AssertionError(f"timed out waiting for {what}; cdc run log:\n"
                                  + log.read_text(errors="replace")[-4000:])
         time.sleep(0.2)
-
-
-def replica_count(dsn: str, table: str) -> int:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
-        if not row or not row[0]:
-            return -1
-        got = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
-        return int(got[0]) if got else -1
 
 
 def children_of(pid: int) -> list[tuple[int, str]]:

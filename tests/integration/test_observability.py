@@ -297,8 +297,11 @@ def test_dashboard_page_shows_a_live_pipeline(
                     "(rate(cdc_sink_e2e_lag_seconds_bucket[5m])))")
                 rows = prometheus.query("sum(rate(cdc_sink_rows_applied_total[1m])) > 0")
                 events = prometheus.query("sum(rate(cdc_source_events_total[1m])) > 0")
-                return bool(rows and events and e2e and e2e[0]["value"][1] != "NaN")
-            wait_for("Prometheus to see events, rows applied and end-to-end latency", busy, 60,
+                # Per-partition lag appears once the worker has refreshed it after a scrape.
+                lag = prometheus.query("cdc_sink_consumer_lag_records") and prometheus.query(
+                    "cdc_sink_consumer_lag_seconds")
+                return bool(rows and events and lag and e2e and e2e[0]["value"][1] != "NaN")
+            wait_for("Prometheus to see events, rows applied, lag and end-to-end latency", busy, 60,
                      lambda: workers.logs() + prometheus.tail())
         assert prometheus.query('up{job="cdc"} == 1') and len(
             prometheus.query('up{job="cdc"} == 1')) == 2

@@ -202,6 +202,8 @@ def _replica_collisions(config: CdcConfig) -> list[ConfigProblem]:
     first: dict[tuple[tuple[object, ...], TableName], tuple[str, Loc]] = {}
     out: list[ConfigProblem] = []
     for i, sink in enumerate(config.sinks):
+        if sink.tables.same_namespace:
+            continue  # <ns>.<table>, written by several nodes' topics on purpose
         named: list[tuple[str, Loc]] = [
             (t, ("sinks", i, "topics", j)) for j, t in enumerate(sink.topics)
             if not any(c in t for c in "*?")

@@ -75,6 +75,14 @@ class SinkTables(ConfigModel):
         description="Add columns that appear in the source (never drops any).",
         examples=[True],
     )
+    same_namespace: bool = Field(
+        default=False,
+        description="Write topic `<prefix>.<ns>.<table>` to table `<ns>.<table>` (the source "
+        "table's schema or database) instead of the default schema, and let several topics "
+        "write one table: what master-master sets, where every node's changes to a table "
+        "meet in that table.",
+        examples=[False],
+    )
     name_map: dict[str, str] = Field(
         default_factory=dict,
         description="Replica table per topic; unmapped topics use the source table name.",

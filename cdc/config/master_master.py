@@ -8,9 +8,10 @@ validation the loader calls :func:`expand` which turns every node into
   tables with ``skip_replicated_changes`` on, so changes a cdc sink applied are
   not published again (loop prevention);
 * a sink ``<node>_sink`` writing to the node's own database, subscribed to the
-  topics of every *other* node, with ``origin: <node>``, the conflict settings,
-  the node's own topics as ``own_topics`` (read to learn the versions of local
-  writes, never applied) and ``tables.same_namespace`` (topic
+  topics of every *other* node, with ``origin: <node>``, the conflict settings
+  plus the node's own topics as ``conflicts.own_topics`` (read to learn the
+  versions of local writes, never applied; node priorities become
+  ``conflicts.priority``) and ``tables.same_namespace`` (topic
   ``<node>.<ns>.<table>`` writes ``<ns>.<table>`` on every node).
 
 The generated entries are then validated like hand-written ones, so
@@ -125,6 +126,15 @@ class MasterMasterConfig(ConfigModel):
         "`conflicts` key (see `sinks[].conflicts`).",
         examples=[{"resolution": "last_writer_wins"}],
     )
+
+    @field_validator("conflicts")
+    @classmethod
+    def _no_own_topics(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for key in ("own_topics", "own_topic_regex"):
+            if key in v:
+                raise invalid(f"{key} is set by master_master (each node's own topics)",
+                              f"remove {key}")
+        return v
 
     @model_validator(mode="after")
     def _nodes(self) -> Self:
@@ -245,11 +255,11 @@ def expand(
         src_extra = _mapping(node.get("source"))
         snk_extra = _mapping(node.get("sink"))
         tables = node.get("tables") if node.get("tables") is not None else section.get("tables")
-        source_fields, sink_fields = fields[j]
+        source_fields, _ = fields[j]
         source: dict[str, Any] = {
             "name": name, "kind": node["kind"], "connection": node.get("connection"),
         }
-        if "skip_replicated_changes" in source_fields:
+        if "skip_replicated_changes" in source_fields:  # mm-loop's key; TODO: always
             source["skip_replicated_changes"] = True
         if tables is not None:
             source["tables"] = tables
@@ -258,16 +268,14 @@ def expand(
         topics = [t for _, other in valid if other["name"] != name
                   for t in _topic_patterns(prefixes[other["name"]], _includes(other, section))]
         sink_conflicts = dict(conflicts)
-        if ranked is not None and "priority" not in sink_conflicts and "conflicts" in sink_fields:
+        if ranked is not None and "priority" not in sink_conflicts:
             sink_conflicts["priority"] = ranked
+        sink_conflicts["own_topics"] = _topic_patterns(prefixes[name], _includes(node, section))
         sink: dict[str, Any] = {
             "name": f"{name}{SINK_SUFFIX}", "kind": node["kind"], "target": node.get("connection"),
             "topics": topics, "origin": name, "tables": {"same_namespace": True},
+            "conflicts": sink_conflicts,
         }
-        if "own_topics" in sink_fields:
-            sink["own_topics"] = _topic_patterns(prefixes[name], _includes(node, section))
-        if sink_conflicts:
-            sink["conflicts"] = sink_conflicts
         sink_at[len(sinks)] = j
         sinks.append(_merge(sink, snk_extra))
     out = dict(data)
@@ -303,7 +311,7 @@ def _node_loc(j: int, rest: Loc, extra: str, conn_key: str, own_tables: bool) ->
         return ("master_master", "conflicts", *tail)
     if key == "tables" and extra == "source":
         return (*node, "tables", *tail) if own_tables else ("master_master", "tables", *tail)
-    if key in ("topics", "own_topics", "origin", "skip_replicated_changes"):
+    if key in ("topics", "origin", "skip_replicated_changes"):
         return (*node, "name")
     return (*node, extra, key, *tail)
 

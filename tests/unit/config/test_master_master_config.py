@@ -72,9 +72,11 @@ def test_each_node_becomes_a_source_and_a_sink_of_the_other_nodes(mm: dict[str, 
     for s in config.sources:
         if "skip_replicated_changes" in type(s).model_fields:
             assert s.skip_replicated_changes  # type: ignore[attr-defined]
-    if "own_topics" in type(a).model_fields:
-        assert tuple(a.own_topics) == ("pg_a.mm.*",)  # type: ignore[attr-defined]
-        assert tuple(c.own_topics) == ("pg_c.mm.*", "pg_c.extra.*")  # type: ignore[attr-defined]
+    assert a.conflicts is not None and c.conflicts is not None
+    assert a.conflicts.own_topics == ("pg_a.mm.*",)
+    assert c.conflicts.own_topics == ("pg_c.mm.*", "pg_c.extra.*")
+    assert a.conflicts.priority == ("pg_c", "pg_a", "my_b")  # pg_c has priority 7, others 0
+    assert a.conflicts.resolution == "last_writer_wins"
 
 
 def test_one_way_sources_and_sinks_sit_beside_the_nodes(mm: dict[str, Any], write: Any) -> None:
@@ -102,6 +104,10 @@ def test_one_way_sources_and_sinks_sit_beside_the_nodes(mm: dict[str, Any], writ
          "master_master.nodes[0].source.slot_name: not a plain PostgreSQL identifier"),
         (lambda m: m["master_master"]["nodes"][0].update(sink={"topics": ["x.*"]}),
          "master_master.nodes[0].sink: topics is set by master_master"),
+        (lambda m: m["master_master"].update(conflicts={"resolution": "coin"}),
+         "master_master.conflicts.resolution: "),
+        (lambda m: m["master_master"].update(conflicts={"own_topics": ["x"]}),
+         "master_master.conflicts: own_topics is set by master_master"),
         (lambda m: m["master_master"]["nodes"][1].pop("source"),
          "master_master.nodes[1].source.server_id: missing required key"),
     ],

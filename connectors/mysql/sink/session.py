@@ -195,6 +195,8 @@ class MySqlSession:
     def set_origin(self, origin: str) -> None:
         with self._conn.cursor() as cur:
             cur.execute("SET SESSION gtid_domain_id = %s", (origin_domain_id(origin),))
+            # The mark a source with skip_replicated_changes drops (every event's header).
+            cur.execute("SET SESSION skip_replication = 1")
             cur.execute("SET @cdc_origin = %s", (origin,))
         self._conn.commit()
 

@@ -87,6 +87,7 @@ class MySqlSource:
         reconnect_timeout_s: float = 120.0,
         fast_decode: bool = True,
         binlog_guard: BinlogGuard | None = None,
+        skip_replicated: bool = False,
     ) -> None:
         self.connect_kwargs = dict(connect_kwargs)
         self.name = name
@@ -112,6 +113,7 @@ class MySqlSource:
             heartbeat_s=heartbeat_s,
             reconnect_timeout_s=reconnect_timeout_s,
             fast_decode=fast_decode,
+            skip_replicated=skip_replicated,
         )
 
     @classmethod
@@ -134,6 +136,7 @@ class MySqlSource:
             snapshot_lock=config.snapshot_lock,
             heartbeat_s=min(1.0, config.heartbeat_interval_s),
             binlog_guard=config.binlog_guard,
+            skip_replicated=config.skip_replicated_changes,
         )
 
     # ------------------------------------------------------------------ SPI

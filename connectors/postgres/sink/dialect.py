@@ -48,12 +48,10 @@ COMMIT DELETE ROWS``) and then ``INSERT .. SELECT .. ON CONFLICT`` /
 ``DELETE .. USING``. Temporary tables need a session-pooling connection (no
 PgBouncer transaction pooling between the sink and the replica).
 
-Origin marking: each batch transaction starts with
-``pg_logical_emit_message(true, 'cdc.origin', <origin>)``, which a
-PostgreSQL source reading this database (pgoutput ``messages 'true'``)
-sees inside the transaction, before its rows. Native replication origins
-were not used: they need superuser and allow one session per origin at a
-time, which would forbid several workers per sink.
+Origin marking: a sink with ``origin`` binds each replica session to the
+replication origin ``cdc_<origin>`` (:mod:`connectors.postgres.origin`), so
+every transaction it commits carries that origin, which pgoutput reports and
+filters on.
 
 This module is the :class:`~cdc.spi.SinkDialect` (statement texts, column
 types, which converter each column needs, error classification). The

@@ -164,6 +164,7 @@ class PostgresSource:
             streaming=config.streaming,
             status_interval_s=config.status_interval_s,
             heartbeat_interval_s=config.heartbeat_interval_s,
+            skip_replicated=config.skip_replicated_changes,
         )
         self._server: ServerFacts | None = None
         self._tables: list[tuple[int, str, str]] = []
@@ -496,9 +497,10 @@ class PostgresSource:
                          self.config.slot_name, lsn)
             else:
                 self._check_slot(slot, server)
-        # pgoutput's `messages` option exists from PostgreSQL 14 on.
+        # pgoutput's `messages` option exists from PostgreSQL 14 on, `origin` from 16 on.
         settings = dataclasses.replace(
-            self.settings, messages=self.settings.messages and server.version_num >= 140000
+            self.settings, messages=self.settings.messages and server.version_num >= 140000,
+            origin_filter=server.version_num >= 160000,
         )
         reader = self._reader = StreamReader(
             settings,

@@ -1,0 +1,74 @@
+"""Replication origins: how a PostgreSQL sink marks its writes and a source recognises them.
+
+Shared by the sink (:mod:`.sink.session`) and the source (:mod:`.source.changes`),
+so the naming rule lives in one place. A sink with ``origin: <tag>`` binds its
+session to the replication origin ``cdc_<tag>`` (created if missing) with
+``pg_replication_origin_session_setup``; every transaction the session commits
+then carries that origin in its commit record. A source with
+``skip_replicated_changes`` leaves those transactions out (pgoutput ``origin
+'none'`` on PostgreSQL 16+, the Origin message on 15); a source without it
+publishes them with ``source.origin = <tag>``, which is how a sink recognises
+its own changes coming back.
+
+PostgreSQL lets one session at a time use an origin. A sink runs one replica
+session per worker, so a session that finds ``cdc_<tag>`` in use takes
+``cdc_<tag>#2``, ``#3``... (``#`` never occurs in a tag); :func:`tag_of` maps
+every one of them back to ``<tag>``. The functions are superuser-only unless
+granted: :data:`FUNCTIONS` lists the grants a non-superuser sink needs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import psycopg
+from psycopg import errors
+
+PREFIX: Final = "cdc_"
+MAX_SESSIONS: Final = 64
+
+# What a non-superuser sink role needs: GRANT EXECUTE ON FUNCTION ... TO <role>.
+FUNCTIONS: Final = (
+    "pg_replication_origin_oid(text)",
+    "pg_replication_origin_create(text)",
+    "pg_replication_origin_session_setup(text)",
+)
+
+
+def origin_name(tag: str, n: int = 1) -> str:
+    """The replication origin of a sink tag's ``n``-th concurrent session."""
+    return f"{PREFIX}{tag}" if n == 1 else f"{PREFIX}{tag}#{n}"
+
+
+def tag_of(name: str) -> str:
+    """The sink tag a replication origin name stands for (other origins: the name itself)."""
+    if not name.startswith(PREFIX):
+        return name
+    return name[len(PREFIX):].partition("#")[0]
+
+
+def setup_session(conn: psycopg.Connection[Any], tag: str) -> str:
+    """Bind ``conn``'s session to a free replication origin of ``tag``; returns its name.
+
+    Runs outside a transaction block (the setup is session state, not
+    transactional) and leaves none open.
+    """
+    conn.rollback()
+    for n in range(1, MAX_SESSIONS + 1):
+        name = origin_name(tag, n)
+        try:
+            if conn.execute("SELECT pg_replication_origin_oid(%s)", [name]).fetchone() in (
+                None, (None,)
+            ):
+                try:
+                    conn.execute("SELECT pg_replication_origin_create(%s)", [name])
+                    conn.commit()
+                except errors.UniqueViolation:  # another session created it meanwhile
+                    conn.rollback()
+            conn.execute("SELECT pg_replication_origin_session_setup(%s)", [name])
+            conn.commit()
+            return name
+        except errors.ObjectInUse:  # another session of this sink holds it
+            conn.rollback()
+    raise errors.ObjectInUse(
+        f"all {MAX_SESSIONS} replication origins of sink origin {tag!r} are in use")

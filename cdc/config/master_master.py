@@ -216,7 +216,6 @@ def expand(
         return dict(data), lambda loc: loc, []
     problems: list[ConfigProblem] = []
     valid: list[tuple[int, Mapping[str, Any]]] = []
-    fields: dict[int, tuple[frozenset[str], frozenset[str]]] = {}
     for j, node in enumerate(nodes):
         if not isinstance(node, Mapping) or not isinstance(node.get("name"), str):
             continue
@@ -233,7 +232,6 @@ def expand(
             ))
             continue
         valid.append((j, node))
-        fields[j] = (source_fields, sink_fields)
     if problems or len(valid) != len(nodes):
         return dict(data), lambda loc: loc, problems
 
@@ -255,12 +253,10 @@ def expand(
         src_extra = _mapping(node.get("source"))
         snk_extra = _mapping(node.get("sink"))
         tables = node.get("tables") if node.get("tables") is not None else section.get("tables")
-        source_fields, _ = fields[j]
         source: dict[str, Any] = {
             "name": name, "kind": node["kind"], "connection": node.get("connection"),
+            "skip_replicated_changes": True,
         }
-        if "skip_replicated_changes" in source_fields:  # mm-loop's key; TODO: always
-            source["skip_replicated_changes"] = True
         if tables is not None:
             source["tables"] = tables
         source_at[len(sources)] = j

@@ -69,9 +69,7 @@ def test_each_node_becomes_a_source_and_a_sink_of_the_other_nodes(mm: dict[str, 
     assert config.source("pg_a").tables.include == ("mm.*",)
     # the node's connection is both the source's and the sink's
     assert config.sink("my_b_sink").target.port == 13306
-    for s in config.sources:
-        if "skip_replicated_changes" in type(s).model_fields:
-            assert s.skip_replicated_changes  # type: ignore[attr-defined]
+    assert all(s.skip_replicated_changes for s in config.sources)
     assert a.conflicts is not None and c.conflicts is not None
     assert a.conflicts.own_topics == ("pg_a.mm.*",)
     assert c.conflicts.own_topics == ("pg_c.mm.*", "pg_c.extra.*")

@@ -70,14 +70,15 @@ class MasterMasterNode(ConfigModel):
     source: dict[str, Any] = Field(
         default_factory=dict,
         description="More keys for this node's source (those of `sources[]` of its kind), "
-        "e.g. `slot_name` or `server_id`.",
+        "e.g. `slot_name` or `server_id`; a `connection` here is merged into the node's.",
         examples=[{"server_id": 5411}],
     )
     sink: dict[str, Any] = Field(
         default_factory=dict,
         description="More keys for this node's sink (those of `sinks[]` of its kind), "
-        "e.g. `batch` or `errors`.",
-        examples=[{"batch": {"max_rows": 1000}}],
+        "e.g. `batch` or `errors`; a `target` here is merged into the node's connection "
+        "(e.g. the database where a MySQL node's sink keeps its own tables).",
+        examples=[{"batch": {"max_rows": 1000}, "target": {"database": "cdc_source"}}],
     )
 
     @field_validator("connection")
@@ -92,13 +93,13 @@ class MasterMasterNode(ConfigModel):
         if owned:
             raise invalid(
                 f"{', '.join(owned)} is set by master_master",
-                "remove it: node name, kind, connection and topics come from the node",
+                "remove it: node name, kind, origin and topics come from the node",
             )
         return v
 
 
-_GENERATED = frozenset({"name", "kind", "connection", "target", "topics", "topic_regex",
-                        "origin", "own_topics", "skip_replicated_changes"})
+_GENERATED = frozenset({"name", "kind", "topics", "topic_regex", "origin", "own_topics",
+                        "skip_replicated_changes"})
 
 
 class MasterMasterConfig(ConfigModel):
@@ -278,6 +279,7 @@ def expand(
     out["sources"] = sources
     out["sinks"] = sinks
     node_has_tables = {j: node.get("tables") is not None for j, node in valid}
+    valid_by = dict(valid)
 
     def relocate(loc: Loc) -> Loc:
         if len(loc) < 2 or not isinstance(loc[1], int):
@@ -285,16 +287,19 @@ def expand(
         head, i, rest = loc[0], loc[1], loc[2:]
         if head == "sources" and i in source_at:
             j = source_at[i]
-            return _node_loc(j, rest, "source", "connection", node_has_tables[j])
+            return _node_loc(j, rest, "source", "connection", node_has_tables[j],
+                             _keys(_mapping(valid_by[j].get("source")).get("connection")))
         if head == "sinks" and i in sink_at:
             j = sink_at[i]
-            return _node_loc(j, rest, "sink", "target", node_has_tables[j])
+            return _node_loc(j, rest, "sink", "target", node_has_tables[j],
+                             _keys(_mapping(valid_by[j].get("sink")).get("target")))
         return loc
 
     return out, relocate, []
 
 
-def _node_loc(j: int, rest: Loc, extra: str, conn_key: str, own_tables: bool) -> Loc:
+def _node_loc(j: int, rest: Loc, extra: str, conn_key: str, own_tables: bool,
+              overridden: frozenset[str]) -> Loc:
     node: Loc = ("master_master", "nodes", j)
     if not rest:
         return node
@@ -302,6 +307,8 @@ def _node_loc(j: int, rest: Loc, extra: str, conn_key: str, own_tables: bool) ->
     if key in ("name", "kind"):
         return (*node, key)
     if key == conn_key:
+        if tail and tail[0] in overridden:
+            return (*node, extra, conn_key, *tail)
         return (*node, "connection", *tail)
     if key == "conflicts":
         return ("master_master", "conflicts", *tail)
@@ -310,6 +317,10 @@ def _node_loc(j: int, rest: Loc, extra: str, conn_key: str, own_tables: bool) ->
     if key in ("topics", "origin", "skip_replicated_changes"):
         return (*node, "name")
     return (*node, extra, key, *tail)
+
+
+def _keys(value: Any) -> frozenset[str]:
+    return frozenset(str(k) for k in value) if isinstance(value, Mapping) else frozenset()
 
 
 def _priority_order(nodes: list[Mapping[str, Any]]) -> list[str] | None:

@@ -37,7 +37,7 @@ class Node:
             with psycopg.connect(self.url, autocommit=True) as conn:
                 cur = conn.execute(sql, params)
                 return list(cur.fetchall()) if cur.description else []
-        conn = pymysql.connect(**{**mysql_kwargs(self.url), "autocommit": True})  # type: ignore[arg-type]
+        conn = pymysql.connect(**{**mysql_kwargs(self.url), "autocommit": True})
         try:
             with conn.cursor() as cur:
                 cur.execute(sql, params)

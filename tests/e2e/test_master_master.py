@@ -35,8 +35,8 @@ import yaml
 
 from cdc.serde import AvroSerde, RegistryClient
 from tests.e2e.mm_nodes import NS, Node
+from tests.fixtures.processes import Processes, processes, wait_for
 from tests.fixtures.topics import read_changes
-from tests.fixtures.processes import Processes, processes, run_cdc, wait_for
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,7 +107,7 @@ def _verify(path: Path, nodes: list[Node], env: dict[str, str], table: str) -> N
 
 def _cleanup(nodes: list[Node], table: str) -> None:
     for n in nodes:
-        for step in (lambda n=n: n.drop(table), n.cleanup):  # type: ignore[misc]
+        for step in (lambda n=n: n.drop(table), n.cleanup):
             try:
                 step()
             except Exception as e:  # one failed step must not leave the others undone
@@ -174,3 +174,212 @@ def test_example_runs_with_cdc_run(example: str, tmp_path: Path, kafka_bootstrap
             procs.stop(cdc)
     finally:
         _cleanup(nodes, table)
+
+
+# --------------------------------------------------------------------------- convergence
+
+HOT = {"insert_insert": 1001, "update_update": 1002, "update_delete": 1003,
+       "delete_update": 1004, "delete_delete": 1005}
+WARM = range(1, 121)  # keys every node writes at random
+
+
+def _pipeline(run: str, kafka: str, registry: str, nodes: list[Node],
+              table: str) -> dict[str, Any]:
+    entries = []
+    for n in nodes:
+        conn = n.connection()
+        entry: dict[str, Any] = {
+            "name": n.name, "kind": n.kind, "connection": conn,
+            "source": {"heartbeat_interval_s": 1, "snapshot": {"mode": "never"}},
+            "sink": {"batch": {"max_wait_ms": 100}},
+        }
+        if n.kind == "mysql":
+            db = conn.pop("database")
+            entry["source"]["server_id"] = random.randint(7000, 7999)
+            entry["sink"]["target"] = {"database": db}
+        entries.append(entry)
+    return {
+        "kafka": {"bootstrap_servers": kafka, "offsets_topic": f"{run}.offsets",
+                  "producer": {"linger_ms": 5},
+                  "topics": {"partitions": 2, "replication_factor": 1},
+                  "consumer": {"session_timeout_ms": 6000}},
+        "schema_registry": {"url": registry},
+        "master_master": {"tables": {"include": [f"{NS}.{table}"]},
+                          "conflicts": {"resolution": "last_writer_wins"},
+                          "nodes": entries},
+        "metrics": {"enabled": False},
+    }
+
+
+class Mesh:
+    """The ``cdc source`` and ``cdc sink`` processes of every node, killable one by one."""
+
+    def __init__(self, procs: Processes, path: Path, nodes: list[Node]) -> None:
+        self.procs, self.path, self.nodes = procs, path, nodes
+        self.sources: dict[str, subprocess.Popen[bytes]] = {}
+        self.sinks: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start_source(self, n: Node) -> None:
+        self.sources[n.name] = self.procs.start(f"source_{n.name}", "source", str(self.path),
+                                                "--name", n.name)
+
+    def start_sink(self, n: Node) -> None:
+        self.sinks[n.name] = self.procs.start(f"sink_{n.name}", "sink", str(self.path),
+                                              "--name", f"{n.name}_sink")
+
+    def kill(self, role: str, n: Node) -> None:
+        """kill -9, then start it again at once (a supervisor would)."""
+        proc = (self.sources if role == "source" else self.sinks)[n.name]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        (self.start_source if role == "source" else self.start_sink)(n)
+
+    def running(self) -> bool:
+        return all(p.poll() is None for p in [*self.sources.values(), *self.sinks.values()])
+
+
+def _writer(n: Node, table: str, stop: threading.Event, seed: int, count: list[int]) -> None:
+    rnd = random.Random(seed)
+    while not stop.is_set():
+        k = rnd.choice(WARM)
+        r = rnd.random()
+        try:
+            if r < 0.5:
+                n.upsert(table, k, f"{n.name} {rnd.randrange(10**6)}", rnd.randrange(100))
+            elif r < 0.8:
+                n.update(table, k, f"{n.name} u{rnd.randrange(10**6)}")
+            else:
+                n.delete(table, k)
+            count[0] += 1
+        except Exception as e:  # a deadlock with a sink's apply: the app would retry
+            print(f"writer {n.name}: {e}")
+        time.sleep(rnd.uniform(0.005, 0.03))
+
+
+def _conflict_cases(a: Node, b: Node, others: list[Node], table: str) -> None:
+    """Every conflict case on the hot keys, written on a and b while no sink runs."""
+    a.insert(table, HOT["insert_insert"], "ii a")
+    b.insert(table, HOT["insert_insert"], "ii b")
+    a.update(table, HOT["update_update"], "uu a")
+    b.update(table, HOT["update_update"], "uu b")
+    for o in others:  # a third node joins the update/update
+        o.update(table, HOT["update_update"], f"uu {o.name}")
+    a.update(table, HOT["update_delete"], "ud a")
+    b.delete(table, HOT["update_delete"])
+    a.delete(table, HOT["delete_update"])
+    b.update(table, HOT["delete_update"], "du b")
+    a.delete(table, HOT["delete_delete"])
+    b.delete(table, HOT["delete_delete"])
+
+
+def _converge_under_faults(nodes: list[Node], tmp_path: Path, kafka: str, registry: str,
+                           run: str, table: str, seconds: float = 65) -> None:
+    for n in nodes:
+        n.cleanup()
+        n.create(table)
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(_pipeline(run, kafka, registry, nodes, table)))
+    try:
+        with processes(tmp_path) as procs:
+            mesh = Mesh(procs, path, nodes)
+            for n in nodes:
+                mesh.start_source(n)
+                mesh.start_sink(n)
+            _until_streaming(nodes, table, procs)
+            a, b, rest = nodes[0], nodes[1], nodes[2:]
+            for k in (HOT["update_update"], HOT["update_delete"], HOT["delete_update"],
+                      HOT["delete_delete"]):
+                a.insert(table, k, "seed")
+            _wait_equal(nodes, table, 120, procs)
+            stop = threading.Event()
+            counts = [[0] for _ in nodes]
+            writers = [threading.Thread(target=_writer, args=(n, table, stop, i, counts[i]),
+                                        daemon=True) for i, n in enumerate(nodes)]
+            for w in writers:
+                w.start()
+            start = time.monotonic()
+            step = seconds / (2 * len(nodes) + 2)
+            schedule: list[tuple[float, tuple[Node, Node] | None]] = []
+            for i, n in enumerate(nodes):  # kill -9 a source and a sink of every node
+                other = nodes[(i + 1) % len(nodes)]
+                schedule.append(((2 * i + 1) * step, (n, other)))
+            schedule.append(((2 * len(nodes) + 0.5) * step, None))  # the conflict cases
+            for at, action in sorted(schedule, key=lambda s: s[0]):
+                time.sleep(max(0.0, start + at - time.monotonic()))
+                if action is not None:
+                    mesh.kill("source", action[0])
+                    mesh.kill("sink", action[1])
+                    continue
+                for n in nodes:  # all sinks down: the hot-key writes are concurrent
+                    mesh.sinks[n.name].send_signal(signal.SIGKILL)
+                    mesh.sinks[n.name].wait(30)
+                _conflict_cases(a, b, rest, table)
+                time.sleep(2)  # let the sources publish them while no sink applies
+                for n in nodes:
+                    mesh.start_sink(n)
+            time.sleep(max(0.0, start + seconds - time.monotonic()))
+            stop.set()
+            for w in writers:
+                w.join(30)
+            assert all(c[0] > 100 for c in counts), counts
+            assert mesh.running(), procs.all_logs()
+            rows = _wait_equal(nodes, table, 300, procs)
+            assert HOT["insert_insert"] in rows and HOT["delete_delete"] not in rows
+            _verify(path, nodes, {}, table)
+            logged = set().union(*(n.conflict_keys(table) for n in nodes))
+            missing = set(HOT.values()) - logged
+            assert not missing, (f"conflict logs lack hot keys {sorted(missing)}; logged "
+                                 f"{sorted(logged)[:50]}")
+    finally:
+        _cleanup(nodes, table)
+
+
+@pytest.fixture
+def run_name(unique_name: str) -> str:
+    return "mm" + unique_name[-7:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pairing", ["pg-pg", "maria-maria", "pg-maria"])
+def test_two_nodes_converge_under_concurrent_writes_and_kill_9(
+        pairing: str, tmp_path: Path, kafka_bootstrap: str, schema_registry_url: str,
+        pg_source_dsn: str, pg_replica_dsn: str, mysql_source_url: str, mysql_replica_url: str,
+        run_name: str, unique_name: str) -> None:
+    urls = {"pg_source": (pg_source_dsn, "postgres"), "pg_replica": (pg_replica_dsn, "postgres"),
+            "mysql_source": (mysql_source_url, "mysql"),
+            "mysql_replica": (mysql_replica_url, "mysql")}
+    a_key, b_key = {"pg-pg": ("pg_source", "pg_replica"),
+                    "maria-maria": ("mysql_source", "mysql_replica"),
+                    "pg-maria": ("pg_source", "mysql_source")}[pairing]
+    nodes = [Node(f"{run_name}_a", urls[a_key][1], urls[a_key][0]),
+             Node(f"{run_name}_b", urls[b_key][1], urls[b_key][0])]
+    _converge_under_faults(nodes, tmp_path, kafka_bootstrap, schema_registry_url, run_name,
+                           unique_name)
+
+
+@pytest.fixture
+def third_pg() -> Iterator[str]:
+    """A third PostgreSQL server: the pg-source of the stack at port offset + 500."""
+    env = {**os.environ, "CDC_PORT_OFFSET": str(OFFSET + 500)}
+    stack = [sys.executable, str(ROOT / "deploy" / "local" / "stack.py")]
+    subprocess.run([*stack, "start", "pg-source"], check=True, env=env, timeout=300,
+                   capture_output=True)
+    lines = subprocess.run([*stack, "env"], check=True, env=env, capture_output=True,
+                           text=True).stdout.splitlines()
+    dsn = next(line.split("=", 1)[1] for line in lines if line.startswith("PG_SOURCE_DSN="))
+    try:
+        yield dsn
+    finally:
+        subprocess.run([*stack, "stop", "pg-source"], env=env, timeout=120, check=False,
+                       capture_output=True)
+
+
+@pytest.mark.slow
+def test_three_postgres_nodes_converge_under_concurrent_writes_and_kill_9(
+        tmp_path: Path, kafka_bootstrap: str, schema_registry_url: str, pg_source_dsn: str,
+        pg_replica_dsn: str, third_pg: str, run_name: str, unique_name: str) -> None:
+    nodes = [Node(f"{run_name}_a", "postgres", pg_source_dsn),
+             Node(f"{run_name}_b", "postgres", pg_replica_dsn),
+             Node(f"{run_name}_c", "postgres", third_pg)]
+    _converge_under_faults(nodes, tmp_path, kafka_bootstrap, schema_registry_url, run_name,
+                           unique_name, seconds=75)

@@ -106,6 +106,8 @@ def test_one_way_sources_and_sinks_sit_beside_the_nodes(mm: dict[str, Any], writ
          "master_master.conflicts.resolution: "),
         (lambda m: m["master_master"].update(conflicts={"own_topics": ["x"]}),
          "master_master.conflicts: own_topics is set by master_master"),
+        (lambda m: m["master_master"]["nodes"][1].update(sink={"target": {"prot": 1}}),
+         "master_master.nodes[1].sink.target.prot: unknown key"),
         (lambda m: m["master_master"]["nodes"][1].pop("source"),
          "master_master.nodes[1].source.server_id: missing required key"),
     ],

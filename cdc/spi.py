@@ -76,6 +76,39 @@ class ListsTables(Protocol):
     def captured_tables(self) -> list[TableId]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class KeyGenerator:
+    """A column whose values a node generates by itself (a sequence, identity or
+    auto-increment), as the set of values it may still produce: every value
+    ``v`` with ``v % increment == residue`` and ``low <= v <= high``.
+
+    Master-master ``cdc check`` compares these between nodes: two nodes whose
+    sets intersect on one table's column can both create the same key.
+    """
+
+    table: str  # "<schema or database>.<table>", as in table filters
+    column: str
+    increment: int  # > 0
+    residue: int  # 0 <= residue < increment
+    low: int
+    high: int
+    what: str  # how the database names it, for messages ("sequence mm.t_id_seq")
+
+
+@runtime_checkable
+class ChecksMultiWriter(Protocol):
+    """A source that can say what a master-master node needs (``cdc check``): its key
+    generators on the captured tables, and tables it cannot replicate safely when
+    several nodes write (e.g. without full before-images). Optional.
+
+    Raises :class:`cdc.errors.CdcError` when the server cannot be asked.
+    """
+
+    def key_generators(self) -> list[KeyGenerator]: ...
+
+    def multi_writer_problems(self) -> list[Problem]: ...
+
+
 @runtime_checkable
 class ReportsMetrics(Protocol):
     """A source with gauges of its own, exported as ``cdc_source_<key>`` when scraped.

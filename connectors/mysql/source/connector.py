@@ -20,10 +20,11 @@ import pymysql.err
 
 from cdc.errors import PositionError, UnreachableError
 from cdc.events import ChangeEvent, TableId
-from cdc.spi import Position, Problem, StreamItem
+from cdc.spi import KeyGenerator, Position, Problem, StreamItem
 from connectors.mysql import guardrail
 from connectors.mysql.guardrail import BinlogGuard
 from connectors.mysql.position import MySqlPosition
+from connectors.mysql.source import multiwriter
 from connectors.mysql.source.binlog import BinlogReader
 from connectors.mysql.source.server import connect, server_info, variables
 from connectors.mysql.source.snapshot import (
@@ -170,6 +171,22 @@ class MySqlSource:
                 return [TableId(db, None, table) for db, table, _ in list_tables(cur, self.captured)]
         finally:
             conn.close()
+
+    def key_generators(self) -> list[KeyGenerator]:
+        """cdc.spi.ChecksMultiWriter: auto-increment columns of the captured tables."""
+        try:
+            conn = connect(self.connect_kwargs)
+        except Exception as e:
+            raise UnreachableError(f"{self.name}: cannot connect to the MySQL source: {e}") from e
+        try:
+            with conn.cursor() as cur:
+                return multiwriter.key_generators(cur, self.captured)
+        finally:
+            conn.close()
+
+    def multi_writer_problems(self) -> list[Problem]:
+        """cdc.spi.ChecksMultiWriter: none (row images are FULL: the source checks that)."""
+        return []
 
     def snapshot(self, resume: Position | None) -> tuple[Position, Iterator[ChangeEvent]]:
         """A consistent snapshot; an interrupted one is taken again from the start.

@@ -72,6 +72,8 @@ class TableSettings:
     columns: Mapping[str, ColumnSelection] | None = None
     default_schema: str | None = None
     sink: str = "?"  # the sink's name, for error messages
+    # Master-master: every node's topic of a table writes the one replica table, by design.
+    shared_tables: bool = False
 
 
 class TablePlan:
@@ -297,6 +299,7 @@ def table_settings(config: Any, default_schema: str | None) -> TableSettings:
         columns={topic: _selection(sel) for topic, sel in tables.columns.items()},
         default_schema=default_schema,
         sink=str(getattr(config, "name", "?")),
+        shared_tables=getattr(config, "conflicts", None) is not None,
     )
 
 
@@ -329,7 +332,7 @@ class ReplicaSchemas:
         drop one of the two streams.
         """
         first = self._owners.setdefault(name, topic)
-        if first != topic:
+        if first != topic and not self.settings.shared_tables:
             raise ConfigError(
                 f"topics {first} and {topic} both map to replica table {name}: two streams "
                 "would write one table",

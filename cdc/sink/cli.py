@@ -129,6 +129,7 @@ def conflict_handling(
         node=sink.origin, sink=sink.name, resolution=c.resolution,
         tables={t: v.resolution for t, v in c.tables.items()}, priority=tuple(c.priority),
         max_clock_skew_ms=c.max_clock_skew_ms, reject_skew=c.on_clock_skew == "reject",
+        priority_window_ms=c.priority_window_ms,
         owns=c.owns,
     )
     topic = c.log.topic or f"cdc_conflicts.{sink.name}"

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cdc.events import Op
+from cdc.events import Kind, Op
 from cdc.serde import DecodedChange
 from cdc.sink.checkpoint import encode_position
 from cdc.sink.conflicts import Resolution, Rules, Write, WriteKind, decide
@@ -40,6 +40,7 @@ from cdc.sink.versions import (
     Version,
     canonical_image,
     entry_id,
+    from_canonical,
     image_hash,
     row_key_text,
 )
@@ -66,6 +67,7 @@ class ConflictOptions:
     priority: tuple[str, ...] = ()
     max_clock_skew_ms: int = 60_000
     reject_skew: bool = False
+    priority_window_ms: int = 10_000
     owns: Callable[[str], bool] = lambda topic: False
 
     def rules(self, table: str) -> Rules:
@@ -73,7 +75,7 @@ class ConflictOptions:
         if r is None and "." in table:
             r = self.tables.get(table.split(".", 1)[1])
         return Rules(self.node, r or self.resolution, self.priority, self.max_clock_skew_ms,
-                     self.reject_skew)
+                     self.reject_skew, self.priority_window_ms)
 
 
 @dataclass(slots=True)
@@ -93,6 +95,9 @@ class _Item:
     key_text: str
     eid: str
     write: Write
+    key: Any
+    plan: TablePlan
+    kinds: dict[str, Kind]
 
 
 class ConflictPlanner:
@@ -147,7 +152,8 @@ class ConflictPlanner:
             key, w = got
             table = str(plan.name)
             key_text = row_key_text(key)
-            items.append(_Item(i, table, key_text, entry_id(table, key_text), w))
+            kinds = {c.name: c.type.kind for c in d.schema.columns}
+            items.append(_Item(i, table, key_text, entry_id(table, key_text), w, key, plan, kinds))
         planned = Planned()
         if not items:
             return out, planned
@@ -168,7 +174,7 @@ class ConflictPlanner:
                 # (an own write that wins is re-applied: its mutations are its after-image)
             else:
                 planned.discarded += 1
-                out[it.index] = ()
+                out[it.index] = () if not outcome.restore else self._restore(it, entry)
             if outcome.entry is not None:
                 entries[it.eid] = outcome.entry
                 planned.entries[it.eid] = (it.table, it.key_text, outcome.entry)
@@ -178,6 +184,24 @@ class ConflictPlanner:
                     entry, w.version, w.image, now,
                 ))
         return out, planned
+
+    def _restore(self, it: _Item, entry: Entry | None) -> Sequence[Mutation]:
+        """The mutations writing ``entry``'s row back over a local write that lost."""
+        if entry is None:
+            return ()
+        if entry.deleted or entry.image is None:
+            return (Delete(it.key),)
+        row = from_canonical(entry.image, it.kinds)
+        got = None if row is None else it.plan.full_row(row)
+        if got is None:
+            log.warning(
+                "sink %s: %s key %s: a local write lost a conflict, but the winning row "
+                "cannot be rebuilt from its stored image (column types); the replica keeps "
+                "the local row: compare the nodes with cdc verify", self.options.sink,
+                it.table, it.key_text,
+            )
+            return ()
+        return (Upsert(got[0], it.plan.columns, got[1]),)
 
     def save(self, session: SinkSession, planned: Planned) -> None:
         """Write the batch's entries and conflict rows (inside its transaction)."""

@@ -163,20 +163,34 @@ def test_each_conflict_type_is_detected_resolved_and_logged(
             _at(s.remote.event(Op.DELETE, before=_row(5, 1, a)), t0 + 20),
             # causal: b updated 6 on top of a's insert: no conflict.
             _at(s.remote.event(Op.UPDATE, before=_row(6, 1, a), after=_row(6, 5, b)), t0 + 30),
+            # (b inserts 7; a then updates it, with a clock behind: see below)
+            _at(s.remote.event(Op.CREATE, after=_row(7, 6, b)), t0 + 3000),
         ]
         produce(kafka_bootstrap, serde, remote, 1)
         _wait_applied(session, s, kafka_bootstrap, s.remote_topic, worker)
+        # The app on a updates 7 on top of b's row, but a's clock is 1 s behind: its write
+        # comes before b's in the order of writes, so the sink puts b's row back.
+        t = session.dialect.table_sql(TableName(None, s.table))
+        session.begin()
+        session.execute(f"UPDATE {t} SET v = 7, label = %s WHERE id = 7", [a])
+        session.commit()
+        produce(kafka_bootstrap, serde, [_at(s.own.event(
+            Op.UPDATE, before=_row(7, 6, b), after={**_row(7, 7, a), "big": f"{b}-7"}),
+            t0 + 2000)], 1)
+        _wait_applied(session, s, kafka_bootstrap, s.own_topic, worker)
         rows = read_rows(session, s.table)
-        assert rows == {1: _row(1, 2, b), 2: _row(2, 1, a), 6: _row(6, 5, b)}
+        assert rows == {1: _row(1, 2, b), 2: _row(2, 1, a), 6: _row(6, 5, b), 7: _row(7, 6, b)}
         assert _versions(session, s) == {
             1: (b, t0 + 1000, False), 2: (a, t0, False), 3: (a, t0 + 10, True),
-            4: (b, t0 + 2000, True), 5: (b, t0 + 20, True), 6: (b, t0 + 30, False)}
+            4: (b, t0 + 2000, True), 5: (b, t0 + 20, True), 6: (b, t0 + 30, False),
+            7: (b, t0 + 3000, False)}
         expected = [
             (1, "insert_exists", "apply_remote", a, b),
             (2, "update_origin_differs", "keep_local", a, b),
             (3, "update_missing", "keep_local", a, b),
             (4, "delete_origin_differs", "apply_remote", a, b),
             (5, "delete_missing", "apply_remote", a, b),
+            (7, "clock_skew", "restore", b, a),
         ]
         wait_until("conflicts published",
                    lambda: all(r[5] for r in _conflict_rows(session, s)), timeout=30)

@@ -55,11 +55,14 @@ def test_last_writer_wins_ties_break_on_node_name() -> None:
     assert not decide(entry(5, "c"), write("insert", 5, "b", None, B), rules, NOW).apply
 
 
-def test_priority_beats_time_in_a_conflict_but_not_a_causal_write() -> None:
-    rules = Rules("a", "priority", ("a", "b"))
-    assert not decide(entry(1, "a"), write("insert", 9, "b", None, B), rules, NOW).apply
-    out = decide(entry(1, "a"), write("update", 9, "b", A, B), rules, NOW)
-    assert out.apply and out.conflicts == ()
+def test_priority_wins_within_its_window() -> None:
+    rules = Rules("a", "priority", ("a", "b"), priority_window_ms=1000)
+    assert not decide(entry(1, "a"), write("insert", 900, "b", None, B), rules, NOW).apply
+    assert decide(entry(1, "a"), write("insert", 1100, "b", None, B), rules, NOW).apply
+    late = decide(entry(1, "a"), write("update", 1100, "b", A, B), rules, NOW)
+    assert late.apply and late.conflicts == ()
+    soon = decide(entry(1, "a"), write("update", 900, "b", A, B), rules, NOW)
+    assert not soon.apply and soon.conflicts == ("superseded",)
 
 
 def test_keep_local_keeps_the_row_and_logs() -> None:
@@ -73,7 +76,7 @@ def test_an_own_write_that_wins_is_reapplied_and_one_that_loses_is_not() -> None
     won = decide(entry(5, "b", B), write("update", 9, "a", A, A, own=True), rules, NOW)
     assert won.apply and won.decision == "reapply_local"
     lost = decide(entry(9, "b", B), write("update", 5, "a", A, A, own=True), rules, NOW)
-    assert not lost.apply and lost.decision == "keep_remote"
+    assert not lost.apply and lost.restore and lost.decision == "restore"
 
 
 def test_clock_skew_is_flagged_or_rejected() -> None:

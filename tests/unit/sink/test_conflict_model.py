@@ -251,6 +251,22 @@ def test_skew_makes_causally_later_writes_lose() -> None:
     assert 0.0 < skew_experiment(50) < skew_experiment(500)
 
 
+def divergence(resolution: str, n: int, runs: int = 2000, seed: int = 5) -> float:
+    """Share of random runs (as the property tests draw them) ending with nodes that differ."""
+    rnd = random.Random(seed)
+    bad = 0
+    for _ in range(runs):
+        steps = [(rnd.randint(0, 2), rnd.randint(0, 2), rnd.randint(0, 1), rnd.randint(0, 50))
+                 for _ in range(rnd.randint(0, 40))]
+        world = make(n, resolution)
+        run(world, steps, rnd.randrange(1 << 16))
+        bad += any(x.db != world.nodes[0].db for x in world.nodes[1:])
+    return bad / runs
+
+
 if __name__ == "__main__":  # the numbers in docs/MASTER-MASTER.md
     for s in (0, 1, 10, 50, 100, 500, 1000, 5000):
         print(f"skew {s:>5} ms: {100 * skew_experiment(s):5.1f}% of causally later writes lose")
+    for res in ("last_writer_wins", "priority", "keep_local"):
+        for n in (2, 3):
+            print(f"{res}, {n} nodes: {100 * divergence(res, n):.1f}% of random runs diverge")

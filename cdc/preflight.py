@@ -178,8 +178,8 @@ def collision_problems(config: CdcConfig, tables: dict[str, list[TableId]]) -> l
     topics = [(s.topic_for(t), t) for s in config.sources for t in tables.get(s.name, [])]
     groups: dict[tuple[object, ...], list[tuple[int, str, TableName]]] = {}
     for i, sink in enumerate(config.sinks):
-        if sink.tables.same_namespace:
-            continue  # master-master: several nodes' topics write one table on purpose
+        if sink.tables.same_namespace or sink.conflicts is not None:
+            continue  # master-master: every node's topic of a table writes one table
         try:
             schema = sink_default_schema(sink)
         except Exception:

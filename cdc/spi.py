@@ -366,6 +366,22 @@ class SinkDialect(Protocol):
     def checkpoint_ddl(self, table: TableName) -> list[str]:
         """DDL creating the checkpoint table (see cdc.sink.checkpoint)."""
 
+    def row_versions_ddl(self, table: TableName) -> list[str]:
+        """DDL creating a master-master sink's row-version table (see cdc.sink.versionstore):
+        ``entry_id`` (64 hex characters, the primary key), ``table_name`` and ``row_key``
+        (text), ``ts_ms`` (bigint), ``node`` (up to 64 characters), ``position`` (text),
+        ``deleted`` (boolean), ``row_hash`` (32 hex characters, nullable), ``row_image``
+        (text, nullable), ``updated_at`` (timestamp)."""
+
+    def conflicts_ddl(self, table: TableName) -> list[str]:
+        """DDL creating a master-master sink's conflict log table (see cdc.sink.versionstore):
+        ``id`` (64 hex characters, the primary key), ``detected_at`` (timestamp, indexed),
+        ``sink``, ``table_name``, ``row_key``, ``conflict_type``, ``resolution``,
+        ``decision``, ``local_origin``, ``remote_origin`` (short text), ``local_ts_ms``,
+        ``remote_ts_ms`` (bigint), ``local_position``, ``remote_position``, ``local_image``,
+        ``remote_image`` (text; nullable but ``id`` .. ``decision``) and ``published``
+        (boolean: sent to the conflict topic)."""
+
     def upsert(self, table: TableName, columns: Sequence[str], key: Sequence[str], rows: int) -> str:
         """A multi-row statement upserting ``rows`` rows of ``columns`` (DB-API %s params)."""
 

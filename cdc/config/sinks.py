@@ -220,7 +220,8 @@ class ConflictSettings(ConfigModel):
         default="last_writer_wins",
         description="`last_writer_wins`: the write with the higher version (origin commit "
         "time in ms, then node name, then source position) wins; `priority`: the write of the "
-        "node listed first in `priority` wins, equal priorities by version; `keep_local`: the "
+        "node listed first in `priority` wins a conflict within `priority_window_ms`, later "
+        "writes by version; `keep_local`: the "
         "node's own row is kept and the remote write only logged (nodes may then differ).",
         examples=["last_writer_wins"],
     )
@@ -235,6 +236,15 @@ class ConflictSettings(ConfigModel):
         description="Node names, highest priority first (policy `priority`); unlisted nodes "
         "come last.",
         examples=[["node_a", "node_b"]],
+    )
+    priority_window_ms: int = Field(
+        default=10_000,
+        ge=0,
+        le=86_400_000,
+        description="Policy `priority`: each rank step of a node counts as this much later "
+        "in the order of writes, so a higher-ranked node's write beats a lower-ranked one "
+        "made up to this long after it (later ones win as usual).",
+        examples=[10000],
     )
     own_topics: tuple[TopicPattern, ...] = Field(
         default=(),

@@ -12,27 +12,34 @@ writes learnt from its own topic -- :func:`decide` compares it with the row's
   ``update_missing``, ``delete_origin_differs``, ``delete_missing``. A write
   without a before-image (a table without full row images) is causal when it
   comes from the node that wrote the entry.
-* **Resolution**. A causal write with a higher version applies. Anything else
-  is decided by the table's policy: ``last_writer_wins`` (higher version),
-  ``priority`` (the node listed first; equal ranks by version) or
-  ``keep_local`` (the node's own write wins, a remote one is only logged). A
-  causal write with a *lower* version than the entry (its node's clock is
-  behind) is logged as ``clock_skew`` and resolved by the same policy.
+* **Resolution** follows a total order of writes, the same on every node:
+  ``last_writer_wins`` orders by version; ``priority`` by version with each
+  rank step of a node (listed earlier in ``priority``) worth
+  ``priority_window_ms`` of time, so a higher-ranked node's write beats a
+  lower-ranked one made up to that much later, and later writes win as usual.
+  A causal write applies when it comes later in that order; a conflicting
+  write applies when it wins. ``keep_local`` is no order: the node's own
+  write wins a conflict, a remote one is only logged (nodes may then differ).
+  A causal write that comes earlier in the order is logged as ``clock_skew``
+  (its version is older: its node's clock is behind) or ``superseded`` (the
+  priority window placed it before the entry) and does not apply.
 * **Clock-skew bound**: a write stamped more than ``max_clock_skew_ms`` in the
   future is logged as ``clock_skew``; with ``reject`` it is not applied.
 
 An own write that wins is re-applied (a remote write may have overwritten it
-in the replica meanwhile); one that loses changes nothing. Every node applies
-the same rule to the same writes, so under last_writer_wins each row ends as
-the write with the highest version whatever the arrival order (the model in
-tests/unit/sink/test_conflict_model.py checks it with hypothesis).
+in the replica meanwhile); when one loses, the entry's image (or its delete) is
+written back, since the replica may still hold the losing local write. Every node applies
+the same total order to the same writes, so under last_writer_wins and
+priority each row ends as the write that comes last in that order, whatever
+the arrival order (the model in tests/unit/sink/test_conflict_model.py checks
+it with hypothesis).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from cdc.sink.versions import Entry, Version
 
@@ -45,6 +52,7 @@ ConflictType = Literal[
     "delete_missing",
     "update_exists",
     "clock_skew",
+    "superseded",
 ]
 Resolution = Literal["last_writer_wins", "priority", "keep_local"]
 
@@ -77,6 +85,7 @@ class Rules:
     priority: Sequence[str] = ()
     max_clock_skew_ms: int = 60_000
     reject_skew: bool = False
+    priority_window_ms: int = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +97,7 @@ class Outcome:
     entry: Entry | None
     conflicts: tuple[ConflictType, ...]
     decision: str
+    restore: bool = False  # write the entry's image (or delete) back: an own write lost
 
 
 def detect(entry: Entry | None, w: Write) -> ConflictType | None:
@@ -114,17 +124,22 @@ def _rank(node: str, priority: Sequence[str]) -> int:
         return 0
 
 
-def beats(w: Version, e: Version, rules: Rules) -> bool:
-    """Whether a conflicting write of version ``w`` wins over the entry's ``e``."""
+def rank_key(v: Version, rules: Rules) -> tuple[Any, ...]:
+    """The total order a policy resolves by: the version, or under ``priority`` the version
+    with each rank step worth ``priority_window_ms`` of time."""
     if rules.resolution == "priority":
-        rw, re_ = _rank(w.node, rules.priority), _rank(e.node, rules.priority)
-        if rw != re_:
-            return rw > re_
-    elif rules.resolution == "keep_local":
+        boost = _rank(v.node, rules.priority) * rules.priority_window_ms
+        return (v.ts_ms + boost, v.node, v.position)
+    return v.order
+
+
+def beats(w: Version, e: Version, rules: Rules) -> bool:
+    """Whether write version ``w`` wins over the entry's ``e`` under the table's policy."""
+    if rules.resolution == "keep_local":
         mine_w, mine_e = w.node == rules.node, e.node == rules.node
         if mine_w != mine_e:
             return mine_w
-    return w.order > e.order
+    return rank_key(w, rules) > rank_key(e, rules)
 
 
 def decide(entry: Entry | None, w: Write, rules: Rules, now_ms: int) -> Outcome:
@@ -134,18 +149,21 @@ def decide(entry: Entry | None, w: Write, rules: Rules, now_ms: int) -> Outcome:
         if rules.reject_skew:
             return Outcome(False, None, ("clock_skew",), "rejected")
         flagged = ("clock_skew",)
-    found = detect(entry, w)
     if entry is None:
         return Outcome(True, w.entry(), flagged, "apply")
-    newer = w.version.order > entry.version.order
-    if found is None and newer:
-        return Outcome(True, w.entry(), flagged, "apply")
-    if found is None:  # made on top of the entry, yet an older version: a clock behind
-        if "clock_skew" not in flagged:
-            flagged = (*flagged, "clock_skew")
-        conflicts = flagged
+    found = detect(entry, w)
+    if found is None:
+        if rank_key(w.version, rules) > rank_key(entry.version, rules):
+            return Outcome(True, w.entry(), flagged, "apply")
+        # Made on top of the entry, yet ordered before it: its node's clock is behind
+        # (or, under priority, it came within the window of a higher-ranked write).
+        older = w.version.order < entry.version.order
+        extra: ConflictType = "clock_skew" if older else "superseded"
+        conflicts = flagged if extra in flagged else (*flagged, extra)
     else:
         conflicts = (found, *flagged)
     if beats(w.version, entry.version, rules):
         return Outcome(True, w.entry(), conflicts, "reapply_local" if w.own else "apply_remote")
-    return Outcome(False, None, conflicts, "keep_local" if not w.own else "keep_remote")
+    if w.own:  # the replica holds the losing local write: put the winner back
+        return Outcome(False, None, conflicts, "restore", restore=True)
+    return Outcome(False, None, conflicts, "keep_local")

@@ -73,6 +73,8 @@ class TableSettings:
     default_schema: str | None = None
     same_namespace: bool = False  # tables.same_namespace: <ns>.<table>, shared by topics
     sink: str = "?"  # the sink's name, for error messages
+    # Master-master: every node's topic of a table writes the one replica table, by design.
+    shared_tables: bool = False
 
 
 class TablePlan:
@@ -299,6 +301,7 @@ def table_settings(config: Any, default_schema: str | None) -> TableSettings:
         default_schema=default_schema,
         same_namespace=bool(getattr(tables, "same_namespace", False)),
         sink=str(getattr(config, "name", "?")),
+        shared_tables=getattr(config, "conflicts", None) is not None,
     )
 
 
@@ -335,7 +338,7 @@ class ReplicaSchemas:
         if self.settings.same_namespace:
             return
         first = self._owners.setdefault(name, topic)
-        if first != topic:
+        if first != topic and not self.settings.shared_tables:
             raise ConfigError(
                 f"topics {first} and {topic} both map to replica table {name}: two streams "
                 "would write one table",

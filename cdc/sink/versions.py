@@ -24,7 +24,9 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
+
+from cdc.events import Kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,3 +113,35 @@ def row_key_text(key: tuple[Any, ...]) -> str:
 def entry_id(table: str, key_text: str) -> str:
     """The version table's primary key for one row: a hash of its table and key."""
     return hashlib.sha256(f"{table}\x1f{key_text}".encode()).hexdigest()
+
+
+_SAME: Final = frozenset((Kind.BOOLEAN, Kind.INT16, Kind.INT32, Kind.INT64, Kind.UINT64,
+                          Kind.STRING, Kind.ENUM, Kind.JSON))
+
+
+def _back(kind: Kind, v: Any) -> Any:
+    if v is None or kind in _SAME:
+        return v
+    if kind in (Kind.FLOAT32, Kind.FLOAT64):
+        return float(v)
+    if kind is Kind.DECIMAL:
+        return Decimal(v)
+    if kind is Kind.DATE:
+        return dt.date.fromisoformat(v)
+    if kind in (Kind.TIMESTAMP, Kind.TIMESTAMPTZ):
+        return dt.datetime.fromisoformat(v)
+    if kind is Kind.BYTES and isinstance(v, str) and v.startswith("b64:"):
+        return base64.b64decode(v[4:])
+    raise ValueError(f"no way back for {kind.value}")
+
+
+def from_canonical(image: str, kinds: Mapping[str, Kind]) -> dict[str, Any] | None:
+    """The row a :func:`canonical_image` text was made from (column -> canonical value),
+    or None when a column's kind has no way back or the result would not canonicalise to
+    the same text (then the caller must not write it)."""
+    try:
+        stored = json.loads(image)
+        row = {name: _back(kinds[name], v) for name, v in stored.items()}
+    except (KeyError, ValueError, TypeError, ArithmeticError):
+        return None
+    return row if canonical_image(row) == image else None

@@ -454,6 +454,30 @@ class MySqlDialect:
             f"ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={self.collation}"
         ]
 
+    def row_versions_ddl(self, table: TableName) -> list[str]:
+        return [
+            f"CREATE TABLE IF NOT EXISTS {self.table_sql(table)} ("
+            "entry_id char(64) NOT NULL PRIMARY KEY, table_name text NOT NULL, "
+            "row_key text NOT NULL, ts_ms bigint NOT NULL, node varchar(64) NOT NULL, "
+            "position text NOT NULL, deleted boolean NOT NULL, row_hash char(32) NULL, "
+            "row_image longtext NULL, updated_at datetime(6) NOT NULL) "
+            f"ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={self.collation}"
+        ]
+
+    def conflicts_ddl(self, table: TableName) -> list[str]:
+        return [
+            f"CREATE TABLE IF NOT EXISTS {self.table_sql(table)} ("
+            "id char(64) NOT NULL PRIMARY KEY, detected_at datetime(6) NOT NULL, "
+            "sink varchar(255) NOT NULL, table_name text NOT NULL, row_key text NOT NULL, "
+            "conflict_type varchar(32) NOT NULL, resolution varchar(32) NOT NULL, "
+            "decision varchar(32) NOT NULL, local_origin varchar(64) NULL, "
+            "local_ts_ms bigint NULL, local_position text NULL, remote_origin varchar(64) NULL, "
+            "remote_ts_ms bigint NULL, remote_position text NULL, local_image longtext NULL, "
+            "remote_image longtext NULL, published boolean NOT NULL DEFAULT false, "
+            "KEY detected_at (detected_at)) "
+            f"ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={self.collation}"
+        ]
+
     # -- DML
 
     def upsert(self, table: TableName, columns: Sequence[str], key: Sequence[str], rows: int) -> str:

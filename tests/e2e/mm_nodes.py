@@ -116,13 +116,17 @@ class Node:
 
 
 def _key_of(cell: Any) -> int | None:
-    """The ``id`` of a conflict record's key column (JSON ``{"id": 7}`` or similar)."""
+    """The ``id`` of a conflict record's key column (``row_key``: a JSON array of the key
+    values, ``[7]``; an object ``{"id": 7}`` is read too)."""
+    if isinstance(cell, list) and len(cell) == 1:
+        cell = {"id": cell[0]}
     if isinstance(cell, dict):
         v = cell.get("id")
-        return int(v) if isinstance(v, int | str | Decimal) and str(v).isdigit() else None
+        return int(v) if isinstance(v, int | str | Decimal) and str(v).lstrip("-").isdigit() \
+            else None
     if isinstance(cell, bytes | bytearray):
         cell = cell.decode("utf-8", "replace")
-    if isinstance(cell, str) and cell.startswith("{") and '"id"' in cell:
+    if isinstance(cell, str) and (cell.startswith("[") or (cell.startswith("{") and '"id"' in cell)):
         try:
             return _key_of(json.loads(cell))
         except ValueError:

@@ -8,6 +8,9 @@ real ``cdc source`` and ``cdc sink`` processes, in two setups that alternate
 
 ``one-way``
     a plain source of pg-source and a plain sink into pg-replica;
+``one-way+conflicts`` (with ``--split``)
+    the one-way pipeline whose sink alone has conflict detection on
+    (``origin`` and ``conflicts``), to tell the sink's cost from the rest;
 ``master-master``
     a ``master_master:`` pipeline of the two nodes (both sources skip
     replicated changes; each sink detects conflicts, keeps row versions and
@@ -66,12 +69,14 @@ def _config(setup: str, run: str, env: Any, a: Node, b: Node, table: str) -> dic
         "metrics": {"enabled": False},
     }
     src = {"snapshot": {"mode": "never"}, "heartbeat_interval_s": 1}
-    if setup == "one-way":
+    if setup != "master-master":
         base["sources"] = [{"name": a.name, "kind": "postgres", "connection": a.connection(),
                             "tables": {"include": [f"{NS}.{table}"]}, **src}]
         base["sinks"] = [{"name": f"{b.name}_sink", "kind": "postgres",
                           "target": b.connection(), "topics": [f"{a.name}.{NS}.*"],
                           "tables": {"same_namespace": True}}]
+        if setup == "one-way+conflicts":  # the sink's detection alone, nothing else
+            base["sinks"][0].update(origin=b.name, conflicts={})
     else:
         base["master_master"] = {"tables": {"include": [f"{NS}.{table}"]}, "nodes": [
             {"name": n.name, "kind": "postgres", "connection": n.connection(), "source": src}
@@ -89,7 +94,7 @@ def _pipeline(setup: str, a: Node, b: Node, table: str, env: Any,
     try:
         procs.start(f"{run}_source_a", "source", str(path), "--name", a.name)
         procs.start(f"{run}_sink_b", "sink", str(path), "--name", f"{b.name}_sink")
-        if setup != "one-way":
+        if setup == "master-master":
             procs.start(f"{run}_source_b", "source", str(path), "--name", b.name)
             procs.start(f"{run}_sink_a", "sink", str(path), "--name", f"{a.name}_sink")
         yield procs
@@ -133,7 +138,7 @@ def measure(setup: str, rows: int, tx_rows: int, env: Any, workdir: Path) -> flo
                 time.sleep(0.1)
             secs = time.monotonic() - t0
         rate = 2 * rows / secs
-        print(f"{setup:14s} {2 * rows} changes in {secs:6.1f}s = {rate:8.0f} changes/s "
+        print(f"{setup:18s} {2 * rows} changes in {secs:6.1f}s = {rate:8.0f} changes/s "
               f"(writing took {wrote:.1f}s)", flush=True)
         return rate
     finally:
@@ -147,15 +152,19 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=20_000, help="rows inserted, then updated")
     ap.add_argument("--tx-rows", type=int, default=100, help="rows per transaction")
     ap.add_argument("--runs", type=int, default=2, help="alternating runs of each setup")
+    ap.add_argument("--split", action="store_true",
+                    help="also run one-way with only the sink's conflict detection on")
     args = ap.parse_args()
     env = resolve_endpoints()
     results: dict[str, list[float]] = {"one-way": [], "master-master": []}
+    if args.split:
+        results["one-way+conflicts"] = []
     with tempfile.TemporaryDirectory(prefix="mm-bench-") as tmp:
         for _ in range(args.runs):
             for setup in results:
                 results[setup].append(measure(setup, args.rows, args.tx_rows, env, Path(tmp)))
     for setup, rates in results.items():
-        print(f"{setup:14s} best {max(rates):8.0f}  worst {min(rates):8.0f} changes/s "
+        print(f"{setup:18s} best {max(rates):8.0f}  worst {min(rates):8.0f} changes/s "
               f"over {len(rates)} runs")
     ratio = max(results["master-master"]) / max(results["one-way"])
     print(f"master-master / one-way (best runs): {ratio:.2f}")

@@ -1,7 +1,7 @@
 """Sink apply rate, from a pre-produced Kafka topic to committed replica rows.
 
     python bench/sink_bench.py [--rows 100000] [--partitions 4] [--workers 1]
-                               [--replica postgres mysql] [--max-rows 5000]
+                               [--replica postgres mysql] [--max-rows 5000] [--origin TAG]
 
 Produces ``--rows`` inserts of 10-column rows to one topic and as many
 updates of the same rows to another (cdc's own encoder and producer), then
@@ -323,6 +323,8 @@ def main() -> None:
                     help="skip PostgreSQL's own logical replication on the same workload")
     ap.add_argument("--native-tx-rows", type=int, default=0,
                     help="rows per source transaction for the native run (default: --max-rows)")
+    ap.add_argument("--origin", default=None,
+                    help="run the sinks with this origin (master-master loop prevention marks)")
     ap.add_argument("--profile", action="store_true",
                     help="run one worker in this process under cProfile and print where time goes")
     args = ap.parse_args()
@@ -352,6 +354,7 @@ def main() -> None:
                 "target": {"dsn": dsns[kind]}, "consumer_group": f"{run}_{kind}_{phase}",
                 "batch": {"max_rows": args.max_rows, "max_wait_ms": 200},
                 "tables": {"name_map": {topic: table}},
+                **({"origin": args.origin} if args.origin else {}),
             } for phase, topic in topics.items()]
             # One file per phase: both phases write one replica table, one after the other,
             # which a single config refuses (two sinks writing one table).
@@ -386,7 +389,8 @@ def main() -> None:
         for phase, rows, secs in native_pg(env["PG_SOURCE_DSN"], dsns["postgres"], args.rows, tx_rows):
             results.append(("pg-native", phase, rows, secs))
     print(f"\nsink apply rate: {args.rows} rows of 10 columns, {args.partitions} partitions, "
-          f"{args.workers} worker process(es), batch.max_rows={args.max_rows}; pg-native is "
+          f"{args.workers} worker process(es), batch.max_rows={args.max_rows}, "
+          f"origin={args.origin}; pg-native is "
           f"PostgreSQL's logical replication (pg-source -> pg-replica), source transactions of "
           f"{tx_rows} rows")
     print(f"{'replica':<10} {'phase':<8} {'rows timed':>10} {'seconds':>8} {'rows/s':>9}")

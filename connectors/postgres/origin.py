@@ -14,7 +14,10 @@ PostgreSQL lets one session at a time use an origin. A sink runs one replica
 session per worker, so a session that finds ``cdc_<tag>`` in use takes
 ``cdc_<tag>#2``, ``#3``... (``#`` never occurs in a tag); :func:`tag_of` maps
 every one of them back to ``<tag>``. The functions are superuser-only unless
-granted: :data:`FUNCTIONS` lists the grants a non-superuser sink needs.
+granted: :data:`FUNCTIONS` lists the grants a non-superuser sink needs. Each
+origin a sink has used keeps one of the server's replication origin states
+(``max_active_replication_origins`` on PostgreSQL 18, ``max_replication_slots``
+before) until it is dropped with ``pg_replication_origin_drop``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from typing import Any, Final
 
 import psycopg
 from psycopg import errors
+
+from cdc.errors import PrerequisiteError
 
 PREFIX: Final = "cdc_"
 MAX_SESSIONS: Final = 64
@@ -51,8 +56,30 @@ def setup_session(conn: psycopg.Connection[Any], tag: str) -> str:
     """Bind ``conn``'s session to a free replication origin of ``tag``; returns its name.
 
     Runs outside a transaction block (the setup is session state, not
-    transactional) and leaves none open.
+    transactional) and leaves none open. A missing privilege or a full origin
+    table is a :class:`~cdc.errors.PrerequisiteError` that says what to do.
     """
+    try:
+        return _setup(conn, tag)
+    except errors.InsufficientPrivilege as e:
+        conn.rollback()
+        user = conn.info.user
+        raise PrerequisiteError(
+            f"sink origin {tag!r}: the replica user {user} cannot use replication origins ({e})",
+            hint="run as a superuser, or GRANT EXECUTE ON FUNCTION "
+            + ", ".join(FUNCTIONS) + f" TO {user}") from e
+    except errors.ConfigurationLimitExceeded as e:
+        conn.rollback()
+        raise PrerequisiteError(
+            f"sink origin {tag!r}: no free replication origin state on the replica "
+            f"({str(e).splitlines()[0]})",
+            hint="each origin a sink has used keeps a slot until dropped: drop unused ones "
+            "(SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin WHERE ...), "
+            "or raise max_active_replication_origins (PostgreSQL 18+; max_replication_slots "
+            "before) and restart the server") from e
+
+
+def _setup(conn: psycopg.Connection[Any], tag: str) -> str:
     conn.rollback()
     for n in range(1, MAX_SESSIONS + 1):
         name = origin_name(tag, n)

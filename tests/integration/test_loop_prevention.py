@@ -111,6 +111,17 @@ class Node:
         if self.kind == "postgres":
             drop_slots(self.url, [f"{self.name}_slot"])
             self.run(f"DROP PUBLICATION IF EXISTS {self.name}_pub")
+            # each origin keeps a replication origin state until dropped (a few per server)
+            def dropped() -> bool:
+                try:
+                    self.run("SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin "
+                             "WHERE roname = %s OR roname LIKE %s",
+                             (f"cdc_{self.name}", f"cdc_{self.name}#%"))
+                    return True
+                except psycopg.errors.ObjectInUse:  # the sink's backend is still exiting
+                    return False
+
+            wait_for("the sink's replication origin to be released", dropped, 30)
         self.drop()
 
 

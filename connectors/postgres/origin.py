@@ -28,6 +28,7 @@ import psycopg
 from psycopg import errors
 
 from cdc.errors import PrerequisiteError
+from cdc.spi import Problem
 
 PREFIX: Final = "cdc_"
 MAX_SESSIONS: Final = 64
@@ -99,3 +100,41 @@ def _setup(conn: psycopg.Connection[Any], tag: str) -> str:
             conn.rollback()
     raise errors.ObjectInUse(
         f"all {MAX_SESSIONS} replication origins of sink origin {tag!r} are in use")
+
+
+def problems(conn: psycopg.Connection[Any], tag: str) -> list[Problem]:
+    """What would stop :func:`setup_session` for ``tag``, found without side effects."""
+    user = conn.info.user
+    try:
+        rows = conn.execute(
+            "SELECT f, has_function_privilege(f, 'EXECUTE') FROM unnest(%s::text[]) AS f",
+            [list(FUNCTIONS)]).fetchall()
+        missing = [str(f) for f, ok in rows if not ok]
+        conn.rollback()
+        limit_name = ("max_active_replication_origins" if conn.info.server_version >= 180000
+                      else "max_replication_slots")
+        try:
+            row = conn.execute(
+                "SELECT current_setting(%s)::int, count(*), "
+                "count(*) FILTER (WHERE external_id = %s) FROM pg_replication_origin_status",
+                [limit_name, origin_name(tag)]).fetchone()
+        except errors.InsufficientPrivilege:  # a reader of the view only: not checked
+            row = None
+    finally:
+        conn.rollback()
+    out: list[Problem] = []
+    if missing:
+        out.append(Problem(
+            f"the replica user {user} cannot use replication origins (no EXECUTE on "
+            f"{', '.join(missing)}), which sink origin {tag!r} needs",
+            f"run as a superuser, or GRANT EXECUTE ON FUNCTION {', '.join(missing)} TO {user}",
+            key="origin"))
+    if row is not None:
+        limit, used, own = (int(v) for v in row)
+        if not own and used >= limit:
+            out.append(Problem(
+                f"all {limit} replication origin states of the replica are taken ({limit_name}), "
+                f"so sink origin {tag!r} cannot get one",
+                f"drop unused origins (pg_replication_origin_drop) or raise {limit_name} "
+                "(needs a restart)", key="origin"))
+    return out

@@ -21,7 +21,7 @@ import pymysql.cursors
 from pymysql.constants import SERVER_STATUS
 
 from cdc.errors import PrerequisiteError
-from cdc.spi import KeyRange, ReplicaColumn, ReplicaTable, SinkDialect, TableName
+from cdc.spi import KeyRange, Problem, ReplicaColumn, ReplicaTable, SinkDialect, TableName
 from connectors.mysql.sink.dialect import SQL_MODE, MySqlDialect, kind_of, quote
 from connectors.mysql.sink.literals import fast_literals, native_row_text
 
@@ -193,6 +193,19 @@ class MySqlSession:
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._query(sql, params)
+
+    def origin_problems(self, origin: str) -> list[Problem]:
+        """cdc.spi.ChecksOrigin: the replica must know ``skip_replication`` (MariaDB)."""
+        try:
+            self._query("SELECT @@SESSION.skip_replication")
+        except pymysql.err.OperationalError as e:
+            if e.args and e.args[0] == _ER_UNKNOWN_SYSTEM_VARIABLE:
+                return [Problem(
+                    f"sink origin {origin!r} needs MariaDB's skip_replication variable, which "
+                    "the replica lacks", "remove `origin` from this sink, or replicate into "
+                    "MariaDB", key="origin")]
+            raise
+        return []
 
     def set_origin(self, origin: str) -> None:
         """Mark the session's transactions with MariaDB's ``skip_replication`` flag

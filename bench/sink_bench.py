@@ -1,7 +1,7 @@
 """Sink apply rate, from a pre-produced Kafka topic to committed replica rows.
 
     python bench/sink_bench.py [--rows 100000] [--partitions 4] [--workers 1]
-                               [--replica postgres mysql] [--max-rows 5000]
+                               [--replica postgres mysql] [--max-rows 5000] [--origin TAG]
                                [--conflicts] [--before-images]
 
 Produces ``--rows`` inserts of 10-column rows to one topic and as many
@@ -332,6 +332,8 @@ def main() -> None:
                     help="skip PostgreSQL's own logical replication on the same workload")
     ap.add_argument("--native-tx-rows", type=int, default=0,
                     help="rows per source transaction for the native run (default: --max-rows)")
+    ap.add_argument("--origin", default=None,
+                    help="run the sinks with this origin (master-master loop prevention marks)")
     ap.add_argument("--profile", action="store_true",
                     help="run one worker in this process under cProfile and print where time goes")
     ap.add_argument("--conflicts", action="store_true",
@@ -366,7 +368,8 @@ def main() -> None:
                 "target": {"dsn": dsns[kind]}, "consumer_group": f"{run}_{kind}_{phase}",
                 "batch": {"max_rows": args.max_rows, "max_wait_ms": 200},
                 "tables": {"name_map": {topic: table}},
-                **({"origin": "bench_node", "conflicts": {
+                **({"origin": args.origin} if args.origin else {}),
+                **({"origin": args.origin or "bench_node", "conflicts": {
                     "versions_table": f"{table}_versions", "log": {"table": f"{table}_conflicts"}}}
                    if args.conflicts else {}),
             } for phase, topic in topics.items()]
@@ -406,7 +409,8 @@ def main() -> None:
     print(f"\nsink apply rate{' (conflict detection on)' if args.conflicts else ''}"
           f"{' (updates with before-images)' if args.before_images else ''}: "
           f"{args.rows} rows of 10 columns, {args.partitions} partitions, "
-          f"{args.workers} worker process(es), batch.max_rows={args.max_rows}; pg-native is "
+          f"{args.workers} worker process(es), batch.max_rows={args.max_rows}, "
+          f"origin={args.origin}; pg-native is "
           f"PostgreSQL's logical replication (pg-source -> pg-replica), source transactions of "
           f"{tx_rows} rows")
     print(f"{'replica':<10} {'phase':<8} {'rows timed':>10} {'seconds':>8} {'rows/s':>9}")

@@ -120,6 +120,15 @@ class ReportsMetrics(Protocol):
     def metrics(self) -> Mapping[str, float | None]: ...
 
 
+@runtime_checkable
+class ChecksOrigin(Protocol):
+    """A sink session that can tell, without side effects, whether it could mark its
+    writes with an origin (``cdc check`` of a sink with ``origin``): the privileges
+    and server settings ``set_origin`` needs. ``key`` of each Problem is ``origin``."""
+
+    def origin_problems(self, origin: str) -> list[Problem]: ...
+
+
 class SourceConnector(Protocol):
     """A database source. Created from its validated config by the connector."""
 

@@ -61,11 +61,10 @@ errors, a 0 key is not replaced by an AUTO_INCREMENT value), ``time_zone =
 mean matched rows). Truncates are ``DELETE FROM``: TRUNCATE TABLE would
 commit the batch transaction implicitly.
 
-Origin marking: a sink with ``origin`` sets ``SET SESSION gtid_domain_id =
-origin_domain_id(origin)`` (needs SUPER or BINLOG ADMIN) and ``@cdc_origin``,
-so every transaction it writes carries a GTID in that origin's own domain,
-which a MariaDB source reading this server's binlog can map back with
-:func:`origin_domain_id`.
+Origin marking: a sink with ``origin`` runs ``SET SESSION skip_replication
+= 1`` (no privilege needed), so every event it writes carries MariaDB's
+``LOG_EVENT_SKIP_REPLICATION_F`` header flag, which a source with
+``skip_replicated_changes`` drops (SOURCE.md, "Loop prevention").
 """
 
 from __future__ import annotations
@@ -74,7 +73,6 @@ import json
 import logging
 import re
 import uuid
-import zlib
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -138,11 +136,6 @@ _DATA: Final = {
 def quote(identifier: str) -> str:
     """A backquoted identifier; ``%`` doubled because statements take %s parameters."""
     return "`" + identifier.replace("`", "``").replace("%", "%%") + "`"
-
-
-def origin_domain_id(origin: str) -> int:
-    """The GTID domain a sink with ``origin`` writes in (stable, 1..2**32-2)."""
-    return zlib.crc32(origin.encode()) % 0xFFFF_FFFE + 1
 
 
 def _float_to_db(v: Any) -> Any:
@@ -595,4 +588,4 @@ def create_dialect() -> MySqlDialect:
     return MySqlDialect()
 
 
-__all__ = ["MySqlDialect", "create_dialect", "kind_of", "origin_domain_id", "quote"]
+__all__ = ["MySqlDialect", "create_dialect", "kind_of", "quote"]

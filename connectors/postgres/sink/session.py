@@ -25,7 +25,8 @@ from typing import Any, Final
 import psycopg
 
 from cdc.events import Kind
-from cdc.spi import KeyRange, ReplicaColumn, ReplicaTable, SinkDialect, TableName
+from cdc.spi import KeyRange, Problem, ReplicaColumn, ReplicaTable, SinkDialect, TableName
+from connectors.postgres.origin import problems as origin_problems
 from connectors.postgres.origin import setup_session
 from connectors.postgres.sink.dialect import PostgresDialect, quote
 
@@ -270,6 +271,10 @@ class PostgresSession:
         with self._conn.cursor() as cur:
             cur.execute(sql, params)
             return cur.fetchall()
+
+    def origin_problems(self, origin: str) -> list[Problem]:
+        """cdc.spi.ChecksOrigin: the grants and origin states ``set_origin`` needs."""
+        return origin_problems(self._conn, origin)
 
     def set_origin(self, origin: str) -> None:
         """Bind the session to the replication origin of ``origin`` (:mod:`..origin`)."""

@@ -313,12 +313,9 @@ def test_events_of_the_sinks_own_origin_are_skipped(replica: tuple[str, str],
             assert not any("INSERT" in d for (d,) in local)
             assert bound
         else:
-            from connectors.mysql.sink.dialect import origin_domain_id
-
-            (pos, skip) = h.session.query("SELECT @@gtid_binlog_pos, @@skip_replication")[0]
+            (skip,) = h.session.query("SELECT @@skip_replication")[0]
             h.session.rollback()
-            assert f"{origin_domain_id('replica_x')}-" in pos
-            assert skip == 1
+            assert skip == 1  # every event of the session carries the skip_replication flag
     finally:
         if kind == "postgres":
             h.session.execute_ddl([f"SELECT pg_drop_replication_slot('{slot}')"])

@@ -7,7 +7,9 @@ writes learnt from its own topic -- :func:`decide` compares it with the row's
 * **Detection** does not use clocks. A write is *causal* when it was made on
   top of the entry: an insert where there is no row (no entry, or a deleted
   one), an update or delete whose before-image hash equals the entry's
-  after-image hash. Otherwise it is *concurrent*, a conflict named with
+  after-image hash; or any write leaving exactly the row the entry has (two
+  nodes that start with the same rows, or make the same change, do not
+  conflict). Otherwise it is *concurrent*, a conflict named with
   PostgreSQL 18's vocabulary: ``insert_exists``, ``update_origin_differs``,
   ``update_missing``, ``delete_origin_differs``, ``delete_missing``. A write
   without a before-image (a table without full row images) is causal when it
@@ -104,6 +106,8 @@ def detect(entry: Entry | None, w: Write) -> ConflictType | None:
     """The conflict type of ``w`` against ``entry``, None when ``w`` is causal."""
     if entry is None:
         return None
+    if w.hash is not None and w.hash == entry.hash:
+        return None  # it leaves the row the node has (the same row written on two nodes)
     if w.kind == "insert":
         return None if entry.deleted else "insert_exists"
     if entry.deleted:

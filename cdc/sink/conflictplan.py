@@ -127,7 +127,7 @@ class ConflictPlanner:
             int(s.get("ts_ms") or d.ts_ms or 0),
             str(s.get("name") or ""),
             () if pos is None else pos.sort_key(),
-            encode_position(pos) or "",
+            str(s.get("cdc_position") or "") or encode_position(pos) or "",
         )
         names = {c.name for c in d.schema.columns}
         before = d.before
@@ -258,8 +258,10 @@ class ConflictLog:
                 session.begin()
                 try:
                     todo = self.store.unpublished(session, 10_000)
-                finally:
+                    session.commit()  # (a read; a rollback would make the session drop caches)
+                except BaseException:
                     session.rollback()
+                    raise
             if todo and self.topic is not None:
                 self._send(todo)
                 session.begin()

@@ -5,9 +5,11 @@ writes learnt from its own topic -- :func:`decide` compares it with the row's
 :class:`~cdc.sink.versions.Entry` (what this node last let stand):
 
 * **Detection** does not use clocks. A write is *causal* when it was made on
-  top of the entry: an insert where there is no row (no entry, or a deleted
-  one), an update or delete whose before-image hash equals the entry's
-  after-image hash. Otherwise it is *concurrent*, a conflict named with
+  top of the entry: an insert where there is no row (no entry, or a row the
+  same node deleted), an update or delete whose before-image hash equals the entry's
+  after-image hash; or any write leaving exactly the row the entry has (two
+  nodes that start with the same rows, or make the same change, do not
+  conflict). Otherwise it is *concurrent*, a conflict named with
   PostgreSQL 18's vocabulary: ``insert_exists``, ``update_origin_differs``,
   ``update_missing``, ``delete_origin_differs``, ``delete_missing``. A write
   without a before-image (a table without full row images) is causal when it
@@ -53,6 +55,7 @@ ConflictType = Literal[
     "update_exists",
     "clock_skew",
     "superseded",
+    "insert_after_delete",
 ]
 Resolution = Literal["last_writer_wins", "priority", "keep_local"]
 
@@ -104,8 +107,15 @@ def detect(entry: Entry | None, w: Write) -> ConflictType | None:
     """The conflict type of ``w`` against ``entry``, None when ``w`` is causal."""
     if entry is None:
         return None
+    if w.hash is not None and w.hash == entry.hash:
+        return None  # it leaves the row the node has (the same row written on two nodes)
     if w.kind == "insert":
-        return None if entry.deleted else "insert_exists"
+        if not entry.deleted:
+            return "insert_exists"
+        # Over another node's delete: a re-insert, or an insert that never saw the delete
+        # (two nodes inserting and deleting one key at once); hashes cannot tell, so it is
+        # logged (the order decides it either way).
+        return None if entry.version.node == w.version.node else "insert_after_delete"
     if entry.deleted:
         return "update_missing" if w.kind == "update" else "delete_missing"
     if w.before_hash is None:

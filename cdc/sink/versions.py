@@ -59,11 +59,12 @@ class Entry:
     hash: str | None
 
 
+_PLAIN: Final = frozenset((type(None), bool, str, int))
+
+
 def _canon(v: Any) -> Any:
     """One value as JSON, the same whichever database captured it (where types agree)."""
-    if v is None or isinstance(v, (bool, str)):
-        return v
-    if isinstance(v, int):
+    if type(v) in _PLAIN or isinstance(v, (bool, str, int)):
         return v
     if isinstance(v, float):
         return repr(v) if v != v or v in (float("inf"), float("-inf")) else v
@@ -94,8 +95,11 @@ def canonical_image(row: Mapping[str, Any] | None) -> str | None:
     """A row image (column -> Avro-decoded value) as canonical JSON; None stays None."""
     if row is None:
         return None
-    return json.dumps({k: _canon(v) for k, v in row.items()}, sort_keys=True,
-                      separators=(",", ":"), ensure_ascii=False)
+    plain = _PLAIN
+    return _DUMPS({k: v if type(v) in plain else _canon(v) for k, v in row.items()})
+
+
+_DUMPS: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
 
 
 def image_hash(image: str | None) -> str | None:

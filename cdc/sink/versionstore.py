@@ -27,9 +27,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
-from cdc.positions import parse_position
 from cdc.sink.versions import Entry, Version
-from cdc.spi import SinkSession, TableName
+from cdc.spi import ReplicaTable, SinkSession, TableName
 
 _CHUNK: Final = 500
 _ENTRY_COLUMNS: Final = (
@@ -113,13 +112,17 @@ class VersionStore:
         self.versions = versions
         self.conflicts = conflicts
         self.sink = sink
+        self._described: dict[TableName, ReplicaTable] = {}
 
     def ensure_tables(self, session: SinkSession) -> None:
         d = session.dialect
-        if session.describe(self.versions) is None:
-            session.execute_ddl(d.row_versions_ddl(self.versions))
-        if session.describe(self.conflicts) is None:
-            session.execute_ddl(d.conflicts_ddl(self.conflicts))
+        for name, ddl in ((self.versions, d.row_versions_ddl), (self.conflicts, d.conflicts_ddl)):
+            table = session.describe(name)
+            if table is None:
+                session.execute_ddl(ddl(name))
+                table = session.describe(name)
+            if table is not None:
+                self._described[name] = table
 
     def read(self, session: SinkSession, ids: Sequence[str]) -> dict[str, Entry]:
         """The entries of ``ids`` (locked for the transaction): one query per 500 rows."""
@@ -132,9 +135,12 @@ class VersionStore:
                 f"FROM {d.table_sql(self.versions)} WHERE entry_id IN "
                 f"({','.join(['%s'] * len(chunk))}) FOR UPDATE"
             )
+            # The stored position's sort key is left out (): a stored entry only ties with
+            # an incoming write of the same node and millisecond, which came after it
+            # (per-origin order), and () sorts first.
             for eid, ts, node, pos, deleted, h, image in session.query(sql, list(chunk)):
                 out[str(eid)] = Entry(
-                    Version(int(ts), str(node), stored_sort_key(str(pos)), str(pos)),
+                    Version(int(ts), str(node), (), str(pos)),
                     bool(deleted), image, None if h is None else str(h),
                 )
         return out
@@ -156,6 +162,10 @@ class VersionStore:
 
     def _upsert(self, session: SinkSession, table: TableName, columns: Sequence[str], key: str,
                 values: Sequence[tuple[Any, ...]]) -> None:
+        described = self._described.get(table)
+        if described is not None:  # the session's bulk path (COPY, literal statements)
+            session.upsert(described, columns, values)
+            return
         d = session.dialect
         for i in range(0, len(values), _CHUNK):
             chunk = values[i : i + _CHUNK]
@@ -197,12 +207,3 @@ class VersionStore:
             [older_than, self.sink],
         )
 
-
-def stored_sort_key(text: str) -> tuple[Any, ...]:
-    """A stored position text's sort key (the position's own, when its codec reads it)."""
-    if not text:
-        return ()
-    try:
-        return parse_position(text).sort_key()
-    except Exception:  # an unreadable or foreign text still orders, as text
-        return (text,)

@@ -209,6 +209,16 @@ def test_skewed_clocks_still_converge(steps: list[tuple[int, int, int, int]], se
         assert node.db == world.nodes[0].db
 
 
+def test_insert_and_delete_on_two_nodes_at_once_is_logged() -> None:
+    world = make(2)
+    for node in world.nodes:  # each inserts and deletes key 1 before hearing of the other
+        local_write(world, node, 1, 1)
+        local_write(world, node, 1, 3)
+    drain(world, random.Random(1))
+    assert all(not n.db for n in world.nodes)
+    assert all(1 in n.logged for n in world.nodes)
+
+
 def test_a_lone_writer_never_conflicts() -> None:
     world = make(3)
     rnd = random.Random(7)

@@ -29,10 +29,11 @@ def write(kind: str, ts: int, node: str, before: str | None, after: str | None,
 
 @pytest.mark.parametrize(("e", "w", "expected"), [
     (None, write("insert", 5, "b", None, A), None),
-    (entry(1, "a"), write("insert", 5, "b", None, A), "insert_exists"),
-    (entry(1, "a", None), write("insert", 5, "b", None, A), None),
+    (entry(1, "a"), write("insert", 5, "b", None, B), "insert_exists"),
+    (entry(1, "a", None), write("insert", 5, "b", None, A), "insert_after_delete"),
+    (entry(1, "b", None), write("insert", 5, "b", None, A), None),
     (entry(1, "a"), write("update", 5, "b", A, B), None),
-    (entry(1, "a"), write("update", 5, "b", B, A), "update_origin_differs"),
+    (entry(1, "a"), write("update", 5, "b", B, B), "update_origin_differs"),
     (entry(1, "a", None), write("update", 5, "b", A, B), "update_missing"),
     (entry(1, "a"), write("delete", 5, "b", A, None), None),
     (entry(1, "a"), write("delete", 5, "b", B, None), "delete_origin_differs"),
@@ -40,6 +41,11 @@ def write(kind: str, ts: int, node: str, before: str | None, after: str | None,
 ])
 def test_detection_uses_postgresql_names(e: Entry | None, w: Write, expected: str | None) -> None:
     assert detect(e, w) == expected
+
+
+def test_the_same_row_on_two_nodes_is_no_conflict() -> None:
+    assert detect(entry(1, "a"), write("insert", 5, "b", None, A)) is None
+    assert detect(entry(1, "a"), write("update", 5, "b", B, A)) is None
 
 
 def test_without_a_before_image_only_the_same_node_is_causal() -> None:

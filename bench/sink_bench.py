@@ -1,7 +1,8 @@
 """Sink apply rate, from a pre-produced Kafka topic to committed replica rows.
 
     python bench/sink_bench.py [--rows 100000] [--partitions 4] [--workers 1]
-                               [--replica postgres mysql] [--max-rows 5000]
+                               [--replica postgres mysql] [--max-rows 5000] [--origin TAG]
+                               [--conflicts] [--before-images]
 
 Produces ``--rows`` inserts of 10-column rows to one topic and as many
 updates of the same rows to another (cdc's own encoder and producer), then
@@ -11,6 +12,13 @@ apply rate: rows committed between the first and the last checkpoint the
 replica's ``cdc_offsets`` table shows, divided by the time between them (the
 consumer-group join is not counted; with several workers, timing starts once
 every worker holds partitions).
+
+``--conflicts`` runs the sinks as master-master sinks (``conflicts`` set: every
+batch reads and writes the row-version table; no record conflicts, so this is
+the detection overhead); ``--before-images`` gives the updates full
+before-images (as PostgreSQL tables with REPLICA IDENTITY FULL send, which
+master-master needs). Compare a run with and one without ``--conflicts``, both
+with ``--before-images``.
 
 Needs the local stack (``python deploy/local/stack.py up``).
 """
@@ -93,14 +101,15 @@ def row(i: int, v: int) -> dict[str, Any]:
 
 
 def produce(bootstrap: str, serde: AvroSerde, ts: TableSchema, topic: str, n: int, op: Op,
-            version: int, lsn0: int) -> float:
+            version: int, lsn0: int, before: bool = False) -> float:
     producer = EventProducer(bootstrap, {"linger.ms": 50})
     t = time.perf_counter()
     for i in range(n):
         src = SourceInfo("postgresql", "bench", "0.1", "18", PgPosition(Lsn(lsn0 + i * 8)),
                          1_700_000_000_000)
         after = row(i, version)
-        ev = ChangeEvent(op, ts, {"id": i}, None, after, src, 1_700_000_000_000)
+        old = row(i, version - 1) if before and op is Op.UPDATE else None
+        ev = ChangeEvent(op, ts, {"id": i}, old, after, src, 1_700_000_000_000)
         enc = serde.encode(ev)
         producer.send(topic, enc.key, enc.value)
     producer.flush(300)
@@ -323,8 +332,14 @@ def main() -> None:
                     help="skip PostgreSQL's own logical replication on the same workload")
     ap.add_argument("--native-tx-rows", type=int, default=0,
                     help="rows per source transaction for the native run (default: --max-rows)")
+    ap.add_argument("--origin", default=None,
+                    help="run the sinks with this origin (master-master loop prevention marks)")
     ap.add_argument("--profile", action="store_true",
                     help="run one worker in this process under cProfile and print where time goes")
+    ap.add_argument("--conflicts", action="store_true",
+                    help="master-master sinks: conflict detection on (row versions, no conflicts)")
+    ap.add_argument("--before-images", action="store_true",
+                    help="updates carry full before-images (REPLICA IDENTITY FULL)")
     args = ap.parse_args()
     env = endpoints()
     bootstrap, registry_url = env["KAFKA_BOOTSTRAP"], env["SCHEMA_REGISTRY_URL"]
@@ -338,7 +353,8 @@ def main() -> None:
     for phase, topic in topics.items():
         secs = produce(bootstrap, serde, ts, topic, args.rows,
                        Op.CREATE if phase == "insert" else Op.UPDATE,
-                       0 if phase == "insert" else 1, 1_000 if phase == "insert" else 10_000_000)
+                       0 if phase == "insert" else 1, 1_000 if phase == "insert" else 10_000_000,
+                       before=args.before_images)
         print(f"produced {args.rows} {phase}s to {topic} in {secs:.1f}s", file=sys.stderr)
 
     from confluent_kafka.admin import AdminClient
@@ -352,6 +368,10 @@ def main() -> None:
                 "target": {"dsn": dsns[kind]}, "consumer_group": f"{run}_{kind}_{phase}",
                 "batch": {"max_rows": args.max_rows, "max_wait_ms": 200},
                 "tables": {"name_map": {topic: table}},
+                **({"origin": args.origin} if args.origin else {}),
+                **({"origin": args.origin or "bench_node", "conflicts": {
+                    "versions_table": f"{table}_versions", "log": {"table": f"{table}_conflicts"}}}
+                   if args.conflicts else {}),
             } for phase, topic in topics.items()]
             # One file per phase: both phases write one replica table, one after the other,
             # which a single config refuses (two sinks writing one table).
@@ -379,14 +399,18 @@ def main() -> None:
                 session.rollback()
                 assert count == args.rows, f"{kind}: {count} rows, expected {args.rows}"
             finally:
-                session.execute_ddl([f"DROP TABLE IF EXISTS {session.dialect.table_sql(TableName(None, table))}"])
+                session.execute_ddl([f"DROP TABLE IF EXISTS {session.dialect.table_sql(TableName(None, t))}"
+                                     for t in (table, f"{table}_versions", f"{table}_conflicts")])
                 session.close()
     tx_rows = args.native_tx_rows or args.max_rows
     if "postgres" in args.replica and not args.no_native and not args.profile:
         for phase, rows, secs in native_pg(env["PG_SOURCE_DSN"], dsns["postgres"], args.rows, tx_rows):
             results.append(("pg-native", phase, rows, secs))
-    print(f"\nsink apply rate: {args.rows} rows of 10 columns, {args.partitions} partitions, "
-          f"{args.workers} worker process(es), batch.max_rows={args.max_rows}; pg-native is "
+    print(f"\nsink apply rate{' (conflict detection on)' if args.conflicts else ''}"
+          f"{' (updates with before-images)' if args.before_images else ''}: "
+          f"{args.rows} rows of 10 columns, {args.partitions} partitions, "
+          f"{args.workers} worker process(es), batch.max_rows={args.max_rows}, "
+          f"origin={args.origin}; pg-native is "
           f"PostgreSQL's logical replication (pg-source -> pg-replica), source transactions of "
           f"{tx_rows} rows")
     print(f"{'replica':<10} {'phase':<8} {'rows timed':>10} {'seconds':>8} {'rows/s':>9}")

@@ -208,11 +208,14 @@ def check(config_file: Path) -> None:
     Runs every check of `cdc config check`, then contacts every server the
     file names (each source connector's preflight, each replica, Kafka with
     the configured security settings, the schema registry) and looks for
-    topics that would write one replica table. Exit 0: ready; 2: problems.
+    topics that would write one replica table; with master_master, warns of
+    nodes that can generate the same key and tables without full
+    before-images. Exit 0: ready (warnings allowed); 2: problems.
     """
     from cdc.config.cli import EXIT_INVALID, print_invalid
     from cdc.config.loader import inspect_config
     from cdc.config.problems import ConfigValidationError
+    from cdc.multiwriter import multi_writer_warnings
     from cdc.preflight import check_live
 
     try:
@@ -222,7 +225,7 @@ def check(config_file: Path) -> None:
         raise SystemExit(EXIT_INVALID) from None
     setup_logging("WARNING", report.config.log.format)
     problems = check_live(report.config)
-    for w in report.warnings:
+    for w in [*report.warnings, *multi_writer_warnings(report.config)]:
         click.echo(f"  warning: {w}")
     if problems:
         n = len(problems)

@@ -8,7 +8,8 @@ key path and a hint (the same style):
   connection, grants, server settings, slot and publication, the tables the
   filter matches);
 * every sink: its replica is reachable, tables can be created there (when
-  ``tables.auto_create``) and the checkpoint table can be written;
+  ``tables.auto_create``) and the checkpoint table can be written; a sink with
+  ``origin`` also gets its session's ``origin_problems`` (:class:`cdc.spi.ChecksOrigin`);
 * Kafka (with the configured security settings) and the schema registry;
 * replica-table collisions: two topics of one replica (one sink, or sinks on
   one database) whose tables share a name, from the tables the sources
@@ -33,7 +34,7 @@ from cdc.events import TableId
 from cdc.registry import get_connector
 from cdc.sink.checkpoint import CHECKPOINT_TABLE
 from cdc.sink.naming import collisions, replica_table
-from cdc.spi import ListsTables, Problem, TableName
+from cdc.spi import ChecksOrigin, ListsTables, Problem, TableName
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,9 @@ def sink_problems(config: CdcConfig) -> list[ConfigProblem]:
             continue
         try:
             out += _replica_writable(loc, sink, session)
+            if sink.origin is not None and isinstance(session, ChecksOrigin):
+                out += [ConfigProblem(("sinks", i, "origin"), p.what, p.fix, warning=not p.fatal)
+                        for p in session.origin_problems(sink.origin)]
         finally:
             try:
                 session.close()
@@ -178,6 +182,8 @@ def collision_problems(config: CdcConfig, tables: dict[str, list[TableId]]) -> l
     topics = [(s.topic_for(t), t) for s in config.sources for t in tables.get(s.name, [])]
     groups: dict[tuple[object, ...], list[tuple[int, str, TableName]]] = {}
     for i, sink in enumerate(config.sinks):
+        if sink.tables.same_namespace or sink.conflicts is not None:
+            continue  # master-master: every node's topic of a table writes one table
         try:
             schema = sink_default_schema(sink)
         except Exception:

@@ -76,6 +76,39 @@ class ListsTables(Protocol):
     def captured_tables(self) -> list[TableId]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class KeyGenerator:
+    """A column whose values a node generates by itself (a sequence, identity or
+    auto-increment), as the set of values it may still produce: every value
+    ``v`` with ``v % increment == residue`` and ``low <= v <= high``.
+
+    Master-master ``cdc check`` compares these between nodes: two nodes whose
+    sets intersect on one table's column can both create the same key.
+    """
+
+    table: str  # "<schema or database>.<table>", as in table filters
+    column: str
+    increment: int  # > 0
+    residue: int  # 0 <= residue < increment
+    low: int
+    high: int
+    what: str  # how the database names it, for messages ("sequence mm.t_id_seq")
+
+
+@runtime_checkable
+class ChecksMultiWriter(Protocol):
+    """A source that can say what a master-master node needs (``cdc check``): its key
+    generators on the captured tables, and tables it cannot replicate safely when
+    several nodes write (e.g. without full before-images). Optional.
+
+    Raises :class:`cdc.errors.CdcError` when the server cannot be asked.
+    """
+
+    def key_generators(self) -> list[KeyGenerator]: ...
+
+    def multi_writer_problems(self) -> list[Problem]: ...
+
+
 @runtime_checkable
 class ReportsMetrics(Protocol):
     """A source with gauges of its own, exported as ``cdc_source_<key>`` when scraped.
@@ -85,6 +118,15 @@ class ReportsMetrics(Protocol):
     """
 
     def metrics(self) -> Mapping[str, float | None]: ...
+
+
+@runtime_checkable
+class ChecksOrigin(Protocol):
+    """A sink session that can tell, without side effects, whether it could mark its
+    writes with an origin (``cdc check`` of a sink with ``origin``): the privileges
+    and server settings ``set_origin`` needs. ``key`` of each Problem is ``origin``."""
+
+    def origin_problems(self, origin: str) -> list[Problem]: ...
 
 
 class SourceConnector(Protocol):
@@ -332,6 +374,22 @@ class SinkDialect(Protocol):
 
     def checkpoint_ddl(self, table: TableName) -> list[str]:
         """DDL creating the checkpoint table (see cdc.sink.checkpoint)."""
+
+    def row_versions_ddl(self, table: TableName) -> list[str]:
+        """DDL creating a master-master sink's row-version table (see cdc.sink.versionstore):
+        ``entry_id`` (64 hex characters, the primary key), ``table_name`` and ``row_key``
+        (text), ``ts_ms`` (bigint), ``node`` (up to 64 characters), ``position`` (text),
+        ``deleted`` (boolean), ``row_hash`` (32 hex characters, nullable), ``row_image``
+        (text, nullable), ``updated_at`` (timestamp)."""
+
+    def conflicts_ddl(self, table: TableName) -> list[str]:
+        """DDL creating a master-master sink's conflict log table (see cdc.sink.versionstore):
+        ``id`` (64 hex characters, the primary key), ``detected_at`` (timestamp, indexed),
+        ``sink``, ``table_name``, ``row_key``, ``conflict_type``, ``resolution``,
+        ``decision``, ``local_origin``, ``remote_origin`` (short text), ``local_ts_ms``,
+        ``remote_ts_ms`` (bigint), ``local_position``, ``remote_position``, ``local_image``,
+        ``remote_image`` (text; nullable but ``id`` .. ``decision``) and ``published``
+        (boolean: sent to the conflict topic)."""
 
     def upsert(self, table: TableName, columns: Sequence[str], key: Sequence[str], rows: int) -> str:
         """A multi-row statement upserting ``rows`` rows of ``columns`` (DB-API %s params)."""

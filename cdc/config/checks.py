@@ -202,6 +202,8 @@ def _replica_collisions(config: CdcConfig) -> list[ConfigProblem]:
     first: dict[tuple[tuple[object, ...], TableName], tuple[str, Loc]] = {}
     out: list[ConfigProblem] = []
     for i, sink in enumerate(config.sinks):
+        if sink.tables.same_namespace or sink.conflicts is not None:
+            continue  # master-master: every node's topic of a table writes one table
         named: list[tuple[str, Loc]] = [
             (t, ("sinks", i, "topics", j)) for j, t in enumerate(sink.topics)
             if not any(c in t for c in "*?")

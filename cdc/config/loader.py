@@ -40,6 +40,7 @@ import yaml
 from pydantic import BeforeValidator, Discriminator, Field, Tag, ValidationError, create_model
 from pydantic_core import PydanticCustomError
 
+from cdc.config import master_master
 from cdc.config.checks import cross_check
 from cdc.config.pipeline import CdcConfig
 from cdc.config.problems import ConfigProblem, ConfigValidationError, Loc, problems_from
@@ -380,13 +381,16 @@ def _validate(
             )
         )
         raise ConfigValidationError(early, source=label)
+    reg = registry or default_registry()
+    data, relocate, expand_problems = master_master.expand(data, _kind_fields(reg))
+    early += [ConfigProblem(p.loc, p.what, p.hint, origin_of(p.loc)) for p in expand_problems]
     model = config_model(registry)
     config: CdcConfig | None = None
     failures: list[ConfigProblem] = []
     try:
         config = model.model_validate(data, context={"base_dir": base_dir or Path.cwd()})
     except ValidationError as e:
-        failures = problems_from(e, model, data, origin_of)
+        failures = _relocated(problems_from(e, model, data, origin_of), relocate, origin_of)
     # Raised outside the except block so the ValidationError (which can quote
     # input values) is not attached to the ConfigError as its context.
     if failures or early:
@@ -395,13 +399,45 @@ def _validate(
         raise ConfigValidationError([*early, *failures], source=label)
     assert config is not None
     checked = [
-        ConfigProblem(p.loc, p.what, p.hint, origin_of(p.loc), p.warning)
+        ConfigProblem(relocate(p.loc), p.what, p.hint, origin_of(relocate(p.loc)), p.warning)
         for p in cross_check(config)
     ]
     errors = [p for p in checked if not p.warning]
     if errors:
         raise ConfigValidationError(errors, source=label)
     return ConfigReport(config, tuple(p for p in checked if p.warning))
+
+
+def _kind_fields(
+    registry: ConnectorRegistry,
+) -> Callable[[str], tuple[frozenset[str] | None, frozenset[str] | None]]:
+    """The field names of a kind's source and sink models (None: it has none)."""
+
+    def fields(kind: str) -> tuple[frozenset[str] | None, frozenset[str] | None]:
+        if kind not in registry:
+            return frozenset(), frozenset()  # validation of the generated entries names it
+        src = registry.source_config_model(kind)
+        snk = registry.sink_config_model(kind)
+        return (None if src is None else frozenset(src.model_fields),
+                None if snk is None else frozenset(snk.model_fields))
+
+    return fields
+
+
+def _relocated(
+    problems: list[ConfigProblem],
+    relocate: Callable[[Loc], Loc],
+    origin_of: Callable[[Loc], str | None],
+) -> list[ConfigProblem]:
+    """Problems of entries generated from ``master_master`` at the keys the user wrote."""
+    out: list[ConfigProblem] = []
+    for p in problems:
+        loc = relocate(p.loc)
+        moved = ConfigProblem(loc, p.what, p.hint, origin_of(loc) if loc != p.loc else p.origin,
+                              p.warning)
+        if moved not in out:  # a node's connection is checked as source and as sink
+            out.append(moved)
+    return out
 
 
 def inspect_config(

@@ -21,6 +21,7 @@ from pydantic import Field, field_validator
 
 from cdc.config.base import ConfigModel
 from cdc.config.kafka import KafkaConfig, SchemaRegistryConfig
+from cdc.config.master_master import MasterMasterConfig
 from cdc.config.operations import StatusThresholds
 from cdc.config.sinks import SinkConfigBase
 from cdc.config.sources import SourceConfigBase
@@ -78,6 +79,11 @@ class CdcConfig(ConfigModel):
     sinks: tuple[SinkConfigBase, ...] = Field(
         default=(),
         description="Replica databases to apply changes to; each entry's `kind` selects its fields.",
+    )
+    master_master: MasterMasterConfig | None = Field(
+        default=None,
+        description="Writable nodes replicating to each other; expanded into one source and "
+        "one sink per node, added to `sources` and `sinks` (docs/MASTER-MASTER.md).",
     )
     metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus metrics.")
     log: LogConfig = Field(default_factory=LogConfig, description="Logging.")

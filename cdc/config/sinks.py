@@ -75,6 +75,14 @@ class SinkTables(ConfigModel):
         description="Add columns that appear in the source (never drops any).",
         examples=[True],
     )
+    same_namespace: bool = Field(
+        default=False,
+        description="Write topic `<prefix>.<ns>.<table>` to table `<ns>.<table>` (the source "
+        "table's schema or database) instead of the default schema, and let several topics "
+        "write one table: what master-master sets, where every node's changes to a table "
+        "meet in that table.",
+        examples=[False],
+    )
     name_map: dict[str, str] = Field(
         default_factory=dict,
         description="Replica table per topic; unmapped topics use the source table name.",
@@ -164,6 +172,148 @@ class SinkDecoding(ConfigModel):
     )
 
 
+Resolution = Literal["last_writer_wins", "priority", "keep_local"]
+
+
+class ConflictTable(ConfigModel):
+    """Conflict settings of one replica table (overrides the sink's)."""
+
+    resolution: Resolution = Field(
+        description="How a conflict on this table is resolved (see conflicts.resolution).",
+        examples=["priority"],
+    )
+
+
+class ConflictLog(ConfigModel):
+    """Where detected conflicts are recorded, and for how long."""
+
+    table: str = Field(
+        default="cdc_conflicts",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$",
+        description="Table of the replica (in the sink's default schema) that records each "
+        "conflict, written in the same transaction as the change.",
+        examples=["cdc_conflicts"],
+    )
+    topic: TopicName | None = Field(
+        default=None,
+        description="Kafka topic that receives each conflict as JSON after the replica commit "
+        "(keyed by table and row key); default `cdc_conflicts.<sink name>`.",
+        examples=["cdc_conflicts.node_a"],
+    )
+    retention_hours: int = Field(
+        default=168,
+        ge=1,
+        le=87_600,
+        description="Conflict rows older than this are deleted by the sink (hourly); the topic "
+        "gets the same retention.ms.",
+        examples=[168],
+    )
+
+
+class ConflictSettings(ConfigModel):
+    """Master-master conflict handling: row versions, detection, resolution, conflict log.
+
+    Set on the sink of each node of a master-master pipeline (with ``origin``, the node's
+    name). Absent: the sink applies every change as a one-way replica does."""
+
+    resolution: Resolution = Field(
+        default="last_writer_wins",
+        description="`last_writer_wins`: the write with the higher version (origin commit "
+        "time in ms, then node name, then source position) wins; `priority`: the write of the "
+        "node listed first in `priority` wins a conflict within `priority_window_ms`, later "
+        "writes by version; `keep_local`: the "
+        "node's own row is kept and the remote write only logged (nodes may then differ).",
+        examples=["last_writer_wins"],
+    )
+    tables: dict[str, ConflictTable] = Field(
+        default_factory=dict,
+        description="Per replica table (`schema.table`, or `table` in the default schema): "
+        "its own resolution.",
+        examples=[{"mm.accounts": {"resolution": "priority"}}],
+    )
+    priority: tuple[str, ...] = Field(
+        default=(),
+        description="Node names, highest priority first (policy `priority`); unlisted nodes "
+        "come last.",
+        examples=[["node_a", "node_b"]],
+    )
+    priority_window_ms: int = Field(
+        default=10_000,
+        ge=0,
+        le=86_400_000,
+        description="Policy `priority`: each rank step of a node counts as this much later "
+        "in the order of writes, so a higher-ranked node's write beats a lower-ranked one "
+        "made up to this long after it (later ones win as usual).",
+        examples=[10000],
+    )
+    own_topics: tuple[TopicPattern, ...] = Field(
+        default=(),
+        description="Topics of this node's own source (names or `*`/`?` patterns): consumed "
+        "to learn the versions of local writes, never applied as such.",
+        examples=[["node_a.mm.*"]],
+    )
+    own_topic_regex: str | None = Field(
+        default=None,
+        description="Regular expression selecting the own topics, instead of own_topics.",
+        examples=[r"node_a\.mm\..*"],
+    )
+    versions_table: str = Field(
+        default="cdc_row_versions",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$",
+        description="Table of the replica (in the sink's default schema) holding the version "
+        "of the last write seen per row.",
+        examples=["cdc_row_versions"],
+    )
+    max_clock_skew_ms: int = Field(
+        default=60_000,
+        ge=0,
+        le=86_400_000,
+        description="A write whose origin timestamp is further than this ahead of the sink's "
+        "clock is a `clock_skew` conflict.",
+        examples=[60000],
+    )
+    on_clock_skew: Literal["flag", "reject"] = Field(
+        default="flag",
+        description="`flag`: log the write and resolve it as usual; `reject`: log it and do "
+        "not apply it (nodes may then differ until an operator acts).",
+        examples=["flag"],
+    )
+    log: ConflictLog = Field(default_factory=ConflictLog, description="The conflict log.")
+
+    @field_validator("own_topic_regex")
+    @classmethod
+    def _own_compiles(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as e:
+                raise invalid(
+                    f"not a valid regular expression: {e}", "check escaping; e.g. node_a\\..*"
+                ) from None
+        return v
+
+    @model_validator(mode="after")
+    def _own_selection(self) -> Self:
+        if self.own_topics and self.own_topic_regex is not None:
+            raise invalid("both own_topics and own_topic_regex are set", "use one of them")
+        if len(set(self.priority)) != len(self.priority):
+            raise invalid("a node is listed twice in priority", "list each node once")
+        return self
+
+    def resolution_of(self, table: str) -> str:
+        """The resolution of a replica table (``schema.table``), or the sink's."""
+        t = self.tables.get(table)
+        if t is None and "." in table:
+            t = self.tables.get(table.split(".", 1)[1])
+        return self.resolution if t is None else t.resolution
+
+    def owns(self, topic: str) -> bool:
+        """Whether ``topic`` is one of this node's own topics."""
+        if self.own_topic_regex is not None:
+            return re.fullmatch(self.own_topic_regex, topic) is not None
+        return any(fnmatchcase(topic, p) for p in self.own_topics)
+
+
 def _pattern_regex(pattern: str) -> str:
     """A wildcard topic pattern as an anchored regex that librdkafka understands."""
     out = []
@@ -219,6 +369,12 @@ class SinkConfigBase(ConfigModel):
         examples=["replica_pg"],
     )
 
+    conflicts: ConflictSettings | None = Field(
+        default=None,
+        description="Master-master conflict handling (needs `origin`, the node's name); "
+        "see docs/MASTER-MASTER.md.",
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _fill_derived(cls, data: Any) -> Any:
@@ -245,8 +401,19 @@ class SinkConfigBase(ConfigModel):
             )
         return self
 
+    @model_validator(mode="after")
+    def _conflicts_need_origin(self) -> Self:
+        if self.conflicts is not None and self.origin is None:
+            raise invalid(
+                "conflicts is set but origin is not",
+                "set origin to this node's name (its source's name), e.g. origin: node_a",
+            )
+        return self
+
     def subscribes(self, topic: str) -> bool:
         """Whether this sink consumes ``topic``."""
+        if self.conflicts is not None and self.conflicts.owns(topic):
+            return True
         if self.topic_regex is not None:
             return re.fullmatch(self.topic_regex, topic) is not None
         return any(fnmatchcase(topic, p) for p in self.topics)
@@ -255,5 +422,15 @@ class SinkConfigBase(ConfigModel):
         """Topics for ``Consumer.subscribe``: names, and ``^``-anchored regexes for patterns."""
         if self.topic_regex is not None:
             rx = self.topic_regex
-            return [rx if rx.startswith("^") else "^" + rx]
-        return [_pattern_regex(p) if any(c in p for c in "*?") else p for p in self.topics]
+            out = [rx if rx.startswith("^") else "^" + rx]
+        else:
+            out = [_pattern_regex(p) if any(c in p for c in "*?") else p for p in self.topics]
+        c = self.conflicts
+        if c is not None:  # the node's own topics: consumed to learn local versions
+            if c.own_topic_regex is not None:
+                rx = c.own_topic_regex
+                out.append(rx if rx.startswith("^") else "^" + rx)
+            else:
+                out += [_pattern_regex(p) if any(ch in p for ch in "*?") else p
+                        for p in c.own_topics if p not in out]
+        return out

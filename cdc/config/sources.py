@@ -123,6 +123,14 @@ class SourceConfigBase(ConfigModel):
         description="Also write transaction BEGIN/END markers to `<prefix>.transaction`.",
         examples=[False],
     )
+    skip_replicated_changes: bool = Field(
+        default=False,
+        description="Publish only changes made locally: leave out every transaction a cdc sink "
+        "with an `origin` applied to this database (PostgreSQL: every transaction that carries a "
+        "replication origin). Master-master replication sets it on every node's source so changes do "
+        "not loop; one-way pipelines leave it off.",
+        examples=[False],
+    )
     ha: SourceHa = Field(default_factory=SourceHa, description="Active/standby processes.")
 
     @model_validator(mode="before")

@@ -197,6 +197,14 @@ class SinkCollector:
         yield counter("cdc_sink_skipped_records",
                       "Records skipped: replays already applied (at or before the replica's "
                       "checkpoint), tombstones, and changes of the sink's own origin.", s.skipped)
+        if w.applier.conflicts is not None:  # master-master sinks only
+            conflicts = CounterMetricFamily(
+                "cdc_sink_conflicts", "Conflicts detected, by replica table, conflict type "
+                "and the resolution policy that decided them.",
+                labels=["sink", "table", "type", "resolution"])
+            for (table, ctype, resolution), n in sorted(w.applier.conflicts[1].counts.items()):
+                conflicts.add_metric([name, table, ctype, resolution], n)
+            yield conflicts
         errors = CounterMetricFamily("cdc_sink_errors",
                                      "Errors by kind: unavailable (replica unreachable), transient "
                                      "(retried), data (rows the replica refused that the applier could "

@@ -46,6 +46,7 @@ from cdc.events import Op
 from cdc.positions import Position, parse_position, position_codec, text_kind
 from cdc.serde import AvroSerde, DecodedChange, SchemaRegistry, Tombstone
 from cdc.sink.checkpoint import Checkpoint, CheckpointStore, TopicPartition
+from cdc.sink.conflictplan import ConflictLog, ConflictPlanner, Planned
 from cdc.sink.deadletter import DeadLetter, DeadLetterQueue
 from cdc.sink.partitioning import (
     KeyCodec,
@@ -190,6 +191,7 @@ class Applier:
         *,
         dead_letters: DeadLetterQueue | None = None,
         partitions_of: Callable[[str], int] = lambda topic: 1,
+        conflicts: tuple[ConflictPlanner, ConflictLog] | None = None,
     ) -> None:
         if settings.policy == "dead_letter" and dead_letters is None:
             raise ValueError("the dead_letter policy needs a DeadLetterQueue")
@@ -207,6 +209,10 @@ class Applier:
         # Each position kind's text_sort_key (cdc.spi.PositionCodec), found on first use.
         self._text_keys: dict[str, Callable[[str], tuple[Any, ...] | None]] = {}
         self._last_text_key: tuple[str, Callable[[str], tuple[Any, ...] | None] | None] = ("", None)
+        # Master-master (cdc.sink.conflictplan): None keeps the one-way path exactly as is.
+        self.conflicts = conflicts
+        if conflicts is not None:
+            self.fast = False  # the planner needs every record's before/after images
 
     # -- decoding ------------------------------------------------------------------------
 
@@ -451,7 +457,7 @@ class Applier:
         worker holds for its partitions (FencedError if the replica's differ)."""
         prep = self._prepare(session, batch, expected)
         try:
-            self._transaction(session, expected, prep, bulk=True)
+            planned = self._transaction(session, expected, prep, bulk=True)
         except Exception as e:
             if session.dialect.classify(e) is not ErrorKind.DATA:
                 raise
@@ -459,7 +465,9 @@ class Applier:
                 "sink %s: the replica rejected the batch (%s); applying it row by row to "
                 "isolate the bad record", self.settings.name, e,
             )
-            self._transaction(session, expected, prep, bulk=False)
+            planned = self._transaction(session, expected, prep, bulk=False)
+        if planned is not None and self.conflicts is not None:
+            self.conflicts[1].after_commit(session, planned.conflicts)
         result = ApplyResult(
             checkpoints=prep.done,
             consumed=prep.consumed,
@@ -477,14 +485,21 @@ class Applier:
         prep: _Prepared,
         *,
         bulk: bool,
-    ) -> None:
+    ) -> Planned | None:
         session.begin()
         try:
             self.checkpoints.verify(session, {tp: expected[tp] for tp in prep.done})
+            planned = None
+            work = prep.work
+            if self.conflicts is not None:
+                work, planned = self._resolve(session, work)
             if bulk:
-                self._bulk(session, prep.work)
+                self._bulk(session, work)
             else:
-                self._row_by_row(session, prep)
+                self._row_by_row(session, prep, work)
+            if planned is not None:
+                assert self.conflicts is not None
+                self.conflicts[0].save(session, planned)
             if prep.letters:
                 assert self.dead_letters is not None
                 for letter in prep.letters:
@@ -495,6 +510,25 @@ class Applier:
         except BaseException:
             session.rollback()
             raise
+        return planned
+
+    def _resolve(
+        self, session: SinkSession, work: list[_PreparedRecord]
+    ) -> tuple[list[_PreparedRecord], Planned]:
+        """Master-master: the batch's records as conflict resolution leaves them (a record
+        that must not apply keeps no mutations), and what to write with them."""
+        assert self.conflicts is not None
+        decoded = [
+            (w.record.topic, w.plan,
+             w.record.decoded if type(w.record.decoded) is DecodedChange else None, w.mutations)
+            for w in work
+        ]
+        replaced, planned = self.conflicts[0].plan(session, decoded)
+        out = [
+            w if m is None else _PreparedRecord(w.record, w.plan, m, w.before, w.index, None)
+            for w, m in zip(work, replaced, strict=True)
+        ]
+        return out, planned
 
     def _bulk(self, session: SinkSession, work: Iterable[_PreparedRecord]) -> None:
         reducers: dict[TableName, tuple[TablePlan, Reducer]] = {}
@@ -517,11 +551,13 @@ class Applier:
         for plan, reducer in reducers.values():
             self._execute(session, plan, reducer.steps())
 
-    def _row_by_row(self, session: SinkSession, prep: _Prepared) -> None:
+    def _row_by_row(
+        self, session: SinkSession, prep: _Prepared, work: list[_PreparedRecord] | None = None
+    ) -> None:
         """Apply each record under a savepoint, isolating the ones the replica rejects."""
         applied: list[_PreparedRecord] = []
         stopped: set[TopicPartition] = set()
-        for w in prep.work:
+        for w in prep.work if work is None else work:
             rec = w.record
             tp = (rec.topic, rec.partition)
             if tp in stopped:

@@ -32,8 +32,10 @@ from cdc.registry import get_connector
 from cdc.serde import AvroSerde, DecodeLimits, RegistryClient, SchemaRegistry
 from cdc.sink.applier import Applier, SinkFailure, SinkSettings
 from cdc.sink.checkpoint import CHECKPOINT_TABLE, CheckpointStore
+from cdc.sink.conflictplan import ConflictLog, ConflictOptions, ConflictPlanner
 from cdc.sink.deadletter import DeadLetterQueue
 from cdc.sink.schema import ReplicaSchemas, table_settings
+from cdc.sink.versionstore import VersionStore
 from cdc.sink.worker import SinkWorker, WorkerOptions
 from cdc.spi import SinkDialect, TableName
 from cdc.transport.topics import TopicSpec
@@ -82,6 +84,9 @@ def build_worker(
             dict(config.kafka.producer_config()),
             topic_spec=TopicSpec(partitions=1, replication_factor=topics.replication_factor),
         )
+    conflicts = None
+    if sink.conflicts is not None:
+        conflicts = conflict_handling(config, sink, schema)
     applier = Applier(
         settings,
         AvroSerde(
@@ -91,6 +96,7 @@ def build_worker(
         ReplicaSchemas(table_settings(sink, schema)),
         CheckpointStore(TableName(schema, CHECKPOINT_TABLE), sink.consumer_group),
         dead_letters=dead_letters,
+        conflicts=conflicts,
     )
     retry = sink.errors.retry
     options = WorkerOptions(
@@ -110,6 +116,25 @@ def build_worker(
         options,
         stop=stop,
     )
+
+
+def conflict_handling(
+    config: CdcConfig, sink: Any, schema: str | None
+) -> tuple[ConflictPlanner, ConflictLog]:
+    """The master-master planner and conflict log of a sink with ``conflicts`` set."""
+    c = sink.conflicts
+    store = VersionStore(TableName(schema, c.versions_table), TableName(schema, c.log.table),
+                         sink.name)
+    options = ConflictOptions(
+        node=sink.origin, sink=sink.name, resolution=c.resolution,
+        tables={t: v.resolution for t, v in c.tables.items()}, priority=tuple(c.priority),
+        max_clock_skew_ms=c.max_clock_skew_ms, reject_skew=c.on_clock_skew == "reject",
+        priority_window_ms=c.priority_window_ms,
+        owns=c.owns,
+    )
+    topic = c.log.topic or f"cdc_conflicts.{sink.name}"
+    return (ConflictPlanner(options, store),
+            ConflictLog(store, topic, c.log.retention_hours, dict(config.kafka.producer_config())))
 
 
 def _stop_on_signals(stop: threading.Event) -> None:

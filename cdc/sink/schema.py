@@ -71,7 +71,10 @@ class TableSettings:
     name_map: Mapping[str, str] | None = None
     columns: Mapping[str, ColumnSelection] | None = None
     default_schema: str | None = None
+    same_namespace: bool = False  # tables.same_namespace: <ns>.<table>, shared by topics
     sink: str = "?"  # the sink's name, for error messages
+    # Master-master: every node's topic of a table writes the one replica table, by design.
+    shared_tables: bool = False
 
 
 class TablePlan:
@@ -296,7 +299,9 @@ def table_settings(config: Any, default_schema: str | None) -> TableSettings:
         name_map=dict(tables.name_map),
         columns={topic: _selection(sel) for topic, sel in tables.columns.items()},
         default_schema=default_schema,
+        same_namespace=bool(getattr(tables, "same_namespace", False)),
         sink=str(getattr(config, "name", "?")),
+        shared_tables=getattr(config, "conflicts", None) is not None,
     )
 
 
@@ -319,17 +324,21 @@ class ReplicaSchemas:
 
     def target(self, topic: str, table: TableId) -> TableName:
         """The replica table of ``topic`` (:mod:`cdc.sink.naming`)."""
+        namespace = (table.schema or table.database) if self.settings.same_namespace else None
         return replica_table(self.settings.name_map, self.settings.default_schema, topic,
-                             table.table)
+                             table.table, namespace)
 
     def claim(self, topic: str, name: TableName) -> None:
         """Refuse a second topic writing ``name`` (two sources' tables of one name).
 
         Fatal (a ConfigError, not a bad record): dead-lettering would silently
-        drop one of the two streams.
+        drop one of the two streams. With ``tables.same_namespace`` several
+        topics (one per master-master node) write one table on purpose.
         """
+        if self.settings.same_namespace:
+            return
         first = self._owners.setdefault(name, topic)
-        if first != topic:
+        if first != topic and not self.settings.shared_tables:
             raise ConfigError(
                 f"topics {first} and {topic} both map to replica table {name}: two streams "
                 "would write one table",

@@ -163,6 +163,8 @@ class SinkWorker:
             session = self._connect()
             try:
                 self.store.ensure_table(session)
+                if self.applier.conflicts is not None:  # master-master: versions, conflict log
+                    self.applier.conflicts[0].store.ensure_tables(session)
                 if self.applier.settings.origin is not None:
                     session.set_origin(self.applier.settings.origin)
             except BaseException:
@@ -579,3 +581,5 @@ class SinkWorker:
             self._drop_session()
             if self.applier.dead_letters is not None:
                 self.applier.dead_letters.close()
+            if self.applier.conflicts is not None:
+                self.applier.conflicts[1].close()

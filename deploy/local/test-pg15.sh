@@ -13,4 +13,5 @@ $PY deploy/local/stack.py start pg-source
 trap '$PY deploy/local/stack.py stop pg-source' EXIT
 export PG_SOURCE_DSN
 PG_SOURCE_DSN=$($PY deploy/local/stack.py env | sed -n 's/^PG_SOURCE_DSN=//p')
-.venv/bin/pytest -q -m "not slow" tests/unit/postgres tests/integration/postgres tests/integration/test_reset_source.py "$@"
+.venv/bin/pytest -q -m "not slow" tests/unit/postgres tests/integration/postgres tests/integration/test_reset_source.py \
+  tests/integration/test_loop_prevention.py "$@"

@@ -21,7 +21,7 @@ import yaml
 from click.testing import CliRunner
 
 from cdc.cli import main
-from tests.fixtures.services import mysql_kwargs, mysql_settings
+from tests.fixtures.services import connection_settings, mysql_kwargs, mysql_settings
 
 pytestmark = pytest.mark.integration
 
@@ -252,3 +252,37 @@ def test_kafka_is_checked_with_the_configured_security(
     assert len(lines) == 1, out
     assert lines[0].startswith("error: kafka.bootstrap_servers: cannot reach Kafka at ")
     assert "kafka.security" in lines[0]
+
+
+def test_a_sink_origin_needs_replication_origin_grants(
+    tmp_path: Path, config: dict[str, Any], pg_replica_dsn: str, unique_name: str
+) -> None:
+    """A PostgreSQL replica user that may write tables but not use replication origins:
+    `origin` on its sink is a problem at sinks[0].origin naming the GRANT; granted, it passes.
+    The MariaDB sink with an origin needs nothing more (skip_replication is unprivileged)."""
+    user = f"{unique_name}_o"[:63]
+    with psycopg.connect(pg_replica_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE ROLE "{user}" LOGIN PASSWORD \'{PASSWORD}\'')
+        conn.execute(f'GRANT CREATE, USAGE ON SCHEMA public TO "{user}"')
+        conn.execute(f'GRANT ALL ON ALL TABLES IN SCHEMA public TO "{user}"')  # cdc_offsets
+    try:
+        config["sinks"][0]["target"] = {**connection_settings(pg_replica_dsn, 5432), "user": user,
+                                        "password": PASSWORD}
+        config["sinks"][0]["origin"] = "node_x"
+        config["sinks"][1]["origin"] = "node_y"
+        code, out = _check(tmp_path, config)
+        assert code == 2, out
+        lines = _problem_lines(out)
+        assert len(lines) == 1, out
+        assert lines[0].startswith("error: sinks[0].origin: the replica user"), out
+        assert "GRANT EXECUTE ON FUNCTION pg_replication_origin_oid(text)" in out
+        with psycopg.connect(pg_replica_dsn, autocommit=True) as conn:
+            conn.execute("GRANT EXECUTE ON FUNCTION pg_replication_origin_oid(text), "
+                         "pg_replication_origin_create(text), "
+                         f'pg_replication_origin_session_setup(text) TO "{user}"')
+        code, out = _check(tmp_path, config)
+        assert code == 0, out
+    finally:
+        with psycopg.connect(pg_replica_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP OWNED BY "{user}"')
+            conn.execute(f'DROP ROLE "{user}"')

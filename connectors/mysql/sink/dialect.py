@@ -61,11 +61,10 @@ errors, a 0 key is not replaced by an AUTO_INCREMENT value), ``time_zone =
 mean matched rows). Truncates are ``DELETE FROM``: TRUNCATE TABLE would
 commit the batch transaction implicitly.
 
-Origin marking: a sink with ``origin`` sets ``SET SESSION gtid_domain_id =
-origin_domain_id(origin)`` (needs SUPER or BINLOG ADMIN) and ``@cdc_origin``,
-so every transaction it writes carries a GTID in that origin's own domain,
-which a MariaDB source reading this server's binlog can map back with
-:func:`origin_domain_id`.
+Origin marking: a sink with ``origin`` runs ``SET SESSION skip_replication
+= 1`` (no privilege needed), so every event it writes carries MariaDB's
+``LOG_EVENT_SKIP_REPLICATION_F`` header flag, which a source with
+``skip_replicated_changes`` drops (SOURCE.md, "Loop prevention").
 """
 
 from __future__ import annotations
@@ -74,7 +73,6 @@ import json
 import logging
 import re
 import uuid
-import zlib
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -138,11 +136,6 @@ _DATA: Final = {
 def quote(identifier: str) -> str:
     """A backquoted identifier; ``%`` doubled because statements take %s parameters."""
     return "`" + identifier.replace("`", "``").replace("%", "%%") + "`"
-
-
-def origin_domain_id(origin: str) -> int:
-    """The GTID domain a sink with ``origin`` writes in (stable, 1..2**32-2)."""
-    return zlib.crc32(origin.encode()) % 0xFFFF_FFFE + 1
 
 
 def _float_to_db(v: Any) -> Any:
@@ -454,6 +447,30 @@ class MySqlDialect:
             f"ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={self.collation}"
         ]
 
+    def row_versions_ddl(self, table: TableName) -> list[str]:
+        return [
+            f"CREATE TABLE IF NOT EXISTS {self.table_sql(table)} ("
+            "entry_id char(64) NOT NULL PRIMARY KEY, table_name text NOT NULL, "
+            "row_key text NOT NULL, ts_ms bigint NOT NULL, node varchar(64) NOT NULL, "
+            "position text NOT NULL, deleted boolean NOT NULL, row_hash char(32) NULL, "
+            "row_image longtext NULL, updated_at datetime(6) NOT NULL) "
+            f"ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={self.collation}"
+        ]
+
+    def conflicts_ddl(self, table: TableName) -> list[str]:
+        return [
+            f"CREATE TABLE IF NOT EXISTS {self.table_sql(table)} ("
+            "id char(64) NOT NULL PRIMARY KEY, detected_at datetime(6) NOT NULL, "
+            "sink varchar(255) NOT NULL, table_name text NOT NULL, row_key text NOT NULL, "
+            "conflict_type varchar(32) NOT NULL, resolution varchar(32) NOT NULL, "
+            "decision varchar(32) NOT NULL, local_origin varchar(64) NULL, "
+            "local_ts_ms bigint NULL, local_position text NULL, remote_origin varchar(64) NULL, "
+            "remote_ts_ms bigint NULL, remote_position text NULL, local_image longtext NULL, "
+            "remote_image longtext NULL, published boolean NOT NULL DEFAULT false, "
+            "KEY detected_at (detected_at)) "
+            f"ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE={self.collation}"
+        ]
+
     # -- DML
 
     def upsert(self, table: TableName, columns: Sequence[str], key: Sequence[str], rows: int) -> str:
@@ -571,4 +588,4 @@ def create_dialect() -> MySqlDialect:
     return MySqlDialect()
 
 
-__all__ = ["MySqlDialect", "create_dialect", "kind_of", "origin_domain_id", "quote"]
+__all__ = ["MySqlDialect", "create_dialect", "kind_of", "quote"]

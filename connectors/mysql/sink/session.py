@@ -20,8 +20,9 @@ import pymysql
 import pymysql.cursors
 from pymysql.constants import SERVER_STATUS
 
-from cdc.spi import KeyRange, ReplicaColumn, ReplicaTable, SinkDialect, TableName
-from connectors.mysql.sink.dialect import SQL_MODE, MySqlDialect, kind_of, origin_domain_id, quote
+from cdc.errors import PrerequisiteError
+from cdc.spi import KeyRange, Problem, ReplicaColumn, ReplicaTable, SinkDialect, TableName
+from connectors.mysql.sink.dialect import SQL_MODE, MySqlDialect, kind_of, quote
 from connectors.mysql.sink.literals import fast_literals, native_row_text
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 __all__ = ["MySqlSession"]
 
 _DELETE_CHUNK: Final = 1_000
+_ER_UNKNOWN_SYSTEM_VARIABLE: Final = 1193
 _SINGLE: Final = struct.Struct("<f")
 _STATEMENT_BYTES: Final = 1_024_000  # PyMySQL's executemany statement size
 
@@ -192,10 +194,34 @@ class MySqlSession:
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._query(sql, params)
 
+    def origin_problems(self, origin: str) -> list[Problem]:
+        """cdc.spi.ChecksOrigin: the replica must know ``skip_replication`` (MariaDB)."""
+        try:
+            self._query("SELECT @@SESSION.skip_replication")
+        except pymysql.err.OperationalError as e:
+            if e.args and e.args[0] == _ER_UNKNOWN_SYSTEM_VARIABLE:
+                return [Problem(
+                    f"sink origin {origin!r} needs MariaDB's skip_replication variable, which "
+                    "the replica lacks", "remove `origin` from this sink, or replicate into "
+                    "MariaDB", key="origin")]
+            raise
+        return []
+
     def set_origin(self, origin: str) -> None:
-        with self._conn.cursor() as cur:
-            cur.execute("SET SESSION gtid_domain_id = %s", (origin_domain_id(origin),))
-            cur.execute("SET @cdc_origin = %s", (origin,))
+        """Mark the session's transactions with MariaDB's ``skip_replication`` flag
+        (in every event header), which a source with skip_replicated_changes drops;
+        ``@cdc_origin`` names the origin for anyone reading the session."""
+        try:
+            with self._conn.cursor() as cur:
+                cur.execute("SET SESSION skip_replication = 1")
+                cur.execute("SET @cdc_origin = %s", (origin,))
+        except pymysql.err.OperationalError as e:
+            if e.args and e.args[0] == _ER_UNKNOWN_SYSTEM_VARIABLE:
+                raise PrerequisiteError(
+                    f"sink origin {origin!r}: the replica has no skip_replication variable "
+                    f"({e.args[-1]}); marking a sink's writes needs MariaDB",
+                    hint="remove `origin` from this sink, or replicate into MariaDB") from e
+            raise
         self._conn.commit()
 
     # -- writing

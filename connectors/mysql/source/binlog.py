@@ -115,6 +115,7 @@ from connectors.mysql.source.transaction import (
     CHANGE_KINDS,
     CHANGE_OPS,
     FL_STANDALONE,
+    LOG_EVENT_SKIP_REPLICATION_F,
     NEVER,
     BinlogTransaction,
     HeldBackChange,
@@ -167,6 +168,7 @@ class BinlogMetrics:
     caught_up: bool = False  # the last thing read was a server heartbeat
     fast_images: int = 0  # rows (update: before+after pairs) decoded by cdc, not the library
     raw_events: int = 0  # rows events read from the packet bytes, without the library
+    skipped_transactions: int = 0  # left out by skip_replicated_changes
 
 
 class BinlogReader:
@@ -192,6 +194,7 @@ class BinlogReader:
         backoff_initial_s: float = 0.25,
         backoff_max_s: float = 5.0,
         fast_decode: bool = True,
+        skip_replicated: bool = False,
     ) -> None:
         self._kwargs = {k: v for k, v in connect_kwargs.items() if k not in ("database", "db")}
         self._kwargs.setdefault("charset", "utf8mb4")
@@ -206,6 +209,8 @@ class BinlogReader:
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self.fast_decode = fast_decode
+        # skip_replicated_changes: drop transactions a cdc sink wrote (skip_replication flag)
+        self.skip_replicated = skip_replicated
         self.metrics = BinlogMetrics()
         self.server: ServerInfo | None = None
         self._closed = threading.Event()
@@ -569,10 +574,11 @@ class BinlogReader:
                     held = None
                 if ev is None:  # read from the packet (MariaDB's GTID event)
                     assert fast is not None
-                    _, domain, server, seq, flags, ts, start = fast
+                    _, domain, server, seq, flags, ts, start, marks = fast
                 else:
                     start = packet.log_pos - packet.event_size
                     ts = ev.timestamp
+                    marks = packet.flags
                     if cls is mariadb_gtid:
                         domain, server, seq, flags = (
                             ev.domain_id, ev.server_id, ev.gtid_seq_no, ev.flags,
@@ -587,6 +593,8 @@ class BinlogReader:
                     after_set = with_mysql_gtid(self._gtid_set, gtid)
                     is_open = False  # MySQL: a BEGIN query follows for DML
                 tx = self._begin(start, gtid, after_set, ts, is_open)
+                if marks & LOG_EVENT_SKIP_REPLICATION_F and self.skip_replicated:
+                    self._drop(tx)
             elif cls is XidEvent:
                 if tx is not None:
                     yield from self._commit(tx, held)
@@ -598,6 +606,8 @@ class BinlogReader:
                     if tx is None:  # no GTID event: BEGIN opens the transaction
                         start = packet.log_pos - packet.event_size
                         tx = self._begin(start, None, self._gtid_set, ev.timestamp, True)
+                        if packet.flags & LOG_EVENT_SKIP_REPLICATION_F and self.skip_replicated:
+                            self._drop(tx)
                     tx.open = True
                 elif kind == "commit":
                     if tx is not None:
@@ -668,6 +678,14 @@ class BinlogReader:
                 tx.skip_through = NEVER if skip.last_in_tx else skip.index
         self.metrics.transactions += 1
         return tx
+
+    def _drop(self, tx: BinlogTransaction) -> None:
+        """Leave out every row of ``tx`` (written by a cdc sink: skip_replicated_changes).
+
+        Its statements still update the schema history, and its commit still
+        moves the resume position past it (``_commit`` with nothing held)."""
+        tx.skip_through = NEVER
+        self.metrics.skipped_transactions += 1
 
     def _commit(self, tx: BinlogTransaction, held: HeldBackChange | None) -> Iterator[ChangeEvent]:
         self._gtid_set = tx.gtid_after

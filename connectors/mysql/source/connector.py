@@ -20,10 +20,11 @@ import pymysql.err
 
 from cdc.errors import PositionError, UnreachableError
 from cdc.events import ChangeEvent, TableId
-from cdc.spi import Position, Problem, StreamItem
+from cdc.spi import KeyGenerator, Position, Problem, StreamItem
 from connectors.mysql import guardrail
 from connectors.mysql.guardrail import BinlogGuard
 from connectors.mysql.position import MySqlPosition
+from connectors.mysql.source import multiwriter
 from connectors.mysql.source.binlog import BinlogReader
 from connectors.mysql.source.server import connect, server_info, variables
 from connectors.mysql.source.snapshot import (
@@ -87,6 +88,7 @@ class MySqlSource:
         reconnect_timeout_s: float = 120.0,
         fast_decode: bool = True,
         binlog_guard: BinlogGuard | None = None,
+        skip_replicated: bool = False,
     ) -> None:
         self.connect_kwargs = dict(connect_kwargs)
         self.name = name
@@ -112,6 +114,7 @@ class MySqlSource:
             heartbeat_s=heartbeat_s,
             reconnect_timeout_s=reconnect_timeout_s,
             fast_decode=fast_decode,
+            skip_replicated=skip_replicated,
         )
 
     @classmethod
@@ -134,6 +137,7 @@ class MySqlSource:
             snapshot_lock=config.snapshot_lock,
             heartbeat_s=min(1.0, config.heartbeat_interval_s),
             binlog_guard=config.binlog_guard,
+            skip_replicated=config.skip_replicated_changes,
         )
 
     # ------------------------------------------------------------------ SPI
@@ -167,6 +171,22 @@ class MySqlSource:
                 return [TableId(db, None, table) for db, table, _ in list_tables(cur, self.captured)]
         finally:
             conn.close()
+
+    def key_generators(self) -> list[KeyGenerator]:
+        """cdc.spi.ChecksMultiWriter: auto-increment columns of the captured tables."""
+        try:
+            conn = connect(self.connect_kwargs)
+        except Exception as e:
+            raise UnreachableError(f"{self.name}: cannot connect to the MySQL source: {e}") from e
+        try:
+            with conn.cursor() as cur:
+                return multiwriter.key_generators(cur, self.captured)
+        finally:
+            conn.close()
+
+    def multi_writer_problems(self) -> list[Problem]:
+        """cdc.spi.ChecksMultiWriter: none (row images are FULL: the source checks that)."""
+        return []
 
     def snapshot(self, resume: Position | None) -> tuple[Position, Iterator[ChangeEvent]]:
         """A consistent snapshot; an interrupted one is taken again from the start.

@@ -99,7 +99,8 @@ class RawPackets:
         """What the reader needs of a hot event, first the event class, or None for
         a packet the library must read: ``(cls, table, images, start)`` of a rows
         event, ``(TableMapEvent,)`` for a TableMap already in effect,
-        ``(XidEvent,)``, ``(MariadbGtidEvent, domain, server, seq, flags, ts, start)``."""
+        ``(XidEvent,)``, ``(MariadbGtidEvent, domain, server, seq, flags, ts, start,
+        header flags)``."""
         data: bytes = pkt._data
         if len(data) < 20 or data[0] != 0:
             return None
@@ -125,6 +126,7 @@ class RawPackets:
                 data[32],  # flags
                 int.from_bytes(data[1:5], "little"),  # timestamp
                 int.from_bytes(data[14:18], "little") - size,  # start
+                int.from_bytes(data[18:20], "little"),  # header flags (skip_replication)
             )
         spec = _RAW_ROWS.get(etype)
         if spec is None:

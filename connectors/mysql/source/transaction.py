@@ -24,6 +24,7 @@ __all__ = [
     "CHANGE_KINDS",
     "CHANGE_OPS",
     "FL_STANDALONE",
+    "LOG_EVENT_SKIP_REPLICATION_F",
     "NEVER",
     "BinlogTransaction",
     "Change",
@@ -33,6 +34,8 @@ __all__ = [
 ]
 
 FL_STANDALONE: Final = 0x01  # MariaDB GTID flag: the group is one statement (DDL)
+#: event header flag of MariaDB's ``skip_replication`` (set by cdc sinks with an origin)
+LOG_EVENT_SKIP_REPLICATION_F: Final = 0x8000
 #: ``skip_through`` of a transaction emitted whole before a restart
 NEVER: Final = 1 << 62
 #: rows event class -> its number in ``_crowimage.changes``; the ops it makes, in order

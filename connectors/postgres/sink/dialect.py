@@ -48,12 +48,10 @@ COMMIT DELETE ROWS``) and then ``INSERT .. SELECT .. ON CONFLICT`` /
 ``DELETE .. USING``. Temporary tables need a session-pooling connection (no
 PgBouncer transaction pooling between the sink and the replica).
 
-Origin marking: each batch transaction starts with
-``pg_logical_emit_message(true, 'cdc.origin', <origin>)``, which a
-PostgreSQL source reading this database (pgoutput ``messages 'true'``)
-sees inside the transaction, before its rows. Native replication origins
-were not used: they need superuser and allow one session per origin at a
-time, which would forbid several workers per sink.
+Origin marking: a sink with ``origin`` binds each replica session to the
+replication origin ``cdc_<origin>`` (:mod:`connectors.postgres.origin`), so
+every transaction it commits carries that origin, which pgoutput reports and
+filters on.
 
 This module is the :class:`~cdc.spi.SinkDialect` (statement texts, column
 types, which converter each column needs, error classification). The
@@ -265,6 +263,35 @@ class PostgresDialect:
             "kafka_offset bigint NOT NULL, source_position text, "
             "updated_at timestamptz NOT NULL DEFAULT now(), "
             "PRIMARY KEY (consumer_group, topic, \"partition\"))"
+        ]
+
+    def _schema_ddl(self, table: TableName) -> list[str]:
+        if table.schema and table.schema != "public":
+            return [f"CREATE SCHEMA IF NOT EXISTS {quote(table.schema)}"]
+        return []
+
+    def row_versions_ddl(self, table: TableName) -> list[str]:
+        return [
+            *self._schema_ddl(table),
+            f"CREATE TABLE IF NOT EXISTS {self.table_sql(table)} ("
+            "entry_id char(64) PRIMARY KEY, table_name text NOT NULL, row_key text NOT NULL, "
+            "ts_ms bigint NOT NULL, node varchar(64) NOT NULL, position text NOT NULL, "
+            "deleted boolean NOT NULL, row_hash char(32), row_image text, "
+            "updated_at timestamptz NOT NULL DEFAULT now())",
+        ]
+
+    def conflicts_ddl(self, table: TableName) -> list[str]:
+        return [
+            *self._schema_ddl(table),
+            f"CREATE TABLE IF NOT EXISTS {self.table_sql(table)} ("
+            "id char(64) PRIMARY KEY, detected_at timestamptz NOT NULL, sink text NOT NULL, "
+            "table_name text NOT NULL, row_key text NOT NULL, conflict_type varchar(32) NOT NULL, "
+            "resolution varchar(32) NOT NULL, decision varchar(32) NOT NULL, "
+            "local_origin varchar(64), local_ts_ms bigint, local_position text, "
+            "remote_origin varchar(64), remote_ts_ms bigint, remote_position text, "
+            "local_image text, remote_image text, published boolean NOT NULL DEFAULT false)",
+            f"CREATE INDEX IF NOT EXISTS {quote(table.name + '_detected_at')} "
+            f"ON {self.table_sql(table)} (detected_at)",
         ]
 
     # -- DML

@@ -5,7 +5,7 @@
 ``open_reader`` return, the :class:`~cdc.spi.SinkSession` of this
 connector: it pins the session settings the value converters rely on,
 describes replica tables from the catalog, scans them for verify, runs DDL,
-and writes batches in transactions (with the origin marker). Batches of
+and writes batches in transactions (bound to the sink's replication origin). Batches of
 fewer than :data:`COPY_THRESHOLD` rows use multi-row ``INSERT .. ON
 CONFLICT`` and ``DELETE .. WHERE k IN``; larger ones ``COPY`` into a
 per-session temporary staging table and then ``INSERT .. SELECT`` /
@@ -25,7 +25,9 @@ from typing import Any, Final
 import psycopg
 
 from cdc.events import Kind
-from cdc.spi import KeyRange, ReplicaColumn, ReplicaTable, SinkDialect, TableName
+from cdc.spi import KeyRange, Problem, ReplicaColumn, ReplicaTable, SinkDialect, TableName
+from connectors.postgres.origin import problems as origin_problems
+from connectors.postgres.origin import setup_session
 from connectors.postgres.sink.dialect import PostgresDialect, quote
 
 log = logging.getLogger(__name__)
@@ -114,6 +116,7 @@ class PostgresSession:
         self._default_schema = default_schema
         self._in_tx = False
         self._origin: str | None = None
+        self.replication_origin: str | None = None  # the origin the session is bound to
         self._stages: dict[tuple[TableName, tuple[str, ...]], str] = {}
         self._dirty: set[str] = set()
         self._scan_no = 0
@@ -236,8 +239,6 @@ class PostgresSession:
     def begin(self) -> None:
         self._conn.rollback()  # end any implicit read transaction
         self._in_tx = True
-        if self._origin is not None:
-            self._conn.execute("SELECT pg_logical_emit_message(true, 'cdc.origin', %s)", [self._origin])
 
     def commit(self) -> None:
         self._conn.commit()
@@ -271,7 +272,13 @@ class PostgresSession:
             cur.execute(sql, params)
             return cur.fetchall()
 
+    def origin_problems(self, origin: str) -> list[Problem]:
+        """cdc.spi.ChecksOrigin: the grants and origin states ``set_origin`` needs."""
+        return origin_problems(self._conn, origin)
+
     def set_origin(self, origin: str) -> None:
+        """Bind the session to the replication origin of ``origin`` (:mod:`..origin`)."""
+        self.replication_origin = setup_session(self._conn, origin)
         self._origin = origin
 
     # -- writing

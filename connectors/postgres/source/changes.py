@@ -33,6 +33,7 @@ from cdc import __version__, native
 from cdc.errors import RetriableError, SerializationError
 from cdc.events import ChangeEvent, Op, SourceInfo, TransactionInfo
 from cdc.spi import StreamItem
+from connectors.postgres.origin import tag_of
 from connectors.postgres.position import Lsn, PgPosition
 from connectors.postgres.source.catalog import NullInNotNull, TableShape
 from connectors.postgres.source.decoder import decode_message, decode_row
@@ -51,6 +52,7 @@ from connectors.postgres.source.wire import classify
 if TYPE_CHECKING:
     from connectors.postgres.source.reconnect import Session
     from connectors.postgres.source.relations import RelationCache
+    from connectors.postgres.source.replication import StreamSettings
 
 CONNECTOR_NAME: Final = "postgresql"
 
@@ -86,6 +88,7 @@ class ChangeBuilder:
     """Builds and yields the events of committed transactions (see module docstring)."""
 
     if TYPE_CHECKING:  # the reader's state this reads and advances (replication.StreamReader)
+        settings: StreamSettings
         source_name: str
         db_version: str
         on_transaction: TransactionListener | None
@@ -129,6 +132,11 @@ class ChangeBuilder:
         db_version = self.db_version
         version = __version__
         origin: str | None = None
+        # skip_replicated_changes without pgoutput's origin filter (PostgreSQL 15):
+        # an Origin message (sent before the first change) drops the transaction's
+        # changes; its Relation messages still describe tables for later ones.
+        drop_replicated = self.settings.skip_replicated and not self.settings.origin_filter
+        dropping = False
         streamed = buf.streamed
         aborted = buf.aborted
         listener = self.on_transaction
@@ -148,6 +156,8 @@ class ChangeBuilder:
             ):
                 continue
             if tag in _IUD:
+                if dropping:
+                    continue
                 rid, new_tuple, old_tuple, old_kind = decode_row(payload, streamed)
                 try:
                     shape = shapes[rid]
@@ -175,6 +185,8 @@ class ChangeBuilder:
                     self._relation_cache.describe(msg)  # type: ignore[arg-type]
                     continue
                 elif cls is Truncate:
+                    if dropping:
+                        continue
                     rows = []
                     for rid in msg.relation_ids:  # type: ignore[union-attr]
                         try:
@@ -186,7 +198,10 @@ class ChangeBuilder:
                     if not rows:
                         continue
                 elif cls is Origin:
-                    origin = msg.name  # type: ignore[union-attr]
+                    origin = tag_of(msg.name)  # type: ignore[union-attr]
+                    if drop_replicated:
+                        dropping = True
+                        self.stats["skipped_transactions"] += 1
                     continue
                 elif cls is DataType or cls is LogicalMessage:
                     # Types are read from the catalog with the Relation; logical

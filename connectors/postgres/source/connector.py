@@ -36,11 +36,11 @@ from psycopg.conninfo import make_conninfo
 
 from cdc.errors import ConfigError, PrerequisiteError
 from cdc.events import ChangeEvent, TableId
-from cdc.spi import Position, Problem, StreamItem
+from cdc.spi import KeyGenerator, Position, Problem, StreamItem
 from connectors.postgres import guardrail
 from connectors.postgres.config import PostgresSourceConfig
 from connectors.postgres.position import PgPosition
-from connectors.postgres.source import catalog
+from connectors.postgres.source import catalog, multiwriter
 from connectors.postgres.source.catalog import PublicationFacts, ServerFacts
 from connectors.postgres.source.changes import TransactionListener
 from connectors.postgres.source.replication import StreamReader, StreamSettings
@@ -164,6 +164,7 @@ class PostgresSource:
             streaming=config.streaming,
             status_interval_s=config.status_interval_s,
             heartbeat_interval_s=config.heartbeat_interval_s,
+            skip_replicated=config.skip_replicated_changes,
         )
         self._server: ServerFacts | None = None
         self._tables: list[tuple[int, str, str]] = []
@@ -213,6 +214,24 @@ class PostgresSource:
                         for _, schema, table in catalog.captured_tables(conn, self.config.tables)]
         except psycopg.Error as e:
             raise classify(e, "cannot list the captured tables") from e
+
+    def key_generators(self) -> list[KeyGenerator]:
+        """cdc.spi.ChecksMultiWriter: sequences feeding the captured tables' columns."""
+        try:
+            with self.connect_sql() as conn:
+                tables = [(s, t) for _, s, t in catalog.captured_tables(conn, self.config.tables)]
+                return multiwriter.key_generators(conn, tables)
+        except psycopg.Error as e:
+            raise classify(e, "cannot read the sequences") from e
+
+    def multi_writer_problems(self) -> list[Problem]:
+        """cdc.spi.ChecksMultiWriter: captured tables without REPLICA IDENTITY FULL."""
+        try:
+            with self.connect_sql() as conn:
+                tables = [(s, t) for _, s, t in catalog.captured_tables(conn, self.config.tables)]
+                return multiwriter.identity_problems(conn, tables)
+        except psycopg.Error as e:
+            raise classify(e, "cannot read the tables' replica identity") from e
 
     def _check(self, conn: psycopg.Connection[Any]) -> list[Problem]:
         cfg = self.config
@@ -496,9 +515,10 @@ class PostgresSource:
                          self.config.slot_name, lsn)
             else:
                 self._check_slot(slot, server)
-        # pgoutput's `messages` option exists from PostgreSQL 14 on.
+        # pgoutput's `messages` option exists from PostgreSQL 14 on, `origin` from 16 on.
         settings = dataclasses.replace(
-            self.settings, messages=self.settings.messages and server.version_num >= 140000
+            self.settings, messages=self.settings.messages and server.version_num >= 140000,
+            origin_filter=server.version_num >= 160000,
         )
         reader = self._reader = StreamReader(
             settings,

@@ -105,6 +105,11 @@ class StreamSettings:
     reconnect_max_s: float = 10.0
     reconnect_timeout_s: float = 300.0
     messages: bool = True
+    # Loop prevention (skip_replicated_changes): leave out transactions that carry a
+    # replication origin. ``origin_filter`` asks pgoutput to (PostgreSQL 16+);
+    # without it the reader drops the transactions that start with an Origin message.
+    skip_replicated: bool = False
+    origin_filter: bool = False
 
     def start_options(self) -> str:
         opts = [
@@ -113,6 +118,8 @@ class StreamSettings:
         ]
         if self.messages:
             opts.append("messages 'true'")
+        if self.skip_replicated and self.origin_filter:
+            opts.append("origin 'none'")
         if self.streaming and self.proto_version >= 2:
             opts.append("streaming 'on'")
         return ", ".join(opts)
@@ -169,7 +176,8 @@ class StreamReader(ReconnectPolicy, ChangeBuilder):
         self._last_progress_yield = 0.0
         self._closed = False
         self.stats = {"transactions": 0, "events": 0, "streamed_transactions": 0,
-                      "spilled_transactions": 0, "reconnects": 0}
+                      "spilled_transactions": 0, "reconnects": 0,
+                      "skipped_transactions": 0}
 
     # -- acknowledgements -------------------------------------------------------------------
 

@@ -48,8 +48,8 @@ FILE = "mysql-bin.000003"
 
 
 class FakePacket:
-    def __init__(self, log_pos: int, size: int) -> None:
-        self.log_pos, self.event_size = log_pos, size
+    def __init__(self, log_pos: int, size: int, flags: int = 0) -> None:
+        self.log_pos, self.event_size, self.flags = log_pos, size, flags
 
 
 class EventFactory:
@@ -61,7 +61,7 @@ class EventFactory:
 
     def make(self, cls: type, size: int = 50, **attrs: Any) -> Any:
         ev: Any = object.__new__(cls)
-        ev.packet = FakePacket(self.pos + size, size)
+        ev.packet = FakePacket(self.pos + size, size, attrs.pop("header_flags", 0))
         ev.timestamp = attrs.pop("timestamp", self.ts)
         self.pos += size
         for k, v in attrs.items():
@@ -69,13 +69,14 @@ class EventFactory:
             setattr(ev, "_RowsEvent__rows" if k == "rows" else k, v)
         return ev
 
-    def gtid(self, seq: int, *, standalone: bool = False) -> Any:
+    def gtid(self, seq: int, *, standalone: bool = False, replicated: bool = False) -> Any:
         return self.make(
             MariadbGtidEvent,
             domain_id=0,
             server_id=1,
             gtid_seq_no=seq,
             flags=1 if standalone else 12,
+            header_flags=0x8000 if replicated else 0,
         )
 
     def table_map(self, table_id: int, table: str = "t", db: str = "app") -> Any:
@@ -230,6 +231,29 @@ def test_resume_after_transaction_skips_it() -> None:
     first = changes(run(make_reader(), events))
     again = changes(run(make_reader(), events, start=pos(first[1])))
     assert [e.after["id"] for e in again if e.after] == [3]
+
+
+def test_skip_replicated_drops_marked_transactions_and_moves_past_them() -> None:
+    """skip_replicated_changes: a transaction whose GTID event carries MariaDB's
+    skip_replication flag (a cdc sink wrote it) yields nothing, but the position
+    moves past it; a reader without the setting publishes it."""
+    f = EventFactory()
+    marked = [f.gtid(11, replicated=True), f.table_map(7), f.write(7, 2), f.xid()]
+    events = f.tx(10, 7, 1) + marked
+    r = make_reader(heartbeat_s=0)
+    r.skip_replicated = True
+    items = run(r, events)
+    assert [e.after["id"] for e in changes(items) if e.after] == [1]
+    assert r.metrics.skipped_transactions == 1
+    assert isinstance(items[-1], Heartbeat) and pos(items[-1]).gtid == "0-1-11"
+    assert pos(items[-1]).last_in_tx
+    # resumed from there (a restart): still nothing of it, the next transaction flows
+    later = f.tx(12, 7, 3)
+    again = changes(run(make_reader(), [*marked, *later], start=pos(items[-1])))
+    assert [e.after["id"] for e in again if e.after] == [3]
+    # default: no filtering
+    everything = changes(run(make_reader(), events))
+    assert [e.after["id"] for e in everything if e.after] == [1, 2]
 
 
 def test_key_change_is_delete_plus_create() -> None:
@@ -464,10 +488,11 @@ def raw_packets(
     return raw
 
 
-def raw_packet(etype: int, body: bytes, *, log_pos: int = 5000, checksum: bool = True) -> Any:
+def raw_packet(etype: int, body: bytes, *, log_pos: int = 5000, checksum: bool = True,
+               flags: int = 0) -> Any:
     size = 19 + len(body) + (4 if checksum else 0)
     head = (1_700_000_000).to_bytes(4, "little") + bytes([etype]) + (1).to_bytes(4, "little")
-    head += size.to_bytes(4, "little") + log_pos.to_bytes(4, "little") + b"\x00\x00"
+    head += size.to_bytes(4, "little") + log_pos.to_bytes(4, "little") + flags.to_bytes(2, "little")
     pkt = object.__new__(MysqlPacket)
     pkt._data, pkt._position = b"\x00" + head + body + (b"\xaa" * 4 if checksum else b""), 0
     return pkt
@@ -522,7 +547,9 @@ def test_raw_rows_packets(v2: bool, checksum: bool) -> None:
     gtid = (77).to_bytes(8, "little") + (3).to_bytes(4, "little") + b"\x0c"
     pkt = raw_packet(162, gtid + bytes(8), checksum=checksum)
     start = 5000 - (len(pkt._data) - 1)
-    assert raw.parse(pkt) == (MariadbGtidEvent, 3, 1, 77, 12, 1_700_000_000, start)    # a table that is not captured: skipped without decoding
+    assert raw.parse(pkt) == (MariadbGtidEvent, 3, 1, 77, 12, 1_700_000_000, start, 0)
+    marked = raw_packet(162, gtid + bytes(8), checksum=checksum, flags=0x8008)
+    assert raw.parse(marked) == (MariadbGtidEvent, 3, 1, 77, 12, 1_700_000_000, start, 0x8008)    # a table that is not captured: skipped without decoding
     skipped = (8).to_bytes(6, "little") + head[6:]
     got = raw.parse(raw_packet(write, skipped + b"\x02\x03" + b"junk", checksum=checksum))
     assert got is not None and got[1] is None and got[2] is None

@@ -12,7 +12,7 @@ from cdc.events import ColumnType, Kind
 from cdc.serde import NEG_INFINITY, POS_INFINITY, ZERO
 from cdc.sink.values import DoesNotFit
 from cdc.spi import ErrorKind, ReplicaColumn, SinkDialect, TableName
-from connectors.mysql.sink.dialect import MySqlDialect, origin_domain_id
+from connectors.mysql.sink.dialect import MySqlDialect
 from connectors.postgres.sink.dialect import PostgresDialect
 
 PG = PostgresDialect()
@@ -273,7 +273,3 @@ def test_error_classification() -> None:
     assert MY.classify(pymysql.err.InterfaceError(0, "")) is ErrorKind.UNAVAILABLE
 
 
-def test_origin_domain_is_stable_and_in_range() -> None:
-    d = origin_domain_id("replica_pg")
-    assert d == origin_domain_id("replica_pg") and 1 <= d < 2**32 - 1
-    assert d != origin_domain_id("replica_my")

@@ -291,9 +291,8 @@ class SourceRunner:
             pending += 1
             if not stats.snapshot_rows & 1023:
                 health.beat()
-                if not resumable:
-                    progress.advance(pending, chunk=False)
-                    pending = 0
+                progress.advance(pending, chunk=False)
+                pending = 0
         progress.advance(pending, chunk=False)
         # Barrier: every snapshot row is durable before the stream starts.
         self.producer.flush(timeout=300)

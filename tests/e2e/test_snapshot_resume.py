@@ -9,7 +9,7 @@ again. The test asserts the restart resumed (its log line, and it read fewer
 rows than the table holds) and, after the writes stop, reads both sides with the
 databases' own drivers and compares every row (not ``cdc verify``).
 
-The 50,000-row variants run in CI; the 1,000,000-row ones are ``slow``.
+The 30,000-row variants run in CI; the 1,000,000-row ones are ``slow``.
 """
 
 from __future__ import annotations
@@ -264,7 +264,7 @@ def test_kill_9_mid_snapshot_resumes_at_last_chunk(
     kind: str, kafka_bootstrap: str, schema_registry_url: str, pg_source_dsn: str,
     pg_replica_dsn: str, mysql_source_url: str, mysql_replica_url: str, tmp_path: Path,
 ) -> None:
-    _run(kind, 50_000, 250, 5_000, kafka_bootstrap, schema_registry_url, pg_source_dsn,
+    _run(kind, 30_000, 200, 3_000, kafka_bootstrap, schema_registry_url, pg_source_dsn,
          pg_replica_dsn, mysql_source_url, mysql_replica_url, tmp_path)
 
 

@@ -20,7 +20,7 @@ import pymysql.err
 
 from cdc.errors import PositionError, UnreachableError
 from cdc.events import ChangeEvent, TableId
-from cdc.spi import Position, Problem, StreamItem
+from cdc.spi import Position, Problem, StreamItem, TableCopy
 from connectors.mysql import guardrail
 from connectors.mysql.guardrail import BinlogGuard
 from connectors.mysql.position import MySqlPosition
@@ -167,6 +167,12 @@ class MySqlSource:
                 return [TableId(db, None, table) for db, table, _ in list_tables(cur, self.captured)]
         finally:
             conn.close()
+
+    def copy_tables(self) -> TableCopy:
+        """cdc.spi.CopiesTables: one consistent copy for snapshot replication."""
+        from connectors.mysql.source.copy_run import copy_tables
+
+        return copy_tables(self)
 
     def snapshot(self, resume: Position | None) -> tuple[Position, Iterator[ChangeEvent]]:
         """A consistent snapshot; an interrupted one is taken again from the start.

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import threading
 import time
 from collections.abc import Iterator
@@ -46,7 +47,7 @@ from cdc.sink.reduce import Upsert
 from cdc.sink.schema import ReplicaSchemas, TablePlan, table_settings
 from cdc.snapshot.runs import RUN_HEADER, ReplicaRecord, RunRecord, RunStore, TableRun, now_ms
 from cdc.snapshot.wiring import client_settings
-from cdc.spi import SinkSession, SwapsTables, TableName
+from cdc.spi import ErrorKind, SinkSession, SwapsTables, TableName
 from cdc.transport.client_log import KAFKA_LOG
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ SHADOW_SUFFIX: Final = "__cdc_next"
 PREVIOUS_SUFFIX: Final = "__cdc_prev"
 RUNS_TABLE: Final = "cdc_snapshot_runs"
 BATCH_ROWS: Final = 5000
+# Attempts of the swap when readers' locks make it time out (about a minute in all).
+SWAP_ATTEMPTS: Final = 200
 
 
 class RunIncomplete(CdcError):
@@ -300,14 +303,30 @@ class ReplicaLoader:
         statements = self.swaps.swap_tables(swaps)
         tables = json.dumps({t.table: t.rows for t in run.tables}, sort_keys=True)
         position = json.dumps(dict(run.position or {}), sort_keys=True)[:2000]
-        session.begin()
-        for sql in statements:
-            session.execute(sql)
-        session.execute(
-            f"INSERT INTO {self.dialect.table_sql(self.runs_table)} (source, run_id, sink, "
-            "switched_ms, row_count, position, tables_json) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            [run.source, run.run_id, self.sink.name, now_ms(), run.rows, position, tables])
-        session.commit()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                session.begin()
+                for sql in statements:
+                    session.execute(sql)
+                session.execute(
+                    f"INSERT INTO {self.dialect.table_sql(self.runs_table)} (source, run_id, "
+                    "sink, switched_ms, row_count, position, tables_json) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    [run.source, run.run_id, self.sink.name, now_ms(), run.rows, position,
+                     tables])
+                session.commit()
+                break
+            except Exception as e:
+                session.rollback()
+                if (self.dialect.classify(e) is not ErrorKind.TRANSIENT
+                        or attempt >= SWAP_ATTEMPTS or self.stop.is_set()):
+                    raise
+                # Readers hold the tables (the dialect's lock timeout): let them finish.
+                log.info("sink %s: the swap waited too long for readers' locks (attempt %d): "
+                         "retrying", self.sink.name, attempt)
+                time.sleep(random.uniform(0.05, 0.3))
         for live, shadow, old in swaps:
             session.invalidate(live)
             session.invalidate(shadow)

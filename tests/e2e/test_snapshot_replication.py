@@ -225,7 +225,7 @@ def _shadow_rows(snap: SnapshotSetup) -> int:
                         (f"{snap.run}.items__cdc_next",)).fetchone()
         if not row or not row[0]:
             return -1
-        got = c.execute(f"SELECT n_live_tup FROM pg_stat_user_tables WHERE schemaname = %s "
+        got = c.execute("SELECT n_live_tup FROM pg_stat_user_tables WHERE schemaname = %s "
                         "AND relname = 'items__cdc_next'", (snap.run,)).fetchone()
         return int(got[0]) if got else 0
 

@@ -38,7 +38,10 @@ class MySqlSwaps:
             if old is not None:
                 renames.append(f"{_sql(live)} TO {_sql(old)}")
             renames.append(f"{_sql(shadow)} TO {_sql(live)}")
-        return ["RENAME TABLE " + ", ".join(renames)] if renames else []
+        # Wait at most 2 s for readers' metadata locks (the caller retries), rather than
+        # queueing every new reader behind a rename that waits for a long one.
+        return ["SET SESSION lock_wait_timeout = 2",
+                "RENAME TABLE " + ", ".join(renames)] if renames else []
 
     def try_lock(self, name: str) -> str:
         return f"SELECT GET_LOCK('{_literal(name)}', 0) = 1"

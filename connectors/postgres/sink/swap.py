@@ -4,7 +4,10 @@ PostgreSQL DDL is transactional: renaming every live table aside and every
 shadow table into its place inside one transaction makes readers see either
 all previous copies or all new ones (a reader blocked by the renames' locks
 reads once they commit). Locks are session-level advisory locks, so two
-loaders never fill one replica's shadow tables at once.
+loaders never fill one replica's shadow tables at once. The renames wait at
+most half a second for readers' locks, below the deadlock timeout: a reader
+that holds one table and waits for another makes the swap give up and be
+retried, instead of either of them failing with a deadlock.
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ class PostgresSwaps:
     """The SwapsTables half of :class:`connectors.postgres.sink.dialect.PostgresDialect`."""
 
     def clone_table(self, table: TableName, like: TableName) -> list[str]:
-        return [f"CREATE TABLE {_sql(table)} (LIKE {_sql(like)} INCLUDING DEFAULTS "
-                "INCLUDING CONSTRAINTS INCLUDING INDEXES INCLUDING GENERATED)"]
+        # Not DEFAULTS: a serial column's default names a sequence the live table owns,
+        # which dropping the previous copy would then take along.
+        return [f"CREATE TABLE {_sql(table)} (LIKE {_sql(like)} INCLUDING CONSTRAINTS "
+                "INCLUDING INDEXES)"]
 
     def drop_table(self, table: TableName) -> list[str]:
         return [f"DROP TABLE IF EXISTS {_sql(table)}"]
@@ -35,7 +40,10 @@ class PostgresSwaps:
     def swap_tables(
         self, swaps: Sequence[tuple[TableName, TableName, TableName | None]]
     ) -> list[str]:
-        out = []
+        # A reader that holds one table and waits for another would deadlock with renames
+        # taking them in another order: the swap gives up first (the caller retries), so
+        # readers never see a deadlock error.
+        out = ["SET LOCAL lock_timeout = '500ms'"]
         for live, shadow, old in swaps:
             if old is not None:
                 out.append(f"ALTER TABLE {_sql(live)} RENAME TO {_quote(old.name)}")

@@ -520,6 +520,7 @@ class TableCopy:
     tables: tuple[TableId, ...]
     rows: Iterator[ChangeEvent]
     close: Callable[[], None]
+    estimated_rows: int | None = None  # the server's estimate of the rows, for progress
 
 
 @runtime_checkable

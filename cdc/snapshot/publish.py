@@ -15,17 +15,16 @@ next run (the scheduler's, or ``cdc snapshot run``) marks such records
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from cdc.config import CdcConfig, SourceConfigBase
 from cdc.errors import CdcError, ConfigError, UnreachableError
+from cdc.observability.progress import SnapshotProgress
 from cdc.registry import get_connector
 from cdc.runtime.pipeline import registry_client
 from cdc.serde import AvroSerde
@@ -37,39 +36,6 @@ from cdc.transport.producer import EventProducer
 from cdc.transport.topics import TopicManager
 
 log = logging.getLogger(__name__)
-
-
-class _LogProgress:
-    """Fallback progress (log lines) while cdc.observability.progress is not there."""
-
-    def __init__(self, kind: str, name: str, estimated_rows: int = 0) -> None:
-        self.name = name
-        self.rows = 0
-        self._last = time.monotonic()
-        self._t0 = self._last
-
-    def advance(self, rows: int, table: str | None = None) -> None:
-        self.rows += rows
-        now = time.monotonic()
-        if now - self._last >= 5:
-            self._last = now
-            log.info("%s: %d rows published (%.0f rows/s)", self.name, self.rows,
-                     self.rows / max(now - self._t0, 1e-9))
-
-    def table_done(self, table: str) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(name: str) -> Any:
-    """sn-resume's SnapshotProgress (kind ``replication``) when present."""
-    try:
-        module = importlib.import_module("cdc.observability.progress")
-        return module.SnapshotProgress("replication", name, 0)
-    except (ImportError, AttributeError, TypeError):
-        return _LogProgress("replication", name)
 
 
 def end_offsets(config: CdcConfig, topics: list[str], tm: TopicManager) -> dict[str, dict[int, int]]:
@@ -120,11 +86,14 @@ def abandon_unfinished(store: RunStore, runs: RunLog, source: str, *, older_than
 
 def publish_run(config: CdcConfig, source_cfg: SourceConfigBase, *,
                 stop: threading.Event | None = None, trigger: str = "schedule",
-                store: RunStore | None = None) -> RunRecord:
+                store: RunStore | None = None,
+                on_progress: Callable[[], None] | None = None) -> RunRecord:
     """Perform one run of ``source_cfg``; returns its ``published`` record.
 
     Raises (after recording the run ``failed`` when Kafka can still be told)
-    when the copy or the publishing fails.
+    when the copy or the publishing fails. ``on_progress`` is called after each
+    chunk of rows (a worker's liveness beat). Progress: a bar or log lines and the
+    ``cdc_snapshot_*{kind="replication"}`` metrics (:mod:`cdc.observability.progress`).
     """
     if source_cfg.snapshot_replication is None:
         raise ConfigError(f"source {source_cfg.name} has no snapshot_replication block",
@@ -158,9 +127,11 @@ def publish_run(config: CdcConfig, source_cfg: SourceConfigBase, *,
                           topic_naming=lambda _prefix, table: source_cfg.topic_for(table))
         headers = [(RUN_HEADER, run.run_id.encode())]
         counts: dict[str, int] = dict.fromkeys(topics, 0)
-        progress = _progress(name)
+        progress = SnapshotProgress("replication", name, copy.estimated_rows)
+        chunk = source_cfg.snapshot.chunk_size
         try:
             send = producer.send
+            current, pending = "", 0
             for event in copy.rows:
                 if stop is not None and stop.is_set():
                     raise InterruptedError(f"{name}: stopped during snapshot run {run.run_id}")
@@ -170,7 +141,20 @@ def publish_run(config: CdcConfig, source_cfg: SourceConfigBase, *,
                 else:
                     send(enc.topic, enc.key, enc.value, headers=headers)
                 counts[enc.topic] = counts.get(enc.topic, 0) + 1
-                progress.advance(1, table=enc.topic)
+                if enc.topic != current:
+                    if current:
+                        progress.advance(pending, current)
+                        progress.table_done(current)
+                    current, pending = enc.topic, 0
+                pending += 1
+                if pending >= chunk:
+                    progress.advance(pending, current)
+                    pending = 0
+                    if on_progress is not None:
+                        on_progress()
+            if current:
+                progress.advance(pending, current)
+                progress.table_done(current)
             producer.flush(timeout=300)
         finally:
             progress.close()

@@ -132,7 +132,7 @@ def run_scheduler(config: CdcConfig, source: SourceConfigBase, stop: threading.E
                 continue
             health.set_state("copying")
             try:
-                run = publish_run(config, source, stop=stop, store=store)
+                run = publish_run(config, source, stop=stop, store=store, on_progress=health.beat)
                 stats.note("published", run.run_id, run.rows, run.duration_s or 0.0)
             except InterruptedError:
                 break

@@ -265,3 +265,57 @@ def test_replica_loader_killed_mid_load_recovers(snap: SnapshotSetup, tmp_path: 
     assert markers == [snap.round] and counts == snap.expected[snap.round]
     replicas = _runs(config).replicas_of(snap.source, _runs(config).runs_of(snap.source)[-1].run_id)
     assert replicas[f"{snap.run}_to_pg"].state == "switched"
+
+
+def test_mariadb_source_copies_at_its_consistent_snapshot(
+        kafka_bootstrap: str, schema_registry_url: str, mysql_source_url: str,
+        pg_replica_dsn: str, tmp_path: Path) -> None:
+    """A MariaDB source (START TRANSACTION WITH CONSISTENT SNAPSHOT + binlog position)
+    into a PostgreSQL replica: the run records the binlog position, the rows match."""
+    import yaml
+
+    from tests.e2e.snapshot_fixtures import run_name
+    from tests.fixtures.services import connection_settings
+
+    run = run_name()
+    server = {**mysql_kwargs(mysql_source_url), "database": None}
+    with pymysql.connect(**server) as m:
+        cur = m.cursor()
+        cur.execute(f"CREATE DATABASE `{run}`")
+        cur.execute(f"CREATE TABLE `{run}`.items (id INT PRIMARY KEY, val VARCHAR(40), "
+                    "amount DECIMAL(12,2)) DEFAULT CHARSET=utf8mb4")
+        cur.execute(f"INSERT INTO `{run}`.items VALUES " + ", ".join(
+            f"({i}, 'v{i}', {i}.25)" for i in range(1, 301)))
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(yaml.safe_dump({
+        "kafka": {"bootstrap_servers": kafka_bootstrap, "offsets_topic": f"{run}.offsets",
+                  "topics": {"partitions": 2, "replication_factor": 1}},
+        "schema_registry": {"url": schema_registry_url},
+        "sources": [{"name": f"{run}_my", "kind": "mysql",
+                     "connection": {k: v for k, v in connection_settings(
+                         mysql_source_url, 3306).items() if k != "database"},
+                     "tables": {"include": [f"{run}.*"]}, "server_id": 7301,
+                     "snapshot_replication": {"runs_topic": f"{run}.snapshot-runs"}}],
+        "sinks": [{"name": f"{run}_to_pg", "kind": "postgres", "topics": [f"{run}_my.{run}.*"],
+                   "target": connection_settings(pg_replica_dsn, 5432),
+                   "target_schema": run}],
+        "metrics": {"enabled": False},
+    }))
+    try:
+        done = run_cdc("snapshot", "run", str(config), timeout=240)
+        assert done.returncode == 0, done.stdout + done.stderr
+        with pymysql.connect(**server) as m:
+            cur = m.cursor()
+            cur.execute(f"SELECT id, val, amount FROM `{run}`.items ORDER BY id")
+            expect = [tuple(r) for r in cur.fetchall()]
+        with psycopg.connect(pg_replica_dsn, autocommit=True) as c:
+            got = [tuple(r) for r in c.execute(
+                f"SELECT id, val, amount FROM {run}.items ORDER BY id").fetchall()]
+        assert got == expect and len(got) == 300
+        (listed,) = json.loads(run_cdc("snapshot", "list", str(config), "--json").stdout)
+        assert listed["position"]["kind"] == "mysql" and listed["rows"] == 300
+    finally:
+        with pymysql.connect(**server) as m:
+            m.cursor().execute(f"DROP DATABASE IF EXISTS `{run}`")
+        with psycopg.connect(pg_replica_dsn, autocommit=True) as c:
+            c.execute(f"DROP SCHEMA IF EXISTS {run} CASCADE")

@@ -29,4 +29,5 @@ def copy_tables(source: MySqlSource) -> TableCopy:
         lock=source.snapshot_lock,
     )
     position, rows = reader.open()
-    return TableCopy(position, tuple(t.schema.table for t in reader.tables), rows, reader.close)
+    return TableCopy(position, tuple(t.schema.table for t in reader.tables), rows, reader.close,
+                     estimated_rows=sum(t.estimated_rows for t in reader.tables))

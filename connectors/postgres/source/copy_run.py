@@ -44,6 +44,9 @@ def copy_tables(source: PostgresSource) -> TableCopy:
         exported, lsn_text = str(row[0]), str(row[1])
         server = catalog.server_facts(exporter)
         tables = catalog.captured_tables(exporter, source.config.tables)
+        estimate = exporter.execute(
+            "SELECT coalesce(sum(greatest(reltuples, 0)), 0)::bigint FROM pg_catalog.pg_class "
+            "WHERE oid = ANY(%s)", ([oid for oid, _, _ in tables],)).fetchone()
     except psycopg.Error as e:
         exporter.close()
         raise classify(e, "cannot open a consistent copy") from e
@@ -71,4 +74,5 @@ def copy_tables(source: PostgresSource) -> TableCopy:
         tables=tuple(TableId(server.database, schema, table) for _, schema, table in tables),
         rows=reader.read(exported, lsn, close),
         close=close,
+        estimated_rows=int(estimate[0]) if estimate else None,
     )

@@ -41,10 +41,11 @@ def test_a_streaming_sink_is_not() -> None:
     assert snapshot_sources_of(config, config.sinks[0]) == []
 
 
-def test_a_sink_mixing_both_kinds_is_refused() -> None:
-    config = _config({"cron": "0 2 * * *"}, ["pg_snap.snap.*", "pg_live.public.*"])
+def test_a_sink_mixing_both_kinds_is_refused_at_run_time_too() -> None:
+    config = _config({"cron": "0 2 * * *"}, ["pg_snap.snap.*"])
+    sink = config.sinks[0].model_copy(update={"topics": ("pg_snap.snap.*", "pg_live.public.*")})
     with pytest.raises(ConfigError, match="one sink entry per kind"):
-        snapshot_sources_of(config, config.sinks[0])
+        snapshot_sources_of(config, sink)
 
 
 def test_no_snapshot_source_is_a_clear_error() -> None:
@@ -61,3 +62,13 @@ def test_no_snapshot_source_is_a_clear_error() -> None:
 def test_invalid_blocks_name_the_key(block: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigValidationError, match=message):
         _config(block, ["pg_snap.snap.*"])
+
+
+def test_config_check_refuses_a_mixed_sink() -> None:
+    with pytest.raises(ConfigValidationError, match="snapshot-replication source"):
+        _config({"interval_s": 60}, ["pg_snap.snap.*", "pg_live.*"])
+
+
+def test_the_runs_topic_is_not_a_data_topic() -> None:
+    with pytest.raises(ConfigValidationError, match="cdc's own topic"):
+        _config({"interval_s": 60}, ["cdc.*"])

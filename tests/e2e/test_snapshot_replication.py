@@ -12,9 +12,11 @@ run's reader and of a replica's loader in the middle of a run.
 from __future__ import annotations
 
 import json
+import random
 import signal
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -167,7 +169,8 @@ def _switched(config: Path, snap: SnapshotSetup, count: int) -> bool:
 @pytest.mark.slow
 def test_scheduled_runs_with_readers_never_see_a_mix(snap: SnapshotSetup, tmp_path: Path) -> None:
     """Acceptance: three scheduled runs under ``cdc run``, changes between runs."""
-    config = snap.config(tmp_path / "pipeline.yaml", interval_s=20)
+    port = random.randint(30000, 39000)
+    config = snap.config(tmp_path / "pipeline.yaml", interval_s=20, metrics_port=port)
     with processes(tmp_path) as procs, Readers(snap) as readers:
         procs.start("run", "run", str(config))
         for n in (1, 2, 3):
@@ -183,9 +186,21 @@ def test_scheduled_runs_with_readers_never_see_a_mix(snap: SnapshotSetup, tmp_pa
                 nxt = run.started_ms + 20_000
                 assert changed_at < nxt, "the change round overlapped the next run"
         readers.stop.set()
+        # cdc run: the source's scheduler on the base port, then each sink's loader.
+        assert 'outcome="published"} 3.0' in _metrics(port), _metrics(port)
+        for i in (1, 2):
+            assert 'outcome="switched"} 3.0' in _metrics(port + i), _metrics(port + i)
+        text = _metrics(port)
+        assert any(line.startswith("cdc_snapshot_rows{") and 'kind="replication"' in line
+                   for line in text.splitlines()), text
     assert not readers.errors, readers.errors[:5]
     assert readers.seen["pg"] >= {1, 2} and readers.seen["maria"] >= {1, 2}, readers.seen
     assert min(readers.observations.values()) > 50, readers.observations
+
+
+def _metrics(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        return str(r.read().decode())
 
 
 def _kill(proc: Any) -> None:
@@ -219,52 +234,64 @@ def test_reader_killed_mid_run_keeps_previous_copy(snap: SnapshotSetup, tmp_path
     assert states == ["published", "failed", "published"], states
 
 
-def _shadow_rows(snap: SnapshotSetup) -> int:
-    with psycopg.connect(snap.pg_replica_dsn, autocommit=True) as c:
-        row = c.execute("SELECT to_regclass(%s) IS NOT NULL",
-                        (f"{snap.run}.items__cdc_next",)).fetchone()
-        if not row or not row[0]:
+def _shadow_rows(snap: SnapshotSetup, replica: str) -> int:
+    """Rows (an estimate is enough) in the items shadow table; -1 when there is none."""
+    if replica == "pg":
+        with psycopg.connect(snap.pg_replica_dsn, autocommit=True) as c:
+            row = c.execute("SELECT to_regclass(%s) IS NOT NULL",
+                            (f"{snap.run}.items__cdc_next",)).fetchone()
+            if not row or not row[0]:
+                return -1
+            got = c.execute(f"SELECT count(*) FROM {snap.run}.items__cdc_next").fetchone()
+            return int(got[0]) if got else 0
+    with pymysql.connect(**{**mysql_kwargs(snap.mysql_replica_url), "database": snap.run}) as m:
+        cur = m.cursor()
+        cur.execute("SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
+                    "AND TABLE_NAME = 'items__cdc_next'", (snap.run,))
+        if not cur.fetchone()[0]:
             return -1
-        got = c.execute("SELECT n_live_tup FROM pg_stat_user_tables WHERE schemaname = %s "
-                        "AND relname = 'items__cdc_next'", (snap.run,)).fetchone()
-        return int(got[0]) if got else 0
+        cur.execute("SELECT count(*) FROM `items__cdc_next`")
+        return int(cur.fetchone()[0])
 
 
 @pytest.mark.slow
-def test_replica_loader_killed_mid_load_recovers(snap: SnapshotSetup, tmp_path: Path) -> None:
+@pytest.mark.parametrize("replica", ["pg", "maria"])
+def test_replica_loader_killed_mid_load_recovers(snap: SnapshotSetup, tmp_path: Path,
+                                                 replica: str) -> None:
     """kill -9 of a replica's loader while it fills the shadow table: the live table is
     untouched, and the restarted loader drops the stale shadow and completes the switch."""
     config = snap.config(tmp_path / "pipeline.yaml", chunk_size=5000)
     first = run_cdc("snapshot", "run", str(config), timeout=240)
     assert first.returncode == 0, first.stdout + first.stderr
-    before = normalise(snap.pg_rows())
+    rows_of = snap.pg_rows if replica == "pg" else snap.maria_rows
+    tables_of = snap.pg_tables if replica == "pg" else snap.maria_tables
+    before = normalise(rows_of())
     with psycopg.connect(snap.pg_source_dsn, autocommit=True) as c:
         c.execute(f"INSERT INTO {snap.run}.items SELECT g, 0, repeat('y', 100), g "
-                  "FROM generate_series(100000, 300000) g")
+                  "FROM generate_series(100000, 250000) g")
     snap.change()
-    # Publish only (no replica): the PG replica's loader runs as `cdc sink`, and is killed.
-    pg_only = snap.config(tmp_path / "pg-only.yaml", chunk_size=5000, sinks=("pg",))
+    # Publish only (no replica); the replica's loader runs as `cdc sink`, and is killed.
+    one = snap.config(tmp_path / "one.yaml", chunk_size=5000, sinks=(replica,))
     source_only = snap.config(tmp_path / "source-only.yaml", chunk_size=5000, sinks=())
     published = run_cdc("snapshot", "run", str(source_only), timeout=600)
     assert published.returncode == 0, published.stdout + published.stderr
+    sink_name = f"{snap.run}_to_{replica}"
     with processes(tmp_path) as procs:
-        sink = procs.start("sink", "sink", str(pg_only), "--name", f"{snap.run}_to_pg")
-        wait_for("the loader to be filling the shadow table", lambda: _shadow_rows(snap) > 0,
-                 120, lambda: procs.log(sink))
+        sink = procs.start("sink", "sink", str(one), "--name", sink_name)
+        wait_for("the loader to be filling the shadow table",
+                 lambda: _shadow_rows(snap, replica) > 0, 120, lambda: procs.log(sink))
         _kill(sink)
-        assert normalise(snap.pg_rows()) == before  # the live table is the previous copy
-        again = procs.start("sink-again", "sink", str(pg_only), "--name", f"{snap.run}_to_pg")
+        assert normalise(rows_of()) == before  # the live table is the previous copy
+        again = procs.start("sink-again", "sink", str(one), "--name", sink_name)
         wait_for("the restarted loader to switch",
-                 lambda: normalise(snap.pg_rows()) == normalise(snap.source_rows()), 300,
+                 lambda: normalise(rows_of()) == normalise(snap.source_rows()), 300,
                  lambda: procs.log(again))
-        wait_for("the previous copy dropped", lambda: snap.pg_tables() == LIVE, 60,
+        wait_for("the previous copy dropped", lambda: tables_of() == LIVE, 60,
                  lambda: procs.log(again))
         procs.stop(again)
-    with psycopg.connect(snap.pg_replica_dsn, autocommit=True) as c:
-        markers, counts = snap.pg_observe(c)
-    assert markers == [snap.round] and counts == snap.expected[snap.round]
-    replicas = _runs(config).replicas_of(snap.source, _runs(config).runs_of(snap.source)[-1].run_id)
-    assert replicas[f"{snap.run}_to_pg"].state == "switched"
+    log = _runs(config)
+    last = log.runs_of(snap.source)[-1]
+    assert log.replicas_of(snap.source, last.run_id)[sink_name].state == "switched"
 
 
 def test_mariadb_source_copies_at_its_consistent_snapshot(

@@ -18,6 +18,7 @@ from cdc.config.cli import config_group
 from cdc.errors import EXIT_NEEDS_OPERATOR, CdcError, ConfigError, NeedsOperatorError
 from cdc.observability.logging import setup_logging
 from cdc.sink.cli import sink_command
+from cdc.snapshot.cli import snapshot_group
 from cdc.status import status_command
 from cdc.verify import verify_command
 
@@ -127,6 +128,8 @@ def source(config_file: Path, name: str, metrics_port: int | None) -> None:
     _log_code_path(f"source {name}")
     stop = threading.Event()
     stop_on_signals(stop)
+    if _snapshot_replication(config, name, stop, metrics_port):
+        return
     lease = None
     try:
         # sources[].ha: waits as a standby, alive (/healthz) but not ready (/readyz)
@@ -151,6 +154,21 @@ def source(config_file: Path, name: str, metrics_port: int | None) -> None:
     finally:
         if lease is not None:
             lease.release()
+
+
+def _snapshot_replication(config: CdcConfig, name: str, stop: threading.Event,
+                          metrics_port: int | None) -> bool:
+    """Run the schedule of a snapshot-replication source (True), else False."""
+    from cdc.snapshot.service import run_scheduler
+
+    source_cfg = next((s for s in config.sources if s.name == name), None)
+    if source_cfg is None or source_cfg.snapshot_replication is None:
+        return False
+    try:
+        run_scheduler(config, source_cfg, stop, metrics_port)
+    except CdcError as e:
+        raise click.ClickException(f"source {name}: {e}") from e
+    return True
 
 
 def _serve_standby(config: CdcConfig, name: str, port: int | None) -> WorkerEndpoint | None:
@@ -266,6 +284,7 @@ main.add_command(config_group)
 main.add_command(sink_command)
 main.add_command(verify_command)
 main.add_command(status_command)
+main.add_command(snapshot_group)
 
 if __name__ == "__main__":
     main()

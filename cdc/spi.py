@@ -632,3 +632,59 @@ class ResumesSnapshot(Protocol):
     def resumable_snapshot(
         self, resume: SnapshotResume | None
     ) -> tuple[Position, Iterator[ChangeEvent | SnapshotChunk]]: ...
+
+# --------------------------------------------------------------------------- snapshot replication
+#
+# Issue #13, sn-run: optional interfaces of snapshot replication (cdc/snapshot/).
+# A source that implements CopiesTables can serve `cdc snapshot run`; a sink
+# dialect that implements SwapsTables can switch a replica to a new copy atomically.
+
+
+@dataclass(frozen=True, slots=True)
+class TableCopy:
+    """One consistent copy of a source's captured tables.
+
+    ``position`` is the source's log position the copy is consistent with,
+    ``tables`` every table copied (empty ones included), and ``rows`` their
+    rows as ``op=r`` events, consumed once. ``close`` ends the read (idempotent).
+    """
+
+    position: Position
+    tables: tuple[TableId, ...]
+    rows: Iterator[ChangeEvent]
+    close: Callable[[], None]
+    estimated_rows: int | None = None  # the server's estimate of the rows, for progress
+
+
+@runtime_checkable
+class CopiesTables(Protocol):
+    """A source that reads its captured tables at one consistent point and sets up
+    nothing for a stream (no replication slot, no stored position)."""
+
+    def copy_tables(self) -> TableCopy: ...
+
+
+@runtime_checkable
+class SwapsTables(Protocol):
+    """A sink dialect that can load into shadow tables and swap them in atomically."""
+
+    def clone_table(self, table: TableName, like: TableName) -> list[str]:
+        """DDL creating the empty ``table`` with the columns and keys of ``like``."""
+
+    def drop_table(self, table: TableName) -> list[str]:
+        """DDL dropping ``table`` if it exists."""
+
+    def swap_tables(
+        self, swaps: Sequence[tuple[TableName, TableName, TableName | None]]
+    ) -> list[str]:
+        """Statements renaming, for each ``(live, shadow, old)``, ``live`` to ``old`` and
+        ``shadow`` to ``live``, such that run in one transaction every reader sees all
+        old tables or all new ones. ``old`` is None for a ``live`` table that does not
+        exist yet (nothing to move aside)."""
+
+    def try_lock(self, name: str) -> str:
+        """A query returning one row whose first value is true when this session took
+        the named session-level lock (never waits)."""
+
+    def unlock(self, name: str) -> str:
+        """A query releasing the lock :meth:`try_lock` took."""

@@ -399,7 +399,17 @@ def sink_status(sink: SinkConfigBase, kafka: _Kafka, internal: frozenset[str],
 
 
 def collect(config: CdcConfig) -> StatusReport:
-    """Ask every server; never raises for a server that does not answer (it is reported)."""
+    """Ask every server; never raises for a server that does not answer (it is reported).
+
+    Snapshot-replication sources and their replicas keep no stream positions or
+    consumer offsets: ``cdc snapshot status`` shows them, this leaves them out.
+    """
+    from cdc.snapshot.wiring import snapshot_sources_of
+
+    config = config.model_copy(update={
+        "sources": tuple(s for s in config.sources if s.snapshot_replication is None),
+        "sinks": tuple(k for k in config.sinks if not snapshot_sources_of(config, k)),
+    })
     limits = config.status
     now = time.time()
     try:

@@ -31,6 +31,7 @@ def cross_check(config: CdcConfig) -> list[ConfigProblem]:
     out += _internal_topics(config)
     out += _sink_warnings(config)
     out += _replica_collisions(config)
+    out += _snapshot_replicas(config)
     return out
 
 
@@ -105,6 +106,8 @@ def _unique_groups(config: CdcConfig) -> list[ConfigProblem]:
 
 def _internal_topics(config: CdcConfig) -> list[ConfigProblem]:
     internal = {config.kafka.offsets_topic}
+    internal |= {s.snapshot_replication.runs_topic for s in config.sources
+                 if s.snapshot_replication is not None}
     internal |= {
         s.errors.dead_letter_topic for s in config.sinks if s.errors.policy == "dead_letter"
     }
@@ -119,6 +122,28 @@ def _internal_topics(config: CdcConfig) -> list[ConfigProblem]:
                     "narrow the pattern to data topics, e.g. <prefix>.<schema>.*",
                 )
             )
+    return out
+
+
+def _snapshot_replicas(config: CdcConfig) -> list[ConfigProblem]:
+    """A sink takes either snapshot-replication topics (it switches whole tables) or
+    streamed ones (it applies changes), never both (cdc.snapshot.wiring)."""
+    out: list[ConfigProblem] = []
+    for i, sink in enumerate(config.sinks):
+        if sink.topic_regex is not None:
+            continue
+        feeding = [s for s in config.sources
+                   if any(_may_match_prefix(p, s.topic_prefix) for p in sink.topics)]
+        snap = [s.name for s in feeding if s.snapshot_replication is not None]
+        streamed = [s.name for s in feeding if s.snapshot_replication is None]
+        if snap and streamed:
+            out.append(ConfigProblem(
+                ("sinks", i, "topics"),
+                f"selects topics of snapshot-replication source(s) {', '.join(snap)} and of "
+                f"streaming source(s) {', '.join(streamed)}",
+                "use one sink entry for each: a snapshot replica switches whole tables, a "
+                "streaming sink applies changes to them",
+            ))
     return out
 
 

@@ -18,6 +18,7 @@ from pydantic import AfterValidator, Field, model_validator
 from cdc.config.base import ConfigModel, Name, TopicName, derived, fill_derived, invalid
 from cdc.config.connection import ConnectionConfig
 from cdc.config.operations import SourceHa
+from cdc.config.snapshot_replication import SnapshotReplicationConfig
 from cdc.events import TableId
 
 
@@ -132,6 +133,13 @@ class SourceConfigBase(ConfigModel):
         examples=[False],
     )
     ha: SourceHa = Field(default_factory=SourceHa, description="Active/standby processes.")
+    snapshot_replication: SnapshotReplicationConfig | None = Field(
+        default=None,
+        description="Make this a snapshot-replication source: instead of streaming changes, copy "
+        "its tables at one consistent point per run, on a schedule or on demand "
+        "(`cdc snapshot run`); replicas switch to each copy atomically.",
+        examples=[{"interval_s": 3600}],
+    )
 
     @model_validator(mode="before")
     @classmethod

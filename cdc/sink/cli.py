@@ -156,6 +156,9 @@ def run_sink(config_path: Path, name: str, metrics_port: int | None = None) -> i
     log.info("sink %s: %s", name, native.summary())
     stop = threading.Event()
     _stop_on_signals(stop)
+    replica = _snapshot_replica(config, name, stop, metrics_port)
+    if replica is not None:
+        return replica
     worker = build_worker(config, name, stop=stop)
     endpoint = serve_worker([SinkCollector(worker)], worker.health, config.metrics, metrics_port)
     try:
@@ -175,6 +178,30 @@ def run_sink(config_path: Path, name: str, metrics_port: int | None = None) -> i
     finally:
         if endpoint is not None:
             endpoint.close()
+    return 0
+
+
+def _snapshot_replica(config: CdcConfig, name: str, stop: threading.Event,
+                      metrics_port: int | None) -> int | None:
+    """Run a snapshot replica (cdc.snapshot) when the sink subscribes to a snapshot-replication
+    source; None when it is a streaming sink."""
+    from cdc.snapshot.service import run_replica
+    from cdc.snapshot.wiring import snapshot_sources_of
+
+    try:
+        sink = config.sink(name)
+        if not snapshot_sources_of(config, sink):
+            return None
+        run_replica(config, sink, stop, metrics_port)
+    except KeyError as e:
+        log.error("%s", e.args[0])
+        return 2
+    except ConfigError as e:
+        log.error("sink %s: %s", name, e)
+        return 2
+    except CdcError as e:
+        log.error("sink %s stopped: %s", name, e)
+        return 1
     return 0
 
 

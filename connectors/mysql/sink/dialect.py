@@ -101,6 +101,7 @@ from cdc.spi import (
     ReplicaColumn,
     TableName,
 )
+from connectors.mysql.sink.swap import MySqlSwaps
 
 if TYPE_CHECKING:
     from connectors.mysql.sink.session import MySqlSession
@@ -260,7 +261,7 @@ def kind_of(data_type: str, column_type: str) -> Kind | None:
     }.get(dt)
 
 
-class MySqlDialect:
+class MySqlDialect(MySqlSwaps):
     """The MariaDB/MySQL replica dialect. ``flavor`` picks MariaDB- or MySQL-only types."""
 
     kind = "mysql"

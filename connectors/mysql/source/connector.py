@@ -20,7 +20,15 @@ import pymysql.err
 
 from cdc.errors import PositionError, UnreachableError
 from cdc.events import ChangeEvent, TableId
-from cdc.spi import KeyGenerator, Position, Problem, SnapshotChunk, SnapshotResume, StreamItem
+from cdc.spi import (
+    KeyGenerator,
+    Position,
+    Problem,
+    SnapshotChunk,
+    SnapshotResume,
+    StreamItem,
+    TableCopy,
+)
 from connectors.mysql import guardrail
 from connectors.mysql.guardrail import BinlogGuard
 from connectors.mysql.position import MySqlPosition
@@ -184,6 +192,12 @@ class MySqlSource:
                 return multiwriter.key_generators(cur, self.captured)
         finally:
             conn.close()
+
+    def copy_tables(self) -> TableCopy:
+        """cdc.spi.CopiesTables: one consistent copy for snapshot replication."""
+        from connectors.mysql.source.copy_run import copy_tables
+
+        return copy_tables(self)
 
     def multi_writer_problems(self) -> list[Problem]:
         """cdc.spi.ChecksMultiWriter: none (row images are FULL: the source checks that)."""

@@ -73,6 +73,7 @@ from cdc.events import ColumnType, Kind
 from cdc.sink.sql import delete_by_keys
 from cdc.sink.values import DoesNotFit, chain, decimal_check, fraction_check
 from cdc.spi import ErrorKind, ReplicaColumn, TableName
+from connectors.postgres.sink.swap import PostgresSwaps
 from connectors.postgres.sink.values import (
     array_to_db,
     bits_from_db,
@@ -112,7 +113,7 @@ def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""').replace("%", "%%") + '"'
 
 
-class PostgresDialect:
+class PostgresDialect(PostgresSwaps):
     """The PostgreSQL replica dialect (immutable; one per process is enough)."""
 
     kind = "postgres"

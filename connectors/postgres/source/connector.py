@@ -36,7 +36,15 @@ from psycopg.conninfo import make_conninfo
 
 from cdc.errors import ConfigError, PrerequisiteError
 from cdc.events import ChangeEvent, TableId
-from cdc.spi import KeyGenerator, Position, Problem, SnapshotChunk, SnapshotResume, StreamItem
+from cdc.spi import (
+    KeyGenerator,
+    Position,
+    Problem,
+    SnapshotChunk,
+    SnapshotResume,
+    StreamItem,
+    TableCopy,
+)
 from connectors.postgres import guardrail
 from connectors.postgres.config import PostgresSourceConfig
 from connectors.postgres.position import PgPosition
@@ -433,6 +441,12 @@ class PostgresSource:
                 "the offsets: the next start snapshots again)")
 
     # -- SourceConnector ----------------------------------------------------------------------
+
+    def copy_tables(self) -> TableCopy:
+        """cdc.spi.CopiesTables: one consistent copy for snapshot replication."""
+        from connectors.postgres.source.copy_run import copy_tables
+
+        return copy_tables(self)
 
     def snapshot(self, resume: Position | None) -> tuple[Position, Iterator[ChangeEvent]]:
         """Create the slot (or a temporary one) with an exported snapshot and read it.

@@ -17,6 +17,7 @@ from cdc.config import CdcConfig, load_config
 from cdc.config.cli import config_group
 from cdc.errors import EXIT_NEEDS_OPERATOR, CdcError, ConfigError, NeedsOperatorError
 from cdc.observability.logging import setup_logging
+from cdc.runtime.incremental_cli import incremental_command
 from cdc.sink.cli import sink_command
 from cdc.status import status_command
 from cdc.verify import verify_command
@@ -263,6 +264,16 @@ main.add_command(config_group)
 main.add_command(sink_command)
 main.add_command(verify_command)
 main.add_command(status_command)
+
+
+# `cdc snapshot ...` (issue #13). When the group's own module lands, only the
+# add_command line below is this subcommand's.
+@main.group()
+def snapshot() -> None:
+    """Snapshots: incremental snapshots of tables while a source streams."""
+
+
+snapshot.add_command(incremental_command)
 
 if __name__ == "__main__":
     main()

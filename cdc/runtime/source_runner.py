@@ -17,14 +17,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from cdc.errors import PrerequisiteError, UnreachableError
 from cdc.events import ChangeEvent, Op
 from cdc.observability.health import Health
 from cdc.offsets.store import OffsetStore, SourceOffset
+from cdc.runtime.incremental import STATE_KEY, IncrementalSnapshotter, IncrementalState
 from cdc.serde import EncodedChange
-from cdc.spi import Heartbeat, Position, SourceConnector
+from cdc.spi import Heartbeat, Position, SnapshotsIncrementally, SourceConnector
 from cdc.transport.client_log import OUTAGE
 from cdc.transport.producer import EventProducer
 from cdc.transport.topics import TopicManager, TopicSpec
@@ -67,6 +68,8 @@ class RunnerSettings:
     # Run the connector's check() first and refuse to start on a fatal problem
     # (`cdc source` / `cdc run` do; the same checks `cdc check` prints).
     preflight: bool = False
+    # Rows per chunk of an incremental snapshot (the source's signal.chunk_size).
+    incremental_chunk_size: int = 1024
 
 
 @dataclass(slots=True)
@@ -115,6 +118,7 @@ class SourceRunner:
         self.health = Health("source", name)
         self.health.add_check(lambda: "Kafka unreachable" if OUTAGE.active else None)
         self._streaming = False
+        self.incremental: IncrementalSnapshotter | None = None  # with a signal table
         if isinstance(producer, EventProducer):
             producer.waiting = self.health.beat  # waiting out Kafka is alive
 
@@ -196,7 +200,17 @@ class SourceRunner:
             self.topics.ensure([topic], self.settings.topic_spec)
             self._partitions[topic] = self.topics.partitions(topic)
         interval = self.settings.checkpoint_interval_s
-        for item in self.source.stream(start):
+        items = self.source.stream(start)
+        source = self.source
+        if isinstance(source, SnapshotsIncrementally) and source.signal_table() is not None:
+            # Incremental snapshots (cdc.runtime.incremental): signals and chunks.
+            stored = self.offsets.load(self.name)
+            saved = stored.extra.get(STATE_KEY) if stored is not None else None
+            self.incremental = IncrementalSnapshotter(
+                self.name, source, chunk_size=self.settings.incremental_chunk_size,
+                state=IncrementalState.from_dict(saved) if saved else None)
+            items = self.incremental.wrap(items)
+        for item in items:
             if isinstance(item, Heartbeat):
                 self.producer.mark(item.position)
             else:
@@ -208,6 +222,8 @@ class SourceRunner:
                 break
         self.producer.flush(timeout=300)
         self.checkpoint(force=True)
+        if self.incremental is not None:
+            self.incremental.close()
 
     # -- producing ---------------------------------------------------------------------------
 
@@ -293,7 +309,12 @@ class SourceRunner:
         durable = self.producer.durable
         if durable is None or (version == self._saved_version and not force):
             return
-        self.offsets.save(self.name, SourceOffset(durable))
+        extra: dict[str, Any] = {}
+        if self.incremental is not None:
+            state = self.incremental.state_for(durable)
+            if state is not None:
+                extra[STATE_KEY] = state.to_dict()
+        self.offsets.save(self.name, SourceOffset(durable, extra=extra))
         self._saved_version = version
         self.stats.checkpoints += 1
         self.stats.last_checkpoint = durable

@@ -18,13 +18,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pymysql.err
 
-from cdc.errors import PositionError, UnreachableError
+from cdc.errors import ConfigError, PositionError, UnreachableError
 from cdc.events import ChangeEvent, TableId
-from cdc.spi import Position, Problem, StreamItem
+from cdc.spi import Chunk, Position, Problem, StreamItem
 from connectors.mysql import guardrail
 from connectors.mysql.guardrail import BinlogGuard
 from connectors.mysql.position import MySqlPosition
 from connectors.mysql.source.binlog import BinlogReader
+from connectors.mysql.source.incremental import IncrementalReads
+from connectors.mysql.source.incremental import position_after as _position_after
 from connectors.mysql.source.server import connect, server_info, variables
 from connectors.mysql.source.snapshot import (
     SYSTEM_SCHEMAS,
@@ -87,6 +89,7 @@ class MySqlSource:
         reconnect_timeout_s: float = 120.0,
         fast_decode: bool = True,
         binlog_guard: BinlogGuard | None = None,
+        signal_table: str | None = None,
     ) -> None:
         self.connect_kwargs = dict(connect_kwargs)
         self.name = name
@@ -102,6 +105,8 @@ class MySqlSource:
         self.acknowledged: MySqlPosition | None = None
         self.guard = binlog_guard  # connectors.mysql.guardrail
         self._snapshot: SnapshotReader | None = None
+        self.signal = signal_table
+        self._incremental: IncrementalReads | None = None
         self.reader = BinlogReader(
             self.connect_kwargs,
             server_id=server_id,
@@ -134,6 +139,7 @@ class MySqlSource:
             snapshot_lock=config.snapshot_lock,
             heartbeat_s=min(1.0, config.heartbeat_interval_s),
             binlog_guard=config.binlog_guard,
+            signal_table=config.signal.table if config.signal is not None else None,
         )
 
     # ------------------------------------------------------------------ SPI
@@ -206,10 +212,47 @@ class MySqlSource:
         self.acknowledged = position
 
     def close(self) -> None:
+        if self._incremental is not None:
+            self._incremental.close()
         self.reader.close()
         if self._snapshot is not None:
             self._snapshot.close()
             self._snapshot = None
+
+    # ------------------------------------------------------ incremental snapshots (SPI)
+
+    def _reads(self) -> IncrementalReads:
+        if self.signal is None:
+            raise ConfigError(f"{self.name}: no signal table is configured",
+                              hint="set signal.table in the source's entry")
+        if self._incremental is None:
+            self._incremental = IncrementalReads(
+                self.connect_kwargs, source_name=self.name, signal_table=self.signal,
+                captured=self.captured, zero_date=self.zero_date)
+        return self._incremental
+
+    def signal_table(self) -> TableId | None:
+        """cdc.spi.SnapshotsIncrementally (and the methods below)."""
+        if self.signal is None:
+            return None
+        database, _, table = self.signal.partition(".")
+        return TableId(database, None, table)
+
+    def write_signal(self, signal_id: str, signal_type: str, data: str | None) -> None:
+        self._reads().write_signal(signal_id, signal_type, data)
+
+    def resolve_table(self, name: str) -> TableId | None:
+        return self._reads().resolve(name)
+
+    def estimate_rows(self, table: TableId) -> int:
+        return self._reads().estimate(table)
+
+    def read_chunk(self, table: TableId, after: Sequence[Any] | None, limit: int,
+                   condition: str | None) -> Chunk:
+        return self._reads().read_chunk(table, after, limit, condition)
+
+    def position_after(self, position: Position, offset: int, last: bool) -> Position:
+        return _position_after(position, offset, last)
 
     # ------------------------------------------------------------------ metrics
 

@@ -210,7 +210,7 @@ class LagMonitor:
             try:
                 if not self.replica.exists(self.table):
                     continue
-                got = self.replica.query(f"SELECT MAX(at) FROM {self.table}")
+                got = self.replica.query(f"SELECT MAX(at) FROM {self.table} WHERE at > 0")
             except Exception:  # the replica table may be in the middle of being created
                 continue
             if got and got[0][0] is not None:
@@ -377,7 +377,8 @@ def incremental_with_workload(s: Setup, procs: Processes, rows: int, lag_bound_s
 # ----------------------------------------------------------------------------- tests
 
 
-@pytest.mark.parametrize("kind", ["postgres", "mysql"])
+@pytest.mark.parametrize("kind", [
+    "postgres", pytest.param("mysql", marks=pytest.mark.slow)])  # CI: one representative
 def test_incremental_snapshot_under_writes(kind: str, unique_name: str, tmp_path: Path,
                                            env: dict[str, str], procs: Processes) -> None:
     rows = 20_000
@@ -445,3 +446,32 @@ def test_add_a_table_to_a_running_pipeline(kind: str, unique_name: str, tmp_path
     wait_for("the added table's rows", lambda: s.replica.exists(added) and rows_of(
         s.replica, added) == rows_of(s.source, added), 300, procs.all_logs)
     assert len(rows_of(s.replica, added)) == 3000
+
+
+def test_resync_a_replica_table_that_verify_found_different(
+        unique_name: str, tmp_path: Path, env: dict[str, str], procs: Processes) -> None:
+    rows = 5000
+    s = make_setup("postgres", unique_name, tmp_path, env, rows, chunk=1000)
+    big = f"{s.run}_big"
+    src = procs.start("source", "source", str(s.config), "--name", s.source_name)
+    procs.start("sink", "sink", str(s.config), "--name", s.sink_name)
+    streaming(procs, src, s)
+    signal_snapshot(s, big)
+    wait_for("the first copy", snapshot_done(procs, src), 300, procs.all_logs)
+    settle(s, procs)
+    # The replica drifts behind cdc's back: changed, lost and extra rows.
+    s.replica.execute(f"UPDATE {big} SET v = -7 WHERE id % 100 = 0")
+    s.replica.execute(f"DELETE FROM {big} WHERE id BETWEEN 2000 AND 2100")
+    s.replica.execute(f"INSERT INTO {big} (id, v, t) VALUES (999999, 1, 'only in the replica')")
+    # (Only the big table: probe rows written before the stream started are not in the replica.)
+    found = run_cdc("verify", str(s.config), "--source", s.source_name, "--table", f"*.{big}")
+    assert found.returncode == 1, found.stdout + found.stderr
+    signal_snapshot(s, big)
+    wait_for("the re-sync", snapshot_done(procs, src, times=2), 300, procs.all_logs)
+    source_rows = rows_of(s.source, big)
+    wait_for("the replica to be repaired", lambda: rows_of(s.replica, big) == [
+        *source_rows, (999999, 1, "only in the replica")], 120, procs.all_logs)
+    # Rows only in the replica are left alone (as Debezium does): delete them by hand.
+    s.replica.execute(f"DELETE FROM {big} WHERE id = 999999")
+    again = run_cdc("verify", str(s.config), "--source", s.source_name, "--table", f"*.{big}")
+    assert again.returncode == 0, again.stdout + again.stderr

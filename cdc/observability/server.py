@@ -26,6 +26,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 
 from cdc.observability.health import Health
+from cdc.observability.progress import ProgressCollector
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -139,7 +140,8 @@ def serve_worker(
     if not cfg.enabled:
         return None
     registry = CollectorRegistry()
-    for c in (*collectors, HealthCollector(health)):
+    # Snapshot progress of any kind in this process (cdc.observability.progress).
+    for c in (*collectors, HealthCollector(health), ProgressCollector()):
         registry.register(c)
     chosen = cfg.port if port is None else port
     try:

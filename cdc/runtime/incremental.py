@@ -37,17 +37,17 @@ A bad signal is logged and skipped; it never stops the stream.
 from __future__ import annotations
 
 import base64
-import importlib
 import json
 import logging
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Any
 
 from cdc.errors import CdcError
 from cdc.events import ChangeEvent, Op
+from cdc.observability.progress import SnapshotProgress
 from cdc.spi import Heartbeat, Position, SnapshotsIncrementally, StreamItem
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,6 @@ EXECUTE = "execute-snapshot"
 STOP = "stop-snapshot"
 WINDOW_OPEN = "snapshot-window-open"
 WINDOW_CLOSE = "snapshot-window-close"
-PROGRESS_LOG_S = 5.0
 # A window whose watermarks have not come back through the stream by then is reported.
 WINDOW_WARN_S = 120.0
 
@@ -170,52 +169,6 @@ def stop_data(tables: Sequence[str]) -> str:
     return json.dumps({"data-collections": list(tables), "type": "incremental"})
 
 
-# --------------------------------------------------------------------------- progress
-
-
-class _Progress(Protocol):
-    def advance(self, rows: int, table: str | None = None) -> None: ...
-
-    def table_done(self, table: str) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class _LogProgress:
-    """Log lines every few seconds (used when the shared reporter is not available)."""
-
-    def __init__(self, name: str, estimated: int) -> None:
-        self.name, self.estimated = name, estimated
-        self.rows = 0
-        self.t0 = self._last = time.monotonic()
-
-    def advance(self, rows: int, table: str | None = None) -> None:
-        self.rows += rows
-        now = time.monotonic()
-        if now - self._last >= PROGRESS_LOG_S:
-            self._last = now
-            rate = self.rows / max(now - self.t0, 1e-9)
-            log.info("%s: incremental snapshot of %s: %d of about %d rows (%.0f rows/s)",
-                     self.name, table, self.rows, max(self.estimated, self.rows), rate)
-
-    def table_done(self, table: str) -> None:
-        log.info("%s: incremental snapshot of %s done", self.name, table)
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(name: str, estimated: int) -> _Progress:
-    """The shared snapshot progress reporter (kind=incremental) when it exists."""
-    try:
-        module = importlib.import_module("cdc.observability.progress")
-        reporter: _Progress = module.SnapshotProgress(
-            kind="incremental", name=name, estimated_rows=estimated)
-        return reporter
-    except (ImportError, AttributeError, TypeError):
-        return _LogProgress(name, estimated)
-
-
 # --------------------------------------------------------------------------- the algorithm
 
 
@@ -250,7 +203,7 @@ class IncrementalSnapshotter:
         self._versions: list[tuple[Position, IncrementalState | None]] = []
         self._durable_state = state
         self._window: _Window | None = None
-        self._progress: _Progress | None = None
+        self._progress: SnapshotProgress | None = None
 
     # -- what the runner stores -------------------------------------------------------------
 
@@ -277,8 +230,9 @@ class IncrementalSnapshotter:
         if self.state is not None and self.state.tables:
             log.info("%s: continuing the incremental snapshot of %s after key %s", self.name,
                      ", ".join(self.state.tables), self.state.last_key)
-            self._progress = _progress(
-                self.name, sum(self._estimate(t) for t in self.state.tables))
+            self._progress = SnapshotProgress(
+                "incremental", self.name, sum(self._estimate(t) for t in self.state.tables)
+                + self.state.rows, rows_done=self.state.rows)
         started = False
         for item in items:
             if not started:
@@ -377,7 +331,9 @@ class IncrementalSnapshotter:
         log.info("%s: execute-snapshot %s: incremental snapshot of %s (about %d rows)",
                  self.name, signal.id, ", ".join(tables), estimated)
         if self._progress is None:
-            self._progress = _progress(self.name, estimated)
+            self._progress = SnapshotProgress("incremental", self.name, estimated)
+        else:
+            self._progress.set_estimate(self._progress.rows + estimated)
         self._next_chunk()
 
     def _estimate(self, qualified: str) -> int:

@@ -310,3 +310,16 @@ def test_parse_signal_rules() -> None:
             continue
         raise AssertionError(f"accepted {bad}")
     assert parse_signal("1", STOP, None).tables == ()
+
+
+def test_stored_state_format_is_forever() -> None:
+    """The exact dict a source stores under extra["incremental"] of its offsets record."""
+    stored = {"signal_id": "ab12", "tables": ["public.orders", "public.items"],
+              "last_key": ["1042", {"b64": "AAE="}], "conditions": {"public.items": "id > 5"},
+              "rows": 2048, "chunks": 2}
+    state = IncrementalState.from_dict(stored)
+    assert state.tables == ("public.orders", "public.items")
+    assert state.last_key == ("1042", b"\x00\x01")
+    assert state.current == "public.orders"
+    assert state.to_dict() == stored
+    assert IncrementalState.from_dict({"signal_id": "x", "tables": ["a.b"]}).last_key is None

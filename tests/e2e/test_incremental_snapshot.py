@@ -475,3 +475,15 @@ def test_resync_a_replica_table_that_verify_found_different(
     s.replica.execute(f"DELETE FROM {big} WHERE id = 999999")
     again = run_cdc("verify", str(s.config), "--source", s.source_name, "--table", f"*.{big}")
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+@pytest.mark.parametrize("kind", ["postgres", "mysql"])
+def test_check_names_a_missing_signal_table(kind: str, unique_name: str, tmp_path: Path,
+                                            env: dict[str, str]) -> None:
+    s = make_setup(kind, unique_name, tmp_path, env, 10, chunk=10)
+    s.source.execute(f"DROP TABLE {s.run}_signal")
+    out = run_cdc("check", str(s.config))
+    assert out.returncode != 0
+    text = out.stdout + out.stderr
+    assert f"signal table {s.qualified(s.run + '_signal')} does not exist" in text, text
+    assert "CREATE TABLE" in text and "signal.table" in text, text

@@ -25,7 +25,7 @@ from connectors.mysql import guardrail
 from connectors.mysql.guardrail import BinlogGuard
 from connectors.mysql.position import MySqlPosition
 from connectors.mysql.source.binlog import BinlogReader
-from connectors.mysql.source.incremental import IncrementalReads
+from connectors.mysql.source.incremental import SIGNAL_TABLE_DDL, IncrementalReads
 from connectors.mysql.source.incremental import position_after as _position_after
 from connectors.mysql.source.server import connect, server_info, variables
 from connectors.mysql.source.snapshot import (
@@ -406,17 +406,26 @@ class MySqlSource:
 
     def _check_tables(self, cur: Any) -> list[Problem]:
         tables = list_tables(cur, self.captured)
+        problems: list[Problem] = []
+        if self.signal is not None and tuple(self.signal.split(".", 1)) not in {
+                (d, t) for d, t, _ in tables}:
+            database, _, table = self.signal.partition(".")
+            name = f"{quote(database)}.{quote(table)}"
+            problems.append(Problem(
+                f"signal table {self.signal} does not exist: incremental snapshots cannot be "
+                "signalled", f"{SIGNAL_TABLE_DDL.format(table=name)}; and GRANT INSERT, SELECT "
+                f"ON {name} TO <the cdc user>", key="signal.table"))
         if not tables:
             return [
+                *problems,
                 Problem(
                     f"no table matches include {list(self.include)} minus exclude "
                     f"{list(self.exclude)} (or the user cannot see any)",
                     "check the table patterns (database.table) and the user's SELECT grants",
                     fatal=False,
                     key="tables.include",
-                )
+                ),
             ]
-        problems = []
         # Tables without a primary key are captured too: with the FULL row image (a server
         # check) their updates and deletes carry the whole old row, which replicas match.
         for db, table, _ in tables:

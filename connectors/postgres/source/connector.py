@@ -43,7 +43,7 @@ from connectors.postgres.position import PgPosition
 from connectors.postgres.source import catalog
 from connectors.postgres.source.catalog import PublicationFacts, ServerFacts
 from connectors.postgres.source.changes import TransactionListener
-from connectors.postgres.source.incremental import IncrementalReads, split_name
+from connectors.postgres.source.incremental import SIGNAL_TABLE_DDL, IncrementalReads, split_name
 from connectors.postgres.source.incremental import position_after as _position_after
 from connectors.postgres.source.replication import StreamReader, StreamSettings
 from connectors.postgres.source.snapshot import SnapshotReader
@@ -273,6 +273,14 @@ class PostgresSource:
                 f"all {server.max_wal_senders} WAL senders are busy",
                 "raise max_wal_senders (needs a restart)"))
         tables = catalog.captured_tables(conn, cfg.tables)
+        if cfg.signal is not None and tuple(split_name(cfg.signal.table)) not in {
+                (s, t) for _, s, t in tables}:
+            schema, table = split_name(cfg.signal.table)
+            name = _table_ident(schema, table).as_string(conn)
+            problems.append(Problem(
+                f"signal table {cfg.signal.table} does not exist: incremental snapshots cannot "
+                "be signalled", f"{SIGNAL_TABLE_DDL.format(table=name)}; and GRANT INSERT, "
+                f"SELECT ON {name} TO <the source's user>", key="signal.table"))
         if not tables:
             problems.append(Problem(
                 f"no table matches tables.include {list(cfg.tables.include)} "

@@ -499,6 +499,83 @@ class InspectsLag(Protocol):
 
     def inspect_lag(self, position: Position | None) -> Mapping[str, float | None]: ...
 
+# --------------------------------------------------------------------------- snapshots
+#
+# Optional, for the initial snapshot (issue #13): a row estimate for its progress
+# bar (cdc.observability.progress), and resuming an interrupted snapshot at its
+# last finished chunk (cdc.runtime.source_runner stores the chunk marks with the
+# offsets only once every row before them is acknowledged by Kafka).
+
+
+@runtime_checkable
+class EstimatesRows(Protocol):
+    """A source that can estimate the rows its initial snapshot reads (statistics).
+
+    Keys are the qualified table names (``TableId.qualified``); values may be
+    off either way (PostgreSQL ``reltuples``, MySQL ``information_schema``'s
+    ``TABLE_ROWS``); a table never analysed may be 0. Raises
+    :class:`cdc.errors.CdcError` when the server cannot be asked.
+    """
+
+    def estimate_rows(self) -> Mapping[str, int]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotChunk:
+    """Yielded by a resumable snapshot after the last row of each chunk it read.
+
+    ``after``: the key (primary-key values in key order, each a str, bytes, int,
+    float, bool or None) of the chunk's last row, after which a resumed read of
+    ``table`` starts; ``done``: ``table`` is finished (``after`` is then None).
+    A table read without a key yields only its ``done`` mark.
+    """
+
+    table: str
+    after: tuple[Any, ...] | None = None
+    done: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotResume:
+    """Where an interrupted snapshot stopped, as the runner recorded it.
+
+    ``start``: the consistent position of the FIRST attempt, where the stream
+    starts after the snapshot (so every change since then is replayed over the
+    rows read later). ``attempt``: 1 for the first resume; rows of attempt n get
+    positions above every position of attempts before it (the sinks' replay
+    check must not take them for duplicates). ``table`` None or ``after`` None:
+    that table starts from its first row.
+    """
+
+    start: Position
+    tables_done: tuple[str, ...]
+    table: str | None
+    after: tuple[Any, ...] | None
+    rows: int
+    attempt: int
+
+
+@runtime_checkable
+class ResumesSnapshot(Protocol):
+    """A source whose initial snapshot can resume at its last finished chunk.
+
+    ``resumable_snapshot(None)`` is the snapshot of :meth:`SourceConnector.snapshot`
+    with :class:`SnapshotChunk` marks between the rows. With ``resume``, it skips
+    ``tables_done``, reads ``resume.table`` after ``resume.after`` and the tables not
+    begun, at a new consistent point, and returns ``resume.start`` as the position
+    the stream starts from. Its rows carry positions at ``resume.start`` whose order
+    within the snapshot (the position's index) is above those of earlier attempts.
+    When it cannot resume exactly (e.g. a table without a key, whose replayed
+    inserts could not be told from rows read already), it takes a fresh snapshot
+    instead and returns that snapshot's consistent position: the runner then
+    starts its progress afresh.
+    """
+
+    def resumable_snapshot(
+        self, resume: SnapshotResume | None
+    ) -> tuple[Position, Iterator[ChangeEvent | SnapshotChunk]]: ...
+
+
 
 # --------------------------------------------------------------------------- incremental snapshots
 #
@@ -542,7 +619,7 @@ class SnapshotsIncrementally(Protocol):
         """The captured table a signal's ``schema.table`` (``database.table``) names;
         None when the table does not exist or the source does not capture it."""
 
-    def estimate_rows(self, table: TableId) -> int:
+    def table_rows_estimate(self, table: TableId) -> int:
         """The server's estimate of a table's rows (0 when unknown)."""
 
     def read_chunk(

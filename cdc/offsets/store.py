@@ -8,6 +8,7 @@ acknowledged: offsets never run ahead of the data they describe.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import time
@@ -26,6 +27,7 @@ from confluent_kafka import (
 
 from cdc.errors import DeliveryError, PositionError, UnreachableError
 from cdc.positions import Position, position_from_dict
+from cdc.spi import SnapshotResume
 from cdc.transport.client_log import KAFKA_LOG, OUTAGE, is_transient
 from cdc.transport.producer import FIXED_SETTINGS
 from cdc.transport.topics import TopicManager, TopicSpec
@@ -55,10 +57,12 @@ class SourceOffset:
     """What a source needs to resume: its stream position, and whether a snapshot runs.
 
     ``snapshot`` is None once the snapshot is complete (or never ran). While a
-    snapshot runs the runner stores ``{"state": "running"}``: a marker only,
-    with no per-table progress, so a snapshot interrupted by a crash is taken
-    again from the start on the next run (rows are keyed; the repeat is
-    harmless downstream).
+    snapshot runs the runner stores ``{"state": "running"}``; for a source that
+    can resume its snapshot (:class:`cdc.spi.ResumesSnapshot`) also
+    ``"resume"``: the chunk progress of :func:`resume_to_dict`, recorded only
+    once every row before it is acknowledged by Kafka. A marker without
+    ``"resume"`` (written by older versions, or by a source that cannot resume)
+    means the snapshot is taken again from the start.
     """
 
     position: Position | None
@@ -84,6 +88,53 @@ class SourceOffset:
             raise PositionError(f"offsets record format v{d.get('v')} is newer than this cdc")
         pos = d.get("position")
         return cls(position_from_dict(pos) if pos else None, d.get("snapshot"), d.get("extra") or {})
+
+
+def resume_to_dict(r: SnapshotResume) -> dict[str, Any]:
+    """The stored form of a snapshot's chunk progress (under ``snapshot["resume"]``)."""
+    return {
+        "start": r.start.to_dict(),
+        "tables_done": list(r.tables_done),
+        "table": r.table,
+        "after": None if r.after is None else [_key_value(v) for v in r.after],
+        "rows": r.rows,
+        "attempt": r.attempt,
+    }
+
+
+def resume_from_snapshot(snapshot: dict[str, Any] | None) -> SnapshotResume | None:
+    """The chunk progress stored in ``SourceOffset.snapshot``; None when it holds none
+    (no snapshot running, or a marker without progress). PositionError if malformed."""
+    if not snapshot or not isinstance(snapshot.get("resume"), dict):
+        return None
+    d = snapshot["resume"]
+    try:
+        after = d.get("after")
+        return SnapshotResume(
+            start=position_from_dict(d["start"]),
+            tables_done=tuple(str(t) for t in d.get("tables_done") or ()),
+            table=None if d.get("table") is None else str(d["table"]),
+            after=None if after is None else tuple(_key_from_json(v) for v in after),
+            rows=int(d.get("rows") or 0),
+            attempt=int(d.get("attempt") or 0),
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        raise PositionError(f"malformed snapshot progress in the offsets: {d!r:.300}: {e}") from e
+
+
+def _key_value(v: Any) -> Any:
+    """A key value as JSON: bytes tagged as base64, the JSON scalars as they are."""
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return {"b64": base64.b64encode(bytes(v)).decode()}
+    if v is None or isinstance(v, (str, int, float, bool)):
+        return v
+    raise PositionError(f"a snapshot key value of type {type(v).__name__} cannot be stored")
+
+
+def _key_from_json(v: Any) -> Any:
+    if isinstance(v, dict):
+        return base64.b64decode(v["b64"])
+    return v
 
 
 class OffsetStore:

@@ -339,7 +339,7 @@ class IncrementalSnapshotter:
     def _estimate(self, qualified: str) -> int:
         table = self.source.resolve_table(qualified)
         try:
-            return self.source.estimate_rows(table) if table is not None else 0
+            return self.source.table_rows_estimate(table) if table is not None else 0
         except CdcError:
             return 0
 

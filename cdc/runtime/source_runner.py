@@ -11,26 +11,91 @@ none is lost.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from cdc.errors import PrerequisiteError, UnreachableError
 from cdc.events import ChangeEvent, Op
 from cdc.observability.health import Health
-from cdc.offsets.store import OffsetStore, SourceOffset
+from cdc.observability.progress import SnapshotProgress
+from cdc.offsets.store import OffsetStore, SourceOffset, resume_from_snapshot, resume_to_dict
 from cdc.runtime.incremental import STATE_KEY, IncrementalSnapshotter, IncrementalState
 from cdc.serde import EncodedChange
-from cdc.spi import Heartbeat, Position, SnapshotsIncrementally, SourceConnector
+from cdc.spi import (
+    EstimatesRows,
+    Heartbeat,
+    Position,
+    ResumesSnapshot,
+    SnapshotChunk,
+    SnapshotResume,
+    SnapshotsIncrementally,
+    SourceConnector,
+)
 from cdc.transport.client_log import OUTAGE
 from cdc.transport.producer import EventProducer
 from cdc.transport.topics import TopicManager, TopicSpec
 
 log = logging.getLogger(__name__)
+# At most this often a snapshot's chunk progress is written to the offsets (one small
+# acknowledged record; a crash re-reads at most the chunks of this long, plus those
+# not yet acknowledged by Kafka).
+CHUNK_SAVE_INTERVAL_S = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class _ChunkMark(Position):
+    """A chunk's end in the ack tracker: durable once it and every row before it is
+    acknowledged; never stored as a position (its ``resume`` is, in the snapshot)."""
+
+    kind: ClassVar[str] = "snapshot-chunk"
+    seq: int
+    resume: SnapshotResume
+    last_in_tx: bool = True
+
+    def sort_key(self) -> tuple[Any, ...]:
+        return (self.seq,)
+
+    def to_dict(self) -> dict[str, Any]:
+        raise TypeError("a snapshot chunk mark is not a stored position")
+
+
+class _ChunkProgress:
+    """The snapshot's chunk progress as the reader reports it (ahead of Kafka's acks)."""
+
+    def __init__(self, start: Position, resume: SnapshotResume | None) -> None:
+        self.start = resume.start if resume is not None else start
+        self.tables_done: list[str] = list(resume.tables_done) if resume is not None else []
+        self.rows = resume.rows if resume is not None else 0
+        self.attempt = resume.attempt if resume is not None else 0
+        self.first = resume  # what this attempt started from
+        self.seq = 0
+        self.saved_seq = 0
+
+    def chunk(self, c: SnapshotChunk) -> _ChunkMark:
+        if c.done:
+            if c.table not in self.tables_done:
+                self.tables_done.append(c.table)
+            table, after = None, None
+        else:
+            table, after = c.table, c.after
+        self.seq += 1
+        return _ChunkMark(self.seq, SnapshotResume(self.start, tuple(self.tables_done), table,
+                                                   after, self.rows, self.attempt))
+
+    def offset(self, mark: _ChunkMark | None = None) -> SourceOffset:
+        if mark is not None:
+            r = mark.resume
+        elif self.first is not None:
+            r = self.first
+        else:
+            r = SnapshotResume(self.start, (), None, None, 0, 0)
+        return SourceOffset(None, snapshot={"state": "running", "resume": resume_to_dict(r)})
 
 
 class SnapshotMode(StrEnum):
@@ -83,6 +148,10 @@ class RunnerStats:
 
 
 class SourceRunner:
+    # Incremental snapshots (cdc.runtime.incremental), set when the stream starts with a
+    # signal table.
+    incremental: IncrementalSnapshotter | None = None
+
     def __init__(
         self,
         name: str,
@@ -118,7 +187,7 @@ class SourceRunner:
         self.health = Health("source", name)
         self.health.add_check(lambda: "Kafka unreachable" if OUTAGE.active else None)
         self._streaming = False
-        self.incremental: IncrementalSnapshotter | None = None  # with a signal table
+        self.snapshot_progress: SnapshotProgress | None = None
         if isinstance(producer, EventProducer):
             producer.waiting = self.health.beat  # waiting out Kafka is alive
 
@@ -170,29 +239,107 @@ class SourceRunner:
                 log.info("%s: resuming stream after %s", self.name, stored.position)
                 return stored.position
             return None
-        if interrupted:
+        source = self.source
+        resumable = isinstance(source, ResumesSnapshot)
+        resume = None
+        if interrupted and stored is not None and resumable:
+            resume = resume_from_snapshot(stored.snapshot)
+        if resume is not None:
+            resume = dataclasses.replace(resume, attempt=resume.attempt + 1)
+            log.warning("%s: resuming the interrupted snapshot from its last finished chunk "
+                        "(table %s after key %s; %d tables and %d rows done; attempt %d); the "
+                        "stream will start at %s", self.name, resume.table, resume.after,
+                        len(resume.tables_done), resume.rows, resume.attempt, resume.start)
+        elif interrupted:
             log.warning("%s: the previous snapshot did not finish; snapshotting again", self.name)
-        # Marks the snapshot as running, so a crash before its end re-runs it.
-        self.offsets.save(self.name, SourceOffset(None, snapshot={"state": "running"}))
-        consistent, rows = self.source.snapshot(None)
+        if resume is None:
+            # Marks the snapshot as running, so a crash before its end re-runs it.
+            self.offsets.save(self.name, SourceOffset(None, snapshot={"state": "running"}))
+        if resumable:
+            assert isinstance(source, ResumesSnapshot)
+            consistent, items = source.resumable_snapshot(resume)
+        else:
+            consistent, items = source.snapshot(None)
+        if resume is not None and consistent != resume.start:
+            log.warning("%s: the source could not resume its snapshot exactly; it is taken "
+                        "again from the start at %s", self.name, consistent)
+            resume = None
+        chunks = _ChunkProgress(consistent, resume)
+        if resumable:
+            # The consistent point is recorded before any row: a crash from here on
+            # resumes (and streams from this point), whatever chunk it reached.
+            self.offsets.save(self.name, chunks.offset())
+        progress = SnapshotProgress("initial", self.name, self._estimate(),
+                                    rows_done=chunks.rows)
+        self.snapshot_progress = progress
         health = self.health
         health.set_state("snapshotting")
         health.set_ready(None)
         health.beat()
         t0 = time.monotonic()
-        for event in rows:
-            if self.stop.is_set():
+        stats = self.stats
+        emit = self._emit
+        stop = self.stop
+        pending = 0  # rows since the last progress update
+        for item in items:
+            if stop.is_set():
                 raise InterruptedError(f"{self.name}: stopped during snapshot")
-            self._emit(event)
-            self.stats.snapshot_rows += 1
-            if not self.stats.snapshot_rows & 1023:
+            if type(item) is SnapshotChunk:
+                progress.advance(pending, table=item.table)
+                pending = 0
+                if item.done:
+                    progress.table_done(item.table)
+                self.producer.mark(chunks.chunk(item))
+                self._save_chunks(chunks)
+                continue
+            assert isinstance(item, ChangeEvent)
+            emit(item)
+            stats.snapshot_rows += 1
+            chunks.rows += 1
+            pending += 1
+            if not stats.snapshot_rows & 1023:
                 health.beat()
+                progress.advance(pending, chunk=False)
+                pending = 0
+        progress.advance(pending, chunk=False)
         # Barrier: every snapshot row is durable before the stream starts.
         self.producer.flush(timeout=300)
+        progress.close()
+        # The durable position is the consistent point again (not a chunk mark), for
+        # the stream's checkpoints.
+        self.producer.mark(consistent)
+        self.producer.poll(0)
         self.offsets.save(self.name, SourceOffset(consistent))
+        self._saved_version = self.producer.tracker.durable_version
         log.info("%s: snapshot of %d rows done in %.1fs, streaming from %s", self.name,
-                 self.stats.snapshot_rows, time.monotonic() - t0, consistent)
+                 stats.snapshot_rows, time.monotonic() - t0, consistent)
         return consistent
+
+    def _estimate(self) -> int | None:
+        source = self.source
+        if not isinstance(source, EstimatesRows):
+            return None
+        try:
+            return sum(max(0, n) for n in source.estimate_rows().values())
+        except Exception as e:  # an estimate is a nicety: never fail the snapshot for it
+            log.info("%s: no row estimate for the snapshot's progress (%s)", self.name, e)
+            return None
+
+    def _save_chunks(self, chunks: _ChunkProgress) -> None:
+        """Record the latest chunk whose rows (and every row before) Kafka acknowledged."""
+        now = time.monotonic()
+        if now - self._last_save < CHUNK_SAVE_INTERVAL_S:
+            return
+        self.producer.poll(0)
+        durable = self.producer.durable
+        if not isinstance(durable, _ChunkMark) or durable.seq <= chunks.saved_seq:
+            return
+        self._last_save = now
+        self.offsets.save(self.name, chunks.offset(durable))
+        chunks.saved_seq = durable.seq
+        self.health.beat()
+        log.debug("%s: snapshot progress recorded: %s after %s", self.name,
+                  durable.resume.table, durable.resume.after)
 
     def _stream_phase(self, start: Position | None) -> None:
         if self._transactions is not None:

@@ -20,7 +20,7 @@ import pymysql.err
 
 from cdc.errors import ConfigError, PositionError, UnreachableError
 from cdc.events import ChangeEvent, TableId
-from cdc.spi import Chunk, Position, Problem, StreamItem
+from cdc.spi import Chunk, Position, Problem, SnapshotChunk, SnapshotResume, StreamItem
 from connectors.mysql import guardrail
 from connectors.mysql.guardrail import BinlogGuard
 from connectors.mysql.position import MySqlPosition
@@ -30,6 +30,7 @@ from connectors.mysql.source.incremental import position_after as _position_afte
 from connectors.mysql.source.server import connect, server_info, variables
 from connectors.mysql.source.snapshot import (
     SYSTEM_SCHEMAS,
+    CannotResume,
     SnapshotLock,
     SnapshotReader,
     list_tables,
@@ -175,12 +176,8 @@ class MySqlSource:
             conn.close()
 
     def snapshot(self, resume: Position | None) -> tuple[Position, Iterator[ChangeEvent]]:
-        """A consistent snapshot; an interrupted one is taken again from the start.
-
-        (A snapshot's consistent view ends with its transaction, so rows read
-        before a restart cannot be matched with a new view: ``resume`` is
-        only logged.)
-        """
+        """A consistent snapshot from the start (the runner resumes through
+        :meth:`resumable_snapshot`; ``resume`` is only logged)."""
         if resume is not None:
             log.warning(
                 "%s: the previous snapshot was interrupted at %s; snapshotting again "
@@ -188,6 +185,40 @@ class MySqlSource:
                 self.name,
                 resume,
             )
+        start, items = self._open(None, marks=False)
+        return start, (i for i in items if type(i) is not SnapshotChunk)  # type: ignore[misc]
+
+    def resumable_snapshot(
+        self, resume: SnapshotResume | None
+    ) -> tuple[Position, Iterator[ChangeEvent | SnapshotChunk]]:
+        """cdc.spi.ResumesSnapshot: the snapshot with chunk marks, or its remaining chunks
+        read in a new consistent view, positioned at (and streamed from) the first
+        attempt's binlog position (SOURCE.md, "Resuming a snapshot")."""
+        if resume is not None:
+            if not isinstance(resume.start, MySqlPosition):
+                raise PositionError(f"{self.name}: cannot resume a snapshot at {resume.start!r}")
+            try:
+                return self._open(resume, marks=True)
+            except CannotResume as e:
+                log.warning("%s: the interrupted snapshot is taken again from the start: %s, so "
+                            "rows changed since %s could not be told from rows read again",
+                            self.name, e, resume.start)
+        return self._open(None, marks=True)
+
+    def estimate_rows(self) -> dict[str, int]:
+        """cdc.spi.EstimatesRows: ``information_schema.TABLES.TABLE_ROWS`` of the captured
+        tables."""
+        conn = connect(self.connect_kwargs)
+        try:
+            with conn.cursor() as cur:
+                return {TableId(db, None, table).qualified: max(0, rows)
+                        for db, table, rows in list_tables(cur, self.captured)}
+        finally:
+            conn.close()
+
+    def _open(
+        self, resume: SnapshotResume | None, *, marks: bool
+    ) -> tuple[Position, Iterator[ChangeEvent | SnapshotChunk]]:
         if self._snapshot is not None:
             self._snapshot.close()
         self._snapshot = SnapshotReader(
@@ -198,7 +229,7 @@ class MySqlSource:
             chunk_size=self.chunk_size,
             lock=self.snapshot_lock,
         )
-        return self._snapshot.open()
+        return self._snapshot.open(marks=marks, resume=resume)
 
     def stream(self, start: Position | None) -> Iterator[StreamItem]:
         if start is not None and not isinstance(start, MySqlPosition):
@@ -244,7 +275,7 @@ class MySqlSource:
     def resolve_table(self, name: str) -> TableId | None:
         return self._reads().resolve(name)
 
-    def estimate_rows(self, table: TableId) -> int:
+    def table_rows_estimate(self, table: TableId) -> int:
         return self._reads().estimate(table)
 
     def read_chunk(self, table: TableId, after: Sequence[Any] | None, limit: int,

@@ -40,6 +40,7 @@ import pymysql.err
 import cdc
 from cdc.errors import PrerequisiteError
 from cdc.events import ChangeEvent, Column, Op, SourceInfo, TableId, TableSchema
+from cdc.spi import SnapshotChunk, SnapshotResume
 from connectors.mysql.catalog import catalog_columns, catalog_primary_key
 from connectors.mysql.position import BinlogFile, GtidSet, MySqlPosition
 from connectors.mysql.source.server import (
@@ -54,10 +55,13 @@ from connectors.mysql.values import TextRowDecoder, ZeroDatePolicy, make_codec, 
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SnapshotLock", "SnapshotReader", "SnapshotTable", "list_tables"]
+__all__ = ["CannotResume", "SnapshotLock", "SnapshotReader", "SnapshotTable", "list_tables"]
 
 SnapshotLock = Literal["auto", "none", "global"]
 SYSTEM_SCHEMAS: Final = ("mysql", "information_schema", "performance_schema", "sys")
+# A resumed attempt n numbers its rows from n << ATTEMPT_SHIFT: above every row of the
+# attempts before it (2**40 rows each), below the stream's indexes (1 << 62).
+ATTEMPT_SHIFT: Final = 40
 _UNORDERED_KEY_TYPES: Final = frozenset({"enum", "set", "float", "double"})
 
 _TABLES_SQL: Final = (
@@ -82,6 +86,10 @@ def list_tables(cur: Any, captured: Callable[[str, str], bool]) -> list[tuple[st
         if captured(db, table):
             out.append((db, table, int(rows or 0)))
     return out
+
+
+class CannotResume(Exception):
+    """An interrupted snapshot cannot be resumed exactly; take a fresh one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +134,18 @@ class SnapshotReader:
         self.server: ServerInfo | None = None
         self._conn: Any = None
 
-    def open(self) -> tuple[MySqlPosition, Iterator[ChangeEvent]]:
-        """Start the snapshot transaction now; its rows are read as the iterator is consumed."""
+    def open(
+        self, *, marks: bool = False, resume: SnapshotResume | None = None
+    ) -> tuple[MySqlPosition, Iterator[ChangeEvent | SnapshotChunk]]:
+        """Start the snapshot transaction now; its rows are read as the iterator is consumed.
+
+        ``marks``: a :class:`SnapshotChunk` after each chunk's rows and each table.
+        ``resume``: skip its finished tables, start its table after its key, and
+        position the rows at ``resume.start`` (the first attempt's binlog
+        position, returned) with indexes above every earlier attempt's (SOURCE.md,
+        "Resuming a snapshot"). Raises :class:`CannotResume` when a captured table
+        is not read in key order: the caller then takes a fresh snapshot.
+        """
         conn = connect(self._kwargs, conv=snapshot_conv())
         self._conn = conn
         try:
@@ -166,6 +184,16 @@ class SnapshotReader:
                 finally:
                     cur.execute("UNLOCK TABLES")
                 log.info("%s: global read lock held %.3fs", self.source_name, time.time() - t0)
+            if resume is not None:
+                unordered = [str(t.schema.table) for t in self.tables if not t.chunked]
+                if unordered:
+                    raise CannotResume(
+                        f"table(s) {', '.join(unordered)} are not read in key order (no "
+                        "primary key, or one that does not sort as it compares)")
+                assert isinstance(resume.start, MySqlPosition)
+                log.info("%s: resumed snapshot reads at %s; rows positioned at %s, the stream "
+                         "starts there", self.source_name, position, resume.start)
+                position = resume.start
         except BaseException:
             self.close()
             raise
@@ -176,7 +204,7 @@ class SnapshotReader:
             sum(t.estimated_rows for t in self.tables),
             position,
         )
-        return position, self._rows(position, int(t0 * 1000))
+        return position, self._rows(position, int(t0 * 1000), marks, resume)
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -244,14 +272,20 @@ class SnapshotReader:
             schema, TextRowDecoder(codecs), estimated, chunked, tuple(names.index(k) for k in key)
         )
 
-    def _rows(self, position: MySqlPosition, ts_ms: int) -> Iterator[ChangeEvent]:
-        """All rows, one behind so the last one can say ``snapshot="last"``."""
+    def _rows(
+        self, position: MySqlPosition, ts_ms: int, marks: bool = False,
+        resume: SnapshotResume | None = None,
+    ) -> Iterator[ChangeEvent | SnapshotChunk]:
+        """All rows, one behind so the last one can say ``snapshot="last"``; chunk marks
+        come right after the chunk's last row."""
         conn = self._conn
         assert conn is not None and self.server is not None
         version = getattr(cdc, "__version__", "0")
         db_version = self.server.version
         held: tuple[TableSchema, dict[str, Any]] | None = None
-        index = 0
+        marks_held: list[SnapshotChunk] = []
+        index = (resume.attempt << ATTEMPT_SHIFT) if resume is not None else 0
+        done_tables = set(resume.tables_done) if resume is not None else set()
 
         def event(schema: TableSchema, row: dict[str, Any], *, last: bool) -> ChangeEvent:
             pos = MySqlPosition(
@@ -284,19 +318,36 @@ class SnapshotReader:
 
         try:
             for table in self.tables:
-                for row in self._read_table(conn, table):
+                qualified = table.schema.table.qualified
+                if qualified in done_tables:
+                    continue
+                after = None
+                if resume is not None and resume.table == qualified:
+                    after = resume.after
+                for row in self._read_table(conn, table, after):
+                    if type(row) is SnapshotChunk:
+                        if marks:
+                            marks_held.append(row)
+                        continue
+                    assert isinstance(row, dict)
                     if held is not None:
                         yield event(*held, last=False)
+                    if marks_held:
+                        yield from marks_held
+                        marks_held.clear()
                     index += 1
                     held = (table.schema, row)
             if held is not None:
                 yield event(*held, last=True)
+            yield from marks_held
             conn.cursor().execute("COMMIT")
             log.info("%s: snapshot read %d rows", self.source_name, self.rows_done)
         finally:
             self.close()
 
-    def _read_table(self, conn: Any, table: SnapshotTable) -> Iterator[dict[str, Any]]:
+    def _read_table(
+        self, conn: Any, table: SnapshotTable, start_after: Sequence[Any] | None = None
+    ) -> Iterator[dict[str, Any] | SnapshotChunk]:
         schema = table.schema
         cols = ", ".join(quote(c.name) for c in schema.columns)
         name = f"{quote(schema.table.database)}.{quote(schema.table.table)}"
@@ -323,7 +374,10 @@ class SnapshotReader:
         if table.chunked:
             key_cols = [quote(k) for k in schema.primary_key]
             order = ", ".join(key_cols)
-            last: Sequence[Any] | None = None
+            last: Sequence[Any] | None = start_after
+            if start_after is not None:
+                log.info("%s: snapshot %s resumes after key %s", self.source_name, schema.table,
+                         list(start_after))
             cur = conn.cursor()
             while True:
                 if last is None:
@@ -342,9 +396,11 @@ class SnapshotReader:
                 done += len(rows)
                 self.rows_done += len(rows)
                 progress()
+                if rows:
+                    last = [rows[-1][i] for i in table.key_index]
+                    yield SnapshotChunk(schema.table.qualified, tuple(last))
                 if len(rows) < self.chunk_size:
                     break
-                last = [rows[-1][i] for i in table.key_index]
         else:
             cur = conn.cursor(pymysql.cursors.SSCursor)
             try:
@@ -361,6 +417,7 @@ class SnapshotReader:
             finally:
                 cur.close()
         progress(final=True)
+        yield SnapshotChunk(schema.table.qualified, None, True)
 
 
 def _keyset(key_cols: Sequence[str], last: Sequence[Any]) -> tuple[str, list[Any]]:

@@ -36,7 +36,7 @@ from psycopg.conninfo import make_conninfo
 
 from cdc.errors import ConfigError, PrerequisiteError
 from cdc.events import ChangeEvent, TableId
-from cdc.spi import Chunk, Position, Problem, StreamItem
+from cdc.spi import Chunk, Position, Problem, SnapshotChunk, SnapshotResume, StreamItem
 from connectors.postgres import guardrail
 from connectors.postgres.config import PostgresSourceConfig
 from connectors.postgres.position import PgPosition
@@ -429,10 +429,75 @@ class PostgresSource:
     def snapshot(self, resume: Position | None) -> tuple[Position, Iterator[ChangeEvent]]:
         """Create the slot (or a temporary one) with an exported snapshot and read it.
 
-        ``resume`` is ignored: an interrupted snapshot is read again from the
-        start in a new exported snapshot (rows are keyed, so the repeat is
-        harmless downstream).
+        ``resume`` is ignored: the runner resumes through :meth:`resumable_snapshot`.
         """
+        start, items = self._snapshot(None, marks=False)
+        return start, (i for i in items if type(i) is not SnapshotChunk)  # type: ignore[misc]
+
+    def resumable_snapshot(
+        self, resume: SnapshotResume | None
+    ) -> tuple[Position, Iterator[ChangeEvent | SnapshotChunk]]:
+        """cdc.spi.ResumesSnapshot: the snapshot with chunk marks, or its remaining chunks.
+
+        Resuming reads the remaining chunks in a new exported snapshot (of a
+        temporary slot) and returns the first attempt's point, where the
+        permanent slot still is: changes since then are replayed over rows that
+        may contain them already (SOURCE.md, "Resuming a snapshot").
+        """
+        if resume is not None:
+            if not isinstance(resume.start, PgPosition):
+                raise ConfigError(f"{self.name}: cannot resume a snapshot at {resume.start!r}")
+            server = self.prepare()
+            keyless = self._keyless_tables()
+            if keyless:
+                log.warning("%s: the interrupted snapshot is taken again from the start: "
+                            "table(s) %s have no primary key, so rows changed since %s could "
+                            "not be told from rows read again", self.name,
+                            ", ".join(keyless), resume.start.lsn)
+                return self._snapshot(None, marks=True)
+            try:
+                with self.connect_sql() as conn:
+                    slot = catalog.slot_facts(conn, self.config.slot_name)
+            except psycopg.Error as e:
+                raise classify(e, "cannot read pg_replication_slots") from e
+            if slot is None:
+                raise PrerequisiteError(
+                    f"replication slot {self.config.slot_name} vanished during the snapshot: the "
+                    "changes since it began are gone",
+                    hint="cdc reset-source FILE --name <source> (the next start snapshots again)")
+            self._check_slot(slot, server)
+        return self._snapshot(resume, marks=True)
+
+    def _keyless_tables(self) -> list[str]:
+        try:
+            with self.connect_sql() as conn:
+                out = []
+                for oid, schema, table in self._tables:
+                    facts = catalog.table_facts(conn, oid)
+                    if facts is not None and not facts.primary_key:
+                        out.append(f"{schema}.{table}")
+                return out
+        except psycopg.Error as e:
+            raise classify(e, "cannot read the captured tables") from e
+
+    def estimate_rows(self) -> dict[str, int]:
+        """cdc.spi.EstimatesRows: ``pg_class.reltuples`` of the captured tables."""
+        if self._server is None:
+            self.prepare()
+        try:
+            with self.connect_sql() as conn:
+                out = {}
+                for oid, schema, table in self._tables:
+                    facts = catalog.table_facts(conn, oid)
+                    if facts is not None:
+                        out[f"{schema}.{table}"] = max(0, facts.estimated_rows)
+                return out
+        except psycopg.Error as e:
+            raise classify(e, "cannot read the table statistics") from e
+
+    def _snapshot(
+        self, resume: SnapshotResume | None, *, marks: bool
+    ) -> tuple[Position, Iterator[ChangeEvent | SnapshotChunk]]:
         server = self.prepare()
         repl = self.connect_replication()
         try:
@@ -480,9 +545,15 @@ class PostgresSource:
             chunk_size=self.config.snapshot.chunk_size,
             publication=self._publication,
         )
+        if resume is not None:
+            assert isinstance(resume.start, PgPosition)
+            start = resume.start
+            log.info("%s: resumed snapshot reads at %s; rows positioned at %s, the stream "
+                     "starts there", self.name, consistent, start.lsn)
+            return start, reader.read(exported, start.lsn, done, marks=marks, resume=resume)
         # The stream starts right after the consistent point: transactions
         # committing later are streamed, earlier ones are in the snapshot.
-        return PgPosition(consistent), reader.read(exported, consistent, done)
+        return PgPosition(consistent), reader.read(exported, consistent, done, marks=marks)
 
     def stream(self, start: Position | None) -> Iterator[StreamItem]:
         if start is not None and not isinstance(start, PgPosition):
@@ -578,7 +649,7 @@ class PostgresSource:
     def resolve_table(self, name: str) -> TableId | None:
         return self._reads().resolve(name)
 
-    def estimate_rows(self, table: TableId) -> int:
+    def table_rows_estimate(self, table: TableId) -> int:
         return self._reads().estimate(table)
 
     def read_chunk(self, table: TableId, after: Sequence[Any] | None, limit: int,

@@ -29,6 +29,7 @@ from psycopg.types.string import TextLoader
 
 from cdc import __version__
 from cdc.events import ChangeEvent, Op, SourceInfo, TableId
+from cdc.spi import SnapshotChunk, SnapshotResume
 from connectors.postgres.position import Lsn, PgPosition
 from connectors.postgres.source import catalog
 from connectors.postgres.source.catalog import PublicationFacts, TableFacts, TableShape
@@ -37,6 +38,9 @@ from connectors.postgres.source.changes import CONNECTOR_NAME
 log = logging.getLogger(__name__)
 
 PROGRESS_LOG_S = 5.0
+# A resumed attempt n numbers its rows from n << ATTEMPT_SHIFT: above every row of the
+# attempts before it (2**40 rows each), below the stream's indexes (1 << 62).
+ATTEMPT_SHIFT = 40
 
 
 class SnapshotReader:
@@ -69,12 +73,22 @@ class SnapshotReader:
         self.rows = 0
 
     def read(
-        self, snapshot_name: str, consistent: Lsn, on_done: Callable[[], None] | None = None
-    ) -> Iterator[ChangeEvent]:
+        self,
+        snapshot_name: str,
+        consistent: Lsn,
+        on_done: Callable[[], None] | None = None,
+        *,
+        marks: bool = False,
+        resume: SnapshotResume | None = None,
+    ) -> Iterator[ChangeEvent | SnapshotChunk]:
         """Every row of every table, the last one marked ``last_in_tx``/``snapshot=last``.
 
         ``on_done`` runs once the snapshot transaction is over (or failed):
         the exporting replication connection may then be used again.
+        ``marks``: yield a :class:`SnapshotChunk` after each chunk's rows (and when a
+        table is done). ``resume``: skip its finished tables, start its table after its
+        key; rows are positioned at ``consistent`` (the first attempt's point) with
+        indexes above every earlier attempt's (SOURCE.md, "Resuming a snapshot").
         """
         conn = self._connect()
         try:
@@ -85,10 +99,13 @@ class SnapshotReader:
             conn.read_only = True
             conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot_name)))
             held: tuple[TableShape, dict[str, Any] | None, dict[str, Any], int] | None = None
-            index = 0
+            marks_held: list[SnapshotChunk] = []
+            base = (resume.attempt << ATTEMPT_SHIFT) if resume is not None else 0
+            index = base
             version = __version__
             name = self.source_name
             db_version = self.db_version
+            done_tables = set(resume.tables_done) if resume is not None else set()
 
             def make(parts: tuple[TableShape, dict[str, Any] | None, dict[str, Any], int],
                      at: int, last: bool) -> ChangeEvent:
@@ -100,24 +117,41 @@ class SnapshotReader:
 
             t0 = time.monotonic()
             for oid, schema, table in self.tables:
+                qualified = f"{schema}.{table}"
+                if qualified in done_tables:
+                    continue
                 facts = catalog.table_facts(conn, oid)
                 if facts is None:
                     log.warning("%s: table %s.%s disappeared before the snapshot; skipped",
                                 self.source_name, schema, table)
+                    if marks:
+                        marks_held.append(SnapshotChunk(qualified, None, True))
                     continue
-                for parts in self._table(conn, facts):
+                start_after = None
+                if resume is not None and resume.table == qualified:
+                    start_after = resume.after
+                for parts in self._table(conn, facts, start_after):
+                    if type(parts) is SnapshotChunk:
+                        if marks:
+                            marks_held.append(parts)
+                        continue
+                    assert isinstance(parts, tuple)
                     if held is not None:
                         # One row behind: only the very last row is marked last.
                         yield make(held, index - 1, False)
+                    if marks_held:
+                        yield from marks_held
+                        marks_held.clear()
                     held = parts
                     index += 1
             if held is not None:
                 yield make(held, index - 1, True)
+            yield from marks_held
             conn.commit()
             elapsed = time.monotonic() - t0
             log.info("%s: snapshot read %d rows from %d tables in %.1fs (%.0f rows/s), "
-                     "consistent at %s", self.source_name, index, len(self.tables), elapsed,
-                     index / elapsed if elapsed > 0 else 0.0, consistent)
+                     "consistent at %s", self.source_name, index - base, len(self.tables),
+                     elapsed, (index - base) / elapsed if elapsed > 0 else 0.0, consistent)
         finally:
             try:
                 conn.close()
@@ -126,8 +160,9 @@ class SnapshotReader:
                     on_done()
 
     def _table(
-        self, conn: psycopg.Connection[Any], facts: TableFacts
-    ) -> Iterator[tuple[TableShape, dict[str, Any] | None, dict[str, Any], int]]:
+        self, conn: psycopg.Connection[Any], facts: TableFacts,
+        start_after: tuple[Any, ...] | None = None,
+    ) -> Iterator[tuple[TableShape, dict[str, Any] | None, dict[str, Any], int] | SnapshotChunk]:
         columns, row_filter = catalog.published_columns(self.publication, facts.schema, facts.name)
         shape = catalog.shape_from_facts(conn, self.database, facts, columns)
         by_name = {c.name: c for c in facts.columns}
@@ -141,16 +176,25 @@ class SnapshotReader:
         select = sql.SQL(", ").join(sql.Identifier(n) for n in names)
         where = sql.SQL("({})").format(sql.SQL(row_filter)) if row_filter else None
         table_id: TableId = shape.table
+        qualified = f"{facts.schema}.{facts.name}"
         estimated = max(facts.estimated_rows, 0)
         done = 0
         t0 = last_log = time.monotonic()
-        log.info("%s: snapshot of %s (about %d rows)", self.source_name, table_id, estimated)
+        if start_after is not None and key_names:
+            log.info("%s: snapshot of %s resumes after key %s (about %d rows in the table)",
+                     self.source_name, table_id, list(start_after), estimated)
+        else:
+            start_after = None
+            log.info("%s: snapshot of %s (about %d rows)", self.source_name, table_id, estimated)
         for rows in self._chunks(conn, facts, select, where, [by_name[k].sql_type for k in key_names],
-                                 key_names, key_index):
+                                 key_names, key_index, start_after):
             read_ms = time.time_ns() // 1_000_000
             for row in rows:
                 after = build_row(row)
                 yield shape, build_key(after), after, read_ms
+            if key_names:
+                tail = rows[-1]
+                yield SnapshotChunk(qualified, tuple(tail[i] for i in key_index))
             done += len(rows)
             self.rows += len(rows)
             now = time.monotonic()
@@ -159,6 +203,7 @@ class SnapshotReader:
                 log.info("%s: snapshot of %s: %d of about %d rows (%.0f rows/s)",
                          self.source_name, table_id, done, max(estimated, done),
                          done / (now - t0))
+        yield SnapshotChunk(qualified, None, True)
         log.info("%s: snapshot of %s done: %d rows in %.1fs", self.source_name, table_id, done,
                  time.monotonic() - t0)
 
@@ -171,6 +216,7 @@ class SnapshotReader:
         key_types: Sequence[str],
         key_names: Sequence[str],
         key_index: Sequence[int],
+        start_after: Sequence[Any] | None = None,
     ) -> Iterator[list[tuple[Any, ...]]]:
         table = facts.sql_name
         chunk = self.chunk_size
@@ -198,7 +244,7 @@ class SnapshotReader:
             after = sql.SQL("{} AND {}").format(after, where)
         first += order
         after += order
-        last: list[Any] | None = None
+        last: list[Any] | None = list(start_after) if start_after is not None else None
         with conn.cursor() as cur:
             while True:
                 if last is None:

@@ -143,7 +143,7 @@ class FakeSource:
     def resolve_table(self, name: str) -> TableId | None:
         return TableId(DB, "s", name.split(".")[1]) if name in self.db.tables else None
 
-    def estimate_rows(self, table: TableId) -> int:
+    def table_rows_estimate(self, table: TableId) -> int:
         return len(self.db.tables[table.qualified])
 
     def read_chunk(self, table: TableId, after: Sequence[Any] | None, limit: int,

@@ -255,6 +255,18 @@ class IncrementalSnapshotter:
             w.buffer.clear()
             return
         key_names = event.schema.primary_key
+        after = event.after
+        if event.unchanged and event.op is Op.UPDATE and after is not None and event.key:
+            # Columns the source did not send (unchanged) kept the value the chunk read; the
+            # sent ones are this change's: the merged row is the row as of this change, and
+            # is emitted in place of the chunk's (a replica without the row gets it whole).
+            key = tuple(event.key[k] for k in key_names)
+            before = event.before
+            moved = before is not None and any(before.get(k) != after.get(k) for k in key_names)
+            held = w.buffer.get(key)
+            if held is not None and held.after is not None and not moved:
+                w.buffer[key] = replace(held, after={**held.after, **after})
+                return
         for image in (event.key, event.before):
             if image is not None and all(k in image for k in key_names):
                 w.buffer.pop(tuple(image[k] for k in key_names), None)

@@ -323,3 +323,33 @@ def test_stored_state_format_is_forever() -> None:
     assert state.current == "public.orders"
     assert state.to_dict() == stored
     assert IncrementalState.from_dict({"signal_id": "x", "tables": ["a.b"]}).last_key is None
+
+
+def test_an_update_with_unsent_columns_merges_into_the_chunk_row() -> None:
+    """A streamed update that left a column unsent (PostgreSQL TOAST) inside the window:
+    the chunk row is emitted with the update's columns, keeping the unsent column's value."""
+    wide = TableSchema(TableId(DB, "s", "data"),
+                       (Column("id", INT, False), Column("v", INT), Column("big", TEXT)), ("id",))
+    db = FakeDb(random.Random(2), 0)
+    db.tables["s.data"] = {}
+
+    class Source(FakeSource):
+        def read_chunk(self, table: TableId, after: Sequence[Any] | None, limit: int,
+                       condition: str | None) -> Chunk:
+            if after is not None:
+                return Chunk([], None)
+            # Between the low watermark and the chunk read: an update of v only.
+            db.log.append(ChangeEvent(
+                Op.UPDATE, wide, {"id": 1}, None, {"id": 1, "v": 2}, SourceInfo(
+                    "fake", "src", "0", "1", FakePosition(db.tx + 1, 0), 0), 0,
+                unchanged=frozenset({"big"})))
+            db.tx += 1
+            row = {"id": 1, "v": 1, "big": "x" * 10}
+            return Chunk([_event(Op.READ, wide, None, row, FakePosition(0), "incremental")],
+                         (1,))
+
+    snap = IncrementalSnapshotter("src", Source(db, 0), chunk_size=1)
+    db.signal("s", EXECUTE, execute_data(["s.data"]))
+    items = list(snap.wrap(stream(db, 0)))
+    reads = [i for i in items if isinstance(i, ChangeEvent) and i.op is Op.READ]
+    assert [r.after for r in reads] == [{"id": 1, "v": 2, "big": "x" * 10}]

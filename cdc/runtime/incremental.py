@@ -13,9 +13,12 @@ A chunk, for the table being copied:
 3. insert a *high watermark* row (committed).
 
 The stream then shows the low watermark, the changes committed meanwhile,
-the high watermark, in commit order. Between the two watermarks every streamed
+the high watermark, in commit order. Up to the high watermark every streamed
 change of the table removes the row of its key from the chunk (the streamed
-change is as new as the read, or newer, and reached Kafka first); at the high
+change is as new as the read, or newer, and reached Kafka first; counting from
+the window's creation rather than its low watermark also covers a change that
+committed just before the low watermark but became visible only after the read
+began); at the high
 watermark the rows left are emitted, at positions right after it
 (``position_after``), and the next chunk starts. A row read in a chunk thus
 never overwrites a newer change downstream.
@@ -246,7 +249,11 @@ class IncrementalSnapshotter:
                 yield from self._on_signal_row(item)
                 continue
             w = self._window
-            if w is not None and w.opened and item.table.qualified == w.table:
+            if w is not None and item.table.qualified == w.table:
+                # From the window's creation on, not only from its low watermark: a change
+                # committed just before the low watermark may have become visible only after
+                # the chunk's read began (commit order and visibility order can differ by
+                # moments), and a streamed change is never older than the chunk's copy.
                 self._dedupe(w, item)
             yield item
 

@@ -393,7 +393,10 @@ def test_incremental_snapshot_of_a_million_rows(kind: str, unique_name: str, tmp
                                                 env: dict[str, str], procs: Processes) -> None:
     rows = 1_000_000
     s = make_setup(kind, unique_name, tmp_path, env, rows, chunk=4096)
-    incremental_with_workload(s, procs, rows, lag_bound_s=120)
+    # End-to-end lag (source commit -> replica row): the MariaDB replica's sink applies the
+    # chunks' rows and the stream's with one consumer; on a loaded 2-core machine it trailed
+    # by up to ~2 minutes while the source read 1M rows (PostgreSQL: seconds).
+    incremental_with_workload(s, procs, rows, lag_bound_s=120 if kind == "postgres" else 300)
 
 
 @pytest.mark.slow

@@ -688,3 +688,63 @@ class SwapsTables(Protocol):
 
     def unlock(self, name: str) -> str:
         """A query releasing the lock :meth:`try_lock` took."""
+
+
+# --------------------------------------------------------------------------- incremental snapshots
+#
+# Optional (issue #13): a source that can copy tables while it streams, by the
+# watermark algorithm of Netflix's DBLog (cdc/runtime/incremental.py runs it).
+# The engine recognises the source's signal table in the stream, writes the
+# window's low and high watermarks into that table, reads chunks through
+# ``read_chunk`` between them and emits the chunk rows that no streamed change
+# touched, at positions ``position_after`` makes right after the high watermark.
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Rows of one table read in primary-key order after a key.
+
+    ``events`` are ``op=r`` events (``source.snapshot`` "incremental") whose
+    positions the engine replaces; ``last_key`` is the key to continue after, as
+    JSON-compatible values of the connector's choosing (stored with the
+    offsets), or None when the table has no rows after this chunk.
+    """
+
+    events: Sequence[ChangeEvent]
+    last_key: tuple[Any, ...] | None
+
+
+@runtime_checkable
+class SnapshotsIncrementally(Protocol):
+    """A source with a signal table that can read chunks of a table while it streams.
+
+    Every method may be called from the thread that iterates ``stream`` and
+    opens connections of its own (never the streaming one).
+    """
+
+    def signal_table(self) -> TableId | None:
+        """The signal table (as the stream's events name it), or None: not configured."""
+
+    def write_signal(self, signal_id: str, signal_type: str, data: str | None) -> None:
+        """Insert one row into the signal table, committed on its own (autocommit)."""
+
+    def resolve_table(self, name: str) -> TableId | None:
+        """The captured table a signal's ``schema.table`` (``database.table``) names;
+        None when the table does not exist or the source does not capture it."""
+
+    def table_rows_estimate(self, table: TableId) -> int:
+        """The server's estimate of a table's rows (0 when unknown)."""
+
+    def read_chunk(
+        self, table: TableId, after: Sequence[Any] | None, limit: int, condition: str | None
+    ) -> Chunk:
+        """Up to ``limit`` rows of ``table`` with keys after ``after`` (None: from the
+        first), in key order, that satisfy ``condition`` (SQL, None: all); each read
+        sees every transaction committed before it started (READ COMMITTED).
+        Raises :class:`cdc.errors.CdcError` for a table without a primary key."""
+
+    def position_after(self, position: Position, offset: int, last: bool) -> Position:
+        """A position ``offset`` (>= 1) events after ``position`` (the high watermark's,
+        which ends its transaction) and before whatever the stream yields next,
+        ``last_in_tx`` when ``last``; the runtime resumes after it as after
+        ``position`` itself."""

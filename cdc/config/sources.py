@@ -80,6 +80,38 @@ class SnapshotConfig(ConfigModel):
     )
 
 
+def _check_signal_table(v: str) -> str:
+    _check_table_pattern(v)
+    if any(ch in v for ch in "*?["):
+        raise invalid("the signal table is one table, not a pattern",
+                      "name it exactly, e.g. public.cdc_signal (database.cdc_signal on MySQL)")
+    return v
+
+
+class SignalConfig(ConfigModel):
+    """A signal table in the source database (Debezium's shape: id, type, data).
+
+    Rows inserted there reach the source through its own change stream: an
+    ``execute-snapshot`` row starts an incremental snapshot of the tables it
+    names while the stream goes on, ``stop-snapshot`` stops it. The source
+    also writes its snapshot windows' watermarks there. The table must be
+    captured (``tables.include``) and is never published to Kafka.
+    """
+
+    table: Annotated[str, AfterValidator(_check_signal_table)] = Field(
+        description="The signal table, `schema.table` (PostgreSQL) or `database.table` (MySQL); "
+        "columns `id` (primary key, varchar(42)), `type` (varchar(32)), `data` (varchar(2048)).",
+        examples=["public.cdc_signal"],
+    )
+    chunk_size: int = Field(
+        default=1024,
+        ge=1,
+        le=1_000_000,
+        description="Rows read per chunk of an incremental snapshot (one watermark window each).",
+        examples=[1024],
+    )
+
+
 class SourceConfigBase(ConfigModel):
     """What every source has. Each connector subclasses it with its own fields.
 
@@ -140,11 +172,27 @@ class SourceConfigBase(ConfigModel):
         "(`cdc snapshot run`); replicas switch to each copy atomically.",
         examples=[{"interval_s": 3600}],
     )
+    signal: SignalConfig | None = Field(
+        default=None,
+        description="A signal table that triggers incremental snapshots while streaming "
+        "(none: no signals).",
+        examples=[{"table": "public.cdc_signal"}],
+    )
 
     @model_validator(mode="before")
     @classmethod
     def _fill_derived(cls, data: Any) -> Any:
         return fill_derived(cls.derived_defaults, data)
+
+    @model_validator(mode="after")
+    def _signal_captured(self) -> SourceConfigBase:
+        if self.signal is not None and not self.tables.matches(self.signal.table):
+            raise invalid(
+                f"signal.table {self.signal.table} is not captured by tables",
+                f"add {self.signal.table} to tables.include (the source sees signals "
+                "through its change stream)",
+            )
+        return self
 
     def topic_for(self, table: TableId) -> str:
         """The data topic of a table: ``<prefix>.<schema or database>.<table>``."""

@@ -84,6 +84,8 @@ def build_source_runner(config: CdcConfig, name: str,
             tombstones_on_delete=source_cfg.tombstones_on_delete,
             topic_spec=spec,
             preflight=True,
+            incremental_chunk_size=(source_cfg.signal.chunk_size if source_cfg.signal is not None
+                                    else 1024),
         ),
         stop=stop,
         transactions=transactions,

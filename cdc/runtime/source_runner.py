@@ -25,6 +25,7 @@ from cdc.events import ChangeEvent, Op
 from cdc.observability.health import Health
 from cdc.observability.progress import SnapshotProgress
 from cdc.offsets.store import OffsetStore, SourceOffset, resume_from_snapshot, resume_to_dict
+from cdc.runtime.incremental import STATE_KEY, IncrementalSnapshotter, IncrementalState
 from cdc.serde import EncodedChange
 from cdc.spi import (
     EstimatesRows,
@@ -33,6 +34,7 @@ from cdc.spi import (
     ResumesSnapshot,
     SnapshotChunk,
     SnapshotResume,
+    SnapshotsIncrementally,
     SourceConnector,
 )
 from cdc.transport.client_log import OUTAGE
@@ -131,6 +133,8 @@ class RunnerSettings:
     # Run the connector's check() first and refuse to start on a fatal problem
     # (`cdc source` / `cdc run` do; the same checks `cdc check` prints).
     preflight: bool = False
+    # Rows per chunk of an incremental snapshot (the source's signal.chunk_size).
+    incremental_chunk_size: int = 1024
 
 
 @dataclass(slots=True)
@@ -144,6 +148,10 @@ class RunnerStats:
 
 
 class SourceRunner:
+    # Incremental snapshots (cdc.runtime.incremental), set when the stream starts with a
+    # signal table.
+    incremental: IncrementalSnapshotter | None = None
+
     def __init__(
         self,
         name: str,
@@ -339,7 +347,17 @@ class SourceRunner:
             self.topics.ensure([topic], self.settings.topic_spec)
             self._partitions[topic] = self.topics.partitions(topic)
         interval = self.settings.checkpoint_interval_s
-        for item in self.source.stream(start):
+        items = self.source.stream(start)
+        source = self.source
+        if isinstance(source, SnapshotsIncrementally) and source.signal_table() is not None:
+            # Incremental snapshots (cdc.runtime.incremental): signals and chunks.
+            stored = self.offsets.load(self.name)
+            saved = stored.extra.get(STATE_KEY) if stored is not None else None
+            self.incremental = IncrementalSnapshotter(
+                self.name, source, chunk_size=self.settings.incremental_chunk_size,
+                state=IncrementalState.from_dict(saved) if saved else None)
+            items = self.incremental.wrap(items)
+        for item in items:
             if isinstance(item, Heartbeat):
                 self.producer.mark(item.position)
             else:
@@ -351,6 +369,8 @@ class SourceRunner:
                 break
         self.producer.flush(timeout=300)
         self.checkpoint(force=True)
+        if self.incremental is not None:
+            self.incremental.close()
 
     # -- producing ---------------------------------------------------------------------------
 
@@ -436,7 +456,12 @@ class SourceRunner:
         durable = self.producer.durable
         if durable is None or (version == self._saved_version and not force):
             return
-        self.offsets.save(self.name, SourceOffset(durable))
+        extra: dict[str, Any] = {}
+        if self.incremental is not None:
+            state = self.incremental.state_for(durable)
+            if state is not None:
+                extra[STATE_KEY] = state.to_dict()
+        self.offsets.save(self.name, SourceOffset(durable, extra=extra))
         self._saved_version = version
         self.stats.checkpoints += 1
         self.stats.last_checkpoint = durable

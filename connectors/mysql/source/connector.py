@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import pymysql.err
 
-from cdc.errors import PositionError, UnreachableError
+from cdc.errors import ConfigError, PositionError, UnreachableError
 from cdc.events import ChangeEvent, TableId
 from cdc.spi import (
+    Chunk,
     KeyGenerator,
     Position,
     Problem,
@@ -34,6 +35,8 @@ from connectors.mysql.guardrail import BinlogGuard
 from connectors.mysql.position import MySqlPosition
 from connectors.mysql.source import multiwriter
 from connectors.mysql.source.binlog import BinlogReader
+from connectors.mysql.source.incremental import SIGNAL_TABLE_DDL, IncrementalReads
+from connectors.mysql.source.incremental import position_after as _position_after
 from connectors.mysql.source.server import connect, server_info, variables
 from connectors.mysql.source.snapshot import (
     SYSTEM_SCHEMAS,
@@ -98,6 +101,7 @@ class MySqlSource:
         fast_decode: bool = True,
         binlog_guard: BinlogGuard | None = None,
         skip_replicated: bool = False,
+        signal_table: str | None = None,
     ) -> None:
         self.connect_kwargs = dict(connect_kwargs)
         self.name = name
@@ -113,6 +117,8 @@ class MySqlSource:
         self.acknowledged: MySqlPosition | None = None
         self.guard = binlog_guard  # connectors.mysql.guardrail
         self._snapshot: SnapshotReader | None = None
+        self.signal = signal_table
+        self._incremental: IncrementalReads | None = None
         self.reader = BinlogReader(
             self.connect_kwargs,
             server_id=server_id,
@@ -147,6 +153,7 @@ class MySqlSource:
             heartbeat_s=min(1.0, config.heartbeat_interval_s),
             binlog_guard=config.binlog_guard,
             skip_replicated=config.skip_replicated_changes,
+            signal_table=config.signal.table if config.signal is not None else None,
         )
 
     # ------------------------------------------------------------------ SPI
@@ -271,10 +278,47 @@ class MySqlSource:
         self.acknowledged = position
 
     def close(self) -> None:
+        if self._incremental is not None:
+            self._incremental.close()
         self.reader.close()
         if self._snapshot is not None:
             self._snapshot.close()
             self._snapshot = None
+
+    # ------------------------------------------------------ incremental snapshots (SPI)
+
+    def _reads(self) -> IncrementalReads:
+        if self.signal is None:
+            raise ConfigError(f"{self.name}: no signal table is configured",
+                              hint="set signal.table in the source's entry")
+        if self._incremental is None:
+            self._incremental = IncrementalReads(
+                self.connect_kwargs, source_name=self.name, signal_table=self.signal,
+                captured=self.captured, zero_date=self.zero_date)
+        return self._incremental
+
+    def signal_table(self) -> TableId | None:
+        """cdc.spi.SnapshotsIncrementally (and the methods below)."""
+        if self.signal is None:
+            return None
+        database, _, table = self.signal.partition(".")
+        return TableId(database, None, table)
+
+    def write_signal(self, signal_id: str, signal_type: str, data: str | None) -> None:
+        self._reads().write_signal(signal_id, signal_type, data)
+
+    def resolve_table(self, name: str) -> TableId | None:
+        return self._reads().resolve(name)
+
+    def table_rows_estimate(self, table: TableId) -> int:
+        return self._reads().estimate(table)
+
+    def read_chunk(self, table: TableId, after: Sequence[Any] | None, limit: int,
+                   condition: str | None) -> Chunk:
+        return self._reads().read_chunk(table, after, limit, condition)
+
+    def position_after(self, position: Position, offset: int, last: bool) -> Position:
+        return _position_after(position, offset, last)
 
     # ------------------------------------------------------------------ metrics
 
@@ -428,17 +472,26 @@ class MySqlSource:
 
     def _check_tables(self, cur: Any) -> list[Problem]:
         tables = list_tables(cur, self.captured)
+        problems: list[Problem] = []
+        if self.signal is not None and tuple(self.signal.split(".", 1)) not in {
+                (d, t) for d, t, _ in tables}:
+            database, _, table = self.signal.partition(".")
+            name = f"{quote(database)}.{quote(table)}"
+            problems.append(Problem(
+                f"signal table {self.signal} does not exist: incremental snapshots cannot be "
+                "signalled", f"{SIGNAL_TABLE_DDL.format(table=name)}; and GRANT INSERT, SELECT "
+                f"ON {name} TO <the cdc user>", key="signal.table"))
         if not tables:
             return [
+                *problems,
                 Problem(
                     f"no table matches include {list(self.include)} minus exclude "
                     f"{list(self.exclude)} (or the user cannot see any)",
                     "check the table patterns (database.table) and the user's SELECT grants",
                     fatal=False,
                     key="tables.include",
-                )
+                ),
             ]
-        problems = []
         # Tables without a primary key are captured too: with the FULL row image (a server
         # check) their updates and deletes carry the whole old row, which replicas match.
         for db, table, _ in tables:

@@ -27,7 +27,7 @@ import dataclasses
 import logging
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -37,6 +37,7 @@ from psycopg.conninfo import make_conninfo
 from cdc.errors import ConfigError, PrerequisiteError
 from cdc.events import ChangeEvent, TableId
 from cdc.spi import (
+    Chunk,
     KeyGenerator,
     Position,
     Problem,
@@ -51,6 +52,8 @@ from connectors.postgres.position import PgPosition
 from connectors.postgres.source import catalog, multiwriter
 from connectors.postgres.source.catalog import PublicationFacts, ServerFacts
 from connectors.postgres.source.changes import TransactionListener
+from connectors.postgres.source.incremental import SIGNAL_TABLE_DDL, IncrementalReads, split_name
+from connectors.postgres.source.incremental import position_after as _position_after
 from connectors.postgres.source.replication import StreamReader, StreamSettings
 from connectors.postgres.source.snapshot import SnapshotReader
 from connectors.postgres.source.wire import ReplicationConnection, classify
@@ -183,6 +186,7 @@ class PostgresSource:
         self._metrics_conn: psycopg.Connection[Any] | None = None
         self._metrics_lock = threading.Lock()
         self.snapshot_reader: SnapshotReader | None = None
+        self._incremental: IncrementalReads | None = None
 
     # -- connections --------------------------------------------------------------------------
 
@@ -297,6 +301,14 @@ class PostgresSource:
                 f"all {server.max_wal_senders} WAL senders are busy",
                 "raise max_wal_senders (needs a restart)"))
         tables = catalog.captured_tables(conn, cfg.tables)
+        if cfg.signal is not None and tuple(split_name(cfg.signal.table)) not in {
+                (s, t) for _, s, t in tables}:
+            schema, table = split_name(cfg.signal.table)
+            name = _table_ident(schema, table).as_string(conn)
+            problems.append(Problem(
+                f"signal table {cfg.signal.table} does not exist: incremental snapshots cannot "
+                "be signalled", f"{SIGNAL_TABLE_DDL.format(table=name)}; and GRANT INSERT, "
+                f"SELECT ON {name} TO <the source's user>", key="signal.table"))
         if not tables:
             problems.append(Problem(
                 f"no table matches tables.include {list(cfg.tables.include)} "
@@ -624,6 +636,8 @@ class PostgresSource:
             self._reader.acknowledge(position)
 
     def close(self) -> None:
+        if self._incremental is not None:
+            self._incremental.close()
         if self._reader is not None:
             try:
                 self._reader.close()
@@ -637,6 +651,49 @@ class PostgresSource:
             if self._metrics_conn is not None:
                 self._metrics_conn.close()
                 self._metrics_conn = None
+
+    # -- incremental snapshots (cdc.spi.SnapshotsIncrementally) -------------------------------
+
+    def _reads(self) -> IncrementalReads:
+        signal = self.config.signal
+        if signal is None:
+            raise ConfigError(f"{self.name}: no signal table is configured",
+                              hint="set signal.table in the source's entry")
+        if self._incremental is None:
+            self._incremental = IncrementalReads(
+                source_name=self.config.topic_prefix,
+                connect=self.connect_sql,
+                signal_table=signal.table,
+                captured=self.config.tables.matches,
+                publication=lambda: self._publication,
+            )
+        return self._incremental
+
+    def signal_table(self) -> TableId | None:
+        signal = self.config.signal
+        if signal is None:
+            return None
+        schema, table = split_name(signal.table)
+        database = self._server.database if self._server is not None else (
+            self.config.connection.database or "")
+        return TableId(database, schema, table)
+
+    def write_signal(self, signal_id: str, signal_type: str, data: str | None) -> None:
+        self._reads().write_signal(signal_id, signal_type, data)
+
+    def resolve_table(self, name: str) -> TableId | None:
+        return self._reads().resolve(name)
+
+    def table_rows_estimate(self, table: TableId) -> int:
+        return self._reads().estimate(table)
+
+    def read_chunk(self, table: TableId, after: Sequence[Any] | None, limit: int,
+                   condition: str | None) -> Chunk:
+        version = self._server.version if self._server is not None else ""
+        return self._reads().read_chunk(table, after, limit, condition, db_version=version)
+
+    def position_after(self, position: Position, offset: int, last: bool) -> Position:
+        return _position_after(position, offset, last)
 
     # -- metrics ------------------------------------------------------------------------------------
 

@@ -35,12 +35,15 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 POM = HERE / "connect" / "pom.xml"
 CONNECT_VERSION = "4.3.1"  # equals <connect.version> of POM (tests/unit/deploy/test_connect.py)
-PLUGINS = ("debezium-postgres", "debezium-mysql", "debezium-jdbc", "apicurio-converter")
+PLUGINS = (
+    "debezium-postgres", "debezium-mysql", "debezium-mariadb", "debezium-jdbc", "apicurio-converter",
+)
 # A file each plugin folder must hold once resolved (the check that skips Maven).
 _MARKERS = {
     "worker": "connect-runtime-",
     "debezium-postgres": "debezium-connector-postgres-",
     "debezium-mysql": "debezium-connector-mysql-",
+    "debezium-mariadb": "debezium-connector-mariadb-",
     "debezium-jdbc": "debezium-connector-jdbc-",
     "apicurio-converter": "apicurio-registry-utils-converter-",
 }

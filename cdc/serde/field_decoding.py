@@ -122,14 +122,16 @@ def _params(t: Mapping[str, Any]) -> dict[str, str]:
 # ``__debezium.source.column.length``/``.scale``, with the largest length each
 # takes as a modifier (above it the source reports its "unbounded" length: the
 # column was declared without one). Numerics take (length, scale), the others
-# (length). Other types' lengths are display widths or byte sizes, not modifiers.
+# (length). Other types' lengths are display widths or byte sizes, not modifiers;
+# a bit varying's is left out too: Debezium's Bits value does not carry the
+# value's own length, so the replica keeps the fixed bit(n) the sink makes of it.
 _NUMERIC_TYPES: Final = frozenset({"numeric", "decimal"})
 _LENGTH_TYPES: Final[dict[str, int]] = {
     "numeric": 1000, "decimal": 1000,
     "varchar": 10_485_760, "character varying": 10_485_760, "char": 10_485_760,
     "character": 10_485_760, "bpchar": 10_485_760, "nvarchar": 10_485_760,
     "nchar": 10_485_760, "binary": 255, "varbinary": 65_535,
-    "bit": 83_886_080, "varbit": 83_886_080, "bit varying": 83_886_080,
+    "bit": 83_886_080,
 }
 _TYPE_SUFFIXES: Final = (" unsigned zerofill", " unsigned", " zerofill")
 
@@ -139,7 +141,7 @@ def full_native_type(name: str, length: int | None, scale: int | None) -> str:
 
     Debezium's ``column.propagate.source.type`` sends a column's type name and
     its length and scale apart; a replica made from the bare name would lose
-    them (``numeric`` unconstrained, MySQL's ``DECIMAL`` as ``DECIMAL(10,0)``).
+    them (``numeric`` unconstrained, ``DECIMAL`` as ``DECIMAL(10,0)``).
     A name that already has modifiers, a type that takes none, or a length a
     declared column cannot have is returned as it is.
     """

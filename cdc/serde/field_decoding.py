@@ -132,6 +132,9 @@ _LENGTH_TYPES: Final[dict[str, int]] = {
     "character": 10_485_760, "bpchar": 10_485_760, "nvarchar": 10_485_760,
     "nchar": 10_485_760, "binary": 255, "varbinary": 65_535,
     "bit": 83_886_080,
+    # Fractional-second digits: a length of 0..6 is the precision (``DATETIME(6)``);
+    # a longer one is the printed width the source reports instead (``timestamp``: 29).
+    "time": 6, "datetime": 6, "timestamp": 6,
 }
 _TYPE_SUFFIXES: Final = (" unsigned zerofill", " unsigned", " zerofill")
 

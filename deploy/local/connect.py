@@ -7,7 +7,7 @@ talks to this stack's Kafka and registry. This module resolves it from Maven Cen
 per port offset (REST on 127.0.0.1:18083+CDC_PORT_OFFSET, state in the stack's folder)
 and deploys connectors through its REST API. ``make up`` does not start it.
 
-    python deploy/local/connect.py install|start|stop|status|url
+    python deploy/local/connect.py install [--all]|start|stop|status|url
 
 From Python (tests/fixtures/debezium.py, bench/)::
 
@@ -38,6 +38,10 @@ CONNECT_VERSION = "4.3.1"  # equals <connect.version> of POM (tests/unit/deploy/
 PLUGINS = (
     "debezium-postgres", "debezium-mysql", "debezium-mariadb", "debezium-jdbc", "apicurio-converter",
 )
+# What `install` resolves by default (and `make test` through `make connect-install`):
+# the PostgreSQL pair. The MariaDB and MySQL connectors come with `install --all`
+# or ConnectWorker.ensure_plugins (about a minute each on a fresh cache).
+DEFAULT_PARTS = ("worker", "debezium-postgres", "debezium-jdbc", "apicurio-converter")
 # A file each plugin folder must hold once resolved (the check that skips Maven).
 _MARKERS = {
     "worker": "connect-runtime-",
@@ -78,7 +82,7 @@ def installed(part: str) -> bool:
     return folder.is_dir() and any(p.name.startswith(_MARKERS[part]) for p in folder.iterdir())
 
 
-def install(parts: tuple[str, ...] = ("worker", *PLUGINS)) -> None:
+def install(parts: tuple[str, ...] = DEFAULT_PARTS) -> None:
     """Resolve the worker and plugins that are not cached yet (Maven, once per cache)."""
     missing = [p for p in parts if not installed(p)]
     if not missing:
@@ -168,6 +172,16 @@ class ConnectWorker(stack.JavaService):  # type: ignore[misc,name-defined]
         stack.wait_for(self.name, self.healthy, 180, self.logfile, self.port,
                        alive=lambda: proc.poll() is None)
         return proc
+
+    def ensure_plugins(self, *parts: str) -> None:
+        """Install plugin folders ``parts`` if missing; restart a running worker to load them."""
+        missing = [p for p in parts if not installed(p)]
+        if not missing:
+            return
+        install(tuple(missing))
+        if self.running():
+            self.stop()
+            self.start()
 
     # ------------------------------------------------------------------ REST
 
@@ -261,14 +275,14 @@ class ConnectWorker(stack.JavaService):  # type: ignore[misc,name-defined]
 
 
 def main(argv: list[str]) -> int:
-    usage = "usage: connect.py install|start|stop|status|url"
-    if len(argv) != 1:
+    usage = "usage: connect.py install [--all]|start|stop|status|url"
+    if not argv or len(argv) > 2 or (len(argv) == 2 and argv[1:] != ["--all"]):
         print(usage, file=sys.stderr)
         return 2
     worker = ConnectWorker()
     try:
         if argv[0] == "install":
-            install()
+            install(("worker", *PLUGINS) if argv[1:] == ["--all"] else DEFAULT_PARTS)
         elif argv[0] == "start":
             worker.start()
             stack.log(f"connect worker on {worker.url} (log {worker.logfile})")

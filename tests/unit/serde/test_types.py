@@ -300,6 +300,9 @@ def test_propagated_source_type_keeps_its_modifiers() -> None:
     assert full_native_type("bpchar", 5, 0) == "bpchar(5)"
     assert full_native_type("BIT", 12, None) == "BIT(12)"
     assert full_native_type("varbit", 20, 0) == "varbit"
+    assert full_native_type("DATETIME", 6, None) == "DATETIME(6)"
+    assert full_native_type("TIME", 0, None) == "TIME"
+    assert full_native_type("timestamp", 29, 6) == "timestamp"
     # No modifiers: types that take none, unbounded lengths, already spelled out.
     assert full_native_type("int4", 10, 0) == "int4"
     assert full_native_type("INT UNSIGNED", 10, 0) == "INT UNSIGNED"

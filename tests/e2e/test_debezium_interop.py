@@ -11,6 +11,12 @@ One table per database with a column of every type family of schemas/TYPES.md
 that both sides carry, edge values and NULLs; rows from the initial snapshot, then
 inserts, updates and deletes while streaming. The comparison reads both databases
 directly (each column as the source's type's text), not through cdc.
+
+CI (``make test``, not slow) runs the PostgreSQL pair: with the first Maven
+resolution of Connect, Debezium's PostgreSQL connector, its JDBC sink and the
+converter, it adds about five minutes. The MariaDB pair (Debezium's MariaDB
+connector: another minute of Maven and a worker restart) is marked slow and runs
+in ``make test-all``.
 """
 
 from __future__ import annotations
@@ -350,6 +356,7 @@ def my_table(endpoints: Endpoints, request: pytest.FixtureRequest) -> Iterator[s
         _my_exec(url, f"DROP TABLE IF EXISTS `{table}`")
 
 
+@pytest.mark.slow  # CI runs the PostgreSQL pair; see the module docstring
 def test_debezium_mariadb_source_into_cdc_sink(
     endpoints: Endpoints, connect_worker: Any, my_table: str, tmp_path: Path,  # noqa: F811
 ) -> None:
@@ -396,6 +403,7 @@ def test_debezium_mariadb_source_into_cdc_sink(
         worker.delete(prefix)
 
 
+@pytest.mark.slow  # CI runs the PostgreSQL pair; see the module docstring
 def test_cdc_mariadb_source_into_debezium_jdbc_sink(
     endpoints: Endpoints, connect_worker: Any, my_table: str, tmp_path: Path,  # noqa: F811
 ) -> None:

@@ -6,7 +6,7 @@ PY      := $(VENV)/bin/python
 STACK   := $(PY) deploy/local/stack.py
 PYTEST  := $(VENV)/bin/pytest
 
-.PHONY: setup native deploy-tools up down status env demo test test-unit test-pg15 test-all test-python-path sanitize fuzz fuzz-short lint typecheck bench soak clean-stack
+.PHONY: setup native deploy-tools connect-install up down status env demo test test-unit test-pg15 test-all test-python-path sanitize fuzz fuzz-short lint typecheck bench soak clean-stack
 
 $(VENV)/.installed: pyproject.toml deploy/local/setup.sh
 	bash deploy/local/setup.sh
@@ -32,6 +32,11 @@ up: native
 deploy-tools: setup
 	$(PY) deploy/local/tools.py install
 
+# Kafka Connect with Debezium's connectors and Apicurio's converter (deploy/local/connect.py),
+# resolved by Maven into .cdc-local/cache once; the interop tests start the worker.
+connect-install: setup
+	$(PY) deploy/local/connect.py install
+
 down:
 	@if [ -x $(PY) ]; then $(STACK) down; fi
 
@@ -45,7 +50,7 @@ demo: up
 	$(PY) deploy/local/demo.py
 
 # CI subset: unit, property and integration tests on the real local stack, minus `slow`.
-test: up deploy-tools
+test: up deploy-tools connect-install
 	$(PYTEST) -m "not slow" -q
 
 test-unit: native

@@ -118,12 +118,54 @@ def _params(t: Mapping[str, Any]) -> dict[str, str]:
     return dict(p) if isinstance(p, dict) else {}
 
 
+# SQL type names whose modifiers Debezium sends apart from the name, in
+# ``__debezium.source.column.length``/``.scale``, with the largest length each
+# takes as a modifier (above it the source reports its "unbounded" length: the
+# column was declared without one). Numerics take (length, scale), the others
+# (length). Other types' lengths are display widths or byte sizes, not modifiers;
+# a bit varying's is left out too: Debezium's Bits value does not carry the
+# value's own length, so the replica keeps the fixed bit(n) the sink makes of it.
+_NUMERIC_TYPES: Final = frozenset({"numeric", "decimal"})
+_LENGTH_TYPES: Final[dict[str, int]] = {
+    "numeric": 1000, "decimal": 1000,
+    "varchar": 10_485_760, "character varying": 10_485_760, "char": 10_485_760,
+    "character": 10_485_760, "bpchar": 10_485_760, "nvarchar": 10_485_760,
+    "nchar": 10_485_760, "binary": 255, "varbinary": 65_535,
+    "bit": 83_886_080,
+    # Fractional-second digits: a length of 0..6 is the precision (``DATETIME(6)``);
+    # a longer one is the printed width the source reports instead (``timestamp``: 29).
+    "time": 6, "datetime": 6, "timestamp": 6,
+}
+_TYPE_SUFFIXES: Final = (" unsigned zerofill", " unsigned", " zerofill")
+
+
+def full_native_type(name: str, length: int | None, scale: int | None) -> str:
+    """The source type with its modifiers: ``NUMERIC``, 12, 3 -> ``NUMERIC(12,3)``.
+
+    Debezium's ``column.propagate.source.type`` sends a column's type name and
+    its length and scale apart; a replica made from the bare name would lose
+    them (``numeric`` unconstrained, ``DECIMAL`` as ``DECIMAL(10,0)``).
+    A name that already has modifiers, a type that takes none, or a length a
+    declared column cannot have is returned as it is.
+    """
+    if "(" in name or length is None or length <= 0:
+        return name
+    base, suffix = name, ""
+    for s in _TYPE_SUFFIXES:
+        if name.lower().endswith(s):
+            base, suffix = name[: -len(s)], name[-len(s):]
+            break
+    limit = _LENGTH_TYPES.get(base.strip().lower())
+    if limit is None or length > limit:
+        return name
+    if base.strip().lower() in _NUMERIC_TYPES and scale is not None and 0 <= scale <= length:
+        return f"{base}({length},{scale}){suffix}"
+    return f"{base}({length}){suffix}"
+
+
 def _source_facts(params: Mapping[str, str]) -> dict[str, Any]:
     """Debezium's ``column.propagate.source.type`` parameters, when present."""
     facts: dict[str, Any] = {}
-    native = params.get("__debezium.source.column.type")
-    if native:
-        facts["native"] = native
     for key, name in (
         ("__debezium.source.column.length", "length"),
         ("__debezium.source.column.scale", "scale"),
@@ -131,6 +173,9 @@ def _source_facts(params: Mapping[str, str]) -> dict[str, Any]:
         v = params.get(key)
         if v is not None and v.lstrip("-").isdigit():
             facts[name] = int(v)
+    native = params.get("__debezium.source.column.type")
+    if native:
+        facts["native"] = full_native_type(native, facts.get("length"), facts.get("scale"))
     return facts
 
 

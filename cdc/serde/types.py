@@ -283,6 +283,15 @@ def warn_once(key: str, message: str) -> None:
         log.warning(message)
 
 
+# Debezium's semantic types (io.debezium.time.Date, MicroTimestamp, Uuid) carry only
+# their connect.name, no Avro logicalType: Debezium 3.6 writes none, and a Kafka
+# Connect converter maps a logicalType before the connect.name, so a schema with
+# both reaches a Connect sink as Connect's own Date and fails ("Mismatched names",
+# issue #15). Decimal keeps its logicalType, as Debezium's does. Schemas registered
+# before still decode: readers take the type from cdc.type, connect.name or
+# logicalType, whichever is there (tests/unit/compat/).
+
+
 @lru_cache(maxsize=4096)
 def avro_type(ct: ColumnType) -> AvroType:
     """The Avro mapping of a neutral column type (cached: ColumnType is a value)."""
@@ -339,7 +348,7 @@ def avro_type(ct: ColumnType) -> AvroType:
     if k is Kind.UUID:
         return AvroType(
             ct,
-            _debezium("io.debezium.data.Uuid", "string", logicalType="uuid"),
+            _debezium("io.debezium.data.Uuid", "string"),
             enc_uuid,
             uuid.UUID,
             "00000000-0000-0000-0000-000000000000",
@@ -348,7 +357,7 @@ def avro_type(ct: ColumnType) -> AvroType:
     if k is Kind.DATE:
         return AvroType(
             ct,
-            _debezium("io.debezium.time.Date", "int", logicalType="date"),
+            _debezium("io.debezium.time.Date", "int"),
             enc_date,
             date_from_wire,
             0,
@@ -370,9 +379,7 @@ def avro_type(ct: ColumnType) -> AvroType:
     if k is Kind.TIMESTAMP:
         return AvroType(
             ct,
-            _debezium(
-                "io.debezium.time.MicroTimestamp", "long", logicalType="local-timestamp-micros"
-            ),
+            _debezium("io.debezium.time.MicroTimestamp", "long"),
             enc_timestamp,
             ts_from_micros,
             0,

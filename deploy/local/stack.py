@@ -758,7 +758,29 @@ def up() -> None:
     status()
 
 
+def _stop_extra_workers() -> None:
+    """Stop the Kafka Connect workers deploy/local/connect.py started for this stack.
+
+    They are not stack services (``up`` does not start them) but they use its Kafka,
+    so ``down`` ends them first.
+    """
+    for pidfile in sorted(RUN.glob("connect*.pid")) if RUN.is_dir() else []:
+        try:
+            pid = int(pidfile.read_text().strip())
+        except (OSError, ValueError):
+            pid = 0
+        if pid and pid_alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
+            if not _wait_gone(pid, 30):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+                _wait_gone(pid, 10)
+        pidfile.unlink(missing_ok=True)
+
+
 def down() -> None:
+    _stop_extra_workers()
     for svc in (REGISTRY, KAFKA, MYSQL_REPLICA, MYSQL_SOURCE, PG_REGISTRY, PG_REPLICA, PG_SOURCE):
         svc.stop()
     leftovers = [n for n, s in SERVICES.items() if s.running()]

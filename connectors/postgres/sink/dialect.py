@@ -94,7 +94,7 @@ if TYPE_CHECKING:
 # Source native type names a PostgreSQL replica can recreate as they are.
 _NATIVE = re.compile(
     r"(smallint|integer|bigint|boolean|real|double precision|numeric(\(\d+,-?\d+\))?|text"
-    r"|character varying(\(\d+\))?|character\(\d+\)|bpchar|bytea|date"
+    r"|character varying(\(\d+\))?|varchar(\(\d+\))?|character\(\d+\)|bpchar(\(\d+\))?|bytea|date"
     r"|time(\(\d\))? with(out)? time zone|timestamp(\(\d\))? with(out)? time zone"
     r"|interval( (year|month|day|hour|minute|second)( to (month|hour|minute|second))?)?(\(\d\))?"
     r"|uuid|json|jsonb|bit(\(\d+\))?|bit varying(\(\d+\))?|xml|inet|cidr|macaddr8?"

@@ -80,9 +80,14 @@ def test_debezium_semantic_names() -> None:
 
 
 def test_avro_logical_types() -> None:
-    assert schema_of(ColumnType(Kind.DATE))["logicalType"] == "date"
-    assert schema_of(ColumnType(Kind.UUID))["logicalType"] == "uuid"
-    assert schema_of(ColumnType(Kind.TIMESTAMP))["logicalType"] == "local-timestamp-micros"
+    # Exactly what Debezium 3.6 registers for these (issue #15): its semantic types
+    # carry no logicalType, which a Connect converter would map to Connect's own.
+    assert schema_of(ColumnType(Kind.DATE)) == {
+        "type": "int", "connect.version": 1, "connect.name": "io.debezium.time.Date"}
+    assert schema_of(ColumnType(Kind.UUID)) == {
+        "type": "string", "connect.version": 1, "connect.name": "io.debezium.data.Uuid"}
+    assert schema_of(ColumnType(Kind.TIMESTAMP)) == {
+        "type": "long", "connect.version": 1, "connect.name": "io.debezium.time.MicroTimestamp"}
     # Out-of-day TIME values (MySQL -838:59:59, PostgreSQL 24:00) forbid time-micros.
     assert "logicalType" not in schema_of(ColumnType(Kind.TIME))
 
@@ -282,3 +287,61 @@ def test_decoding_reads_debezium_hints_without_cdc_type() -> None:
     assert m.column_type.kind is Kind.JSON and m.decode is not None
     assert m.decode({"b": "1", "a": "2"}) == '{"a": "2", "b": "1"}'
     assert dec("string").unavailable == "__debezium_unavailable_value"
+
+
+def test_propagated_source_type_keeps_its_modifiers() -> None:
+    """Debezium's column.propagate.source.type sends name, length and scale apart (issue #15)."""
+    from cdc.serde.field_decoding import column_decoding, full_native_type
+
+    assert full_native_type("NUMERIC", 12, 3) == "NUMERIC(12,3)"
+    assert full_native_type("DECIMAL UNSIGNED", 10, 2) == "DECIMAL(10,2) UNSIGNED"
+    assert full_native_type("varchar", 40, 0) == "varchar(40)"
+    assert full_native_type("VARCHAR", 40, None) == "VARCHAR(40)"
+    assert full_native_type("bpchar", 5, 0) == "bpchar(5)"
+    assert full_native_type("BIT", 12, None) == "BIT(12)"
+    assert full_native_type("varbit", 20, 0) == "varbit"
+    assert full_native_type("DATETIME", 6, None) == "DATETIME(6)"
+    assert full_native_type("TIME", 0, None) == "TIME"
+    assert full_native_type("timestamp", 29, 6) == "timestamp"
+    # No modifiers: types that take none, unbounded lengths, already spelled out.
+    assert full_native_type("int4", 10, 0) == "int4"
+    assert full_native_type("INT UNSIGNED", 10, 0) == "INT UNSIGNED"
+    assert full_native_type("numeric", 131089, 0) == "numeric"
+    assert full_native_type("varchar", 2147483647, 0) == "varchar"
+    assert full_native_type("text", 2147483647, 0) == "text"
+    assert full_native_type("numeric(5,2)", 5, 2) == "numeric(5,2)"
+    assert full_native_type("numeric", None, None) == "numeric"
+    d = column_decoding({"name": "n", "type": {
+        "type": "bytes", "scale": 3, "precision": 12, "logicalType": "decimal",
+        "connect.name": "org.apache.kafka.connect.data.Decimal",
+        "connect.parameters": {"scale": "3", "connect.decimal.precision": "12",
+                               "__debezium.source.column.type": "NUMERIC",
+                               "__debezium.source.column.length": "12",
+                               "__debezium.source.column.scale": "3"}}}, {})  # fmt: skip
+    assert d.column_type.native == "NUMERIC(12,3)"
+    assert (d.column_type.precision, d.column_type.scale) == (12, 3)
+    s = column_decoding({"name": "s", "type": {
+        "type": "string", "connect.parameters": {
+            "__debezium.source.column.type": "VARCHAR",
+            "__debezium.source.column.length": "40"}}}, {})  # fmt: skip
+    assert s.column_type.native == "VARCHAR(40)" and s.column_type.length == 40
+
+
+def test_replica_ddl_of_propagated_source_types() -> None:
+    """The sink dialects create the full type from what Debezium propagates."""
+    from cdc.events import ColumnType
+    from connectors.mysql.sink.dialect import MySqlDialect
+    from connectors.postgres.sink.dialect import PostgresDialect
+
+    pg = PostgresDialect()
+    num = ColumnType(Kind.DECIMAL, native="NUMERIC(12,3)", precision=12, scale=3)
+    assert pg.column_ddl(num, native=True) == "numeric(12,3)"
+    vc = ColumnType(Kind.STRING, native="varchar(40)", length=40)
+    assert pg.column_ddl(vc, native=True) == "varchar(40)"
+    assert pg.column_ddl(ColumnType(Kind.STRING, native="bpchar(5)", length=5),
+                         native=True) == "bpchar(5)"
+    my = MySqlDialect()
+    assert my.column_ddl(ColumnType(Kind.DECIMAL, native="DECIMAL(12,3)", precision=12, scale=3),
+                         native=True) == "decimal(12,3)"
+    assert my.column_ddl(ColumnType(Kind.STRING, native="VARCHAR(40)", length=40),
+                         native=True) == "varchar(40)"

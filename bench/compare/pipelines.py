@@ -201,8 +201,13 @@ class Cdc(Pipeline):
             "metrics": {"host": "127.0.0.1", "port": self.metrics},
             "log": {"level": "WARNING"},
         }
-        self.config = self.dir / "compare.yaml"
+        # One file per process: each serves its metrics on its own port (the source's
+        # events counter is read from it).
+        self.config = self.dir / "source.yaml"
         self.config.write_text(yaml.safe_dump(cfg))
+        self.sink_config = self.dir / "sink.yaml"
+        self.sink_config.write_text(yaml.safe_dump(
+            {**cfg, "metrics": {"host": "127.0.0.1", "port": _free_port()}}))
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.src = psycopg.connect(self.eps.pg_source_dsn, autocommit=True)
         self.rep = psycopg.connect(self.eps.pg_replica_dsn, autocommit=True)
@@ -226,7 +231,8 @@ class Cdc(Pipeline):
     def _start(self, what: str) -> None:
         log = (self.dir / f"{what}.log").open("ab")
         args = ["--name", self.name] if what == "source" else ["--name", f"{self.name}_sink"]
-        self.procs[what] = subprocess.Popen([*CDC, what, str(self.config), *args], cwd=ROOT,
+        config = self.config if what == "source" else self.sink_config
+        self.procs[what] = subprocess.Popen([*CDC, what, str(config), *args], cwd=ROOT,
                                             stdout=log, stderr=subprocess.STDOUT)
 
     def resume(self) -> None:

@@ -6,7 +6,7 @@ PY      := $(VENV)/bin/python
 STACK   := $(PY) deploy/local/stack.py
 PYTEST  := $(VENV)/bin/pytest
 
-.PHONY: setup native deploy-tools connect-install up down status env demo test test-unit test-pg15 test-all test-python-path sanitize fuzz fuzz-short lint typecheck bench soak clean-stack
+.PHONY: setup native deploy-tools connect-install up down status env demo test test-unit test-pg15 test-all test-python-path sanitize fuzz fuzz-short lint typecheck bench soak clean-stack bench-compare
 
 $(VENV)/.installed: pyproject.toml deploy/local/setup.sh
 	bash deploy/local/setup.sh
@@ -96,6 +96,13 @@ typecheck: lint
 
 bench: up
 	$(PY) bench/run_all.py
+
+# Native replication, Debezium and cdc side by side on identical data (bench/compare/,
+# docs/BENCHMARKS.md); matplotlib for its plots is installed on first use.
+# BENCH_COMPARE_ARGS="--rows 100000" for a quicker run.
+bench-compare: up
+	@$(PY) -c "import matplotlib" 2>/dev/null || $(VENV)/bin/pip install -q "matplotlib>=3.8"
+	$(PY) bench/compare/compare.py $${BENCH_COMPARE_ARGS:-}
 
 # Stop everything and delete data (keeps the download cache).
 clean-stack: down

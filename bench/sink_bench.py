@@ -182,16 +182,39 @@ def group_ready(admin: Any, group: str, members: int) -> bool:
     )
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a live process (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def backend_pids(session: SinkSession, kind: str, name: str) -> list[int]:
+    """The PostgreSQL server processes serving sink ``name`` (its application_name)."""
+    if kind != "postgres":
+        return []
+    rows = session.query("SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+                         [f"cdc-sink-{name}"])
+    session.rollback()
+    return [int(r[0]) for r in rows]
+
+
 def measure(config_path: Path, name: str, kind: str, workers: int, session: SinkSession,
-            group: str, topic: str, n: int, admin: Any) -> tuple[float, int]:
+            group: str, topic: str, n: int, admin: Any) -> tuple[float, int, float, float]:
     """Rows committed per second once every worker holds partitions (rows applied while
-    the group was still forming are not counted)."""
+    the group was still forming are not counted), and the CPU seconds of the workers
+    and of their replica server processes (PostgreSQL) over the same span: steadier
+    than the rate on a loaded machine."""
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_worker, args=(str(config_path), name, kind)) for _ in range(workers)]
     for p in procs:
         p.start()
     t0 = None
     done0 = 0
+    cpu0 = db0 = 0.0
+    pids: list[int] = []
     deadline = time.monotonic() + 1800
     try:
         while time.monotonic() < deadline:
@@ -200,10 +223,14 @@ def measure(config_path: Path, name: str, kind: str, workers: int, session: Sink
             now = time.perf_counter()
             if t0 is None and done > 0 and (workers == 1 or group_ready(admin, group, workers)):
                 t0, done0 = now, done
+                cpu0 = sum(cpu_seconds(p.pid) for p in procs)
+                pids = backend_pids(session, kind, name)
+                db0 = sum(cpu_seconds(p) for p in pids)
             if done >= n:
                 if t0 is None:
                     raise SystemExit("every row was applied before all workers joined: use --rows")
-                return now - t0, done - done0
+                return (now - t0, done - done0, sum(cpu_seconds(p.pid) for p in procs) - cpu0,
+                        sum(cpu_seconds(p) for p in pids) - db0)
             if any(p.exitcode not in (None, 0) for p in procs):
                 raise SystemExit(f"a worker failed (exit {[p.exitcode for p in procs]})")
             time.sleep(0.02)
@@ -235,7 +262,8 @@ def _rows_sql(v: int) -> str:
     )
 
 
-def native_pg(source_dsn: str, replica_dsn: str, n: int, tx_rows: int) -> list[tuple[str, int, float]]:
+def native_pg(source_dsn: str, replica_dsn: str, n: int,
+              tx_rows: int) -> list[tuple[str, int, float, float, float]]:
     """Apply rate of PostgreSQL's own logical replication (publication on pg-source,
     subscription on pg-replica, copy_data = false) for n inserts then n updates.
 
@@ -243,7 +271,8 @@ def native_pg(source_dsn: str, replica_dsn: str, n: int, tx_rows: int) -> list[t
     WAL), in source transactions of ``tx_rows`` rows; the subscription is then
     enabled and the time from the first transaction's rows being visible on the
     replica to the last one's is measured (like the cdc measure, the first
-    batch is not counted)."""
+    batch is not counted), with the CPU seconds of the walsender (source) and
+    of the apply worker (replica) over that span."""
     import psycopg
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
@@ -288,11 +317,20 @@ def native_pg(source_dsn: str, replica_dsn: str, n: int, tx_rows: int) -> list[t
                     raise SystemExit("native replication: nothing applied in 10 minutes")
                 time.sleep(0.002)
             t0 = time.perf_counter()
+            pids = [int(r[0]) for r in src.execute(
+                "SELECT pid FROM pg_stat_replication WHERE application_name = %s", [run])]
+            apply_pids = [int(r[0]) for r in rep.execute(
+                "SELECT pid FROM pg_stat_subscription WHERE subname = %s AND pid IS NOT NULL",
+                [run])]
+            c0 = sum(cpu_seconds(p) for p in pids)
+            a0 = sum(cpu_seconds(p) for p in apply_pids)
             while not applied(last):
                 if time.monotonic() > deadline:
                     raise SystemExit("native replication timed out")
                 time.sleep(0.005)
-            results.append((phase, last - first, time.perf_counter() - t0))
+            results.append((phase, last - first, time.perf_counter() - t0,
+                            sum(cpu_seconds(p) for p in pids) - c0,
+                            sum(cpu_seconds(p) for p in apply_pids) - a0))
             rep.execute(f"ALTER SUBSCRIPTION {run} DISABLE")
         (count,) = rep.execute(f"SELECT count(*) FROM {run}").fetchone() or (0,)
         assert count == n, f"native replication: {count} rows, expected {n}"
@@ -391,9 +429,10 @@ def main() -> None:
                     if args.profile:
                         _worker(str(cfg), f"bench_{kind}_{phase}", kind, args.rows)
                         continue
-                    secs, rows = measure(cfg, f"bench_{kind}_{phase}", kind, args.workers, session,
-                                         f"{run}_{kind}_{phase}", topic, args.rows, admin)
-                    results.append((kind, phase, rows, secs))
+                    secs, rows, cpu, db = measure(cfg, f"bench_{kind}_{phase}", kind, args.workers,
+                                                  session, f"{run}_{kind}_{phase}", topic,
+                                                  args.rows, admin)
+                    results.append((kind, phase, rows, secs, cpu, db))
                 (count,) = session.query(
                     f"SELECT count(*) FROM {session.dialect.table_sql(TableName(None, table))}")[0]
                 session.rollback()
@@ -404,18 +443,26 @@ def main() -> None:
                 session.close()
     tx_rows = args.native_tx_rows or args.max_rows
     if "postgres" in args.replica and not args.no_native and not args.profile:
-        for phase, rows, secs in native_pg(env["PG_SOURCE_DSN"], dsns["postgres"], args.rows, tx_rows):
-            results.append(("pg-native", phase, rows, secs))
+        for phase, rows, secs, cpu, db in native_pg(env["PG_SOURCE_DSN"], dsns["postgres"],
+                                                    args.rows, tx_rows):
+            results.append(("pg-native", phase, rows, secs, cpu, db))
     print(f"\nsink apply rate{' (conflict detection on)' if args.conflicts else ''}"
           f"{' (updates with before-images)' if args.before_images else ''}: "
           f"{args.rows} rows of 10 columns, {args.partitions} partitions, "
           f"{args.workers} worker process(es), batch.max_rows={args.max_rows}, "
           f"origin={args.origin}; pg-native is "
           f"PostgreSQL's logical replication (pg-source -> pg-replica), source transactions of "
-          f"{tx_rows} rows")
-    print(f"{'replica':<10} {'phase':<8} {'rows timed':>10} {'seconds':>8} {'rows/s':>9}")
-    for kind, phase, rows, secs in results:
-        print(f"{kind:<10} {phase:<8} {rows:>10} {secs:>8.2f} {rows / secs:>9.0f}")
+          f"{tx_rows} rows. CPU in microseconds per row: 'reader' is the sink worker "
+          "(pg-native: the source's walsender), 'writer' the replica server process that "
+          "applies (pg-native: the apply worker); 'rows/CPU-s' is rows per second of their "
+          "sum, the rate one free core each would allow, steadier than rows/s on a busy box")
+    print(f"{'replica':<10} {'phase':<8} {'rows timed':>10} {'seconds':>8} {'rows/s':>9} "
+          f"{'reader':>7} {'writer':>7} {'rows/CPU-s':>10}")
+    for kind, phase, rows, secs, cpu, db in results:
+        total = cpu + db
+        print(f"{kind:<10} {phase:<8} {rows:>10} {secs:>8.2f} {rows / secs:>9.0f} "
+              f"{cpu * 1e6 / rows:>7.1f} {db * 1e6 / rows:>7.1f} "
+              f"{rows / total if total else 0:>10.0f}")
 
 
 if __name__ == "__main__":

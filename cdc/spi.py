@@ -326,6 +326,23 @@ class SinkSession(TableReader, Protocol):
 
 
 @runtime_checkable
+class InsertsNewRows(Protocol):
+    """A :class:`SinkSession` with a faster write for rows whose keys should not exist yet.
+
+    The applier calls it, instead of :meth:`SinkSession.upsert`, for a table whose
+    every change in the batch is a source insert above the checkpoint: with
+    exactly-once apply such keys cannot be in the replica, unless it diverged
+    (rows written by hand, a second writer). The session tries a plain insert
+    (no conflict handling) and, when a key exists after all, undoes only that
+    attempt and upserts the same rows, so the result always equals ``upsert``.
+    """
+
+    def insert_new(
+        self, table: ReplicaTable, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None: ...
+
+
+@runtime_checkable
 class SinkDialect(Protocol):
     """How one replica database spells what the generic applier needs."""
 

@@ -68,7 +68,7 @@ from cdc.sink.reduce import (
 )
 from cdc.sink.schema import ReplicaSchemas, TablePlan
 from cdc.sink.values import DoesNotFit
-from cdc.spi import ErrorKind, ReplicaTable, SinkSession, TableName
+from cdc.spi import ErrorKind, InsertsNewRows, ReplicaTable, SinkSession, TableName
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,8 @@ class _PreparedRecord:
     """A record that passed prepare: its mutations for one replica table.
 
     A record of the fast path carries ``row`` (key, values: a full-row upsert of
-    ``plan.columns``) instead of mutations.
+    ``plan.columns``) instead of mutations, and ``new`` when it is a source insert
+    (above the checkpoint, so its key should not be in the replica yet).
     """
 
     record: Record
@@ -139,6 +140,7 @@ class _PreparedRecord:
     before: tuple[int, Position | str | None] = (-1, None)
     index: int = 0  # its position in the partition's run of the batch
     row: tuple[tuple[Any, ...], tuple[Any, ...]] | None = None
+    new: bool = False
 
 
 _NONE: Final[tuple[Mutation, ...]] = ()
@@ -291,11 +293,13 @@ class Applier:
                 if rec.decoded is None and rec.error is None:
                     hit = self._fast(rec) if fast else None
                     if hit is not None:
-                        plan, row, pkey, ptext, pkind = hit
+                        plan, row, pkey, ptext, pkind, new = hit
                         if off <= last_off or (last_kind == pkind and pkey <= last_key):  # type: ignore[operator]  # (same kind: set)
                             last_off = max(last_off, off)
                         else:
-                            work_list.append(_PreparedRecord(rec, plan, _NONE, (last_off, last_pos), index, row))
+                            work_list.append(
+                                _PreparedRecord(rec, plan, _NONE, (last_off, last_pos), index, row, new)
+                            )
                             last_off = off
                             last_pos = ptext
                             last_kind = pkind
@@ -343,6 +347,7 @@ class Applier:
                                 work.mutations = [Truncate(rec.topic, None, 1), *work.mutations]
                             work.before = (last_off, last_pos)
                             work.index = index
+                            work.new = d.op is Op.CREATE
                             work_list.append(work)
                 last_off = off
                 if position is not None:
@@ -383,14 +388,14 @@ class Applier:
     def _fast(
         self, rec: Record
     ) -> (
-        tuple[TablePlan, tuple[tuple[Any, ...], tuple[Any, ...]], tuple[Any, ...], str, str]
+        tuple[TablePlan, tuple[tuple[Any, ...], tuple[Any, ...]], tuple[Any, ...], str, str, bool]
         | None
     ):
         """The common case without DecodedChange or mutation objects: an insert, snapshot
         read or same-key update of a full row, written by cdc with a position whose codec
         reads its sort key from the text (PositionCodec.text_sort_key), of a topic and
         schema pair whose plan is known. Returns ``(plan, (key, values), position sort
-        key, position text, position kind)``, or None: then the record takes the full
+        key, position text, position kind, whether it is an insert)``, or None: then the record takes the full
         path, which decides everything else (tombstones, deletes, truncates, key
         changes, unchanged columns, the sink's own origin, bad records, new schemas,
         key samples for truncates). Both give the same mutation (tested)."""
@@ -443,7 +448,7 @@ class Applier:
                     return None
             except (SchemaError, DoesNotFit):
                 return None
-        return plan, row, pkey, text, pkind
+        return plan, row, pkey, text, pkind, op == "c"
 
     # -- apply ---------------------------------------------------------------------------
 
@@ -532,8 +537,14 @@ class Applier:
 
     def _bulk(self, session: SinkSession, work: Iterable[_PreparedRecord]) -> None:
         reducers: dict[TableName, tuple[TablePlan, Reducer]] = {}
+        # Tables whose every change in the batch is a fast-path insert: their rows are new.
+        fresh: dict[TableName, bool] = {}
         for w in work:
             plan = w.plan
+            if not w.new:
+                fresh[plan.name] = False
+            elif plan.name not in fresh:
+                fresh[plan.name] = True
             entry = reducers.get(plan.name)
             if entry is None:
                 reducers[plan.name] = entry = (plan, plan.reducer())
@@ -549,7 +560,7 @@ class Applier:
             else:
                 entry[1].add_all(w.mutations)
         for plan, reducer in reducers.values():
-            self._execute(session, plan, reducer.steps())
+            self._execute(session, plan, reducer.steps(), fresh=fresh.get(plan.name, False))
 
     def _row_by_row(
         self, session: SinkSession, prep: _Prepared, work: list[_PreparedRecord] | None = None
@@ -586,8 +597,14 @@ class Applier:
             applied.append(w)
         prep.work = applied
 
-    def _execute(self, session: SinkSession, plan: TablePlan, steps: Sequence[Step]) -> None:
+    def _execute(
+        self, session: SinkSession, plan: TablePlan, steps: Sequence[Step], *, fresh: bool = False
+    ) -> None:
+        """Run ``steps`` on ``plan``'s table; ``fresh``: every upsert is of a key the
+        replica should not have yet (source inserts above the checkpoint), which a
+        session that :class:`~cdc.spi.InsertsNewRows` writes without conflict handling."""
         table = plan.replica
+        insert_new = session.insert_new if fresh and isinstance(session, InsertsNewRows) else None
         for step in steps:
             if type(step) is DeleteRow:
                 if not session.delete_row(table, step.columns, step.values):
@@ -612,7 +629,10 @@ class Applier:
             if step.deletes:
                 session.delete(table, step.deletes)
             for columns, rows in step.upserts.items():
-                session.upsert(table, columns, rows)
+                if insert_new is not None and not step.truncates and not step.deletes:
+                    insert_new(table, columns, rows)
+                else:
+                    session.upsert(table, columns, rows)
 
     def _unmatched(self, plan: TablePlan, what: str) -> None:
         """A delete or update of a table without a primary key found no row with the

@@ -45,7 +45,9 @@ Writes (:mod:`.session`): batches of fewer than
 ``INSERT .. VALUES .. ON CONFLICT DO UPDATE`` and ``DELETE .. WHERE k IN``;
 larger ones ``COPY`` into a per-session temporary staging table (``ON
 COMMIT DELETE ROWS``) and then ``INSERT .. SELECT .. ON CONFLICT`` /
-``DELETE .. USING``. Temporary tables need a session-pooling connection (no
+``DELETE .. USING``; source inserts above the checkpoint are copied straight
+into the table (an upsert when a key exists after all), and a ``COPY`` is
+binary where the column types allow (:mod:`.binary`). Temporary tables need a session-pooling connection (no
 PgBouncer transaction pooling between the sink and the replica).
 
 Origin marking: a sink with ``origin`` binds each replica session to the

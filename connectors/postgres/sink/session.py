@@ -9,8 +9,12 @@ and writes batches in transactions (bound to the sink's replication origin). Bat
 fewer than :data:`COPY_THRESHOLD` rows use multi-row ``INSERT .. ON
 CONFLICT`` and ``DELETE .. WHERE k IN``; larger ones ``COPY`` into a
 per-session temporary staging table and then ``INSERT .. SELECT`` /
-``DELETE .. USING``. Tables without a primary key are matched by the whole
-row, NULL-safe.
+``DELETE .. USING``. Those ``COPY``s are binary where every column's type
+allows it (:mod:`.binary`), else text. Rows the applier knows are new
+(:meth:`PostgresSession.insert_new`: source inserts above the checkpoint) are
+copied straight into the table, falling back to the upsert when a key exists
+after all. Tables without a primary key are matched by the whole row,
+NULL-safe.
 
 The statement texts come from :mod:`.dialect` (through the dialect object
 the session holds); values arrive already converted (:mod:`.values`).
@@ -28,12 +32,16 @@ from cdc.events import Kind
 from cdc.spi import KeyRange, Problem, ReplicaColumn, ReplicaTable, SinkDialect, TableName
 from connectors.postgres.origin import problems as origin_problems
 from connectors.postgres.origin import setup_session
+from connectors.postgres.sink.binary import REFUSALS, binary_types, install_strict_dumpers
 from connectors.postgres.sink.dialect import PostgresDialect, quote
 
 log = logging.getLogger(__name__)
 
 COPY_THRESHOLD: Final = 1_000
 _MAX_PARAMS: Final = 65_535
+# Refusals of a binary COPY (a value its column type's binary dumper does not take)
+# after which a (table, columns) pair is written as text for the rest of the session.
+_BINARY_REFUSALS: Final = 3
 
 _KIND_OF_TYPE: Final[dict[str, Kind]] = {
     "bool": Kind.BOOLEAN,
@@ -120,6 +128,10 @@ class PostgresSession:
         self._stages: dict[tuple[TableName, tuple[str, ...]], str] = {}
         self._dirty: set[str] = set()
         self._scan_no = 0
+        # Binary COPY type names per (table, columns), None: text (see .binary).
+        self._binary: dict[tuple[TableName, tuple[str, ...]], list[str] | None] = {}
+        self._refusals: dict[tuple[TableName, tuple[str, ...]], int] = {}
+        install_strict_dumpers(conn)
         with conn.cursor() as cur:
             cur.execute("SET TIME ZONE 'UTC'")
             cur.execute("SET DateStyle = 'ISO, YMD'")
@@ -233,6 +245,9 @@ class PostgresSession:
         table = self._qualify(table)
         for k in [k for k in self._stages if k[0] == table]:
             del self._stages[k]
+        for cache in (self._binary, self._refusals):
+            for k in [k for k in cache if k[0] == table]:
+                del cache[k]
 
     # -- transactions
 
@@ -289,6 +304,9 @@ class PostgresSession:
         name = self._stages.get(key)
         if name is None:
             name = f"cdc_stage_{len(self._stages) + 1}_{abs(hash(key)) % 1_000_000}"
+            # A rollback or DDL forgets stages that a committed transaction created: one of
+            # the same name may exist, with other columns after DDL.
+            self._conn.execute(f"DROP TABLE IF EXISTS pg_temp.{quote(name)}", [])
             self._conn.execute(
                 f"CREATE TEMPORARY TABLE {quote(name)} ON COMMIT DELETE ROWS AS "
                 f"SELECT {', '.join(quote(c) for c in columns)} FROM {self._d.table_sql(table.name)} "
@@ -301,13 +319,66 @@ class PostgresSession:
         self._dirty.add(name)
         return name
 
-    def _copy(self, stage: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    def _copy(
+        self, table: ReplicaTable, into: str, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """COPY ``rows`` into ``into`` (SQL text of ``table`` or of its staging table):
+        binary where :func:`.binary.binary_types` allows, under a savepoint that, when
+        the client refuses a value, undoes the attempt for a text COPY."""
+        key = (table.name, columns)
+        try:
+            types = self._binary[key]
+        except KeyError:
+            types = self._binary[key] = binary_types(table, columns)
+        if types is not None:
+            self._conn.execute("SAVEPOINT cdc_copy", [])
+            try:
+                self._copy_rows(into, columns, rows, types)
+            except (*REFUSALS, psycopg.DataError) as e:
+                # A value this type's binary form does not take (or, psycopg.DataError, one
+                # the server refused): the text COPY below stores it or names the problem.
+                self._conn.execute("ROLLBACK TO SAVEPOINT cdc_copy", [])
+                if isinstance(e, REFUSALS):
+                    n = self._refusals[key] = self._refusals.get(key, 0) + 1
+                    log.debug("binary COPY into %s refused a value (%s); as text", into, e)
+                    if n >= _BINARY_REFUSALS:
+                        self._binary[key] = None
+            else:
+                self._conn.execute("RELEASE SAVEPOINT cdc_copy", [])
+                return
+        self._copy_rows(into, columns, rows, None)
+
+    def _copy_rows(
+        self, into: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], types: list[str] | None
+    ) -> None:
+        sql = f"COPY {into} ({', '.join(quote(c) for c in columns)}) FROM STDIN"
         with self._conn.cursor() as cur, cur.copy(
-            f"COPY {quote(stage)} ({', '.join(quote(c) for c in columns)}) FROM STDIN", []
+            sql if types is None else sql + " (FORMAT BINARY)", []
         ) as copy:
+            if types is not None:
+                copy.set_types(types)
             write = copy.write_row
             for row in rows:
                 write(row)
+
+    def insert_new(
+        self, table: ReplicaTable, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """Rows whose keys should not exist yet (:class:`cdc.spi.InsertsNewRows`): COPY
+        straight into the table under a savepoint; when a key exists after all, that
+        COPY is undone and the rows are upserted."""
+        if len(rows) < COPY_THRESHOLD or not table.primary_key:
+            self.upsert(table, columns, rows)
+            return
+        self._conn.execute("SAVEPOINT cdc_new", [])
+        try:
+            self._copy(table, self._d.table_sql(table.name), tuple(columns), rows)
+        except psycopg.errors.UniqueViolation:
+            self._conn.execute("ROLLBACK TO SAVEPOINT cdc_new", [])
+            log.info("replica table %s already had some of the keys inserted; upserting", table.name)
+            self.upsert(table, columns, rows)
+            return
+        self._conn.execute("RELEASE SAVEPOINT cdc_new", [])
 
     def upsert(self, table: ReplicaTable, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
@@ -316,7 +387,7 @@ class PostgresSession:
         key = table.primary_key
         if len(rows) >= COPY_THRESHOLD:
             stage = self._stage(table, cols)
-            self._copy(stage, cols, rows)
+            self._copy(table, quote(stage), cols, rows)
             names = ", ".join(quote(c) for c in cols)
             self._conn.execute(
                 f"INSERT INTO {self._d.table_sql(table.name)} ({names}) "
@@ -337,7 +408,7 @@ class PostgresSession:
         key = table.primary_key
         if len(keys) >= COPY_THRESHOLD:
             stage = self._stage(table, key)
-            self._copy(stage, key, keys)
+            self._copy(table, quote(stage), key, keys)
             cond = " AND ".join(f"t.{quote(k)} = s.{quote(k)}" for k in key)
             self._conn.execute(
                 f"DELETE FROM {self._d.table_sql(table.name)} t USING {quote(stage)} s WHERE {cond}",

@@ -9,8 +9,10 @@ only hands its result over as a :class:`cdc.spi.TableCopy`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, cast
 
+from cdc.events import ChangeEvent
 from cdc.spi import TableCopy
 from connectors.mysql.source.snapshot import SnapshotReader
 
@@ -28,6 +30,7 @@ def copy_tables(source: MySqlSource) -> TableCopy:
         chunk_size=source.chunk_size,
         lock=source.snapshot_lock,
     )
-    position, rows = reader.open()
-    return TableCopy(position, tuple(t.schema.table for t in reader.tables), rows, reader.close,
+    position, rows = reader.open()  # no chunk marks: rows only
+    return TableCopy(position, tuple(t.schema.table for t in reader.tables),
+                     cast("Iterator[ChangeEvent]", rows), reader.close,
                      estimated_rows=sum(t.estimated_rows for t in reader.tables))

@@ -537,7 +537,7 @@ class Applier:
 
     def _bulk(self, session: SinkSession, work: Iterable[_PreparedRecord]) -> None:
         reducers: dict[TableName, tuple[TablePlan, Reducer]] = {}
-        # Tables whose every change in the batch is a fast-path insert: their rows are new.
+        # Tables whose every change in the batch is a source insert: their rows are new.
         fresh: dict[TableName, bool] = {}
         for w in work:
             plan = w.plan

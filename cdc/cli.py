@@ -286,16 +286,7 @@ main.add_command(sink_command)
 main.add_command(verify_command)
 main.add_command(status_command)
 main.add_command(snapshot_group)
-
-
-# `cdc snapshot ...` (issue #13). When the group's own module lands, only the
-# add_command line below is this subcommand's.
-@main.group()
-def snapshot() -> None:
-    """Snapshots: incremental snapshots of tables while a source streams."""
-
-
-snapshot.add_command(incremental_command)
+snapshot_group.add_command(incremental_command)
 
 if __name__ == "__main__":
     main()

@@ -104,16 +104,30 @@ class TopicManager:
         waiting = {TopicPartition(topic, p): latest for p in range(partitions)}
         last: object = None
         while waiting:
-            futures = self._admin.list_offsets(dict(waiting), request_timeout=self._timeout)
-            for tp, fut in futures.items():
-                try:
-                    fut.result()
-                except KafkaException as e:
-                    last = e
-                    continue
-                waiting.pop(TopicPartition(tp.topic, tp.partition), None)
-            if not waiting:
-                return
+            # A metadata request for the topic first: it refreshes the client's cache of
+            # leaders, which ListOffsets relies on (without it a cache from before the
+            # topic existed can keep answering "no leaders" until its periodic refresh).
+            try:
+                md = self._admin.list_topics(topic, timeout=self._timeout)
+                meta = md.topics.get(topic)
+                leaders_known = (meta is not None and meta.error is None and all(
+                    p in meta.partitions and meta.partitions[p].leader >= 0
+                    for p in range(partitions)))
+            except KafkaException as e:
+                last, leaders_known = e, False
+            if leaders_known:
+                futures = self._admin.list_offsets(dict(waiting), request_timeout=self._timeout)
+                for tp, fut in futures.items():
+                    try:
+                        fut.result()
+                    except KafkaException as e:
+                        last = e
+                        continue
+                    waiting.pop(TopicPartition(tp.topic, tp.partition), None)
+                if not waiting:
+                    return
+            else:
+                last = last or "no leader known yet"
             if time.monotonic() >= deadline:
                 raise DeliveryError(
                     f"topic {topic}: partitions {sorted(tp.partition for tp in waiting)} are not "

@@ -68,6 +68,19 @@ def _run(cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = N
     return p.stdout
 
 
+def _publish(tmp: Path, final: Path) -> None:
+    """Move a finished build into place; another checkout sharing the cache may have won."""
+    try:
+        tmp.rename(final)
+    except OSError:
+        if not final.exists():
+            raise
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+
+
 def compose() -> list[str]:
     """The Docker Compose CLI (``docker-compose`` binary; same commands as ``docker compose``)."""
     binary = TOOLS / f"docker-compose-{COMPOSE_VERSION}"
@@ -79,15 +92,16 @@ def compose() -> list[str]:
         import json
 
         src = Path(json.loads(info)["Dir"])
-        work = TOOLS / f"compose-src-{COMPOSE_VERSION}"
+        # Per-process names: two checkouts sharing this cache may build at once.
+        work = TOOLS / f"compose-src-{COMPOSE_VERSION}.{os.getpid()}"
         shutil.rmtree(work, ignore_errors=True)
         shutil.copytree(src, work)
         for p in [work, *work.rglob("*")]:
             p.chmod(p.stat().st_mode | 0o200)
         TOOLS.mkdir(parents=True, exist_ok=True)
-        tmp = binary.with_suffix(".tmp")
+        tmp = binary.with_name(f"{binary.name}.{os.getpid()}.tmp")
         _run(["go", "build", "-trimpath", "-o", str(tmp), "./cmd"], env=env, cwd=work)
-        tmp.rename(binary)
+        _publish(tmp, binary)
         shutil.rmtree(work, ignore_errors=True)
     return [str(binary)]
 
@@ -100,10 +114,12 @@ def kustomize() -> list[str]:
     binary = TOOLS / f"kustomize-{KUSTOMIZE_VERSION}"
     if not binary.exists():
         env = _go_env()
-        env["GOBIN"] = str(TOOLS / "gobin")
+        gobin = TOOLS / f"gobin.{os.getpid()}"
+        env["GOBIN"] = str(gobin)
         _log(f"building kustomize {KUSTOMIZE_VERSION} from the Go module proxy")
         _run(["go", "install", f"{KUSTOMIZE_MODULE}@{KUSTOMIZE_VERSION}"], env=env)
-        (TOOLS / "gobin" / "kustomize").rename(binary)
+        _publish(gobin / "kustomize", binary)
+        shutil.rmtree(gobin, ignore_errors=True)
     return [str(binary), "build"]
 
 
@@ -112,11 +128,11 @@ def kubernetes_validate() -> list[str]:
     target = TOOLS / f"kubernetes-validate-{KUBERNETES_VALIDATE_VERSION}"
     if not (target / "kubernetes_validate").exists():
         _log(f"installing kubernetes-validate {KUBERNETES_VALIDATE_VERSION} from PyPI")
-        tmp = target.with_suffix(".tmp")
+        tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         _run([sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check",
               "--target", str(tmp), f"kubernetes-validate=={KUBERNETES_VALIDATE_VERSION}"], timeout=900)
-        tmp.rename(target)
+        _publish(tmp, target)
     code = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
             "from kubernetes_validate.__main__ import main; sys.exit(main())")
     return [sys.executable, "-c", code, str(target)]

@@ -170,12 +170,15 @@ def _switched(config: Path, snap: SnapshotSetup, count: int) -> bool:
 def test_scheduled_runs_with_readers_never_see_a_mix(snap: SnapshotSetup, tmp_path: Path) -> None:
     """Acceptance: three scheduled runs under ``cdc run``, changes between runs."""
     port = random.randint(30000, 39000)
-    config = snap.config(tmp_path / "pipeline.yaml", interval_s=20, metrics_port=port)
+    # 30 s apart and 300 s per run: at load 40 a `cdc run` takes a minute to start its
+    # processes, and each change round must still land between two runs.
+    interval_s = 30
+    config = snap.config(tmp_path / "pipeline.yaml", interval_s=interval_s, metrics_port=port)
     with processes(tmp_path) as procs, Readers(snap) as readers:
         procs.start("run", "run", str(config))
         for n in (1, 2, 3):
             wait_for(f"run {n} switched on both replicas", lambda n=n: _switched(config, snap, n),
-                     120, procs.all_logs)
+                     300, procs.all_logs)
             run = [r for r in _runs(config).runs_of(snap.source) if r.state == "published"][n - 1]
             # The source as of the run's point: the last change round committed before it.
             _assert_replicas_equal_source(snap)
@@ -183,7 +186,7 @@ def test_scheduled_runs_with_readers_never_see_a_mix(snap: SnapshotSetup, tmp_pa
             if n < 3:
                 changed_at = time.time() * 1000
                 snap.change()
-                nxt = run.started_ms + 20_000
+                nxt = run.started_ms + interval_s * 1000
                 assert changed_at < nxt, "the change round overlapped the next run"
         readers.stop.set()
         # cdc run: the source's scheduler on the base port, then each sink's loader.

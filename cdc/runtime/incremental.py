@@ -35,7 +35,7 @@ are at most ``max_backlog`` records behind (``Downstream``, in practice the
 consumer groups' committed offsets, :mod:`cdc.transport.backlog`). A chunk's
 rows share the topic's partitions with the stream's changes of the table, so
 chunks produced faster than a sink applies them would queue the stream behind
-them: measured on MariaDB, 200,000 rows at load 20-30, the replica trailed by
+them: measured on MariaDB, 200,000 rows at load 18-35, the replica trailed by
 158 s, all of it in the sink. While the next window waits, the stream goes on;
 the backlog is asked at most every ``PACE_CHECK_S``.
 

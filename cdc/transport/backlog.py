@@ -6,7 +6,7 @@ topic have applied most of what it produced. Without it a source that reads
 chunks faster than a sink applies them builds a backlog in Kafka, and the
 stream's changes, which share the topic's partitions with the chunks' rows,
 wait behind it (measured: the MariaDB replica's sink trailed by 158 s on a
-200,000-row snapshot at load 20-30; the source itself was 2.6 s behind at most).
+200,000-row snapshot at load 18-35; the source itself was 2.6 s behind at most).
 
 A consumer group counts when it is stable, a member is assigned a partition of
 the topic, and it has committed an offset on the topic (cdc sinks commit after

@@ -467,7 +467,7 @@ def test_incremental_snapshot_of_a_million_rows(kind: str, unique_name: str, tmp
     s = make_setup(kind, unique_name, tmp_path, env, rows, chunk=4096)
     # End-to-end lag (source commit -> replica row). The chunks' rows and the stream's share
     # the topic's partitions; unpaced, the MariaDB replica's sink trailed by up to 158 s on
-    # 200k rows at load 20-30 (the source: 2.6 s). Paced by the sink's backlog (at most
+    # 200k rows at load 18-35 (the source: 2.6 s). Paced by the sink's backlog (at most
     # about 1.5 chunks, signal.max_backlog), it trailed by 13 s on the same run.
     incremental_with_workload(s, procs, rows, lag_bound_s=30)
 

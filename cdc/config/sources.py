@@ -110,6 +110,16 @@ class SignalConfig(ConfigModel):
         description="Rows read per chunk of an incremental snapshot (one watermark window each).",
         examples=[1024],
     )
+    max_backlog: int | None = Field(
+        default=None,
+        ge=0,
+        description="An incremental snapshot reads its next chunk only when every consumer "
+        "group of the table's topic (stable, assigned to it, committing offsets as cdc sinks "
+        "do) is at most this many records behind, so the stream's changes never queue behind "
+        "more than about a chunk and a half of rows; unset: half of `chunk_size`; 0: never "
+        "waits.",
+        examples=[512],
+    )
 
 
 class SourceConfigBase(ConfigModel):

@@ -30,6 +30,7 @@ from cdc.registry import get_connector
 from cdc.runtime.source_runner import RunnerSettings, SnapshotMode, SourceRunner
 from cdc.serde import AvroSerde, RegistryClient
 from cdc.serde.transaction import TransactionMetadataEncoder
+from cdc.transport.backlog import ConsumerBacklog
 from cdc.transport.producer import EventProducer
 from cdc.transport.topics import TopicManager, TopicSpec
 
@@ -86,9 +87,13 @@ def build_source_runner(config: CdcConfig, name: str,
             preflight=True,
             incremental_chunk_size=(source_cfg.signal.chunk_size if source_cfg.signal is not None
                                     else 1024),
+            incremental_max_backlog=(source_cfg.signal.max_backlog
+                                     if source_cfg.signal is not None else None),
         ),
         stop=stop,
         transactions=transactions,
+        backlog=(ConsumerBacklog(kafka.bootstrap_servers, client)
+                 if source_cfg.signal is not None else None),
     )
 
 

@@ -37,6 +37,7 @@ from cdc.spi import (
     SnapshotsIncrementally,
     SourceConnector,
 )
+from cdc.transport.backlog import ConsumerBacklog
 from cdc.transport.client_log import OUTAGE
 from cdc.transport.producer import EventProducer
 from cdc.transport.topics import TopicManager, TopicSpec
@@ -135,6 +136,9 @@ class RunnerSettings:
     preflight: bool = False
     # Rows per chunk of an incremental snapshot (the source's signal.chunk_size).
     incremental_chunk_size: int = 1024
+    # Its next chunk waits while the consumers of the table's topic are more records behind
+    # than this (signal.max_backlog; None: half a chunk; 0: never waits).
+    incremental_max_backlog: int | None = None
 
 
 @dataclass(slots=True)
@@ -165,6 +169,7 @@ class SourceRunner:
         stop: threading.Event | None = None,
         on_checkpoint: Callable[[Position], None] | None = None,
         transactions: TransactionEncoder | None = None,
+        backlog: ConsumerBacklog | None = None,
     ) -> None:
         self.name = name
         self.source = source
@@ -180,6 +185,8 @@ class SourceRunner:
         self._last_save = 0.0
         self._partitions: dict[str, int] = {}
         self._transactions = transactions
+        self._backlog = backlog  # paces incremental snapshots (None: unpaced)
+        self._topic_of: dict[str, str] = {}  # table -> topic, for the backlog
         self._tx_open: str | None = None  # id of the transaction whose BEGIN was sent
         self._tx_collections: dict[str, int] = {}  # table -> events so far (for END)
         # /healthz and /readyz (cdc.observability.health): an HA elector may add its own
@@ -353,9 +360,13 @@ class SourceRunner:
             # Incremental snapshots (cdc.runtime.incremental): signals and chunks.
             stored = self.offsets.load(self.name)
             saved = stored.extra.get(STATE_KEY) if stored is not None else None
+            chunk = self.settings.incremental_chunk_size
+            limit = self.settings.incremental_max_backlog
             self.incremental = IncrementalSnapshotter(
-                self.name, source, chunk_size=self.settings.incremental_chunk_size,
-                state=IncrementalState.from_dict(saved) if saved else None)
+                self.name, source, chunk_size=chunk,
+                state=IncrementalState.from_dict(saved) if saved else None,
+                downstream=self if self._backlog is not None else None,
+                max_backlog=max(1, chunk // 2) if limit is None else limit)
             items = self.incremental.wrap(items)
         for item in items:
             if isinstance(item, Heartbeat):
@@ -371,6 +382,18 @@ class SourceRunner:
         self.checkpoint(force=True)
         if self.incremental is not None:
             self.incremental.close()
+
+    def backlog(self, table: str, sample: ChangeEvent) -> int:
+        """cdc.runtime.incremental.Downstream: records of ``table``'s topic that its most
+        lagging consumer group has not committed, plus this source's records not yet
+        acknowledged by Kafka (any topic: an upper bound)."""
+        assert self._backlog is not None
+        topic = self._topic_of.get(table)
+        if topic is None:
+            topic = self._topic_of[table] = self.encoder.encode(sample).topic
+        self.producer.poll(0)
+        behind = self._backlog.behind(topic)
+        return max(behind.values(), default=0) + self.producer.tracker.in_flight
 
     # -- producing ---------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cdc.events import ChangeEvent, Column, ColumnType, Kind, Op, SourceInfo, TableId, TableSchema
+from cdc.runtime import incremental
 from cdc.runtime.incremental import (
     EXECUTE,
     STOP,
@@ -353,3 +354,94 @@ def test_an_update_with_unsent_columns_merges_into_the_chunk_row() -> None:
     items = list(snap.wrap(stream(db, 0)))
     reads = [i for i in items if isinstance(i, ChangeEvent) and i.op is Op.READ]
     assert [r.after for r in reads] == [{"id": 1, "v": 2, "big": "x" * 10}]
+
+
+# --------------------------------------------------------------------------- pacing
+
+
+class Consumers:
+    """cdc.runtime.incremental.Downstream: consumers that apply ``rate`` records per look."""
+
+    def __init__(self, rate: int, fail: bool = False) -> None:
+        self.rate, self.fail = rate, fail
+        self.produced = self.consumed = self.looks = 0
+
+    def backlog(self, table: str, sample: ChangeEvent) -> int:
+        assert table == "s.data" and sample.table == DATA.table and sample.op is Op.READ
+        self.looks += 1
+        if self.fail:
+            raise ConnectionError("Kafka is away")
+        self.consumed = min(self.produced, self.consumed + self.rate)
+        return self.produced - self.consumed
+
+
+class WatchedSource(FakeSource):
+    """Records the consumers' backlog at every chunk read."""
+
+    def __init__(self, db: FakeDb, consumers: Consumers) -> None:
+        super().__init__(db, 1)
+        self.consumers = consumers
+        self.backlog_at_read: list[int] = []
+
+    def read_chunk(self, table: TableId, after: Sequence[Any] | None, limit: int,
+                   condition: str | None) -> Chunk:
+        self.backlog_at_read.append(self.consumers.produced - self.consumers.consumed)
+        return super().read_chunk(table, after, limit, condition)
+
+
+def paced_run(consumers: Consumers, max_backlog: int, monkeypatch: Any
+              ) -> tuple[FakeDb, WatchedSource, IncrementalSnapshotter, list[StreamItem]]:
+    monkeypatch.setattr(incremental, "PACE_CHECK_S", 0.0)
+    db = FakeDb(random.Random(11), 200)
+    source = WatchedSource(db, consumers)
+    snap = IncrementalSnapshotter("src", source, chunk_size=20, downstream=consumers,
+                                  max_backlog=max_backlog)
+    db.signal("sig", EXECUTE, execute_data(["s.data"]))
+
+    def endless() -> Iterator[StreamItem]:  # the stream goes on while the snapshot waits
+        i = 0
+        for _ in range(100_000):
+            if i < len(db.log):
+                yield db.log[i]
+                i += 1
+                if db.rnd.random() < 0.3:
+                    db.write()
+            elif snap.state is None:
+                return
+            else:
+                yield Heartbeat(FakePosition(db.tx, 1 << 30))
+
+    out: list[StreamItem] = []
+    for item in snap.wrap(endless()):
+        out.append(item)
+        if isinstance(item, ChangeEvent):
+            consumers.produced += 1
+    return db, source, snap, out
+
+
+def test_the_next_chunk_waits_for_the_consumers(monkeypatch: Any) -> None:
+    consumers = Consumers(rate=3)
+    db, source, snap, items = paced_run(consumers, 10, monkeypatch)
+    assert snap.state is None  # finished
+    replica: dict[str, dict[int, int]] = {}
+    apply(replica, items)
+    assert replica["s.data"] == db.tables["s.data"]  # pacing changes no row
+    # Every chunk after the first was read with at most max_backlog records unconsumed.
+    assert len(source.backlog_at_read) > 5
+    assert all(b <= 10 for b in source.backlog_at_read[1:]), source.backlog_at_read
+    assert consumers.looks > len(source.backlog_at_read)  # it waited, looking again
+
+
+def test_a_failing_backlog_look_up_leaves_the_snapshot_unpaced(monkeypatch: Any) -> None:
+    consumers = Consumers(rate=0, fail=True)
+    db, _, snap, items = paced_run(consumers, 10, monkeypatch)
+    assert snap.state is None and snap.held_s == 0.0
+    replica: dict[str, dict[int, int]] = {}
+    apply(replica, items)
+    assert replica["s.data"] == db.tables["s.data"]
+
+
+def test_max_backlog_zero_never_waits(monkeypatch: Any) -> None:
+    consumers = Consumers(rate=0)  # consumers that never consume
+    _, _, snap, _ = paced_run(consumers, 0, monkeypatch)
+    assert snap.state is None and consumers.looks == 0

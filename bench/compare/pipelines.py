@@ -237,7 +237,7 @@ class Debezium(Pipeline):
             mod = connect_module()
             self.worker = mod.ConnectWorker()
             self.started = not self.worker.running()
-            self.worker.start()
+            self.worker.start(timeout=900)
             self.worker.ensure_plugins(*self.plugins)
         except Exception as e:  # no Maven, no Java, no cache: the run goes on without B
             raise Unavailable(f"the Kafka Connect worker did not start: {e}") from e

@@ -141,8 +141,9 @@ class ConnectWorker(stack.JavaService):  # type: ignore[misc,name-defined]
             "topic.creation.enable=true",
             "", ])
 
-    def start(self) -> subprocess.Popen[bytes] | None:
-        """Start the worker unless it is running and healthy; wait until its REST API answers."""
+    def start(self, timeout: float = 180) -> subprocess.Popen[bytes] | None:
+        """Start the worker unless it is running and healthy; wait until its REST API answers
+        (the plugin scan took 3 minutes at a load of 35 on 2 cores: give more there)."""
         if self.running():
             try:
                 if self.healthy():
@@ -171,7 +172,7 @@ class ConnectWorker(stack.JavaService):  # type: ignore[misc,name-defined]
             java, "-Xms256m", f"-Xmx{heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{connect_home() / 'worker'}/*",
             "org.apache.kafka.connect.cli.ConnectStandalone", str(conf)], cwd=self.datadir)
-        stack.wait_for(self.name, self.healthy, 180, self.logfile, self.port,
+        stack.wait_for(self.name, self.healthy, timeout, self.logfile, self.port,
                        alive=lambda: proc.poll() is None)
         return proc
 

@@ -98,11 +98,13 @@ bench: up
 	$(PY) bench/run_all.py
 
 # Native replication, Debezium and cdc side by side on identical data (bench/compare/,
-# docs/BENCHMARKS.md); matplotlib for its plots is installed on first use.
-# BENCH_COMPARE_ARGS="--rows 100000" for a quicker run.
-bench-compare: up
+# docs/BENCHMARKS.md), PostgreSQL then MariaDB; matplotlib for its plots is installed on
+# first use. BENCH_COMPARE_ARGS="--rows 100000" for a quicker run.
+bench-compare: up connect-install
 	@$(PY) -c "import matplotlib" 2>/dev/null || $(VENV)/bin/pip install -q "matplotlib>=3.8"
-	$(PY) bench/compare/compare.py $${BENCH_COMPARE_ARGS:-}
+	$(PY) bench/compare/compare.py $${BENCH_COMPARE_ARGS:-}; pg=$$?; \
+	$(PY) bench/compare/compare.py --db mariadb $${BENCH_COMPARE_ARGS:-}; maria=$$?; \
+	exit $$((pg | maria))
 
 # Stop everything and delete data (keeps the download cache).
 clean-stack: down

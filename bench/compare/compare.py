@@ -60,7 +60,17 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pipelines import COLUMNS, PIPELINES, TABLE_DDL, Pipeline, Unavailable, wait  # noqa: E402
+from pipelines import (  # noqa: E402
+    COLUMNS,
+    MY_TABLE_DDL,
+    PIPELINES,
+    TABLE_DDL,
+    MyConn,
+    Pipeline,
+    Unavailable,
+    _MissingMyTable,
+    wait,
+)
 
 from tests.fixtures.services import resolve_endpoints  # noqa: E402
 
@@ -88,6 +98,34 @@ BEGIN
     n := n + tx;
   END LOOP;
 END $$"""
+# The same workload in MariaDB: 10-row transactions, row values as in WORK.
+MY_WORK = ["""
+CREATE PROCEDURE {t}_ins(a bigint, b bigint, tx int)
+BEGIN
+  DECLARE n bigint DEFAULT a;
+  DECLARE i bigint;
+  WHILE n <= b DO
+    START TRANSACTION;
+    SET i = n;
+    WHILE i <= least(b, n + tx - 1) DO
+      INSERT INTO {t} VALUES (i, i % 1000, concat('product number ', i), ((i * 7) % 100000) / 100.0,
+        sysdate(6), date '2024-01-01' + INTERVAL (i % 365) DAY, i / 7.0, i % 2 = 0,
+        concat('C', lpad(i, 8, '0')), i * 10);
+      SET i = i + 1;
+    END WHILE;
+    COMMIT;
+    SET n = n + tx;
+  END WHILE;
+END""", """
+CREATE PROCEDURE {t}_upd(a bigint, b bigint, tx int)
+BEGIN
+  DECLARE n bigint DEFAULT a;
+  WHILE n <= b DO
+    UPDATE {t} SET qty = qty + 1, name = concat(name, ' u'), seq = seq + 1
+      WHERE id BETWEEN n AND least(b, n + tx - 1);
+    SET n = n + tx;
+  END WHILE;
+END"""]
 
 
 # ------------------------------------------------------------------ process accounting
@@ -132,7 +170,7 @@ class Watch:
 
     def _run(self) -> None:
         while not self.stop.is_set():
-            with contextlib.suppress(psycopg.Error):
+            with contextlib.suppress(Exception):  # a database or REST hiccup: skip a sample
                 self.sample()
             self.stop.wait(0.25)
 
@@ -144,7 +182,7 @@ class Watch:
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         self.thread.join()
-        with contextlib.suppress(psycopg.Error):
+        with contextlib.suppress(Exception):
             self.sample()
 
     def report(self) -> dict[str, dict[str, float]]:
@@ -157,18 +195,42 @@ class Watch:
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
+        self.pg = args.db == "postgres"
         self.eps = resolve_endpoints()
-        self.src = psycopg.connect(self.eps.pg_source_dsn, autocommit=True)
-        self.rep = psycopg.connect(self.eps.pg_replica_dsn, autocommit=True)
+        self.src = self.connect_source()
+        self.rep: Any = (psycopg.connect(self.eps.pg_replica_dsn, autocommit=True) if self.pg
+                         else MyConn(self.eps.mysql_replica_url))
+
+    def connect_source(self) -> Any:
+        """A new autocommit connection to the source (psycopg or PyMySQL behind one face)."""
+        if self.pg:
+            return psycopg.connect(self.eps.pg_source_dsn, autocommit=True)
+        return MyConn(self.eps.mysql_source_url)
+
+    def create(self, table: str) -> None:
+        if self.pg:
+            self.src.execute(TABLE_DDL.format(t=table))
+            self.src.execute(WORK.format(t=table))
+        else:
+            self.src.execute(MY_TABLE_DDL.format(t=table))
+            for proc in MY_WORK:
+                self.src.execute(proc.format(t=table))
+
+    def drop(self, table: str, replica_table: str) -> None:
+        self.src.execute(f"DROP PROCEDURE IF EXISTS {table}_ins")
+        self.src.execute(f"DROP PROCEDURE IF EXISTS {table}_upd")
+        self.src.execute(f"DROP TABLE IF EXISTS {table}")
+        self.rep.execute(f"DROP TABLE IF EXISTS {replica_table}")
 
     def replica_count(self, table: str, lo: int = 0) -> int:
         try:
             row = self.rep.execute(f"SELECT count(*) FROM {table} WHERE id >= %s", [lo]).fetchone()
-        except psycopg.errors.UndefinedTable:
+        except (psycopg.errors.UndefinedTable, _MissingMyTable):
             return 0
         return int(row[0]) if row else 0
 
     def catch_up(self, pipe: Pipeline, table: str, n: int) -> dict[str, Any]:
+        rt = pipe.replica_table
         ins = n // 2
         upd = n - ins
         pipe.pause()
@@ -183,7 +245,10 @@ class Bench:
             check = getattr(pipe, "check", None)
             if check is not None:
                 check()
-            row = self.rep.execute(f"SELECT seq FROM {table} WHERE id = %s", [last]).fetchone()
+            try:
+                row = self.rep.execute(f"SELECT seq FROM {rt} WHERE id = %s", [last]).fetchone()
+            except _MissingMyTable:
+                return False
             return row is not None and row[0] == last * 10 + 1
 
         source_done: float | None = None
@@ -196,7 +261,7 @@ class Bench:
                 if time.monotonic() > deadline:
                     raise TimeoutError("catch-up: not within 2 hours")
                 if first is None and self.rep.execute(
-                        f"SELECT 1 FROM {table} WHERE id = 1").fetchone() is not None:
+                        f"SELECT 1 FROM {rt} WHERE id = 1").fetchone() is not None:
                     first = time.perf_counter() - t0
                 if source_done is None:
                     ev = pipe.source_events()
@@ -230,7 +295,7 @@ class Bench:
 
             def writer(rate: int = rate, lo: int = lo, stop: threading.Event = stop,
                        written: list[int] = written) -> None:
-                conn = psycopg.connect(self.eps.pg_source_dsn, autocommit=True)
+                conn = self.connect_source()
                 t0 = time.perf_counter()
                 n = lo
                 while not stop.is_set():
@@ -252,7 +317,7 @@ class Bench:
                 check = getattr(pipe, "check", None)
                 if check is not None:
                     check()
-                samples.append((t, written[0], self.replica_count(table, lo)))
+                samples.append((t, written[0], self.replica_count(pipe.replica_table, lo)))
                 time.sleep(0.25)
             stop.set()
             th.join()
@@ -277,8 +342,9 @@ class Bench:
                   f"{' (the writer fell short of the target)' if writer_limited else ''}", flush=True)
             # Let the pipeline drain before the next step.
             total = written[0]
-            with_timeout = time.monotonic() + 600
-            while self.replica_count(table, lo) < total and time.monotonic() < with_timeout:
+            with_timeout = time.monotonic() + 300
+            while (self.replica_count(pipe.replica_table, lo) < total
+                   and time.monotonic() < with_timeout):
                 time.sleep(0.2)
             if sustained:
                 best = max(best, round(offered))
@@ -294,7 +360,7 @@ class Bench:
         written = [0]
 
         def writer() -> None:
-            conn = psycopg.connect(self.eps.pg_source_dsn, autocommit=True)
+            conn = self.connect_source()
             t0 = time.perf_counter()
             n = base
             while not stop.is_set() and time.perf_counter() - t0 < secs:
@@ -313,11 +379,14 @@ class Bench:
         th = threading.Thread(target=writer, daemon=True)
         th.start()
         lo = base
-        deadline = time.monotonic() + secs + 600
+        # A pipeline that cannot keep up is given 3 minutes after the writer to drain; the
+        # rows not seen by then are counted as missing, not as latencies.
+        deadline = time.monotonic() + secs + 180
         while time.monotonic() < deadline:
             hi = base + written[0]
-            rows = self.rep.execute(f"SELECT id, created FROM {table} WHERE id >= %s AND id < %s",
-                                    [lo, hi]).fetchall()
+            rows = self.rep.execute(
+                f"SELECT id, created FROM {pipe.replica_table} WHERE id >= %s AND id < %s",
+                [lo, hi]).fetchall()
             now = time.time()
             for i, created in rows:
                 if i not in seen:
@@ -334,18 +403,26 @@ class Bench:
         lat.sort()
         q = statistics.quantiles(lat, n=100) if len(lat) > 1 else [0.0] * 99
         return {"rate": rate, "seconds": secs, "rows": len(lat),
+                "rows_not_seen_in_time": max(0, written[0] - len(lat)),
                 "offered": round(written[0] / secs),
                 "p50_ms": round(q[49] * 1000, 1), "p99_ms": round(q[98] * 1000, 1),
                 "max_ms": round(lat[-1] * 1000, 1) if lat else None,
                 "histogram_ms": [round(x * 1000, 2) for x in lat[:: max(1, len(lat) // 2000)]],
                 "next_id": base + written[0] + 10}
 
-    def parity(self, table: str) -> dict[str, Any]:
+    def parity(self, table: str, replica_table: str) -> dict[str, Any]:
+        """Row count and a digest of every row: PostgreSQL an md5 of all rows' text in key
+        order; MariaDB the sum and the XOR of a CRC32 per row (its GROUP_CONCAT is capped)."""
         cols = ", ".join(COLUMNS)
-        sql = (f"SELECT count(*), md5(coalesce(string_agg(row({cols})::text, ',' ORDER BY id), '')) "
-               f"FROM {table}")
-        s = self.src.execute(sql).fetchone()
-        r = self.rep.execute(sql).fetchone()
+        if self.pg:
+            sql = ("SELECT count(*), md5(coalesce(string_agg(row({cols})::text, ',' ORDER BY id),"
+                   " '')) FROM {t}")
+        else:
+            each = ("crc32(concat_ws('|', " + ", ".join(f"coalesce({c}, '~')" for c in COLUMNS)
+                    + "))")
+            sql = f"SELECT count(*), sum({each}), bit_xor({each}) FROM {{t}}"
+        s = tuple(self.src.execute(sql.format(cols=cols, t=table)).fetchone() or ())
+        r = tuple(self.rep.execute(sql.format(cols=cols, t=replica_table)).fetchone() or ())
         return {"source_rows": s[0] if s else None, "replica_rows": r[0] if r else None,
                 "equal": s == r}
 
@@ -398,7 +475,7 @@ def _pgbench() -> str | None:
 
 # ------------------------------------------------------------------ plots and table
 
-def plots(results: dict[str, Any], out: Path) -> list[str]:
+def plots(results: dict[str, Any], out: Path, suffix: str = "") -> list[str]:
     try:
         import matplotlib
 
@@ -418,11 +495,11 @@ def plots(results: dict[str, Any], out: Path) -> list[str]:
     ax.set_xscale("log")
     ax.set_xlabel("source insert -> visible on the replica (ms)")
     ax.set_ylabel("fraction of rows")
-    ax.set_title(f"latency at {results['args']['latency_rate']:,} rows/s")
+    ax.set_title(f"{results['args']['db']}: latency at {results['args']['latency_rate']:,} rows/s")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "latency.png", dpi=100)
-    made.append("latency.png")
+    fig.savefig(out / f"latency{suffix}.png", dpi=100)
+    made.append(f"latency{suffix}.png")
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, r in results["pipelines"].items():
         steps = r.get("rates", {}).get("steps")
@@ -435,8 +512,8 @@ def plots(results: dict[str, Any], out: Path) -> list[str]:
     ax.set_ylabel("applied rows/s (second half of each step)")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "throughput.png", dpi=100)
-    made.append("throughput.png")
+    fig.savefig(out / f"throughput{suffix}.png", dpi=100)
+    made.append(f"throughput{suffix}.png")
     plt.close("all")
     return made
 
@@ -480,13 +557,18 @@ def ratio_table(results: dict[str, Any]) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000, help="backlog changes for catch-up")
-    ap.add_argument("--pipelines", nargs="+", default=list(PIPELINES), choices=list(PIPELINES))
+    ap.add_argument("--db", choices=list(PIPELINES), default="postgres",
+                    help="the databases: PostgreSQL (pg-source -> pg-replica) or MariaDB "
+                    "(mysql-source -> mysql-replica)")
+    ap.add_argument("--pipelines", nargs="+", default=["native", "debezium", "cdc"],
+                    choices=["native", "debezium", "cdc"])
     ap.add_argument("--rates", type=int, nargs="+", default=[2_000, 5_000, 10_000, 20_000,
                                                             40_000, 80_000])
     ap.add_argument("--step-s", type=float, default=10.0)
     ap.add_argument("--latency-s", type=float, default=20.0)
     ap.add_argument("--latency-rate", type=int, default=5_000)
-    ap.add_argument("--pgbench-s", type=int, default=10, help="0: skip the overhead phase")
+    ap.add_argument("--pgbench-s", type=int, default=10,
+                    help="0: skip the overhead phase (PostgreSQL only: pgbench)")
     ap.add_argument("--phases", nargs="+", default=["catch_up", "rates", "latency", "pgbench"],
                     choices=["catch_up", "rates", "latency", "pgbench"])
     ap.add_argument("--out", type=Path, default=ROOT / ".cdc-local" / "bench-compare")
@@ -503,17 +585,18 @@ def main() -> int:
     stamp = int(time.time()) % 1_000_000
     for name in args.pipelines:
         table = f"cmp_{name}_{stamp}"
-        print(f"== {name} ({table})", flush=True)
-        bench.src.execute(TABLE_DDL.format(t=table))
-        bench.src.execute(WORK.format(t=table))
-        pipe = PIPELINES[name](bench.eps, table)
+        print(f"== {args.db} {name} ({table})", flush=True)
+        bench.create(table)
+        pipe = PIPELINES[args.db][name](bench.eps, table)
         r: dict[str, Any] = {"load_at_start": os.getloadavg()[0]}
+        results["pipelines"][name] = r
         try:
             try:
                 pipe.prepare()
             except Unavailable as e:
                 print(f"  {name}: unavailable: {e}", flush=True)
                 results["unavailable"][name] = str(e)
+                del results["pipelines"][name]
                 continue
             nxt = args.rows + 10
             if "catch_up" in args.phases:
@@ -526,26 +609,30 @@ def main() -> int:
                 r["latency"] = bench.latency(pipe, table, nxt)
                 print(f"  latency: p50 {r['latency']['p50_ms']} ms, p99 {r['latency']['p99_ms']} "
                       f"ms over {r['latency']['rows']:,} rows", flush=True)
-            if "pgbench" in args.phases and args.pgbench_s > 0:
+            if "pgbench" in args.phases and args.pgbench_s > 0 and bench.pg:
                 r["pgbench"] = bench.pgbench(pipe, table)
                 print(f"  pgbench: {r['pgbench']}", flush=True)
-            wait("replica caught up for parity", lambda t=table: bench.parity(t)["equal"], 600, 0.5)
-            r["parity"] = bench.parity(table)
-        except TimeoutError:
-            r["parity"] = bench.parity(table)
-            raise
+            wait("replica caught up for parity",
+                 lambda t=table, p=pipe: bench.parity(t, p.replica_table)["equal"], 600, 0.5)
+            r["parity"] = bench.parity(table, pipe.replica_table)
+        except Exception as e:  # one pipeline failing leaves the others to run
+            print(f"  {name}: FAILED: {e!r}", flush=True)
+            r["error"] = repr(e)[:2000]
+            with contextlib.suppress(Exception):
+                r["parity"] = bench.parity(table, pipe.replica_table)
         finally:
             print(f"  parity: {r.get('parity')}", flush=True)
-            pipe.teardown()
-            bench.src.execute(f"DROP PROCEDURE IF EXISTS {table}_ins")
-            bench.src.execute(f"DROP PROCEDURE IF EXISTS {table}_upd")
-            bench.src.execute(f"DROP TABLE IF EXISTS {table}")
-            bench.rep.execute(f"DROP TABLE IF EXISTS {table}")
-        results["pipelines"][name] = r
-    (args.out / "compare.json").write_text(json.dumps(results, indent=1))
-    made = plots(results, args.out)
+            r["load_at_end"] = os.getloadavg()[0]
+            try:
+                pipe.teardown()
+            except Exception as e:  # a benchmark's leftovers; the results still count
+                print(f"  {name}: teardown failed: {e!r}", flush=True)
+            bench.drop(table, pipe.replica_table)
+    suffix = "" if args.db == "postgres" else f"-{args.db}"
+    (args.out / f"compare{suffix}.json").write_text(json.dumps(results, indent=1))
+    made = plots(results, args.out, suffix)
     print("\n" + ratio_table(results))
-    print(f"\nresults: {args.out / 'compare.json'}; plots: {', '.join(made) or 'none'}")
+    print(f"\nresults: {args.out / f'compare{suffix}.json'}; plots: {', '.join(made) or 'none'}")
     return 0 if all(r.get("parity", {}).get("equal") for r in results["pipelines"].values()) else 1
 
 

@@ -12,11 +12,10 @@ that both sides carry, edge values and NULLs; rows from the initial snapshot, th
 inserts, updates and deletes while streaming. The comparison reads both databases
 directly (each column as the source's type's text), not through cdc.
 
-CI (``make test``, not slow) runs the PostgreSQL pair: with the first Maven
-resolution of Connect, Debezium's PostgreSQL connector, its JDBC sink and the
-converter, it adds about five minutes. The MariaDB pair (Debezium's MariaDB
-connector: another minute of Maven and a worker restart) is marked slow and runs
-in ``make test-all``.
+CI (``make test``, not slow) runs both pairs, PostgreSQL and MariaDB, in one Connect
+worker for the whole session. ``make connect-install`` (a prerequisite of ``make
+test``) resolves the worker and every plugin they use from Maven before any test
+starts, so no test waits for Maven or restarts the worker to load a plugin.
 """
 
 from __future__ import annotations
@@ -356,7 +355,6 @@ def my_table(endpoints: Endpoints, request: pytest.FixtureRequest) -> Iterator[s
         _my_exec(url, f"DROP TABLE IF EXISTS `{table}`")
 
 
-@pytest.mark.slow  # CI runs the PostgreSQL pair; see the module docstring
 def test_debezium_mariadb_source_into_cdc_sink(
     endpoints: Endpoints, connect_worker: Any, my_table: str, tmp_path: Path,  # noqa: F811
 ) -> None:
@@ -403,7 +401,6 @@ def test_debezium_mariadb_source_into_cdc_sink(
         worker.delete(prefix)
 
 
-@pytest.mark.slow  # CI runs the PostgreSQL pair; see the module docstring
 def test_cdc_mariadb_source_into_debezium_jdbc_sink(
     endpoints: Endpoints, connect_worker: Any, my_table: str, tmp_path: Path,  # noqa: F811
 ) -> None:

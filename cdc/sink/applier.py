@@ -129,8 +129,9 @@ class _PreparedRecord:
     """A record that passed prepare: its mutations for one replica table.
 
     A record of the fast path carries ``row`` (key, values: a full-row upsert of
-    ``plan.columns``) instead of mutations, and ``new`` when it is a source insert
-    (above the checkpoint, so its key should not be in the replica yet).
+    ``plan.columns``) instead of mutations. ``new``: a source insert or snapshot read
+    (above the checkpoint, so its key should not be in the replica yet, unless a
+    re-snapshot meets an existing replica table: the session then upserts).
     """
 
     record: Record
@@ -347,7 +348,7 @@ class Applier:
                                 work.mutations = [Truncate(rec.topic, None, 1), *work.mutations]
                             work.before = (last_off, last_pos)
                             work.index = index
-                            work.new = d.op is Op.CREATE
+                            work.new = d.op is Op.CREATE or d.op is Op.READ
                             work_list.append(work)
                 last_off = off
                 if position is not None:
@@ -395,7 +396,7 @@ class Applier:
         read or same-key update of a full row, written by cdc with a position whose codec
         reads its sort key from the text (PositionCodec.text_sort_key), of a topic and
         schema pair whose plan is known. Returns ``(plan, (key, values), position sort
-        key, position text, position kind, whether it is an insert)``, or None: then the record takes the full
+        key, position text, position kind, whether it is an insert or snapshot read)``, or None: then the record takes the full
         path, which decides everything else (tombstones, deletes, truncates, key
         changes, unchanged columns, the sink's own origin, bad records, new schemas,
         key samples for truncates). Both give the same mutation (tested)."""
@@ -448,7 +449,7 @@ class Applier:
                     return None
             except (SchemaError, DoesNotFit):
                 return None
-        return plan, row, pkey, text, pkind, op == "c"
+        return plan, row, pkey, text, pkind, op != "u"
 
     # -- apply ---------------------------------------------------------------------------
 
@@ -537,7 +538,8 @@ class Applier:
 
     def _bulk(self, session: SinkSession, work: Iterable[_PreparedRecord]) -> None:
         reducers: dict[TableName, tuple[TablePlan, Reducer]] = {}
-        # Tables whose every change in the batch is a source insert: their rows are new.
+        # Tables whose every change in the batch is a source insert or snapshot read: their
+        # rows are new (a re-snapshot over existing rows: insert_new upserts instead).
         fresh: dict[TableName, bool] = {}
         for w in work:
             plan = w.plan
@@ -601,7 +603,8 @@ class Applier:
         self, session: SinkSession, plan: TablePlan, steps: Sequence[Step], *, fresh: bool = False
     ) -> None:
         """Run ``steps`` on ``plan``'s table; ``fresh``: every upsert is of a key the
-        replica should not have yet (source inserts above the checkpoint), which a
+        replica should not have yet (source inserts and snapshot reads above the
+        checkpoint), which a
         session that :class:`~cdc.spi.InsertsNewRows` writes without conflict handling."""
         table = plan.replica
         insert_new = session.insert_new if fresh and isinstance(session, InsertsNewRows) else None

@@ -212,6 +212,8 @@ class Applier:
         # Each position kind's text_sort_key (cdc.spi.PositionCodec), found on first use.
         self._text_keys: dict[str, Callable[[str], tuple[Any, ...] | None]] = {}
         self._last_text_key: tuple[str, Callable[[str], tuple[Any, ...] | None] | None] = ("", None)
+        # The serde's fused fast read per value schema id (AvroSerde.fast_reader).
+        self._fast_readers: dict[int, Callable[[bytes], Any]] = {}
         # Master-master (cdc.sink.conflictplan): None keeps the one-way path exactly as is.
         self.conflicts = conflicts
         if conflicts is not None:
@@ -400,10 +402,20 @@ class Applier:
         path, which decides everything else (tombstones, deletes, truncates, key
         changes, unchanged columns, the sink's own origin, bad records, new schemas,
         key samples for truncates). Both give the same mutation (tested)."""
-        got = self.serde.fast_read(rec.value)
+        value = rec.value
+        if value is None or len(value) < 5 or value[0] != 0:
+            return None
+        value_id = _FROM_BYTES(value[1:5], "big")
+        read = self._fast_readers.get(value_id)
+        if read is None:
+            read = self.serde.fast_reader(value_id)
+            if read is None:
+                return None
+            self._fast_readers[value_id] = read
+        got = read(value)
         if got is None:
             return None
-        value_id, (op, source, before, after) = got
+        op, source, before, after = got
         if op not in _FAST_OPS or after is None:
             return None
         origin = self.settings.origin

@@ -2,7 +2,7 @@
 
     python bench/sink_bench.py [--rows 100000] [--partitions 4] [--workers 1]
                                [--replica postgres mysql] [--max-rows 5000] [--origin TAG]
-                               [--conflicts] [--before-images]
+                               [--conflicts] [--before-images] [--snapshot-reads]
 
 Produces ``--rows`` inserts of 10-column rows to one topic and as many
 updates of the same rows to another (cdc's own encoder and producer), then
@@ -18,7 +18,8 @@ batch reads and writes the row-version table; no record conflicts, so this is
 the detection overhead); ``--before-images`` gives the updates full
 before-images (as PostgreSQL tables with REPLICA IDENTITY FULL send, which
 master-master needs). Compare a run with and one without ``--conflicts``, both
-with ``--before-images``.
+with ``--before-images``. ``--snapshot-reads`` makes the insert phase snapshot
+reads (op ``r``, as an initial snapshot sends) instead of source inserts.
 
 Needs the local stack (``python deploy/local/stack.py up``).
 """
@@ -101,12 +102,12 @@ def row(i: int, v: int) -> dict[str, Any]:
 
 
 def produce(bootstrap: str, serde: AvroSerde, ts: TableSchema, topic: str, n: int, op: Op,
-            version: int, lsn0: int, before: bool = False) -> float:
+            version: int, lsn0: int, before: bool = False, snapshot: bool = False) -> float:
     producer = EventProducer(bootstrap, {"linger.ms": 50})
     t = time.perf_counter()
     for i in range(n):
-        src = SourceInfo("postgresql", "bench", "0.1", "18", PgPosition(Lsn(lsn0 + i * 8)),
-                         1_700_000_000_000)
+        position = PgPosition(Lsn(lsn0), i, snapshot=True) if snapshot else PgPosition(Lsn(lsn0 + i * 8))
+        src = SourceInfo("postgresql", "bench", "0.1", "18", position, 1_700_000_000_000)
         after = row(i, version)
         old = row(i, version - 1) if before and op is Op.UPDATE else None
         ev = ChangeEvent(op, ts, {"id": i}, old, after, src, 1_700_000_000_000)
@@ -378,6 +379,8 @@ def main() -> None:
                     help="master-master sinks: conflict detection on (row versions, no conflicts)")
     ap.add_argument("--before-images", action="store_true",
                     help="updates carry full before-images (REPLICA IDENTITY FULL)")
+    ap.add_argument("--snapshot-reads", action="store_true",
+                    help="the insert phase sends snapshot reads (op r) instead of inserts")
     args = ap.parse_args()
     env = endpoints()
     bootstrap, registry_url = env["KAFKA_BOOTSTRAP"], env["SCHEMA_REGISTRY_URL"]
@@ -389,10 +392,11 @@ def main() -> None:
     TopicManager(bootstrap).ensure(topics.values(), TopicSpec(partitions=args.partitions))
     serde = AvroSerde(RegistryClient(registry_url))
     for phase, topic in topics.items():
+        reads = args.snapshot_reads and phase == "insert"
         secs = produce(bootstrap, serde, ts, topic, args.rows,
-                       Op.CREATE if phase == "insert" else Op.UPDATE,
+                       (Op.READ if reads else Op.CREATE) if phase == "insert" else Op.UPDATE,
                        0 if phase == "insert" else 1, 1_000 if phase == "insert" else 10_000_000,
-                       before=args.before_images)
+                       before=args.before_images, snapshot=reads)
         print(f"produced {args.rows} {phase}s to {topic} in {secs:.1f}s", file=sys.stderr)
 
     from confluent_kafka.admin import AdminClient
@@ -447,7 +451,8 @@ def main() -> None:
                                                     args.rows, tx_rows):
             results.append(("pg-native", phase, rows, secs, cpu, db))
     print(f"\nsink apply rate{' (conflict detection on)' if args.conflicts else ''}"
-          f"{' (updates with before-images)' if args.before_images else ''}: "
+          f"{' (updates with before-images)' if args.before_images else ''}"
+          f"{' (inserts as snapshot reads)' if args.snapshot_reads else ''}: "
           f"{args.rows} rows of 10 columns, {args.partitions} partitions, "
           f"{args.workers} worker process(es), batch.max_rows={args.max_rows}, "
           f"origin={args.origin}; pg-native is "

@@ -330,9 +330,11 @@ class InsertsNewRows(Protocol):
     """A :class:`SinkSession` with a faster write for rows whose keys should not exist yet.
 
     The applier calls it, instead of :meth:`SinkSession.upsert`, for a table whose
-    every change in the batch is a source insert above the checkpoint: with
+    every change in the batch is a source insert or snapshot read above the
+    checkpoint, and for the empty shadow tables of snapshot replication: with
     exactly-once apply such keys cannot be in the replica, unless it diverged
-    (rows written by hand, a second writer). The session tries a plain insert
+    (rows written by hand, a second writer) or a table is snapshotted again into
+    an existing replica table. The session tries a plain insert
     (no conflict handling) and, when a key exists after all, undoes only that
     attempt and upserts the same rows, so the result always equals ``upsert``.
     """

@@ -20,6 +20,7 @@ readers), :mod:`.binary` (Avro primitives), :mod:`.framing` (wire header),
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from threading import Lock
 from typing import Any, Final
@@ -190,6 +191,15 @@ class AvroSerde:
         reader = self._envelopes.get(sid) or self._envelope_reader(sid)
         return reader.decode(value, key_row, kr, HEADER_SIZE)
 
+
+    def fast_reader(
+        self, schema_id: int
+    ) -> Callable[[bytes], tuple[str, Any, dict[str, Any] | None, dict[str, Any] | None] | None] | None:
+        """:meth:`fast_read` of Confluent-framed values of ``schema_id`` as one function
+        (``EnvelopeReader.fast_reader``), for a caller that read the id itself; None
+        while that id's reader is not cached or when it has no fast read."""
+        reader = self._envelopes.get(schema_id)
+        return None if reader is None else reader.fast_reader(HEADER_SIZE)
 
     def fast_read(
         self, value: bytes | None

@@ -263,6 +263,33 @@ class EnvelopeReader:
             return None
         return t[i_op], t[i_src], t[i_before], t[i_after]
 
+    def fast_reader(
+        self, start: int
+    ) -> Callable[[bytes], tuple[str, Mapping[str, Any], dict[str, Any] | None, dict[str, Any] | None] | None] | None:
+        """:meth:`fast_read` of bodies at ``start`` as one function with everything it
+        looks up bound (the sink's per-record hot path); None when fast_read would
+        always answer None (what it checks first is fixed at construction)."""
+        native = self._native
+        if native is None or not self._native_rows or not self.cdc_written or self.table is None:
+            return None
+        read = _NATIVE_READ
+        max_items, max_bytes = self._limits.max_items, self._limits.max_record_bytes
+        i_op, i_src, i_before, i_after, i_unch, i_absent, i_special, _, _ = self._fields
+        # (a missing field's index is -1: t[-1] would be another field, so test it as False)
+        flags = tuple(i for i in (i_unch, i_special, i_absent) if i >= 0)
+
+        def fast(body: bytes) -> tuple[str, Mapping[str, Any], dict[str, Any] | None, dict[str, Any] | None] | None:
+            try:
+                t = read(native, body, start, max_items, max_bytes)  # type: ignore[misc]
+            except SerializationError:  # bad bytes: decode() names the problem
+                return None
+            for i in flags:
+                if t[i]:
+                    return None
+            return t[i_op], t[i_src], t[i_before], t[i_after]
+
+        return fast
+
     def _from_tuple(
         self, t: tuple[Any, ...], key: Mapping[str, Any] | None, key_reader: KeyReader | None
     ) -> DecodedChange:

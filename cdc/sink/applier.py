@@ -129,8 +129,9 @@ class _PreparedRecord:
     """A record that passed prepare: its mutations for one replica table.
 
     A record of the fast path carries ``row`` (key, values: a full-row upsert of
-    ``plan.columns``) instead of mutations, and ``new`` when it is a source insert
-    (above the checkpoint, so its key should not be in the replica yet).
+    ``plan.columns``) instead of mutations. ``new``: a source insert or snapshot read
+    (above the checkpoint, so its key should not be in the replica yet, unless a
+    re-snapshot meets an existing replica table: the session then upserts).
     """
 
     record: Record
@@ -211,6 +212,8 @@ class Applier:
         # Each position kind's text_sort_key (cdc.spi.PositionCodec), found on first use.
         self._text_keys: dict[str, Callable[[str], tuple[Any, ...] | None]] = {}
         self._last_text_key: tuple[str, Callable[[str], tuple[Any, ...] | None] | None] = ("", None)
+        # The serde's fused fast read per value schema id (AvroSerde.fast_reader).
+        self._fast_readers: dict[int, Callable[[bytes], Any]] = {}
         # Master-master (cdc.sink.conflictplan): None keeps the one-way path exactly as is.
         self.conflicts = conflicts
         if conflicts is not None:
@@ -347,7 +350,7 @@ class Applier:
                                 work.mutations = [Truncate(rec.topic, None, 1), *work.mutations]
                             work.before = (last_off, last_pos)
                             work.index = index
-                            work.new = d.op is Op.CREATE
+                            work.new = d.op is Op.CREATE or d.op is Op.READ
                             work_list.append(work)
                 last_off = off
                 if position is not None:
@@ -395,14 +398,24 @@ class Applier:
         read or same-key update of a full row, written by cdc with a position whose codec
         reads its sort key from the text (PositionCodec.text_sort_key), of a topic and
         schema pair whose plan is known. Returns ``(plan, (key, values), position sort
-        key, position text, position kind, whether it is an insert)``, or None: then the record takes the full
+        key, position text, position kind, whether it is an insert or snapshot read)``, or None: then the record takes the full
         path, which decides everything else (tombstones, deletes, truncates, key
         changes, unchanged columns, the sink's own origin, bad records, new schemas,
         key samples for truncates). Both give the same mutation (tested)."""
-        got = self.serde.fast_read(rec.value)
+        value = rec.value
+        if value is None or len(value) < 5 or value[0] != 0:
+            return None
+        value_id = _FROM_BYTES(value[1:5], "big")
+        read = self._fast_readers.get(value_id)
+        if read is None:
+            read = self.serde.fast_reader(value_id)
+            if read is None:
+                return None
+            self._fast_readers[value_id] = read
+        got = read(value)
         if got is None:
             return None
-        value_id, (op, source, before, after) = got
+        op, source, before, after = got
         if op not in _FAST_OPS or after is None:
             return None
         origin = self.settings.origin
@@ -448,7 +461,7 @@ class Applier:
                     return None
             except (SchemaError, DoesNotFit):
                 return None
-        return plan, row, pkey, text, pkind, op == "c"
+        return plan, row, pkey, text, pkind, op != "u"
 
     # -- apply ---------------------------------------------------------------------------
 
@@ -537,7 +550,8 @@ class Applier:
 
     def _bulk(self, session: SinkSession, work: Iterable[_PreparedRecord]) -> None:
         reducers: dict[TableName, tuple[TablePlan, Reducer]] = {}
-        # Tables whose every change in the batch is a source insert: their rows are new.
+        # Tables whose every change in the batch is a source insert or snapshot read: their
+        # rows are new (a re-snapshot over existing rows: insert_new upserts instead).
         fresh: dict[TableName, bool] = {}
         for w in work:
             plan = w.plan
@@ -601,7 +615,8 @@ class Applier:
         self, session: SinkSession, plan: TablePlan, steps: Sequence[Step], *, fresh: bool = False
     ) -> None:
         """Run ``steps`` on ``plan``'s table; ``fresh``: every upsert is of a key the
-        replica should not have yet (source inserts above the checkpoint), which a
+        replica should not have yet (source inserts and snapshot reads above the
+        checkpoint), which a
         session that :class:`~cdc.spi.InsertsNewRows` writes without conflict handling."""
         table = plan.replica
         insert_new = session.insert_new if fresh and isinstance(session, InsertsNewRows) else None

@@ -11,7 +11,8 @@ For a published run (:mod:`cdc.snapshot.runs`) and one sink:
    table (or, when there is none, from the first row's schema, as the sink
    creates tables), and load the run's records of that table's topic
    partitions, exactly the offset ranges the run record names, keeping only
-   records whose ``cdc.snapshot.run`` header is this run.
+   records whose ``cdc.snapshot.run`` header is this run (as new rows:
+   :class:`cdc.spi.InsertsNewRows` where the session has it, else upserts).
 3. Check that every table's shadow holds the run's row count; if not (a
    compacted or truncated topic), the run is recorded ``failed`` for this
    replica and the live tables stay as they are.
@@ -47,7 +48,7 @@ from cdc.sink.reduce import Upsert
 from cdc.sink.schema import ReplicaSchemas, TablePlan, table_settings
 from cdc.snapshot.runs import RUN_HEADER, ReplicaRecord, RunRecord, RunStore, TableRun, now_ms
 from cdc.snapshot.wiring import client_settings
-from cdc.spi import ErrorKind, SinkSession, SwapsTables, TableName
+from cdc.spi import ErrorKind, InsertsNewRows, SinkSession, SwapsTables, TableName
 from cdc.transport.client_log import KAFKA_LOG
 
 log = logging.getLogger(__name__)
@@ -210,6 +211,9 @@ class ReplicaLoader:
             name_map={table.topic: mapped}, columns=settings.columns,
             default_schema=settings.default_schema, sink=settings.sink))
         batch: dict[tuple[TablePlan, tuple[str, ...]], list[tuple[Any, ...]]] = {}
+        # The shadow is empty and only this run writes it: its rows are new, so a session
+        # that can bulk-insert them does (it still upserts if a key repeats).
+        write = session.insert_new if isinstance(session, InsertsNewRows) else session.upsert
         pending = 0
         loaded = 0
 
@@ -219,7 +223,7 @@ class ReplicaLoader:
                 return
             session.begin()
             for (plan, columns), rows in batch.items():
-                session.upsert(plan.replica, columns, rows)
+                write(plan.replica, columns, rows)
             session.commit()
             batch.clear()
             pending = 0

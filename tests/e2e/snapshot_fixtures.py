@@ -58,7 +58,9 @@ class SnapshotSetup:
 
     # -- the source ---------------------------------------------------------------------
 
-    def create(self, items: int = 300, accounts: int = 50) -> None:
+    def create(self, items: int = 1_200, accounts: int = 50) -> None:
+        # items: over the PostgreSQL session's COPY_THRESHOLD (1,000), so a replica's
+        # shadow table is loaded by the plain COPY of new rows; accounts: by the upsert.
         s = self.run
         with psycopg.connect(self.pg_source_dsn, autocommit=True) as c:
             c.execute(f"CREATE SCHEMA {s}")

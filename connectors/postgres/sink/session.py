@@ -11,9 +11,9 @@ CONFLICT`` and ``DELETE .. WHERE k IN``; larger ones ``COPY`` into a
 per-session temporary staging table and then ``INSERT .. SELECT`` /
 ``DELETE .. USING``. Those ``COPY``s are binary where every column's type
 allows it (:mod:`.binary`), else text. Rows the applier knows are new
-(:meth:`PostgresSession.insert_new`: source inserts above the checkpoint) are
-copied straight into the table, falling back to the upsert when a key exists
-after all. Tables without a primary key are matched by the whole row,
+(:meth:`PostgresSession.insert_new`: source inserts and snapshot reads above
+the checkpoint, snapshot replication's shadow tables) are copied straight into
+the table, falling back to the upsert when a key exists after all. Tables without a primary key are matched by the whole row,
 NULL-safe.
 
 The statement texts come from :mod:`.dialect` (through the dialect object
@@ -42,6 +42,10 @@ _MAX_PARAMS: Final = 65_535
 # Refusals of a binary COPY (a value its column type's binary dumper does not take)
 # after which a (table, columns) pair is written as text for the rest of the session.
 _BINARY_REFUSALS: Final = 3
+# Batches of new rows written by upsert, without a plain COPY attempt, after one met
+# existing keys (a re-snapshot into an existing replica table meets them in every
+# batch: this bounds the wasted attempts to one in this many plus one).
+_UPSERTS_AFTER_COLLISION: Final = 32
 
 _KIND_OF_TYPE: Final[dict[str, Kind]] = {
     "bool": Kind.BOOLEAN,
@@ -131,6 +135,7 @@ class PostgresSession:
         # Binary COPY type names per (table, columns), None: text (see .binary).
         self._binary: dict[tuple[TableName, tuple[str, ...]], list[str] | None] = {}
         self._refusals: dict[tuple[TableName, tuple[str, ...]], int] = {}
+        self._collided: dict[TableName, int] = {}  # see insert_new
         install_strict_dumpers(conn)
         with conn.cursor() as cur:
             cur.execute("SET TIME ZONE 'UTC'")
@@ -370,12 +375,18 @@ class PostgresSession:
         if len(rows) < COPY_THRESHOLD or not table.primary_key:
             self.upsert(table, columns, rows)
             return
+        skip = self._collided.get(table.name, 0)
+        if skip:  # a recent batch met existing keys (a re-snapshot): upsert a while
+            self._collided[table.name] = skip - 1
+            self.upsert(table, columns, rows)
+            return
         self._conn.execute("SAVEPOINT cdc_new", [])
         try:
             self._copy(table, self._d.table_sql(table.name), tuple(columns), rows)
         except psycopg.errors.UniqueViolation:
             self._conn.execute("ROLLBACK TO SAVEPOINT cdc_new", [])
             log.info("replica table %s already had some of the keys inserted; upserting", table.name)
+            self._collided[table.name] = _UPSERTS_AFTER_COLLISION
             self.upsert(table, columns, rows)
             return
         self._conn.execute("RELEASE SAVEPOINT cdc_new", [])

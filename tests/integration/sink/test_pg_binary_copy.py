@@ -229,3 +229,48 @@ def test_applier_inserts_new_rows_and_survives_a_diverged_replica(
     finally:
         drop_tables(h.session, unique_name)
         h.close()
+
+
+def test_applier_copies_snapshot_reads_and_upserts_a_resnapshot(
+        pg_replica_dsn: str, registry: RegistryClient, unique_name: str) -> None:
+    """Snapshot reads (op r) above the checkpoint take insert_new like source inserts;
+    a second snapshot into the now filled replica table meets every key: its first
+    batch falls back to the upsert, and the batches after it upsert without another
+    plain COPY attempt into the table. The replica ends equal to the last snapshot."""
+    h = ApplierHarness("postgres", pg_replica_dsn, registry, unique_name,
+                       [f"src.public.{unique_name}"])
+    f = EventFactory(items_schema(unique_name))
+    calls: list[int] = []
+    attempts: list[str] = []
+    session: Any = h.session
+    real, real_copy = session.insert_new, session._copy
+
+    def spy(table: ReplicaTable, columns: Any, rows: Any) -> None:
+        calls.append(len(rows))
+        real(table, columns, rows)
+
+    def copy_spy(table: ReplicaTable, into: str, columns: Any, rows: Any) -> None:
+        attempts.append(into)
+        real_copy(table, into, columns, rows)
+
+    session.insert_new, session._copy = spy, copy_spy
+    drop_tables(h.session, unique_name)
+    try:
+        def row(i: int, v: int) -> dict[str, Any]:
+            return {"id": i, "v": v, "label": f"l{i}", "big": None}
+
+        n = COPY_THRESHOLD + 10
+        h.apply([f.event(Op.READ, after=row(i, 1)) for i in range(n)])
+        table_sql = attempts[-1]
+        assert calls == [n] and attempts == [table_sql]  # straight into the table
+        assert read_rows(h.session, unique_name) == {i: row(i, 1) for i in range(n)}
+        attempts.clear()
+        for v in (2, 3):  # the re-snapshot, in two batches
+            h.apply([f.event(Op.READ, after=row(i, v)) for i in range(n)])
+        assert calls == [n, n, n]
+        # One plain COPY attempt (undone), then staged upserts only.
+        assert attempts.count(table_sql) == 1 and len(attempts) == 3
+        assert read_rows(h.session, unique_name) == {i: row(i, 3) for i in range(n)}
+    finally:
+        drop_tables(h.session, unique_name)
+        h.close()

@@ -156,6 +156,8 @@ def test_a_sink_codec_refuses_the_bomb_with_its_configured_limits() -> None:
         with pytest.raises(SerializationError, match=r"decoding\.max_items"):
             serde.decode(None, prefix + bomb())
         assert serde.fast_read(prefix + bomb()) is None
+        read = serde.fast_reader(sid)  # (the sink's fused form of fast_read)
+        assert read is None or read(prefix + bomb()) is None
     ok = prefix + bomb(1000, 2)
     assert serde.decode(None, ok).after["tags"] == [None] * 2000  # type: ignore[union-attr]
     tight = AvroSerde(registry, limits=DecodeLimits(max_items=1999))

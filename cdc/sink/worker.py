@@ -62,6 +62,11 @@ from cdc.transport.client_log import KAFKA_LOG, OUTAGE, is_transient
 log = logging.getLogger(__name__)
 
 
+# Longest the group's committed offsets (lag monitoring only) trail the replica's
+# checkpoints while batches are applied back to back.
+COMMIT_INTERVAL_S = 1.0
+
+
 class StopRequested(Exception):
     """The worker was asked to stop while it waited."""
 
@@ -154,6 +159,8 @@ class SinkWorker:
         self._fatal_retried = False
         self._stalled = False  # transactional mode: buffered records end mid-transaction
         self._drained = False  # the consumer had nothing more fetched at the last look
+        self._to_commit: dict[TopicPartition, int] = {}  # applied, not yet committed to the group
+        self._last_commit = 0.0
         self._in_callback = False
         self._last_log = time.monotonic()
         self._logged = WorkerStats()
@@ -309,6 +316,7 @@ class SinkWorker:
             if dropped:
                 self._buffered -= len(dropped)
             self._checkpoints.pop(tp, None)
+            self._to_commit.pop(tp, None)  # the next owner commits its own
 
     def _on_revoke(self, consumer: Consumer, partitions: list[KafkaPartition]) -> None:
         log.info(
@@ -481,7 +489,7 @@ class SinkWorker:
 
     def _done(self, result: ApplyResult) -> int:
         consumed = 0
-        commits = []
+        commits = self._to_commit
         for tp, n in result.consumed.items():
             buf = self._buffers.get(tp)
             if buf is None:
@@ -491,7 +499,7 @@ class SinkWorker:
             cp = result.checkpoints[tp]
             self._checkpoints[tp] = cp
             if cp.offset >= 0:
-                commits.append(KafkaPartition(tp[0], tp[1], cp.offset + 1))
+                commits[tp] = cp.offset + 1
         self._buffered -= consumed
         self._drained = False  # look again before applying what is left
         if self._buffered > 0:
@@ -501,12 +509,28 @@ class SinkWorker:
         s.applied += result.applied
         s.skipped += result.skipped
         s.dead_letters += result.dead_letters
-        if commits and self._consumer is not None:
-            try:
-                self._consumer.commit(offsets=commits, asynchronous=True)
-            except KafkaException as e:
-                log.warning("%s: committing offsets for lag monitoring failed: %s", self.name, e)
+        self._commit_offsets()
         return consumed
+
+    def _commit_offsets(self, force: bool = False) -> None:
+        """Commit the applied offsets to the group, for lag monitoring only (the
+        replica's checkpoint is the truth): at most every ``COMMIT_INTERVAL_S`` while
+        batches come fast (small adaptive batches would otherwise cost the broker a
+        commit each), and whenever the worker goes idle (``force``)."""
+        pending = self._to_commit
+        consumer = self._consumer
+        if not pending or consumer is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_commit < COMMIT_INTERVAL_S:
+            return
+        self._last_commit = now
+        offsets = [KafkaPartition(t, p, o) for (t, p), o in pending.items()]
+        pending.clear()
+        try:
+            consumer.commit(offsets=offsets, asynchronous=True)
+        except KafkaException as e:
+            log.warning("%s: committing offsets for lag monitoring failed: %s", self.name, e)
 
     def _resync(self, stored: Mapping[TopicPartition, Checkpoint]) -> None:
         consumer = self._consumer
@@ -549,6 +573,7 @@ class SinkWorker:
             timeout = 0.0
             messages = consumer.consume(num_messages=1, timeout=0.5)
             if not messages:
+                self._commit_offsets(force=True)  # idle: the group's offsets catch up
                 return
             if want > 1:
                 messages += consumer.consume(num_messages=want - 1, timeout=0.0)
@@ -623,6 +648,7 @@ class SinkWorker:
         finally:
             self.health.set_ready("stopping", part="assignment")
             self._log_progress(force=True)
+            self._commit_offsets(force=True)
             self._consumer = None
             try:
                 consumer.close()

@@ -36,10 +36,12 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import statistics
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -50,7 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench" / "compare"))
 
-from compare import WORK, Bench  # noqa: E402
+from compare import WORK, Bench, _cpu  # noqa: E402
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition  # noqa: E402
 from pipelines import TABLE_DDL, Cdc  # noqa: E402
 
@@ -128,6 +130,22 @@ class Tap(threading.Thread):
         c.close()
 
 
+def _sink_metrics(pipe: Cdc) -> dict[str, float]:
+    """Batches and apply time from the sink's /metrics (whole run, probe included)."""
+    port = yaml.safe_load(pipe.sink_config.read_text())["metrics"]["port"]
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    out: dict[str, float] = {}
+    for name in ("cdc_sink_batches_total", "cdc_sink_batch_apply_seconds_sum"):
+        m = re.search(rf"^{name}{{[^}}]*}} ([0-9.e+-]+)$", text, re.M)
+        if m:
+            out[name] = float(m.group(1))
+    return out
+
+
 def _q(values: list[float]) -> dict[str, float | None]:
     if not values:
         return {"p50_ms": None, "p99_ms": None, "max_ms": None}
@@ -150,6 +168,8 @@ def run_rate(bench: Bench, rate: int, secs: float, overrides: list[tuple[str, An
         tap = Tap(eps.kafka_bootstrap, f"{table}.public.{table}")
         tap.start()
         tap.ready.wait(30)
+        cpu0 = {k: _cpu(p) for k, p in pipe.pids().items()}
+        m0 = _sink_metrics(pipe)
         written = [0]
         stop = threading.Event()
         base = 1
@@ -191,6 +211,12 @@ def run_rate(bench: Bench, rate: int, secs: float, overrides: list[tuple[str, An
             time.sleep(0.005)
         stop.set()
         th.join()
+        cpu = {k: round((_cpu(p) or 0.0) - (cpu0.get(k) or 0.0), 2) for k, p in pipe.pids().items()
+               if k in ("cdc source", "cdc sink", "kafka", "replica backend")}
+        m1 = _sink_metrics(pipe)
+        batches = m1.get("cdc_sink_batches_total", 0.0) - m0.get("cdc_sink_batches_total", 0.0)
+        apply_s = (m1.get("cdc_sink_batch_apply_seconds_sum", 0.0)
+                   - m0.get("cdc_sink_batch_apply_seconds_sum", 0.0))
         time.sleep(0.2)
         tap.halt.set()
         tap.join(10)
@@ -206,7 +232,10 @@ def run_rate(bench: Bench, rate: int, secs: float, overrides: list[tuple[str, An
                 stages["sink"].append(rep_t - tapped)
         out.update({"rows": len(replica), "offered": round(written[0] / secs),
                     "tapped": sum(1 for i in replica if i in tap.stamps),
-                    "load_at_end": os.getloadavg()[0],
+                    "load_at_end": os.getloadavg()[0], "cpu_s": cpu,
+                    "sink_batches": int(batches),
+                    "sink_rows_per_batch": round(written[0] / batches, 1) if batches else None,
+                    "sink_apply_ms_per_batch": round(apply_s * 1000 / batches, 1) if batches else None,
                     "stages": {k: _q(v) for k, v in stages.items()}})
     finally:
         pipe.teardown()
@@ -241,7 +270,9 @@ def main() -> int:
             print(f"{args.label or '-'} rate {rate}: offered {r['offered']}, rows {r['rows']}, "
                   f"load {r['load_at_start']:.1f}-{r['load_at_end']:.1f} | "
                   + " | ".join(f"{k} p50 {v['p50_ms']} p99 {v['p99_ms']} max {v['max_ms']}"
-                               for k, v in s.items()), flush=True)
+                               for k, v in s.items())
+                  + f" | batches {r['sink_batches']} ({r['sink_rows_per_batch']} rows, "
+                  f"{r['sink_apply_ms_per_batch']} ms each) | cpu_s {r['cpu_s']}", flush=True)
     path = args.out / f"latency-{int(time.time())}.json"
     path.write_text(json.dumps(results, indent=1))
     print(f"results: {path}")

@@ -639,8 +639,6 @@ class SinkWorker:
                         self._stalled = True  # an open source transaction: consume more first
                     self._log_progress()
                     continue
-                # Stalled (transactional mode, a source transaction larger than a batch):
-                # read on to its end, however far that is.
                 self._fetch(consumer)
                 self._log_progress()
         except StopRequested:

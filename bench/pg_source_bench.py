@@ -43,6 +43,7 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cdc.config.kafka import KafkaProducerConfig  # noqa: E402
 from cdc.offsets.store import OffsetStore  # noqa: E402
 from cdc.runtime.source_runner import RunnerSettings, SnapshotMode, SourceRunner  # noqa: E402
 from cdc.serde import AvroSerde, RegistryClient  # noqa: E402
@@ -147,7 +148,7 @@ class _Run:
         return SourceRunner(
             self.name, PostgresSource(self.cfg, name=self.name),
             AvroSerde(RegistryClient(ep.schema_registry_url)),
-            EventProducer(ep.kafka_bootstrap, {"linger.ms": 20}),
+            EventProducer(ep.kafka_bootstrap, {"linger.ms": LINGER_MS[0]}),
             OffsetStore(ep.kafka_bootstrap, f"{self.name}.offsets"),
             TopicManager(ep.kafka_bootstrap),
             RunnerSettings(snapshot_mode=SnapshotMode.NEVER, checkpoint_interval_s=0.5,
@@ -250,6 +251,10 @@ def rss(rows: int) -> None:
               f"{_rss_mb():.0f} MB after")
 
 
+# The producer's linger: the config default unless --linger-ms says otherwise (A/B runs).
+LINGER_MS = [KafkaProducerConfig().linger_ms]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("what", nargs="?", default="all", choices=["all", "throughput", "rss"])
@@ -257,13 +262,17 @@ def main() -> None:
     ap.add_argument("--profile-events", type=int, default=100_000,
                     help="profiled run size (0: none)")
     ap.add_argument("--rows", type=int, default=1_000_000, help="rows of the big transaction")
+    ap.add_argument("--linger-ms", type=int, default=LINGER_MS[0],
+                    help="producer linger.ms (default: kafka.producer.linger_ms's default)")
     args = ap.parse_args()
+    LINGER_MS[0] = args.linger_ms
     if args.what == "all":
         for what in ("throughput", "rss"):
             print(f"== {what}", flush=True)
             subprocess.run([sys.executable, __file__, what, "--events", str(args.events),
                             "--profile-events", str(args.profile_events),
-                            "--rows", str(args.rows)], check=True)
+                            "--rows", str(args.rows), "--linger-ms", str(args.linger_ms)],
+                           check=True)
         return
     if args.what == "throughput":
         throughput(args.events, args.profile_events)

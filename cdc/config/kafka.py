@@ -132,11 +132,14 @@ class KafkaProducerConfig(ConfigModel):
     a retried send can duplicate or lose events, so they are not settings."""
 
     linger_ms: int = Field(
-        default=20,
+        default=5,
         ge=0,
         le=900_000,
-        description="How long to wait to fill a batch (latency vs throughput).",
-        examples=[20],
+        description="How long to wait to fill a batch (latency vs throughput). Every change "
+        "waits up to this long before it is sent, so it adds directly to commit-to-apply "
+        "latency; 5 ms (was 20) keeps that small, and under load batches still fill by "
+        "`batch_size` first.",
+        examples=[5],
     )
     batch_size: int = Field(
         default=1_048_576,

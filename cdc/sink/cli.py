@@ -102,6 +102,7 @@ def build_worker(
     options = WorkerOptions(
         max_rows=sink.batch.max_rows,
         max_wait_s=sink.batch.max_wait_ms / 1000,
+        min_wait_s=sink.batch.min_wait_ms / 1000,
         max_attempts=retry.max_attempts,
         initial_backoff_s=retry.initial_backoff_s,
         max_backoff_s=retry.max_backoff_s,

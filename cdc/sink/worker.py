@@ -1,10 +1,17 @@
 """The sink worker: a Kafka consumer-group member applying its partitions to a replica.
 
-Loop: consume records into per-partition buffers; when a buffer set holds
-``max_rows`` records or the oldest has waited ``max_wait``, cut a batch (at
-any record, or in transactional mode only after a source transaction's last
-record) and hand it to the :class:`~cdc.sink.applier.Applier`, which applies
-it in one replica transaction together with the checkpoint rows.
+Loop: consume records into per-partition buffers and cut a batch (at any
+record, or in transactional mode only after a source transaction's last
+record) when the buffers hold ``max_rows`` records, when the oldest has
+waited ``max_wait``, or as soon as the consumer has no more records fetched
+(once the oldest has waited ``min_wait``, 0 by default); hand it to the
+:class:`~cdc.sink.applier.Applier`, which applies it in one replica
+transaction together with the checkpoint rows. Batches therefore adapt to the
+rate (issue #15): a trickle is applied at once, one small transaction at a
+time, and under load a batch is what arrived while the previous one applied,
+up to ``max_rows``, so a backlog still drains in full batches. No loop waits a
+fixed time while records are waiting: with records buffered it only takes what
+the consumer has already fetched.
 
 Partition assignment reads the replica's checkpoints and starts each
 partition at stored offset + 1 (the topic's beginning when the replica has
@@ -55,6 +62,11 @@ from cdc.transport.client_log import KAFKA_LOG, OUTAGE, is_transient
 log = logging.getLogger(__name__)
 
 
+# Longest the group's committed offsets (lag monitoring only) trail the replica's
+# checkpoints while batches are applied back to back.
+COMMIT_INTERVAL_S = 1.0
+
+
 class StopRequested(Exception):
     """The worker was asked to stop while it waited."""
 
@@ -63,6 +75,7 @@ class StopRequested(Exception):
 class WorkerOptions:
     max_rows: int = 5_000
     max_wait_s: float = 0.2
+    min_wait_s: float = 0.0
     max_attempts: int = 10
     initial_backoff_s: float = 0.5
     max_backoff_s: float = 30.0
@@ -77,6 +90,26 @@ class WorkerStats:
     dead_letters: int = 0
     retries: int = 0
     fenced: int = 0
+
+
+def batch_due(options: WorkerOptions, buffered: int, age_s: float, *, drained: bool,
+              stalled: bool) -> bool:
+    """Whether to apply ``buffered`` records whose oldest came ``age_s`` ago: a full
+    batch, the oldest has waited ``max_wait_s``, or the consumer had nothing more
+    fetched (``drained``) and the oldest has waited ``min_wait_s``; never while
+    ``stalled`` on an open source transaction (transactional mode)."""
+    if not buffered or stalled:
+        return False
+    if buffered >= options.max_rows:
+        return True
+    return age_s >= options.max_wait_s or (drained and age_s >= options.min_wait_s)
+
+
+def gather_timeout(options: WorkerOptions, age_s: float) -> float:
+    """How long a consume may block while records are buffered: until the oldest has
+    waited ``min_wait_s`` (never past ``max_wait_s``), then 0: take what the consumer
+    has fetched, wait for nothing more."""
+    return max(0.0, min(options.min_wait_s, options.max_wait_s) - age_s)
 
 
 class SinkWorker:
@@ -125,6 +158,9 @@ class SinkWorker:
         self._oldest = 0.0
         self._fatal_retried = False
         self._stalled = False  # transactional mode: buffered records end mid-transaction
+        self._drained = False  # the consumer had nothing more fetched at the last look
+        self._to_commit: dict[TopicPartition, int] = {}  # applied, not yet committed to the group
+        self._last_commit = 0.0
         self._in_callback = False
         self._last_log = time.monotonic()
         self._logged = WorkerStats()
@@ -280,6 +316,7 @@ class SinkWorker:
             if dropped:
                 self._buffered -= len(dropped)
             self._checkpoints.pop(tp, None)
+            self._to_commit.pop(tp, None)  # the next owner commits its own
 
     def _on_revoke(self, consumer: Consumer, partitions: list[KafkaPartition]) -> None:
         log.info(
@@ -369,6 +406,7 @@ class SinkWorker:
         if added:
             self._buffered += added
             self._stalled = False
+            self._drained = False
 
     def partitions_of(self, topic: str) -> int:
         """The topic's partition count (asked each time: only truncates need it)."""
@@ -451,7 +489,7 @@ class SinkWorker:
 
     def _done(self, result: ApplyResult) -> int:
         consumed = 0
-        commits = []
+        commits = self._to_commit
         for tp, n in result.consumed.items():
             buf = self._buffers.get(tp)
             if buf is None:
@@ -461,8 +499,9 @@ class SinkWorker:
             cp = result.checkpoints[tp]
             self._checkpoints[tp] = cp
             if cp.offset >= 0:
-                commits.append(KafkaPartition(tp[0], tp[1], cp.offset + 1))
+                commits[tp] = cp.offset + 1
         self._buffered -= consumed
+        self._drained = False  # look again before applying what is left
         if self._buffered > 0:
             self._oldest = time.monotonic()
         s = self.stats
@@ -470,12 +509,28 @@ class SinkWorker:
         s.applied += result.applied
         s.skipped += result.skipped
         s.dead_letters += result.dead_letters
-        if commits and self._consumer is not None:
-            try:
-                self._consumer.commit(offsets=commits, asynchronous=True)
-            except KafkaException as e:
-                log.warning("%s: committing offsets for lag monitoring failed: %s", self.name, e)
+        self._commit_offsets()
         return consumed
+
+    def _commit_offsets(self, force: bool = False) -> None:
+        """Commit the applied offsets to the group, for lag monitoring only (the
+        replica's checkpoint is the truth): at most every ``COMMIT_INTERVAL_S`` while
+        batches come fast (small adaptive batches would otherwise cost the broker a
+        commit each), and whenever the worker goes idle (``force``)."""
+        pending = self._to_commit
+        consumer = self._consumer
+        if not pending or consumer is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_commit < COMMIT_INTERVAL_S:
+            return
+        self._last_commit = now
+        offsets = [KafkaPartition(t, p, o) for (t, p), o in pending.items()]
+        pending.clear()
+        try:
+            consumer.commit(offsets=offsets, asynchronous=True)
+        except KafkaException as e:
+            log.warning("%s: committing offsets for lag monitoring failed: %s", self.name, e)
 
     def _resync(self, stored: Mapping[TopicPartition, Checkpoint]) -> None:
         consumer = self._consumer
@@ -494,13 +549,37 @@ class SinkWorker:
     # -- the loop ------------------------------------------------------------------------
 
     def _batch_ready(self) -> bool:
-        """Whether to apply the buffered records now: a full batch, or the oldest has
-        waited ``max_wait_s`` (never while stalled on an open source transaction)."""
-        if not self._buffered or self._stalled:
+        """Whether to apply the buffered records now (:func:`batch_due`)."""
+        if not self._buffered:
             return False
-        if self._buffered >= self.options.max_rows:
-            return True
-        return time.monotonic() - self._oldest >= self.options.max_wait_s
+        return batch_due(self.options, self._buffered, time.monotonic() - self._oldest,
+                         drained=self._drained, stalled=self._stalled)
+
+    def _fetch(self, consumer: Consumer) -> None:
+        """Consume the next records into the buffers, and note whether the consumer
+        had no more fetched. A consume of N records blocks until it has N or its
+        timeout ends, so it blocks only while nothing is buffered (for the first
+        record: then it takes the rest already fetched at once) or while a batch
+        gathers for ``min_wait_s``."""
+        o = self.options
+        if self._buffered and not self._stalled:
+            want = max(1, min(10_000, o.max_rows - self._buffered))
+            timeout = gather_timeout(o, time.monotonic() - self._oldest)
+            messages = consumer.consume(num_messages=want, timeout=timeout)
+        else:
+            # Stalled (transactional mode, a source transaction larger than a batch):
+            # read on to its end, however far that is.
+            want = 10_000 if self._stalled else min(10_000, o.max_rows)
+            timeout = 0.0
+            messages = consumer.consume(num_messages=1, timeout=0.5)
+            if not messages:
+                self._commit_offsets(force=True)  # idle: the group's offsets catch up
+                return
+            if want > 1:
+                messages += consumer.consume(num_messages=want - 1, timeout=0.0)
+        self._add(messages)
+        if timeout <= 0.0 and len(messages) < want and self._buffered:
+            self._drained = True  # it returned all the consumer had fetched
 
     def _log_progress(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -560,19 +639,14 @@ class SinkWorker:
                         self._stalled = True  # an open source transaction: consume more first
                     self._log_progress()
                     continue
-                # Stalled (transactional mode, a source transaction larger than a batch):
-                # read on to its end, however far that is.
-                want = 10_000 if self._stalled else max(1, min(10_000, self.options.max_rows - self._buffered))
-                timeout = 0.5
-                if self._buffered and not self._stalled:
-                    timeout = max(0.0, self._oldest + self.options.max_wait_s - time.monotonic())
-                self._add(consumer.consume(num_messages=want, timeout=timeout))
+                self._fetch(consumer)
                 self._log_progress()
         except StopRequested:
             pass
         finally:
             self.health.set_ready("stopping", part="assignment")
             self._log_progress(force=True)
+            self._commit_offsets(force=True)
             self._consumer = None
             try:
                 consumer.close()

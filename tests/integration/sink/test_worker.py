@@ -308,6 +308,46 @@ def test_three_sinks_progress_independently(
     assert all(wk.error is None for wk in workers.values())
 
 
+def test_batches_adapt_a_backlog_in_full_batches_a_trickle_at_once(
+        kafka_bootstrap: str, schema_registry_url: str, pg_replica_dsn: str,
+        serde: AvroSerde, unique_name: str, tmp_path: Path) -> None:
+    # max_wait_ms is ten minutes: only the adaptive cut (the consumer has nothing more
+    # fetched) can apply the trickle within the wait below (issue #15).
+    parts = 2
+    f = EventFactory(items_schema(unique_name), prefix=unique_name)
+    topic = f"{unique_name}.public.{unique_name}"
+    ensure_topic(kafka_bootstrap, topic, parts)
+    w = Workload(f, serde, parts, seed=17)
+    produce(kafka_bootstrap, serde, w.events(3000), parts)
+    group = f"g_{unique_name}"
+    config = write_config(tmp_path / "c.yaml", kafka_bootstrap, schema_registry_url, [
+        sink_entry("adapt", "postgres", pg_replica_dsn, [topic], consumer_group=group,
+                   batch={"max_rows": 500, "max_wait_ms": 600_000})])
+    session = _session("postgres", pg_replica_dsn, "adapt")
+    drop_tables(session, unique_name)
+    worker = ThreadWorker(config, "adapt")
+    try:
+        wait_until("the backlog applied", caught_up(
+            session, group, topic, end_offsets(kafka_bootstrap, topic, parts)),
+            also=worker.check)
+        assert read_rows(session, unique_name) == w.rows
+        stats = worker.worker.stats
+        # 3,000 records in batches of at most 500: full batches, not one per fetch.
+        assert stats.applied + stats.skipped <= 3000
+        assert stats.batches <= 12, stats
+        for _ in range(3):  # a trickle: each few records applied long before max_wait
+            produce(kafka_bootstrap, serde, w.events(5), parts)
+            wait_until("a trickle applied", caught_up(
+                session, group, topic, end_offsets(kafka_bootstrap, topic, parts)),
+                timeout=60, also=worker.check)
+            assert read_rows(session, unique_name) == w.rows
+    finally:
+        worker.close()
+        drop_tables(session, unique_name)
+        session.close()
+    worker.check()
+
+
 def test_transactional_mode_applies_source_transactions_atomically(
         kafka_bootstrap: str, schema_registry_url: str, pg_replica_dsn: str,
         serde: AvroSerde, unique_name: str, tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
-from cdc.events import ChangeEvent, ColumnType, Kind, SourceInfo, TableId
+from cdc.events import ChangeEvent, ColumnType, Kind, Op, SourceInfo, TableId, TableSchema
 from cdc.positions import Position as Position  # re-exported: connectors' positions derive from it
 
 
@@ -611,6 +611,58 @@ class SnapshotChunk:
 
 
 @dataclass(frozen=True, slots=True)
+class SnapshotRows:
+    """Consecutive snapshot rows (``op=r``) of one table, yielded as one item.
+
+    A source that batches its snapshot (:class:`BatchesSnapshot`) yields these
+    instead of one :class:`~cdc.events.ChangeEvent` per row, so the runtime can
+    encode and produce a chunk with no Python object per row beyond its values.
+    Row ``i`` is exactly the event :meth:`event` builds: ``afters[i]`` and
+    ``keys[i]`` with the source block ``source_at(i)`` (``source`` is row 0's;
+    the others differ from it only in the position's place in the snapshot).
+    No row of a batch ends the snapshot (the last row is yielded as an event).
+    """
+
+    schema: TableSchema
+    source: SourceInfo
+    afters: Sequence[Mapping[str, Any]]
+    keys: Sequence[Mapping[str, Any] | None]
+    ts_ms: int
+    source_at: Callable[[int], SourceInfo]
+
+    def __len__(self) -> int:
+        return len(self.afters)
+
+    def event(self, i: int) -> ChangeEvent:
+        """Row ``i`` as the event a per-row snapshot would have yielded."""
+        return ChangeEvent(
+            Op.READ, self.schema, self.keys[i], None, self.afters[i], self.source_at(i),
+            self.ts_ms,
+        )  # fmt: skip
+
+
+@runtime_checkable
+class BatchesSnapshot(Protocol):
+    """A source whose snapshot can yield :class:`SnapshotRows` instead of events.
+
+    The runtime calls :meth:`batch_snapshot` before asking for the snapshot when
+    it handles batches; without that call the snapshot yields events only.
+    """
+
+    def batch_snapshot(self) -> None: ...
+
+
+@runtime_checkable
+class WritesSourceRuns(Protocol):
+    """A :class:`SourceWriter` that writes the source blocks of a :class:`SnapshotRows`
+    in one call (a snapshot's hot path)."""
+
+    def encode_run(self, rows: SnapshotRows) -> Sequence[bytes]:
+        """``[encode(rows.source_at(i)) for i in range(len(rows))]``, byte for byte."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
 class SnapshotResume:
     """Where an interrupted snapshot stopped, as the runner recorded it.
 
@@ -648,7 +700,9 @@ class ResumesSnapshot(Protocol):
 
     def resumable_snapshot(
         self, resume: SnapshotResume | None
-    ) -> tuple[Position, Iterator[ChangeEvent | SnapshotChunk]]: ...
+    ) -> tuple[Position, Iterator[ChangeEvent | SnapshotChunk | SnapshotRows]]:
+        """(:class:`SnapshotRows` only after :meth:`BatchesSnapshot.batch_snapshot`.)"""
+        ...
 
 # --------------------------------------------------------------------------- snapshot replication
 #

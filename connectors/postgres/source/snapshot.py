@@ -29,7 +29,7 @@ from psycopg.types.string import TextLoader
 
 from cdc import __version__
 from cdc.events import ChangeEvent, Op, SourceInfo, TableId
-from cdc.spi import SnapshotChunk, SnapshotResume
+from cdc.spi import SnapshotChunk, SnapshotResume, SnapshotRows
 from connectors.postgres.position import Lsn, PgPosition
 from connectors.postgres.source import catalog
 from connectors.postgres.source.catalog import PublicationFacts, TableFacts, TableShape
@@ -41,6 +41,9 @@ PROGRESS_LOG_S = 5.0
 # A resumed attempt n numbers its rows from n << ATTEMPT_SHIFT: above every row of the
 # attempts before it (2**40 rows each), below the stream's indexes (1 << 62).
 ATTEMPT_SHIFT = 40
+
+# A chunk of rows as values: shape, keys, after images, read time (ms).
+_Chunk = tuple[TableShape, list[dict[str, Any] | None], list[dict[str, Any]], int]
 
 
 class SnapshotReader:
@@ -71,6 +74,9 @@ class SnapshotReader:
         self.chunk_size = chunk_size
         self.publication = publication
         self.rows = 0
+        # Yield SnapshotRows for a chunk's rows instead of an event each (the runtime
+        # asked for them: cdc.spi.BatchesSnapshot).
+        self.batches = False
 
     def read(
         self,
@@ -80,7 +86,7 @@ class SnapshotReader:
         *,
         marks: bool = False,
         resume: SnapshotResume | None = None,
-    ) -> Iterator[ChangeEvent | SnapshotChunk]:
+    ) -> Iterator[ChangeEvent | SnapshotChunk | SnapshotRows]:
         """Every row of every table, the last one marked ``last_in_tx``/``snapshot=last``.
 
         ``on_done`` runs once the snapshot transaction is over (or failed):
@@ -107,14 +113,18 @@ class SnapshotReader:
             db_version = self.db_version
             done_tables = set(resume.tables_done) if resume is not None else set()
 
+            def source(at: int, last: bool, read_ms: int) -> SourceInfo:
+                return SourceInfo(CONNECTOR_NAME, name, version, db_version,
+                                  PgPosition(consistent, at, True, last), read_ms, None,
+                                  "last" if last else "true", None)
+
             def make(parts: tuple[TableShape, dict[str, Any] | None, dict[str, Any], int],
                      at: int, last: bool) -> ChangeEvent:
                 shape, key, after, read_ms = parts
-                position = PgPosition(consistent, at, True, last)
-                source = SourceInfo(CONNECTOR_NAME, name, version, db_version, position, read_ms,
-                                    None, "last" if last else "true", None)
-                return ChangeEvent(Op.READ, shape.schema, key, None, after, source, read_ms)
+                return ChangeEvent(Op.READ, shape.schema, key, None, after,
+                                   source(at, last, read_ms), read_ms)
 
+            batches = self.batches
             t0 = time.monotonic()
             for oid, schema, table in self.tables:
                 qualified = f"{schema}.{table}"
@@ -130,20 +140,32 @@ class SnapshotReader:
                 start_after = None
                 if resume is not None and resume.table == qualified:
                     start_after = resume.after
-                for parts in self._table(conn, facts, start_after):
-                    if type(parts) is SnapshotChunk:
+                for part in self._table(conn, facts, start_after):
+                    if type(part) is SnapshotChunk:
                         if marks:
-                            marks_held.append(parts)
+                            marks_held.append(part)
                         continue
-                    assert isinstance(parts, tuple)
+                    assert isinstance(part, tuple)
+                    shape, keys, afters, read_ms = part
+                    n = len(afters)
+                    if not n:
+                        continue
                     if held is not None:
                         # One row behind: only the very last row is marked last.
                         yield make(held, index - 1, False)
                     if marks_held:
                         yield from marks_held
                         marks_held.clear()
-                    held = parts
-                    index += 1
+                    # The chunk's rows but its last, which is held back as above.
+                    if batches and n > 1:
+                        def at(i: int, first: int = index, ms: int = read_ms) -> SourceInfo:
+                            return source(first + i, False, ms)
+                        yield SnapshotRows(shape.schema, at(0), afters[:-1], keys[:-1], read_ms, at)
+                    else:
+                        for i in range(n - 1):
+                            yield make((shape, keys[i], afters[i], read_ms), index + i, False)
+                    index += n
+                    held = (shape, keys[-1], afters[-1], read_ms)
             if held is not None:
                 yield make(held, index - 1, True)
             yield from marks_held
@@ -162,7 +184,7 @@ class SnapshotReader:
     def _table(
         self, conn: psycopg.Connection[Any], facts: TableFacts,
         start_after: tuple[Any, ...] | None = None,
-    ) -> Iterator[tuple[TableShape, dict[str, Any] | None, dict[str, Any], int] | SnapshotChunk]:
+    ) -> Iterator[_Chunk | SnapshotChunk]:
         columns, row_filter = catalog.published_columns(self.publication, facts.schema, facts.name)
         shape = catalog.shape_from_facts(conn, self.database, facts, columns)
         by_name = {c.name: c for c in facts.columns}
@@ -189,9 +211,8 @@ class SnapshotReader:
         for rows in self._chunks(conn, facts, select, where, [by_name[k].sql_type for k in key_names],
                                  key_names, key_index, start_after):
             read_ms = time.time_ns() // 1_000_000
-            for row in rows:
-                after = build_row(row)
-                yield shape, build_key(after), after, read_ms
+            afters = [build_row(row) for row in rows]
+            yield shape, [build_key(a) for a in afters], afters, read_ms
             if key_names:
                 tail = rows[-1]
                 yield SnapshotChunk(qualified, tuple(tail[i] for i in key_index))

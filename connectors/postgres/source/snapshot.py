@@ -21,7 +21,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from decimal import Decimal
+from typing import Any, Final
 
 import psycopg
 from psycopg import sql
@@ -29,11 +30,13 @@ from psycopg.types.string import TextLoader
 
 from cdc import __version__
 from cdc.events import ChangeEvent, Op, SourceInfo, TableId
-from cdc.spi import SnapshotChunk, SnapshotResume, SnapshotRows
+from cdc.spi import SnapshotChunk, SnapshotResume, SnapshotRows, TextForm
+from connectors.postgres import text_values
 from connectors.postgres.position import Lsn, PgPosition
 from connectors.postgres.source import catalog
 from connectors.postgres.source.catalog import PublicationFacts, TableFacts, TableShape
 from connectors.postgres.source.changes import CONNECTOR_NAME
+from connectors.postgres.types import TextConverter
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +45,25 @@ PROGRESS_LOG_S = 5.0
 # attempts before it (2**40 rows each), below the stream's indexes (1 << 62).
 ATTEMPT_SHIFT = 40
 
-# A chunk of rows as values: shape, keys, after images, read time (ms).
-_Chunk = tuple[TableShape, list[dict[str, Any] | None], list[dict[str, Any]], int]
+# A chunk of rows as the server's text: shape, text forms, rows, read time (ms).
+_Chunk = tuple[TableShape, list[tuple[TextForm, TextConverter]], list[tuple[Any, ...]], int]
+
+# The text forms (cdc.spi.TextForm) of the type table's converters: what the server's
+# text output of these types is, so the encoder can write its plain spellings itself.
+_FORMS: Final[dict[Any, TextForm]] = {
+    str: TextForm.SAME,
+    int: TextForm.INT,
+    text_values.parse_bool: TextForm.BOOL,
+    Decimal: TextForm.DECIMAL,
+    text_values.parse_date: TextForm.DATE,
+    text_values.parse_timestamp: TextForm.TIMESTAMP,
+    float: TextForm.DOUBLE,
+}
+
+
+def text_forms(shape: TableShape) -> list[tuple[TextForm, TextConverter]]:
+    """Each column's text form and converter (TextForm.CALL: no promise)."""
+    return [(_FORMS.get(t.from_text, TextForm.CALL), t.from_text) for t in shape.types]
 
 
 class SnapshotReader:
@@ -146,8 +166,8 @@ class SnapshotReader:
                             marks_held.append(part)
                         continue
                     assert isinstance(part, tuple)
-                    shape, keys, afters, read_ms = part
-                    n = len(afters)
+                    shape, forms, texts, read_ms = part
+                    n = len(texts)
                     if not n:
                         continue
                     if held is not None:
@@ -157,15 +177,20 @@ class SnapshotReader:
                         yield from marks_held
                         marks_held.clear()
                     # The chunk's rows but its last, which is held back as above.
+                    build_row, build_key = shape.row, shape.key
                     if batches and n > 1:
                         def at(i: int, first: int = index, ms: int = read_ms) -> SourceInfo:
                             return source(first + i, False, ms)
-                        yield SnapshotRows(shape.schema, at(0), afters[:-1], keys[:-1], read_ms, at)
+                        yield SnapshotRows(shape.schema, at(0), read_ms, at, texts=texts[:-1],
+                                           names=shape.names, forms=forms, convert=build_row,
+                                           key_of=build_key)  # fmt: skip
                     else:
                         for i in range(n - 1):
-                            yield make((shape, keys[i], afters[i], read_ms), index + i, False)
+                            after = build_row(texts[i])
+                            yield make((shape, build_key(after), after, read_ms), index + i, False)
                     index += n
-                    held = (shape, keys[-1], afters[-1], read_ms)
+                    after = build_row(texts[-1])
+                    held = (shape, build_key(after), after, read_ms)
             if held is not None:
                 yield make(held, index - 1, True)
             yield from marks_held
@@ -194,7 +219,7 @@ class SnapshotReader:
         names = shape.names
         key_names = shape.key_names
         key_index = shape.key_index
-        build_row, build_key = shape.row, shape.key
+        forms = text_forms(shape)
         select = sql.SQL(", ").join(sql.Identifier(n) for n in names)
         where = sql.SQL("({})").format(sql.SQL(row_filter)) if row_filter else None
         table_id: TableId = shape.table
@@ -210,9 +235,7 @@ class SnapshotReader:
             log.info("%s: snapshot of %s (about %d rows)", self.source_name, table_id, estimated)
         for rows in self._chunks(conn, facts, select, where, [by_name[k].sql_type for k in key_names],
                                  key_names, key_index, start_after):
-            read_ms = time.time_ns() // 1_000_000
-            afters = [build_row(row) for row in rows]
-            yield shape, [build_key(a) for a in afters], afters, read_ms
+            yield shape, forms, rows, time.time_ns() // 1_000_000
             if key_names:
                 tail = rows[-1]
                 yield SnapshotChunk(qualified, tuple(tail[i] for i in key_index))

@@ -27,10 +27,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from typing import Any, Protocol, runtime_checkable
 
-from cdc.events import ChangeEvent, ColumnType, Kind, SourceInfo, TableId
+from cdc.events import ChangeEvent, ColumnType, Kind, Op, SourceInfo, TableId, TableSchema
 from cdc.positions import Position as Position  # re-exported: connectors' positions derive from it
 
 
@@ -612,6 +612,125 @@ class SnapshotChunk:
     done: bool = False
 
 
+class TextForm(IntEnum):
+    """What a column's text value is, for encoding it without its Python value.
+
+    A source that hands the engine rows of text (:class:`SnapshotRows` ``texts``)
+    names each column's form with the converter that turns the text into its value.
+    The form promises: for a text in the form's plain spelling, the converter returns
+    exactly the value written here. The engine writes plain spellings directly and
+    passes every other text through the converter, as the per-row path would.
+    """
+
+    CALL = 0  # no promise: always the converter
+    SAME = 1  # the text is the value (a string column)
+    INT = 2  # [-]digits -> that integer
+    BOOL = 3  # "t" / "f" -> True / False
+    DECIMAL = 4  # [-]digits[.digits] -> Decimal(text)
+    DATE = 5  # YYYY-MM-DD -> that date
+    TIMESTAMP = 6  # YYYY-MM-DD HH:MM:SS[.f{1,6}] -> that naive datetime
+    DOUBLE = 7  # what float() reads -> float(text)
+
+
+class SnapshotRows:
+    """Consecutive snapshot rows (``op=r``) of one table, yielded as one item.
+
+    A source that batches its snapshot (:class:`BatchesSnapshot`) yields these
+    instead of one :class:`~cdc.events.ChangeEvent` per row, so the runtime can
+    encode and produce a chunk with no Python object per row beyond its values.
+    Row ``i`` is exactly the event :meth:`event` builds: ``afters[i]`` and
+    ``keys[i]`` with the source block ``source_at(i)`` (``source`` is row 0's;
+    the others differ from it only in the position's place in the snapshot).
+    No row of a batch ends the snapshot (the last row is yielded as an event).
+
+    The rows come either as values (``afters`` and ``keys``) or as text tuples
+    (``texts``, columns ``names``, each with its :class:`TextForm` and converter in
+    ``forms``); then ``convert`` makes a text tuple the after image and ``key_of``
+    the key of an after image, on demand only (the encoder reads the texts).
+    """
+
+    __slots__ = ("_afters", "_keys", "convert", "forms", "key_of", "names", "schema", "source",
+                 "source_at", "texts", "ts_ms")
+
+    def __init__(
+        self,
+        schema: TableSchema,
+        source: SourceInfo,
+        ts_ms: int,
+        source_at: Callable[[int], SourceInfo],
+        *,
+        afters: Sequence[Mapping[str, Any]] | None = None,
+        keys: Sequence[Mapping[str, Any] | None] | None = None,
+        texts: list[tuple[Any, ...]] | None = None,
+        names: Sequence[str] = (),
+        forms: Sequence[tuple[TextForm, Callable[[str], Any]]] = (),
+        convert: Callable[[Sequence[Any]], Mapping[str, Any]] | None = None,
+        key_of: Callable[[Mapping[str, Any]], Mapping[str, Any] | None] | None = None,
+    ) -> None:
+        if afters is None and (texts is None or convert is None or key_of is None):
+            raise ValueError("SnapshotRows needs afters, or texts with convert and key_of")
+        self.schema = schema
+        self.source = source
+        self.ts_ms = ts_ms
+        self.source_at = source_at
+        self._afters = afters
+        self._keys = keys
+        self.texts = texts
+        self.names = tuple(names)
+        self.forms = tuple(forms)
+        self.convert = convert
+        self.key_of = key_of
+
+    def __len__(self) -> int:
+        return len(self.texts) if self.texts is not None else len(self.afters)
+
+    @property
+    def afters(self) -> Sequence[Mapping[str, Any]]:
+        if self._afters is None:
+            assert self.texts is not None and self.convert is not None
+            self._afters = [self.convert(t) for t in self.texts]
+        return self._afters
+
+    @property
+    def keys(self) -> Sequence[Mapping[str, Any] | None]:
+        if self._keys is None:
+            key_of = self.key_of
+            assert key_of is not None
+            self._keys = [key_of(a) for a in self.afters]
+        return self._keys
+
+    def event(self, i: int) -> ChangeEvent:
+        """Row ``i`` as the event a per-row snapshot would have yielded."""
+        if self._afters is None:  # one row's values only, not the batch's
+            assert self.texts is not None and self.convert is not None and self.key_of
+            after = self.convert(self.texts[i])
+            key = self.key_of(after)
+        else:
+            after, key = self._afters[i], self.keys[i]
+        return ChangeEvent(Op.READ, self.schema, key, None, after, self.source_at(i), self.ts_ms)
+
+
+@runtime_checkable
+class BatchesSnapshot(Protocol):
+    """A source whose snapshot can yield :class:`SnapshotRows` instead of events.
+
+    The runtime calls :meth:`batch_snapshot` before asking for the snapshot when
+    it handles batches; without that call the snapshot yields events only.
+    """
+
+    def batch_snapshot(self) -> None: ...
+
+
+@runtime_checkable
+class WritesSourceRuns(Protocol):
+    """A :class:`SourceWriter` that writes the source blocks of a :class:`SnapshotRows`
+    in one call (a snapshot's hot path)."""
+
+    def encode_run(self, rows: SnapshotRows) -> Sequence[bytes]:
+        """``[encode(rows.source_at(i)) for i in range(len(rows))]``, byte for byte."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class SnapshotResume:
     """Where an interrupted snapshot stopped, as the runner recorded it.
@@ -650,7 +769,9 @@ class ResumesSnapshot(Protocol):
 
     def resumable_snapshot(
         self, resume: SnapshotResume | None
-    ) -> tuple[Position, Iterator[ChangeEvent | SnapshotChunk]]: ...
+    ) -> tuple[Position, Iterator[ChangeEvent | SnapshotChunk | SnapshotRows]]:
+        """(:class:`SnapshotRows` only after :meth:`BatchesSnapshot.batch_snapshot`.)"""
+        ...
 
 # --------------------------------------------------------------------------- snapshot replication
 #

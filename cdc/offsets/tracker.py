@@ -39,6 +39,28 @@ class Pending:
         self.tracker.ack(self)
 
 
+class Batch(Pending):
+    """The token of events registered together (:meth:`AckTracker.register_many`)."""
+
+    __slots__ = ("remaining",)
+
+    def __init__(self, tracker: AckTracker, n: int) -> None:
+        super().__init__(tracker, None, False)
+        self.remaining = n
+
+    def __call__(self, err: object, msg: object) -> None:
+        if err is not None:
+            self.tracker.on_failure(err, msg)
+            return
+        tracker = self.tracker
+        if self.remaining <= 0 or self.acked:
+            raise KeyError("a batch acknowledged more often than it has events")
+        tracker._in_flight -= 1
+        self.remaining -= 1
+        if not self.remaining:
+            tracker._settle(self)
+
+
 class AckTracker:
     """Single-threaded by design: callers register and ack from the same thread.
 
@@ -68,11 +90,22 @@ class AckTracker:
         """A position with no event (heartbeat, empty transaction): acked at once."""
         self.ack(self.register(position, boundary=True))
 
+    def register_many(self, n: int) -> Batch:
+        """Record ``n`` events sent together, none ending a transaction: one token,
+        the delivery callback of each, settled when all ``n`` are acknowledged."""
+        item = Batch(self, n)
+        self._pending.append(item)
+        self._in_flight += n
+        return item
+
     def ack(self, item: Pending) -> None:
         if item.acked or item.tracker is not self:
             raise KeyError(f"unknown or already acknowledged event {item.position}")
-        item.acked = True
         self._in_flight -= 1
+        self._settle(item)
+
+    def _settle(self, item: Pending) -> None:
+        item.acked = True
         pending = self._pending
         if pending[0] is not item:
             return  # an earlier event is still unacknowledged

@@ -28,12 +28,14 @@ from cdc.offsets.store import OffsetStore, SourceOffset, resume_from_snapshot, r
 from cdc.runtime.incremental import STATE_KEY, IncrementalSnapshotter, IncrementalState
 from cdc.serde import EncodedChange
 from cdc.spi import (
+    BatchesSnapshot,
     EstimatesRows,
     Heartbeat,
     Position,
     ResumesSnapshot,
     SnapshotChunk,
     SnapshotResume,
+    SnapshotRows,
     SnapshotsIncrementally,
     SourceConnector,
 )
@@ -262,6 +264,8 @@ class SourceRunner:
         if resume is None:
             # Marks the snapshot as running, so a crash before its end re-runs it.
             self.offsets.save(self.name, SourceOffset(None, snapshot={"state": "running"}))
+        if isinstance(source, BatchesSnapshot) and self._emits_rows():
+            source.batch_snapshot()
         if resumable:
             assert isinstance(source, ResumesSnapshot)
             consistent, items = source.resumable_snapshot(resume)
@@ -298,6 +302,16 @@ class SourceRunner:
                     progress.table_done(item.table)
                 self.producer.mark(chunks.chunk(item))
                 self._save_chunks(chunks)
+                continue
+            if type(item) is SnapshotRows:
+                n = len(item)
+                self._emit_rows(item)
+                stats.snapshot_rows += n
+                chunks.rows += n
+                pending += n
+                health.beat()
+                progress.advance(pending, chunk=False)
+                pending = 0
                 continue
             assert isinstance(item, ChangeEvent)
             emit(item)
@@ -396,6 +410,24 @@ class SourceRunner:
         return max(behind.values(), default=0) + self.producer.tracker.in_flight
 
     # -- producing ---------------------------------------------------------------------------
+
+    def _emits_rows(self) -> bool:
+        """Whether this runner's encoder and producer take snapshot batches whole."""
+        return hasattr(self.encoder, "encode_rows") and hasattr(self.producer, "send_many")
+
+    def _emit_rows(self, rows: SnapshotRows) -> None:
+        """A snapshot batch: its records, in order, as its events would have been sent
+        (none carries a position or ends a transaction; see :class:`SnapshotRows`)."""
+        topic, keys, values = self.encoder.encode_rows(rows)  # type: ignore[attr-defined]
+        if topic not in self._partitions:
+            self.topics.ensure([topic], self.settings.topic_spec)
+            self._partitions[topic] = self.topics.partitions(topic)
+        # A table without a primary key keeps its rows in one partition (see _emit).
+        partition = 0 if keys and keys[0] is None else None
+        self.producer.send_many(topic, keys, values, partition=partition)
+        stats = self.stats
+        stats.events += len(values)
+        stats.last_event_ts_ms = rows.source.ts_ms
 
     def _emit(self, event: ChangeEvent) -> None:
         record = self.encoder.encode(event)

@@ -46,6 +46,7 @@ from cdc.serde.temporal import (
     ZERO,
     TemporalSentinel,
 )
+from cdc.spi import SnapshotRows
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +155,12 @@ class AvroSerde:
             enc.encoder.encode_key(event, enc.key_prefix),
             enc.encoder.encode_value(event, enc.value_prefix),
         )
+
+    def encode_rows(self, rows: SnapshotRows) -> tuple[str, list[bytes | None], list[bytes]]:
+        """Topic, keys and values of a snapshot batch: those of its events, byte for byte."""
+        enc = self._encoding(rows.event(0))
+        keys, values = enc.encoder.encode_rows(rows, enc.key_prefix, enc.value_prefix)
+        return enc.topic, keys, values
 
     # -- decoding
 

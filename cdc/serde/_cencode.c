@@ -270,6 +270,8 @@ static int put_fallback(Buf *b, const Field *f, PyObject *v) {
  * complement bytes. Handles the plain text form with at most 18 significant digits;
  * 1 = not handled (exponent form, NaN, too many digits: the Python encoder decides).
  */
+static int put_decimal_text(Buf *b, const Field *f, const char *s, Py_ssize_t n);
+
 static int put_decimal(Buf *b, const Field *f, PyObject *v) {
     PyObject *text = PyObject_Str(v);
     if (text == NULL) return -1;
@@ -279,9 +281,16 @@ static int put_decimal(Buf *b, const Field *f, PyObject *v) {
         Py_DECREF(text);
         return -1;
     }
+    int rc = put_decimal_text(b, f, s, n);
+    Py_DECREF(text);
+    return rc;
+}
+
+/* The plain decimal text s[0:n] (sign, digits, one point) as put_decimal; 1 = not handled. */
+static int put_decimal_text(Buf *b, const Field *f, const char *s, Py_ssize_t n) {
     int scale = (int)f->lo, precision = (int)f->hi;
     long long unscaled = 0;
-    int digits = 0, frac = -1, neg = 0, rc = 1;
+    int digits = 0, frac = -1, neg = 0, rc = 1, seen = 0;
     Py_ssize_t i = 0;
     if (i < n && (s[i] == '-' || s[i] == '+')) neg = s[i++] == '-';
     if (i == n) goto out;
@@ -292,6 +301,7 @@ static int put_decimal(Buf *b, const Field *f, PyObject *v) {
             continue;
         }
         if (c < '0' || c > '9') goto out; /* exponent, NaN, Infinity */
+        seen = 1;
         if (frac >= 0) {
             if (frac >= scale) {
                 if (c != '0') goto out; /* more fractional digits than the scale */
@@ -303,6 +313,7 @@ static int put_decimal(Buf *b, const Field *f, PyObject *v) {
         if (++digits > 18) goto out;
         unscaled = unscaled * 10 + (c - '0');
     }
+    if (!seen) goto out; /* "." or "-.": not a number */
     for (int k = frac < 0 ? 0 : frac; k < scale; k++) {
         if (unscaled != 0 && ++digits > 18) goto out;
         unscaled *= 10;
@@ -325,7 +336,6 @@ static int put_decimal(Buf *b, const Field *f, PyObject *v) {
     }
     rc = put_string(b, out, len);
 out:
-    Py_DECREF(text);
     return rc;
 }
 
@@ -633,10 +643,276 @@ static PyObject *zigzag(PyObject *module, PyObject *arg) {
     return buf_bytes(&b);
 }
 
+
+/* ------------------------------------------------------------------ rows of text values */
+
+/*
+ * A text form says what a column's text is, so that its common spelling can be
+ * written without the Python value (cdc.spi.TextForm documents each; the field's op
+ * must agree, which cdc/serde/encode.py checks when it builds the plan). Anything
+ * not in the form's plain spelling goes through the column's converter and put_value,
+ * exactly as the per-row path does.
+ */
+enum {
+    FORM_CALL = 0,      /* converter(text), then put_value */
+    FORM_SAME = 1,      /* the text is the value (OP_STRING) */
+    FORM_INT = 2,       /* [-]digits (OP_INT) */
+    FORM_BOOL = 3,      /* "t" / "f" (OP_BOOLEAN) */
+    FORM_DECIMAL = 4,   /* [-]digits[.digits] (OP_DECIMAL) */
+    FORM_DATE = 5,      /* YYYY-MM-DD (OP_DATE) */
+    FORM_TIMESTAMP = 6, /* YYYY-MM-DD HH:MM:SS[.f{1,6}] (OP_TIMESTAMP) */
+    FORM_DOUBLE = 7,    /* what float() reads (OP_DOUBLE) */
+};
+
+static int two(const char *s, int *out) {
+    if (s[0] < '0' || s[0] > '9' || s[1] < '0' || s[1] > '9') return 0;
+    *out = (s[0] - '0') * 10 + (s[1] - '0');
+    return 1;
+}
+
+/* YYYY-MM-DD at s (10 bytes), a real calendar date of years 1..9999. */
+static int iso_date(const char *s, int *y, int *m, int *d) {
+    int hi, lo;
+    if (!two(s, &hi) || !two(s + 2, &lo) || s[4] != '-' || !two(s + 5, m) || s[7] != '-' ||
+        !two(s + 8, d)) {
+        return 0;
+    }
+    *y = hi * 100 + lo;
+    if (*y < 1 || *m < 1 || *m > 12 || *d < 1) return 0;
+    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (*y % 4 == 0 && *y % 100 != 0) || *y % 400 == 0;
+    return *d <= days[*m - 1] + (*m == 2 && leap);
+}
+
+/* 1 = written, 0 = not the plain spelling (the caller converts), -1 = error. */
+static int put_text_plain(Buf *b, const Field *f, int form, const char *s, Py_ssize_t n) {
+    switch (form) {
+    case FORM_SAME:
+        return put_string(b, s, n) < 0 ? -1 : 1;
+    case FORM_INT: {
+        Py_ssize_t i = 0;
+        int neg = 0;
+        if (n > 0 && s[0] == '-') {
+            neg = 1;
+            i = 1;
+        }
+        if (i == n || n - i > 18) return 0; /* 18 digits cannot overflow a long long */
+        long long x = 0;
+        for (; i < n; i++) {
+            if (s[i] < '0' || s[i] > '9') return 0;
+            x = x * 10 + (s[i] - '0');
+        }
+        if (neg) x = -x;
+        if (x < f->lo || x > f->hi) return 0;
+        return put_long(b, x) < 0 ? -1 : 1;
+    }
+    case FORM_BOOL:
+        if (n == 1 && (s[0] == 't' || s[0] == 'f')) return put_byte(b, s[0] == 't') < 0 ? -1 : 1;
+        return 0;
+    case FORM_DECIMAL: {
+        int rc = put_decimal_text(b, f, s, n);
+        return rc < 0 ? -1 : rc == 0;
+    }
+    case FORM_DATE: {
+        int y, m, d;
+        if (n != 10 || !iso_date(s, &y, &m, &d)) return 0;
+        return put_long(b, days_from_civil(y, m, d)) < 0 ? -1 : 1;
+    }
+    case FORM_TIMESTAMP: {
+        int y, mo, d, h, mi, sec, us = 0;
+        if (n < 19 || !iso_date(s, &y, &mo, &d) || s[10] != ' ' || !two(s + 11, &h) ||
+            s[13] != ':' || !two(s + 14, &mi) || s[16] != ':' || !two(s + 17, &sec) || h > 23 ||
+            mi > 59 || sec > 59) {
+            return 0;
+        }
+        if (n > 19) {
+            if (s[19] != '.' || n < 21 || n > 26) return 0;
+            int scale = 100000;
+            for (Py_ssize_t i = 20; i < n; i++, scale /= 10) {
+                if (s[i] < '0' || s[i] > '9') return 0;
+                us += (s[i] - '0') * scale;
+            }
+        }
+        long long secs = days_from_civil(y, mo, d) * 86400LL + h * 3600LL + mi * 60LL + sec;
+        return put_long(b, secs * 1000000LL + us) < 0 ? -1 : 1;
+    }
+    case FORM_DOUBLE: {
+        if (n == 0 || n > 64) return 0;
+        char tmp[65];
+        memcpy(tmp, s, (size_t)n);
+        tmp[n] = '\0';
+        char *end = NULL;
+        double x = PyOS_string_to_double(tmp, &end, NULL);
+        if (x == -1.0 && PyErr_Occurred()) {
+            PyErr_Clear(); /* not a number: float() raises the same, on the slow path */
+            return 0;
+        }
+        if (end != tmp + n) return 0;
+        if (buf_reserve(b, 8) < 0) return -1;
+        if (PyFloat_Pack8(x, b->p + b->len, 1) < 0) return -1;
+        b->len += 8;
+        return 1;
+    }
+    default:
+        return 0;
+    }
+}
+
+/* One field of a text row: v is the column's text (str) or None. */
+static int put_text_field(Buf *b, const Field *f, int form, PyObject *conv, PyObject *v) {
+    if (v == Py_None) return f->nullable ? put_byte(b, 0) : slow();
+    if (f->nullable && put_byte(b, 2) < 0) return -1;
+    if (form != FORM_CALL && PyUnicode_Check(v)) {
+        Py_ssize_t n;
+        const char *s = PyUnicode_AsUTF8AndSize(v, &n);
+        if (s == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) return -1;
+            PyErr_Clear();
+            return slow();
+        }
+        int rc = put_text_plain(b, f, form, s, n);
+        if (rc != 0) return rc < 0 ? -1 : 0;
+    }
+    PyObject *value = PyUnicode_Check(v) ? PyObject_CallOneArg(conv, v) : Py_NewRef(v);
+    if (value == NULL) return -1;
+    int rc = put_value(b, f, value);
+    Py_DECREF(value);
+    return rc;
+}
+
+/* A plan: (program, forms, converters, columns) with one entry per program field. */
+typedef struct {
+    RowProgram *prog;
+    PyObject *forms, *convs, *cols; /* tuples */
+} Plan;
+
+static int get_plan(PyObject *spec, Plan *p) {
+    PyObject *prog;
+    if (!PyArg_ParseTuple(spec, "OO!O!O!:plan", &prog, &PyTuple_Type, &p->forms, &PyTuple_Type,
+                          &p->convs, &PyTuple_Type, &p->cols)) {
+        return -1;
+    }
+    if (!PyObject_TypeCheck(prog, &RowProgramType)) {
+        PyErr_SetString(PyExc_TypeError, "a plan's program must be a RowProgram");
+        return -1;
+    }
+    p->prog = (RowProgram *)prog;
+    Py_ssize_t n = p->prog->n;
+    if (PyTuple_GET_SIZE(p->forms) != n || PyTuple_GET_SIZE(p->convs) != n ||
+        PyTuple_GET_SIZE(p->cols) != n) {
+        PyErr_SetString(PyExc_ValueError, "a plan needs one form, converter and column per field");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *form = PyTuple_GET_ITEM(p->forms, i), *col = PyTuple_GET_ITEM(p->cols, i);
+        if (!PyLong_Check(form) || !PyLong_Check(col) || !PyCallable_Check(PyTuple_GET_ITEM(p->convs, i))) {
+            PyErr_SetString(PyExc_TypeError, "a plan's forms and columns are ints, converters callables");
+            return -1;
+        }
+        long c = PyLong_AsLong(col), fm = PyLong_AsLong(form);
+        if ((c == -1 || fm == -1) && PyErr_Occurred()) return -1;
+        if (c < 0 || fm < FORM_CALL || fm > FORM_DOUBLE) {
+            PyErr_SetString(PyExc_ValueError, "a plan's column or form is out of range");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The record of a plan's fields taken from the text tuple ``row`` (width columns). */
+static int put_text_row(Buf *b, const Plan *p, PyObject *row, Py_ssize_t width) {
+    for (Py_ssize_t i = 0; i < p->prog->n; i++) {
+        Py_ssize_t col = PyLong_AsSsize_t(PyTuple_GET_ITEM(p->cols, i));
+        if (col >= width) return slow();
+        int form = (int)PyLong_AsLong(PyTuple_GET_ITEM(p->forms, i));
+        if (put_text_field(b, &p->prog->fields[i], form, PyTuple_GET_ITEM(p->convs, i),
+                           PyTuple_GET_ITEM(row, col)) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/*
+ * encode_text_rows(value_plan, key_plan, rows, head, sources, tail, value_prefix,
+ *                  key_prefix, width, slow_errors) -> (keys, values)
+ *
+ * For each text tuple rows[i] (width columns; None for NULL): the value
+ * value_prefix + head + record + sources[i] + tail and the key key_prefix + key
+ * record (None without a key plan). A row whose encoding raises one of slow_errors
+ * (SlowPath among them) gets None as both key and value: the caller encodes it on
+ * its checked path, which owns the error. Other exceptions propagate.
+ */
+static PyObject *encode_text_rows(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 10 || !PyList_Check(args[2]) || !PyBytes_Check(args[3]) ||
+        !PyList_Check(args[4]) || !PyBytes_Check(args[5]) || !PyBytes_Check(args[6]) ||
+        !PyBytes_Check(args[7])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "encode_text_rows(value_plan, key_plan, rows: list, head: bytes, "
+                        "sources: list, tail: bytes, value_prefix: bytes, key_prefix: bytes, "
+                        "width: int, slow_errors)");
+        return NULL;
+    }
+    Plan vp, kp;
+    int keyed = args[1] != Py_None;
+    if (get_plan(args[0], &vp) < 0 || (keyed && get_plan(args[1], &kp) < 0)) return NULL;
+    PyObject *rows = args[2], *sources = args[4], *slow_errors = args[9];
+    Py_ssize_t width = PyLong_AsSsize_t(args[8]);
+    if (width == -1 && PyErr_Occurred()) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(rows);
+    if (PyList_GET_SIZE(sources) != n) {
+        PyErr_SetString(PyExc_ValueError, "one source per row");
+        return NULL;
+    }
+    PyObject *keys = PyList_New(n), *values = PyList_New(n);
+    if (keys == NULL || values == NULL) goto fail;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *row = PyList_GET_ITEM(rows, i), *src = PyList_GET_ITEM(sources, i);
+        PyObject *value = NULL, *key = NULL;
+        if (!PyBytes_Check(src)) {
+            PyErr_SetString(PyExc_TypeError, "sources must be bytes");
+            goto fail;
+        }
+        if (PyTuple_Check(row) && PyTuple_GET_SIZE(row) == width) {
+            Buf b;
+            buf_init(&b);
+            int rc = put_prefix(&b, args[6]);
+            if (rc == 0) rc = put_raw(&b, PyBytes_AS_STRING(args[3]), PyBytes_GET_SIZE(args[3]));
+            if (rc == 0) rc = put_text_row(&b, &vp, row, width);
+            if (rc == 0) rc = put_raw(&b, PyBytes_AS_STRING(src), PyBytes_GET_SIZE(src));
+            if (rc == 0) rc = put_raw(&b, PyBytes_AS_STRING(args[5]), PyBytes_GET_SIZE(args[5]));
+            if (rc == 0) value = buf_bytes(&b);
+            buf_free(&b);
+            if (value != NULL && keyed) {
+                buf_init(&b);
+                rc = put_prefix(&b, args[7]);
+                if (rc == 0) rc = put_text_row(&b, &kp, row, width);
+                if (rc == 0) key = buf_bytes(&b);
+                buf_free(&b);
+                if (key == NULL) Py_CLEAR(value);
+            }
+            if (value == NULL) {
+                if (!PyErr_Occurred() || !PyErr_ExceptionMatches(slow_errors)) goto fail;
+                PyErr_Clear(); /* the caller's checked path encodes this row */
+            }
+        }
+        PyList_SET_ITEM(values, i, value != NULL ? value : Py_NewRef(Py_None));
+        PyList_SET_ITEM(keys, i, key != NULL ? key : Py_NewRef(Py_None));
+    }
+    return Py_BuildValue("(NN)", keys, values);
+fail:
+    Py_XDECREF(keys);
+    Py_XDECREF(values);
+    return NULL;
+}
+
 static PyMethodDef module_methods[] = {
     {"encode_envelope", (PyCFunction)(void (*)(void))encode_envelope, METH_FASTCALL,
      "encode_envelope(program, prefix, before, after, source, tx, op, ts_ms) -> bytes"},
     {"zigzag", zigzag, METH_O, "zigzag(n) -> bytes: an Avro long"},
+    {"encode_text_rows", (PyCFunction)(void (*)(void))encode_text_rows, METH_FASTCALL,
+     "encode_text_rows(value_plan, key_plan, rows, head, sources, tail, value_prefix, "
+     "key_prefix, width, slow_errors) -> (keys, values); None where a row is not handled"},
     {"source_with_index", (PyCFunction)(void (*)(void))source_with_index, METH_FASTCALL,
      "source_with_index(pre, head, index, tail, post) -> bytes"},
     {NULL, NULL, 0, NULL},
@@ -677,6 +953,10 @@ PyMODINIT_FUNC PyInit__cencode(void) {
         {"OP_BYTES", OP_BYTES},     {"OP_DOUBLE", OP_DOUBLE},
         {"OP_DATE", OP_DATE},       {"OP_TIMESTAMP", OP_TIMESTAMP},
         {"OP_TIMESTAMPTZ", OP_TIMESTAMPTZ}, {"OP_DECIMAL", OP_DECIMAL},
+        {"FORM_CALL", FORM_CALL},   {"FORM_SAME", FORM_SAME},
+        {"FORM_INT", FORM_INT},     {"FORM_BOOL", FORM_BOOL},
+        {"FORM_DECIMAL", FORM_DECIMAL}, {"FORM_DATE", FORM_DATE},
+        {"FORM_TIMESTAMP", FORM_TIMESTAMP}, {"FORM_DOUBLE", FORM_DOUBLE},
     };
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
         if (PyModule_AddIntConstant(m, ops[i].name, ops[i].value) < 0) goto fail;

@@ -45,6 +45,7 @@ from cdc.serde.envelope import (
 from cdc.serde.types import (
     Inline,
 )
+from cdc.spi import SnapshotRows, TextForm, WritesSourceRuns
 
 _string = binary.string
 _EPOCH: Final = datetime(1970, 1, 1)
@@ -81,6 +82,21 @@ _FAST_PATH_ERRORS: Final[tuple[type[BaseException], ...]] = (
     _NeedsSlowPath,
     *_C_SLOW,
 )
+
+
+# The op a text form's plain spellings are written for (cdc.spi.TextForm; _cencode.c's
+# FORM_* constants, checked below).
+_FORM_OPS: Final = {
+    TextForm.SAME: Inline.STRING,
+    TextForm.INT: Inline.INT,
+    TextForm.BOOL: Inline.BOOLEAN,
+    TextForm.DECIMAL: Inline.DECIMAL,
+    TextForm.DATE: Inline.DATE,
+    TextForm.TIMESTAMP: Inline.TIMESTAMP,
+    TextForm.DOUBLE: Inline.DOUBLE,
+}
+if _C is not None:
+    assert all(getattr(_C, f"FORM_{f.name}") == f.value for f in TextForm), "_cencode FORM_*"
 
 
 def _c_program(fields: Sequence[FieldSpec]) -> Any:
@@ -353,7 +369,7 @@ def _special_map(before: Mapping[str, str] | None, after: Mapping[str, str] | No
 class TableEncoder:
     """Encodes one table schema version's keys and envelopes (no framing)."""
 
-    __slots__ = ("key", "label", "schemas", "source", "value")
+    __slots__ = ("_text_plans", "key", "label", "schemas", "source", "value")
 
     def __init__(self, schemas: TableSchemas) -> None:
         self.schemas = schemas
@@ -363,12 +379,108 @@ class TableEncoder:
             RowEncoder(schemas.key_fields, f"{self.label} key") if schemas.key_fields else None
         )
         self.source = source_block(schemas.connector).writer(schemas.table_schema.table)
+        self._text_plans: dict[tuple[Any, ...], tuple[Any, Any]] = {}
 
     def encode_key(self, event: ChangeEvent, prefix: bytes = b"") -> bytes | None:
         """The key record, or None (truncate, or a table without a primary key)."""
         if self.key is None or event.key is None:
             return None
         return prefix + self.key.encode(event.key)
+
+    def encode_rows(
+        self, rows: SnapshotRows, key_prefix: bytes = b"", value_prefix: bytes = b""
+    ) -> tuple[list[bytes | None], list[bytes]]:
+        """Keys and envelopes of a snapshot batch: byte for byte those of its events
+        (:meth:`SnapshotRows.event`), without building them where the C encoder runs."""
+        program = self.value.program
+        n = len(rows)
+        if program is None:  # the reference: one event per row
+            events = [rows.event(i) for i in range(n)]
+            return (
+                [self.encode_key(e, key_prefix) for e in events],
+                [self.encode_value(e, value_prefix) for e in events],
+            )
+        writer = self.source
+        if isinstance(writer, WritesSourceRuns):
+            sources = list(writer.encode_run(rows))
+        else:
+            sources = [writer.encode(rows.source_at(i)) for i in range(n)]
+        if rows.texts is not None:
+            return self._encode_texts(rows, sources, key_prefix, value_prefix)
+        envelope = _C.encode_envelope  # type: ignore[union-attr]
+        op = _OPS[Op.READ]
+        ts_ms = rows.ts_ms
+        afters = rows.afters
+        values: list[bytes] = []
+        add = values.append
+        i = 0
+        while i < n:
+            try:
+                for i in range(i, n):  # noqa: B020 - resumes after a row the C path refused
+                    add(envelope(program, value_prefix, None, afters[i], sources[i], None, op,
+                                 ts_ms))  # fmt: skip
+                i = n
+            except _FAST_PATH_ERRORS:
+                add(self.encode_value(rows.event(i), value_prefix))
+                i += 1
+        key = self.key
+        if key is None:
+            return [None] * n, values
+        keys = rows.keys
+        encode = key.encode
+        return (
+            [None if k is None else key_prefix + encode(k) for k in keys],
+            values,
+        )
+
+    def _plans(self, rows: SnapshotRows) -> tuple[Any, Any]:
+        """The native value and key plans for rows of ``rows.names``/``rows.forms``."""
+        cache_key = (rows.names, rows.forms)
+        hit = self._text_plans.get(cache_key)
+        if hit is not None:
+            return hit
+        column = {name: i for i, name in enumerate(rows.names)}
+
+        def plan(encoder: RowEncoder) -> Any:
+            forms, convs, cols = [], [], []
+            for f in encoder.fields:
+                i = column[f.column.name]
+                form, conv = rows.forms[i]
+                # A form is used only where the field's op writes what the form promises.
+                if _FORM_OPS.get(form) is not f.avro.inline:
+                    form = TextForm.CALL
+                forms.append(int(form))
+                convs.append(conv)
+                cols.append(i)
+            return (encoder.program, tuple(forms), tuple(convs), tuple(cols))
+
+        plans = (plan(self.value), None if self.key is None else plan(self.key))
+        self._text_plans[cache_key] = plans
+        return plans
+
+    def _encode_texts(
+        self, rows: SnapshotRows, sources: list[bytes], key_prefix: bytes, value_prefix: bytes
+    ) -> tuple[list[bytes | None], list[bytes]]:
+        """encode_rows of text rows: the C encoder reads the texts; a row it does not
+        handle is encoded from its event (which raises what the per-row path raises)."""
+        texts = rows.texts
+        assert texts is not None and _C is not None
+        value_plan, key_plan = self._plans(rows)
+        # The envelope around the after image: before null, after's branch; then after
+        # the source: transaction null, op, ts_ms, unchanged/absent/specials null.
+        tail = b"".join((NULL_BRANCH, _OPS[Op.READ], VALUE_BRANCH, zigzag(rows.ts_ms),
+                         NULL_BRANCH, NULL_BRANCH, NULL_BRANCH))  # fmt: skip
+        keys, values = _C.encode_text_rows(
+            value_plan, key_plan, texts, NULL_BRANCH + VALUE_BRANCH, sources, tail,
+            value_prefix, key_prefix, len(rows.names), _FAST_PATH_ERRORS,
+        )  # fmt: skip
+        if None in values:
+            for i, v in enumerate(values):
+                if v is None:
+                    event = rows.event(i)
+                    keys[i] = self.encode_key(event, key_prefix)
+                    values[i] = self.encode_value(event, value_prefix)
+        return keys, values
 
     def encode_value(self, event: ChangeEvent, prefix: bytes = b"") -> bytes:
         """The envelope of ``event``, whose schema must be this encoder's (unchecked: hot path)."""

@@ -118,6 +118,46 @@ class EventProducer:
             self._unpolled = 0
             self._producer.poll(0)
 
+    def send_many(
+        self,
+        topic: str,
+        keys: Sequence[bytes | None],
+        values: Sequence[bytes],
+        *,
+        partition: int | None = None,
+    ) -> None:
+        """Queue records that carry no position and end no transaction (a snapshot
+        batch), in order, with one ack token for all: the durable position passes
+        them only once Kafka acknowledged every one."""
+        n = len(values)
+        if not n:
+            return
+        if self._failure is not None:
+            raise self._failure
+        tracker = self.tracker
+        if tracker.in_flight + n > self._max_in_flight:
+            self._wait_below(max(0, self._max_in_flight - n) // 2)
+        token = tracker.register_many(n)
+        produce = self._produce
+        i = 0
+        while i < n:
+            try:
+                if partition is None:
+                    for i in range(i, n):  # noqa: B020 - resumes at a record the queue refused
+                        produce(topic, values[i], keys[i], on_delivery=token)
+                else:
+                    for i in range(i, n):  # noqa: B020
+                        produce(topic, values[i], keys[i], on_delivery=token, partition=partition)
+                i = n
+            except BufferError:
+                # librdkafka's local queue is full: serve callbacks until it drains a bit.
+                self._producer.poll(0.1)
+                self._raise_failure()
+            except KafkaException as e:
+                raise DeliveryError(f"cannot produce to {topic}: {e}") from e
+        self._unpolled = 0
+        self._producer.poll(0)
+
     def mark(self, position: Position) -> None:
         """A position with nothing to send (heartbeat, filtered transaction)."""
         self.tracker.mark(position)

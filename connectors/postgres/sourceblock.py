@@ -21,6 +21,7 @@ from cdc.positions import position_json
 from cdc.serde.binary import INT64_MAX, NULL_BRANCH, VALUE_BRANCH, zigzag
 from cdc.serde.binary import string as _string
 from cdc.serde.sourceblock import CommonFields, position_field, source_with_index
+from cdc.spi import SnapshotRows
 from connectors.postgres.position import PgPosition
 from connectors.postgres.position_text import JSON_HEAD, format_position, tail
 
@@ -66,6 +67,22 @@ class PgSourceWriter:
         else:
             text = position_json(pos.to_dict())
         return b"".join((self._pre, position_field(text), self._post))
+
+    def encode_run(self, rows: SnapshotRows) -> list[bytes]:
+        """The source blocks of a snapshot batch (:class:`cdc.spi.WritesSourceRuns`): the
+        first row's as :meth:`encode`, the others spliced with their index."""
+        src = rows.source
+        first = self.encode(src)
+        pos = src.position
+        assert isinstance(pos, PgPosition)
+        n = len(rows)
+        start = pos.index
+        if JSON_HEAD is None or start + n - 1 > INT64_MAX:
+            return [first] + [self.encode(rows.source_at(i)) for i in range(1, n)]
+        pre, head, post = self._pre, self._head, self._post
+        end = _TAILS[pos.snapshot][pos.last_in_tx]
+        splice = source_with_index
+        return [first] + [splice(pre, head, start + i, end, post) for i in range(1, n)]
 
     def _new_transaction(self, src: SourceInfo, pos: PgPosition, key: tuple[Any, ...]) -> None:
         tx = src.tx_id

@@ -90,7 +90,7 @@ echo "[sanitize] canary: a planted heap overflow and a signed overflow are caugh
 TESTS=${SANITIZE_TESTS:-"tests/unit/serde/test_native_decode.py tests/unit/serde/test_native_encode.py
   tests/unit/serde/test_wire.py tests/unit/serde/test_codec_errors.py
   tests/unit/postgres/test_native_tuple.py tests/unit/postgres/test_decoder.py
-  tests/unit/postgres/test_position_text.py
+  tests/unit/postgres/test_position_text.py tests/unit/postgres/test_snapshot_text_rows.py
   tests/unit/mysql/test_crowimage.py tests/unit/mysql/test_rowimage.py
   tests/unit/sink/test_fast_values.py tests/fuzz"}
 echo "[sanitize] pytest $(echo $TESTS | wc -w) files under ASan+UBSan"

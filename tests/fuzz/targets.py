@@ -20,6 +20,8 @@ pgoutput       _cpgoutput.parse_row / read_tuple vs decoder.py   C: ValueError (
                                                                  SerializationError
 rowimage       _crowimage.Program.decode vs rowimage.py          ValueError (same type
                                                                  on both sides)
+text_rows      _cencode.encode_text_rows vs converting and       any (both refuse)
+               encoding each row's event in Python
 =============  ================================================  =====================
 
 Input layouts (the seed corpus under ``corpus/<target>/`` follows them; see
@@ -28,7 +30,8 @@ schema id choosing one of the writer schemas captured from the registry
 (``avro-schemas.json``; an unknown id picks one by ``id % count``); pgoutput
 takes one flag byte (bit 0: inside a stream block) and the message; rowimage
 takes one byte (bit 7: update pairs, bits 0-6: table of
-``rowimage-tables.json``) and the rows event body.
+``rowimage-tables.json``) and the rows event body; text_rows takes snapshot rows
+of text (:func:`text_row_values`).
 
 Bounds: an input is capped at :data:`MAX_INPUT` bytes, so a target's memory
 stays bounded by the parsers' own limits (defect 1 of issue 11 is about those).
@@ -272,12 +275,96 @@ def rowimage_target(data: bytes) -> None:
     _compare("row images", native_out, python, body)
 
 
+# ------------------------------------------------------------------ snapshot text rows
+
+# (name, type oid, typmod) of the text-rows table: every text form plus columns whose
+# converter runs (real, numeric without typmod, timestamptz, smallint).
+TEXT_COLUMNS: Final = (
+    ("id", 20, -1), ("qty", 23, -1), ("name", 25, -1), ("price", 1700, (10 << 16 | 2) + 4),
+    ("created", 1114, -1), ("day", 1082, -1), ("ratio", 701, -1), ("active", 16, -1),
+    ("code", 1043, 54), ("small", 21, -1), ("real", 700, -1), ("free", 1700, -1),
+    ("tstz", 1184, -1), ("wide", 1700, (30 << 16 | 5) + 4),
+)
+
+
+@cache
+def _text_encoders() -> tuple[Any, Any, Any]:
+    from cdc.serde import encode
+    from cdc.serde.encode import TableEncoder
+    from cdc.serde.envelope import build_schemas
+    from connectors.postgres.source.catalog import build_shape
+
+    shape = build_shape("db", "public", "t", TEXT_COLUMNS, None, ("id",), None)
+    schemas = build_schemas(shape.schema, prefix="p", connector="postgresql")
+    native = TableEncoder(schemas)
+    saved = encode._C
+    encode._C = None
+    try:
+        python = TableEncoder(schemas)
+    finally:
+        encode._C = saved
+    return shape, native, python
+
+
+def _text_batch(shape: Any, texts: list[tuple[Any, ...]]) -> Any:
+    from cdc.events import SourceInfo
+    from cdc.spi import SnapshotRows
+    from connectors.postgres.position import Lsn, PgPosition
+    from connectors.postgres.source.snapshot import text_forms
+
+    def at(i: int) -> SourceInfo:
+        return SourceInfo("postgresql", "p", "1", "18", PgPosition(Lsn(99), 7 + i, True, False),
+                          1_700_000_000_000, None, "true", None)
+
+    return SnapshotRows(shape.schema, at(0), 1_700_000_000_000, at, texts=texts,
+                        names=shape.names, forms=text_forms(shape), convert=shape.row,
+                        key_of=shape.key)
+
+
+def _any_outcome(fn: Callable[[], Any]) -> tuple[str, str]:
+    try:
+        return "ok", repr(fn())
+    except Exception as e:
+        return "error", type(e).__name__
+
+
+def text_row_values(data: bytes) -> list[tuple[Any, ...]]:
+    """Rows of text values from fuzz bytes: rows split on 0x1e, columns on 0x1f, a
+    column of one NUL byte is NULL; short rows are padded with a plain value."""
+    plain = ("1", "2", "x", "1.50", "2024-01-01 00:00:01", "2024-01-01", "0.5", "t", "c", "3",
+             "1.5", "2.25", "2024-01-01 00:00:01+00", "7.12345")
+    out = []
+    for raw in data[:MAX_INPUT].split(b"\x1e")[:8]:
+        cols: list[Any] = [None if c == b"\x00" else c.decode("utf-8", "replace")
+                           for c in (raw.split(b"\x1f") if raw else [])[: len(TEXT_COLUMNS)]]
+        cols += plain[len(cols):]
+        out.append(tuple(cols))
+    return out
+
+
+def text_rows(data: bytes) -> None:
+    """The C text-row encoder (_cencode.encode_text_rows via TableEncoder.encode_rows)
+    against the per-row reference (convert, then encode each event in Python)."""
+    from cdc.serde import encode
+
+    shape, native, python = _text_encoders()
+    texts = text_row_values(data)
+    py = _any_outcome(lambda: python.encode_rows(_text_batch(shape, texts), b"K", b"V"))
+    if encode._C is None:
+        return
+    c = _any_outcome(lambda: native.encode_rows(_text_batch(shape, texts), b"K", b"V"))
+    if c[0] == py[0] == "error":
+        return  # both refuse (the first failing row may differ between the two orders)
+    _compare("text rows", c, py, data)
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "framing": framing,
     "avro_envelope": avro_envelope,
     "avro_key": avro_key,
     "pgoutput": pgoutput,
     "rowimage": rowimage_target,
+    "text_rows": text_rows,
 }
 
 

@@ -43,6 +43,7 @@ from cdc.spi import (
     Problem,
     SnapshotChunk,
     SnapshotResume,
+    SnapshotRows,
     StreamItem,
     TableCopy,
 )
@@ -186,6 +187,7 @@ class PostgresSource:
         self._metrics_conn: psycopg.Connection[Any] | None = None
         self._metrics_lock = threading.Lock()
         self.snapshot_reader: SnapshotReader | None = None
+        self._batch_snapshot = False  # cdc.spi.BatchesSnapshot
         self._incremental: IncrementalReads | None = None
 
     # -- connections --------------------------------------------------------------------------
@@ -460,17 +462,21 @@ class PostgresSource:
 
         return copy_tables(self)
 
+    def batch_snapshot(self) -> None:
+        """cdc.spi.BatchesSnapshot: later snapshots yield a chunk's rows as SnapshotRows."""
+        self._batch_snapshot = True
+
     def snapshot(self, resume: Position | None) -> tuple[Position, Iterator[ChangeEvent]]:
         """Create the slot (or a temporary one) with an exported snapshot and read it.
 
         ``resume`` is ignored: the runner resumes through :meth:`resumable_snapshot`.
         """
         start, items = self._snapshot(None, marks=False)
-        return start, (i for i in items if type(i) is not SnapshotChunk)  # type: ignore[misc]
+        return start, _events(items)
 
     def resumable_snapshot(
         self, resume: SnapshotResume | None
-    ) -> tuple[Position, Iterator[ChangeEvent | SnapshotChunk]]:
+    ) -> tuple[Position, Iterator[ChangeEvent | SnapshotChunk | SnapshotRows]]:
         """cdc.spi.ResumesSnapshot: the snapshot with chunk marks, or its remaining chunks.
 
         Resuming reads the remaining chunks in a new exported snapshot (of a
@@ -531,7 +537,7 @@ class PostgresSource:
 
     def _snapshot(
         self, resume: SnapshotResume | None, *, marks: bool
-    ) -> tuple[Position, Iterator[ChangeEvent | SnapshotChunk]]:
+    ) -> tuple[Position, Iterator[ChangeEvent | SnapshotChunk | SnapshotRows]]:
         server = self.prepare()
         repl = self.connect_replication()
         try:
@@ -579,6 +585,7 @@ class PostgresSource:
             chunk_size=self.config.snapshot.chunk_size,
             publication=self._publication,
         )
+        reader.batches = self._batch_snapshot
         if resume is not None:
             assert isinstance(resume.start, PgPosition)
             start = resume.start
@@ -727,3 +734,13 @@ class PostgresSource:
     @property
     def acknowledged(self) -> PgPosition | None:
         return self._reader.acknowledged if self._reader is not None else None
+
+
+def _events(items: Iterator[ChangeEvent | SnapshotChunk | SnapshotRows]) -> Iterator[ChangeEvent]:
+    """A snapshot's events only: no chunk marks, batches as their events."""
+    for item in items:
+        if type(item) is SnapshotRows:
+            yield from (item.event(i) for i in range(len(item)))
+        elif type(item) is not SnapshotChunk:
+            assert isinstance(item, ChangeEvent)
+            yield item

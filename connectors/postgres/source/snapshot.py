@@ -21,7 +21,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from decimal import Decimal
+from typing import Any, Final
 
 import psycopg
 from psycopg import sql
@@ -29,11 +30,13 @@ from psycopg.types.string import TextLoader
 
 from cdc import __version__
 from cdc.events import ChangeEvent, Op, SourceInfo, TableId
-from cdc.spi import SnapshotChunk, SnapshotResume
+from cdc.spi import SnapshotChunk, SnapshotResume, SnapshotRows, TextForm
+from connectors.postgres import text_values
 from connectors.postgres.position import Lsn, PgPosition
 from connectors.postgres.source import catalog
 from connectors.postgres.source.catalog import PublicationFacts, TableFacts, TableShape
 from connectors.postgres.source.changes import CONNECTOR_NAME
+from connectors.postgres.types import TextConverter
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,26 @@ PROGRESS_LOG_S = 5.0
 # A resumed attempt n numbers its rows from n << ATTEMPT_SHIFT: above every row of the
 # attempts before it (2**40 rows each), below the stream's indexes (1 << 62).
 ATTEMPT_SHIFT = 40
+
+# A chunk of rows as the server's text: shape, text forms, rows, read time (ms).
+_Chunk = tuple[TableShape, list[tuple[TextForm, TextConverter]], list[tuple[Any, ...]], int]
+
+# The text forms (cdc.spi.TextForm) of the type table's converters: what the server's
+# text output of these types is, so the encoder can write its plain spellings itself.
+_FORMS: Final[dict[Any, TextForm]] = {
+    str: TextForm.SAME,
+    int: TextForm.INT,
+    text_values.parse_bool: TextForm.BOOL,
+    Decimal: TextForm.DECIMAL,
+    text_values.parse_date: TextForm.DATE,
+    text_values.parse_timestamp: TextForm.TIMESTAMP,
+    float: TextForm.DOUBLE,
+}
+
+
+def text_forms(shape: TableShape) -> list[tuple[TextForm, TextConverter]]:
+    """Each column's text form and converter (TextForm.CALL: no promise)."""
+    return [(_FORMS.get(t.from_text, TextForm.CALL), t.from_text) for t in shape.types]
 
 
 class SnapshotReader:
@@ -71,6 +94,9 @@ class SnapshotReader:
         self.chunk_size = chunk_size
         self.publication = publication
         self.rows = 0
+        # Yield SnapshotRows for a chunk's rows instead of an event each (the runtime
+        # asked for them: cdc.spi.BatchesSnapshot).
+        self.batches = False
 
     def read(
         self,
@@ -80,7 +106,7 @@ class SnapshotReader:
         *,
         marks: bool = False,
         resume: SnapshotResume | None = None,
-    ) -> Iterator[ChangeEvent | SnapshotChunk]:
+    ) -> Iterator[ChangeEvent | SnapshotChunk | SnapshotRows]:
         """Every row of every table, the last one marked ``last_in_tx``/``snapshot=last``.
 
         ``on_done`` runs once the snapshot transaction is over (or failed):
@@ -107,14 +133,18 @@ class SnapshotReader:
             db_version = self.db_version
             done_tables = set(resume.tables_done) if resume is not None else set()
 
+            def source(at: int, last: bool, read_ms: int) -> SourceInfo:
+                return SourceInfo(CONNECTOR_NAME, name, version, db_version,
+                                  PgPosition(consistent, at, True, last), read_ms, None,
+                                  "last" if last else "true", None)
+
             def make(parts: tuple[TableShape, dict[str, Any] | None, dict[str, Any], int],
                      at: int, last: bool) -> ChangeEvent:
                 shape, key, after, read_ms = parts
-                position = PgPosition(consistent, at, True, last)
-                source = SourceInfo(CONNECTOR_NAME, name, version, db_version, position, read_ms,
-                                    None, "last" if last else "true", None)
-                return ChangeEvent(Op.READ, shape.schema, key, None, after, source, read_ms)
+                return ChangeEvent(Op.READ, shape.schema, key, None, after,
+                                   source(at, last, read_ms), read_ms)
 
+            batches = self.batches
             t0 = time.monotonic()
             for oid, schema, table in self.tables:
                 qualified = f"{schema}.{table}"
@@ -130,20 +160,37 @@ class SnapshotReader:
                 start_after = None
                 if resume is not None and resume.table == qualified:
                     start_after = resume.after
-                for parts in self._table(conn, facts, start_after):
-                    if type(parts) is SnapshotChunk:
+                for part in self._table(conn, facts, start_after):
+                    if type(part) is SnapshotChunk:
                         if marks:
-                            marks_held.append(parts)
+                            marks_held.append(part)
                         continue
-                    assert isinstance(parts, tuple)
+                    assert isinstance(part, tuple)
+                    shape, forms, texts, read_ms = part
+                    n = len(texts)
+                    if not n:
+                        continue
                     if held is not None:
                         # One row behind: only the very last row is marked last.
                         yield make(held, index - 1, False)
                     if marks_held:
                         yield from marks_held
                         marks_held.clear()
-                    held = parts
-                    index += 1
+                    # The chunk's rows but its last, which is held back as above.
+                    build_row, build_key = shape.row, shape.key
+                    if batches and n > 1:
+                        def at(i: int, first: int = index, ms: int = read_ms) -> SourceInfo:
+                            return source(first + i, False, ms)
+                        yield SnapshotRows(shape.schema, at(0), read_ms, at, texts=texts[:-1],
+                                           names=shape.names, forms=forms, convert=build_row,
+                                           key_of=build_key)  # fmt: skip
+                    else:
+                        for i in range(n - 1):
+                            after = build_row(texts[i])
+                            yield make((shape, build_key(after), after, read_ms), index + i, False)
+                    index += n
+                    after = build_row(texts[-1])
+                    held = (shape, build_key(after), after, read_ms)
             if held is not None:
                 yield make(held, index - 1, True)
             yield from marks_held
@@ -162,7 +209,7 @@ class SnapshotReader:
     def _table(
         self, conn: psycopg.Connection[Any], facts: TableFacts,
         start_after: tuple[Any, ...] | None = None,
-    ) -> Iterator[tuple[TableShape, dict[str, Any] | None, dict[str, Any], int] | SnapshotChunk]:
+    ) -> Iterator[_Chunk | SnapshotChunk]:
         columns, row_filter = catalog.published_columns(self.publication, facts.schema, facts.name)
         shape = catalog.shape_from_facts(conn, self.database, facts, columns)
         by_name = {c.name: c for c in facts.columns}
@@ -172,7 +219,7 @@ class SnapshotReader:
         names = shape.names
         key_names = shape.key_names
         key_index = shape.key_index
-        build_row, build_key = shape.row, shape.key
+        forms = text_forms(shape)
         select = sql.SQL(", ").join(sql.Identifier(n) for n in names)
         where = sql.SQL("({})").format(sql.SQL(row_filter)) if row_filter else None
         table_id: TableId = shape.table
@@ -188,10 +235,7 @@ class SnapshotReader:
             log.info("%s: snapshot of %s (about %d rows)", self.source_name, table_id, estimated)
         for rows in self._chunks(conn, facts, select, where, [by_name[k].sql_type for k in key_names],
                                  key_names, key_index, start_after):
-            read_ms = time.time_ns() // 1_000_000
-            for row in rows:
-                after = build_row(row)
-                yield shape, build_key(after), after, read_ms
+            yield shape, forms, rows, time.time_ns() // 1_000_000
             if key_names:
                 tail = rows[-1]
                 yield SnapshotChunk(qualified, tuple(tail[i] for i in key_index))

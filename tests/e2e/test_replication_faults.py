@@ -10,9 +10,14 @@ of the *other* database's types (arbitrary 128-bit uuids, MySQL TIME beyond a
 day, extreme integers, decimals, doubles and dates, case- and
 space-variant text keys, 4-byte UTF-8).
 
-Faults in the middle: kill -9 of each source, kill -9 of both sinks and a
+Faults in the middle: kill -9 of the PostgreSQL source in the middle of its
+initial snapshot (at its first progress line; the restart resumes the snapshot
+while the workload goes on) and of each source while it streams,
+kill -9 of both sinks and a
 start over their existing replica tables, a second (graceful) sink restart, a
-Kafka restart and a kill -9 of the MariaDB replica server. After the workload
+Kafka restart and a kill -9 of the MariaDB replica server. Each process is
+killed only once it works (a source streams, a sink owns partitions): at load 30
+a start takes a minute, and a kill before that tested nothing. After the workload
 stops, each replica must hold exactly its source's rows: this test reads both
 sides with the databases' own drivers and its own value normalisation (not
 ``cdc verify``). A second workload after the faults must then stream in
@@ -385,6 +390,21 @@ class Proc:
                 self.p.kill()
                 self.p.wait(30)
 
+    def since_start(self) -> str:
+        """What the process logged since its latest start."""
+        text = self.log.read_text(errors="replace")
+        return text[text.rfind(f"===== start {self.starts}\n"):]
+
+    def working(self) -> bool:
+        """Past start-up: a source streams, a sink owns partitions. A fault injected
+        before that (Python's start-up alone takes tens of seconds at load 30) would
+        hit a process that has done nothing yet, and test nothing."""
+        text = self.since_start()
+        if self.role == "source":
+            return "streaming from" in text or "resuming stream after" in text
+        return any(not line.rstrip().endswith(": assigned nothing")
+                   for line in text.splitlines() if ": assigned " in line)
+
     def assert_alive(self) -> None:
         """Fails on any exit but one: Kafka unreachable at start (a supervisor restarts it)."""
         assert self.p is not None
@@ -420,6 +440,7 @@ def test_four_directions_exact_under_faults(
     myw.create()
     pgw.seed(300)
     myw.seed(300)
+    pgw.big_transaction()  # 5,000 more rows: a snapshot long enough to be killed in its middle
 
     config = tmp_path / "pipeline.yaml"
     config.write_text(yaml.safe_dump(pipeline_config(
@@ -427,7 +448,8 @@ def test_four_directions_exact_under_faults(
         pg_replica_dsn=pg_replica_dsn, mysql_replica_url=mysql_replica_url,
         pg_source_dsn=pg_source_dsn, pg_tables=[f"{run}_p_*"],
         mysql_source_url=mysql_source_url, mysql_tables=[f"{run}_m_*"],
-        pg_extra={"proto_version": 2, "streaming": True}, log_level="INFO", metrics=False,
+        pg_extra={"proto_version": 2, "streaming": True, "snapshot": {"chunk_size": 500}},
+        log_level="INFO", metrics=False,
     )))
     procs = {n: Proc(role, config, n, tmp_path) for role, n in [
         ("source", f"{run}_pg"), ("source", f"{run}_my"),
@@ -480,6 +502,41 @@ def test_four_directions_exact_under_faults(
 
     t0 = time.monotonic()
 
+    def until_working(*ps: Proc, timeout: float = 600) -> None:
+        """Wait until every one of ``ps`` works (Proc.working), so the next fault hits
+        a process in operation whatever the machine's load."""
+        print(f"[{time.monotonic() - t0:6.1f}s] waiting until working: "
+              f"{', '.join(p.name for p in ps)}", flush=True)
+        deadline = time.monotonic() + timeout
+        while not all(p.working() for p in ps):
+            for p in procs.values():
+                p.assert_alive()
+            assert not errors, errors
+            assert time.monotonic() < deadline, "not working after 600 s: " + ", ".join(
+                p.name for p in ps if not p.working())
+            time.sleep(0.5)
+
+    def kill_mid_snapshot(p: Proc) -> None:
+        """kill -9 ``p`` at its first snapshot progress line (some chunks are in Kafka,
+        and the offsets hold the snapshot's start), and start it again: it resumes
+        the snapshot while the workload goes on."""
+        print(f"[{time.monotonic() - t0:6.1f}s] kill -9 of {p.name} mid-snapshot", flush=True)
+        deadline = time.monotonic() + 900
+        while True:
+            for q in procs.values():
+                q.assert_alive()
+            assert time.monotonic() < deadline, "no snapshot progress in 900 s"
+            text = p.since_start()
+            if "streaming from" in text:
+                # Only on an idle machine: the kill then hits the stream.
+                print("  the snapshot finished before a progress line", flush=True)
+                break
+            if f"initial snapshot of {p.name}: [" in text:
+                break
+            time.sleep(0.1)
+        p.kill9()
+        p.start()
+
     def running(seconds: float) -> None:
         print(f"[{time.monotonic() - t0:6.1f}s] running {seconds}s", flush=True)
         end = time.monotonic() + seconds
@@ -495,25 +552,31 @@ def test_four_directions_exact_under_faults(
         writers = [threading.Thread(target=writer, args=(w,)) for w in (pgw, myw)]
         for w in writers:
             w.start()
+        kill_mid_snapshot(src_pg)
+        until_working(*procs.values())
         running(8)
         pgw.big_transaction()
         myw.big_transaction()
         running(4)
         src_pg.kill9()
         src_pg.start()
+        until_working(src_pg)
         running(4)
         sink_pg.kill9()
         sink_my.kill9()
         sink_pg.start()  # over the replica tables they created
         sink_my.start()
+        until_working(sink_pg, sink_my)
         running(6)
         sink_pg.stop()  # a second restart, graceful this time
         sink_my.stop()
         sink_pg.start()
         sink_my.start()
+        until_working(sink_pg, sink_my)
         running(4)
         src_my.kill9()
         src_my.start()
+        until_working(src_my)
         running(4)
         _stack("restart", "kafka")
         running(6)

@@ -6,7 +6,8 @@ through :meth:`ConflictPlanner.plan` before the batch is reduced and applied:
 1. one query reads (and locks) the version entries of every row the batch
    touches (:meth:`VersionStore.read`);
 2. each record, in consumption order, becomes a :class:`~cdc.sink.conflicts.Write`
-   (version from ``source.ts_ms``, ``source.name`` and the source position;
+   (version from the position's version time, else ``source.ts_ms``;
+   ``source.name`` and the source position;
    before/after-image hashes) and :func:`~cdc.sink.conflicts.decide` says
    whether it applies; records that do not apply keep no mutations (they are
    still consumed and checkpointed), own-topic records apply only to re-apply
@@ -123,8 +124,11 @@ class ConflictPlanner:
             return None
         s = d.source
         pos = d.position
+        # The version time: the source's version clock when it stamps one (master-master
+        # MariaDB sources, in cdc_position), else the commit time.
+        vts = None if pos is None else pos.version_ts_ms
         version = Version(
-            int(s.get("ts_ms") or d.ts_ms or 0),
+            int(vts or s.get("ts_ms") or d.ts_ms or 0),
             str(s.get("name") or ""),
             () if pos is None else pos.sort_key(),
             str(s.get("cdc_position") or "") or encode_position(pos) or "",

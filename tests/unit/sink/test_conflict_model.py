@@ -4,7 +4,8 @@ N nodes, each a database (key -> row image), a sink with its version entries, an
 a source whose writes travel over one FIFO channel per (origin -> node), the
 node's own channel included (its own topic). An app on each node inserts,
 updates and deletes hot keys (its before-image is what its database holds);
-sinks apply what :func:`decide` says. Hypothesis draws the writes and the
+sinks apply what :func:`decide` says (an own write only over the row the sink
+last let stand, as cdc.sink.conflictplan re-applies it). Hypothesis draws the writes and the
 delivery interleavings; with synchronised clocks every node must end with the
 same rows (under last_writer_wins and priority, also with skewed clocks), and
 every key that had two concurrent writes (vector clocks tell) must be in some
@@ -140,11 +141,15 @@ def deliver(w: World, origin: str, target: Node) -> None:
     own = origin == target.name
     if own:
         wr = Write(wr.kind, wr.version, wr.before_hash, wr.image, wr.hash, own=True)
-    out = decide(target.entries.get(msg.key), wr, target.rules, w.now)
+    entry = target.entries.get(msg.key)
+    out = decide(entry, wr, target.rules, w.now)
     target.outcomes.append(out)
     if out.conflicts:
         target.logged.add(msg.key)
-    if out.apply:
+    held = None if entry is None or entry.deleted else entry.image
+    if out.apply and own and (entry is None or target.db.get(msg.key) != held):
+        pass  # the row moved on locally since the sink's last write: not re-applied
+    elif out.apply:
         if wr.image is None:
             target.db.pop(msg.key, None)
         else:

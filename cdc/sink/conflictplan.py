@@ -11,8 +11,8 @@ through :meth:`ConflictPlanner.plan` before the batch is reduced and applied:
    before/after-image hashes) and :func:`~cdc.sink.conflicts.decide` says
    whether it applies; records that do not apply keep no mutations (they are
    still consumed and checkpointed), own-topic records apply only to re-apply
-   a local write that won, and only when its row (read and locked with one
-   query per table and 500 keys) still holds the entry it won over: a row that
+   a local write that won, and only when its row (read with one query per
+   table and 500 keys) still holds the entry it won over: a row that
    moved on holds a later local write, which a re-apply would hide for a while;
 3. the new entries and the conflict records are handed back, and the applier
    writes them in the batch's transaction (:meth:`ConflictPlanner.save`).
@@ -179,7 +179,7 @@ class ConflictPlanner:
             return out, planned
         ids = sorted({it.eid for it in items})  # (sorted: rows lock in one order everywhere)
         entries: dict[str, Entry | None] = dict(self.store.read(session, ids))
-        # What the replica rows of own writes hold now (locked): a re-apply needs it.
+        # What the replica rows of own writes hold now: a re-apply needs it.
         rows = self._rows(session, [it for it in items if it.write.own])
         now_ms = int(self._clock() * 1000)
         now = utc_now()
@@ -217,8 +217,7 @@ class ConflictPlanner:
         return out, planned
 
     def _rows(self, session: SinkSession, items: Sequence[_Item]) -> dict[str, _Row]:
-        """The replica rows of ``items``' keys, read and locked (one query per table and
-        500 keys). A table whose key or columns cannot be compared reliably is left out
+        """The replica rows of ``items``' keys (one query per table and 500 keys). A table whose key or columns cannot be compared reliably is left out
         (its own writes are re-applied as before)."""
         out: dict[str, _Row] = {}
         by_table: dict[str, list[_Item]] = {}
@@ -233,11 +232,16 @@ class ConflictPlanner:
             cols = ", ".join(d.quote(c) for c in plan.columns)
             keys = ", ".join(d.quote(k) for k in plan.key)
             pos = [plan.columns.index(k) for k in plan.key]
+            # Not locked (FOR UPDATE): on MariaDB it takes gap locks on absent keys, held
+            # for the whole batch (docs/MASTER-MASTER.md, "Own writes"). A local write committed
+            # between this read and the batch's commit may be overwritten by the re-apply;
+            # read back later, it finds the row holding the entry and is re-applied itself.
+            one = " AND ".join(f"{d.quote(k)} = %s" for k in plan.key)
             for i in range(0, len(todo), 500):
                 chunk = todo[i : i + 500]
-                one = "(" + ", ".join(["%s"] * len(plan.key)) + ")"
-                sql = (f"SELECT {cols} FROM {d.table_sql(plan.name)} WHERE ({keys}) IN "
-                       f"({', '.join([one] * len(chunk))}) FOR UPDATE")
+                where = (f"{keys} IN ({', '.join(['%s'] * len(chunk))})" if len(plan.key) == 1
+                         else " OR ".join([f"({one})"] * len(chunk)))
+                sql = f"SELECT {cols} FROM {d.table_sql(plan.name)} WHERE {where}"
                 found = {}
                 for r in session.query(sql, [v for it in chunk for v in it.key]):
                     found[tuple(loose_value(r[j]) for j in pos)] = dict(

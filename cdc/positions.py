@@ -37,10 +37,17 @@ class Position:
     stored form, ``{"v": POSITION_FORMAT, "kind": kind, ...}`` with JSON values.
     ``last_in_tx`` marks the last event of a source transaction: only after it
     may a batch end, the source be acknowledged or a stream resume.
+    ``version_ts_ms`` is the write's master-master version time when its source
+    stamps one (a hybrid logical clock; docs/MASTER-MASTER.md), else None: master-
+    master sinks then order the write by ``source.ts_ms``.
     """
 
     kind: ClassVar[str]
     last_in_tx: bool
+
+    @property
+    def version_ts_ms(self) -> int | None:
+        return None
 
     def sort_key(self) -> tuple[Any, ...]:
         raise NotImplementedError

@@ -6,11 +6,14 @@ through :meth:`ConflictPlanner.plan` before the batch is reduced and applied:
 1. one query reads (and locks) the version entries of every row the batch
    touches (:meth:`VersionStore.read`);
 2. each record, in consumption order, becomes a :class:`~cdc.sink.conflicts.Write`
-   (version from ``source.ts_ms``, ``source.name`` and the source position;
+   (version from the position's version time, else ``source.ts_ms``;
+   ``source.name`` and the source position;
    before/after-image hashes) and :func:`~cdc.sink.conflicts.decide` says
    whether it applies; records that do not apply keep no mutations (they are
    still consumed and checkpointed), own-topic records apply only to re-apply
-   a local write that won;
+   a local write that won, and only when its row (read with one query per
+   table and 500 keys) still holds the entry it won over: a row that
+   moved on holds a later local write, which a re-apply would hide for a while;
 3. the new entries and the conflict records are handed back, and the applier
    writes them in the batch's transaction (:meth:`ConflictPlanner.save`).
 
@@ -36,13 +39,16 @@ from cdc.sink.conflicts import Resolution, Rules, Write, WriteKind, decide
 from cdc.sink.reduce import Delete, Mutation, Upsert
 from cdc.sink.schema import TablePlan
 from cdc.sink.versions import (
+    COMPARABLE,
     Entry,
     Version,
     canonical_image,
     entry_id,
     from_canonical,
     image_hash,
+    loose_value,
     row_key_text,
+    same_row,
 )
 from cdc.sink.versionstore import ConflictRecord, VersionStore, utc_now
 from cdc.spi import SinkSession
@@ -86,6 +92,7 @@ class Planned:
     conflicts: list[ConflictRecord] = field(default_factory=list)
     applied: int = 0
     discarded: int = 0
+    moved_on: int = 0  # own writes not re-applied: the row had moved on locally
 
 
 @dataclass(slots=True)
@@ -98,6 +105,16 @@ class _Item:
     key: Any
     plan: TablePlan
     kinds: dict[str, Kind]
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """A replica row as a batch sees it: read (``values``: column -> driver value, None
+    when absent) or as an earlier record of the batch left it (``image``, canonical)."""
+
+    image: str | None
+    values: dict[str, Any] | None = None
+    read: bool = False
 
 
 class ConflictPlanner:
@@ -123,8 +140,11 @@ class ConflictPlanner:
             return None
         s = d.source
         pos = d.position
+        # The version time: the source's version clock when it stamps one (master-master
+        # MariaDB sources, in cdc_position), else the commit time.
+        vts = None if pos is None else pos.version_ts_ms
         version = Version(
-            int(s.get("ts_ms") or d.ts_ms or 0),
+            int(vts or s.get("ts_ms") or d.ts_ms or 0),
             str(s.get("name") or ""),
             () if pos is None else pos.sort_key(),
             str(s.get("cdc_position") or "") or encode_position(pos) or "",
@@ -159,6 +179,8 @@ class ConflictPlanner:
             return out, planned
         ids = sorted({it.eid for it in items})  # (sorted: rows lock in one order everywhere)
         entries: dict[str, Entry | None] = dict(self.store.read(session, ids))
+        # What the replica rows of own writes hold now: a re-apply needs it.
+        rows = self._rows(session, [it for it in items if it.write.own])
         now_ms = int(self._clock() * 1000)
         now = utc_now()
         o = self.options
@@ -169,12 +191,21 @@ class ConflictPlanner:
             entry = entries.get(it.eid)
             w = it.write
             outcome = decide(entry, w, rules, now_ms)
-            if outcome.apply:
+            if outcome.apply and w.own and self._moved_on(it, entry, rows):
+                # The row no longer holds what the sink last let stand: a later local
+                # write is there (and on its way through the own topic); re-applying this
+                # one would show an earlier value. Only the entry moves on.
+                planned.moved_on += 1
+                out[it.index] = ()
+            elif outcome.apply:
                 planned.applied += 1
                 # (an own write that wins is re-applied: its mutations are its after-image)
+                rows[it.eid] = _Row(w.image)
             else:
                 planned.discarded += 1
                 out[it.index] = () if not outcome.restore else self._restore(it, entry)
+                if outcome.restore and out[it.index] and entry is not None:
+                    rows[it.eid] = _Row(entry.image)
             if outcome.entry is not None:
                 entries[it.eid] = outcome.entry
                 planned.entries[it.eid] = (it.table, it.key_text, outcome.entry)
@@ -184,6 +215,57 @@ class ConflictPlanner:
                     entry, w.version, w.image, now,
                 ))
         return out, planned
+
+    def _rows(self, session: SinkSession, items: Sequence[_Item]) -> dict[str, _Row]:
+        """The replica rows of ``items``' keys (one query per table and 500 keys). A table whose key or columns cannot be compared reliably is left out
+        (its own writes are re-applied as before)."""
+        out: dict[str, _Row] = {}
+        by_table: dict[str, list[_Item]] = {}
+        for it in items:
+            by_table.setdefault(it.table, []).append(it)
+        d = session.dialect
+        for group in by_table.values():
+            plan, kinds = group[0].plan, group[0].kinds
+            if not plan.key or any(kinds.get(k) not in COMPARABLE for k in plan.key):
+                continue
+            todo = sorted({it.eid: it for it in group}.values(), key=lambda it: it.eid)
+            cols = ", ".join(d.quote(c) for c in plan.columns)
+            keys = ", ".join(d.quote(k) for k in plan.key)
+            pos = [plan.columns.index(k) for k in plan.key]
+            # Not locked (FOR UPDATE): on MariaDB it takes gap locks on absent keys, held
+            # for the whole batch (docs/MASTER-MASTER.md, "Own writes"). A local write committed
+            # between this read and the batch's commit may be overwritten by the re-apply;
+            # read back later, it finds the row holding the entry and is re-applied itself.
+            one = " AND ".join(f"{d.quote(k)} = %s" for k in plan.key)
+            for i in range(0, len(todo), 500):
+                chunk = todo[i : i + 500]
+                where = (f"{keys} IN ({', '.join(['%s'] * len(chunk))})" if len(plan.key) == 1
+                         else " OR ".join([f"({one})"] * len(chunk)))
+                sql = f"SELECT {cols} FROM {d.table_sql(plan.name)} WHERE {where}"
+                found = {}
+                for r in session.query(sql, [v for it in chunk for v in it.key]):
+                    found[tuple(loose_value(r[j]) for j in pos)] = dict(
+                        zip(plan.columns, r, strict=True))
+                for it in chunk:
+                    got = found.get(tuple(loose_value(v) for v in it.key))
+                    out[it.eid] = _Row(None, got, True)
+        return out
+
+    @staticmethod
+    def _moved_on(it: _Item, entry: Entry | None, rows: dict[str, _Row]) -> bool:
+        """Whether the row of own write ``it`` no longer holds ``entry``'s image (nor, if
+        the batch wrote it, what the batch wrote): then a later local write is there."""
+        row = rows.get(it.eid)
+        if row is None:
+            return False  # not known: re-apply (the safe side)
+        if entry is None:
+            return True  # the sink never wrote this row: it holds local writes only
+        want = None if entry.deleted else entry.image
+        if row.read:  # as read from the replica
+            if row.values is None or want is None:
+                return (row.values is None) != (want is None)
+            return not same_row(want, row.values, it.kinds)
+        return row.image != want  # as the batch left it (canonical images)
 
     def _restore(self, it: _Item, entry: Entry | None) -> Sequence[Mutation]:
         """The mutations writing ``entry``'s row back over a local write that lost."""

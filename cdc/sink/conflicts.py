@@ -29,7 +29,8 @@ writes learnt from its own topic -- :func:`decide` compares it with the row's
   future is logged as ``clock_skew``; with ``reject`` it is not applied.
 
 An own write that wins is re-applied (a remote write may have overwritten it
-in the replica meanwhile); when one loses, the entry's image (or its delete) is
+in the replica meanwhile; the planner does it only when the row still holds
+the entry, :mod:`cdc.sink.conflictplan`); when one loses, the entry's image (or its delete) is
 written back, since the replica may still hold the losing local write. Every node applies
 the same total order to the same writes, so under last_writer_wins and
 priority each row ends as the write that comes last in that order, whatever

@@ -149,3 +149,57 @@ def from_canonical(image: str, kinds: Mapping[str, Kind]) -> dict[str, Any] | No
     except (KeyError, ValueError, TypeError, ArithmeticError):
         return None
     return row if canonical_image(row) == image else None
+
+
+#: kinds whose values read back from a replica compare reliably with a canonical image
+#: (:func:`loose_value`); other columns are left out of :func:`same_row`
+COMPARABLE: Final = frozenset((
+    Kind.BOOLEAN, Kind.INT16, Kind.INT32, Kind.INT64, Kind.UINT64, Kind.FLOAT32, Kind.FLOAT64,
+    Kind.DECIMAL, Kind.STRING, Kind.ENUM, Kind.DATE, Kind.TIMESTAMP, Kind.TIMESTAMPTZ, Kind.BYTES,
+))
+
+
+def loose_value(v: Any) -> str | None:
+    """A value (canonical, or as a replica driver returns it) as text that is equal for
+    equal data whichever side it comes from: booleans as 0/1, numbers without trailing
+    zeros, floats to 6 significant digits (a 4-byte float and its text differ beyond),
+    timestamps as naive UTC. Coarse on purpose: two values it calls equal may differ
+    (then :func:`same_row` says "same", the safe answer for its caller)."""
+    if v is None:
+        return None
+    if type(v) not in _PLAIN:
+        v = _canon(v)
+    if isinstance(v, bool):
+        return str(int(v))
+    if isinstance(v, float):
+        return format(v, ".6g")
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, str):
+        if v[:1].isdigit() or v[:1] in "-+.":
+            try:
+                d = Decimal(v)
+            except ArithmeticError:
+                d = None
+            if d is not None and d.is_finite():
+                return format(d.normalize(), "f")
+            try:
+                t = dt.datetime.fromisoformat(v)
+            except ValueError:
+                return v
+            if t.tzinfo is not None:
+                t = t.astimezone(dt.UTC).replace(tzinfo=None)
+            return t.isoformat()
+        return v
+    return str(v)
+
+
+def same_row(image: str, row: Mapping[str, Any], kinds: Mapping[str, Kind]) -> bool:
+    """Whether replica ``row`` (column -> driver value) holds canonical ``image``, on the
+    columns of a :data:`COMPARABLE` kind that both have. Errs towards True."""
+    stored = json.loads(image)
+    for name, v in row.items():
+        if (name in stored and kinds.get(name) in COMPARABLE
+                and loose_value(v) != loose_value(stored[name])):
+            return False
+    return True

@@ -130,6 +130,12 @@ class MySqlPosition(Position):
     ``index`` orders row changes inside it. ``gtid_set`` is the executed set
     *including* this transaction when ``last_in_tx`` (else before it), used to
     resume by GTID. Ordering uses file/pos/index, which is exact for one server.
+
+    ``vts`` (0: none) is the master-master version time in ms of the event's
+    transaction (a hybrid logical clock, see the reader's module docstring); on a
+    position between transactions, the least version time the next local
+    transaction may take. It is carried in ``cdc_position`` so sinks order writes
+    by it (:attr:`version_ts_ms`) and a restarted reader resumes its clock.
     """
 
     kind: ClassVar[str] = "mysql"
@@ -141,13 +147,19 @@ class MySqlPosition(Position):
     server_id: int = field(default=0, compare=False)
     snapshot: bool = False
     last_in_tx: bool = field(default=True, compare=False)
+    vts: int = field(default=0, compare=False)
+
+    @property
+    def version_ts_ms(self) -> int | None:
+        """The write's master-master version time (None: order by ``source.ts_ms``)."""
+        return self.vts or None
 
     def sort_key(self) -> tuple[int, int, int]:
         idx = self.index if self.snapshot else (1 << 62) + self.index
         return (self.file.sequence, self.pos, idx)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "v": POSITION_FORMAT,
             "kind": self.kind,
             "file": self.file.name,
@@ -157,8 +169,11 @@ class MySqlPosition(Position):
             "gtid": self.gtid,
             "server_id": self.server_id,
             "snapshot": self.snapshot,
-            "last_in_tx": self.last_in_tx,
         }
+        if self.vts:  # (only master-master sources stamp it: other texts stay as they were)
+            d["vts"] = self.vts
+        d["last_in_tx"] = self.last_in_tx  # (last: the source writer splices it per event)
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> MySqlPosition:
@@ -171,6 +186,7 @@ class MySqlPosition(Position):
             server_id=int(d.get("server_id", 0)),
             snapshot=bool(d.get("snapshot", False)),
             last_in_tx=bool(d.get("last_in_tx", True)),
+            vts=int(d.get("vts") or 0),
         )
 
     def __hash__(self) -> int:

@@ -65,7 +65,8 @@ class MySqlSourceWriter:
             raise SerializationError(f"a {src.connector} source event has a {pos.kind} position")
         assert isinstance(pos, MySqlPosition)
         key = (src.ts_ms, pos.file.name, pos.pos, pos.server_id, pos.gtid, src.tx_id,
-               src.snapshot, src.name, src.version, src.connector, src.origin, src.db_version)  # fmt: skip
+               src.snapshot, src.name, src.version, src.connector, src.origin, src.db_version,
+               pos.vts)  # fmt: skip
         if key != self._tx_key:
             self._new_transaction(src, pos, key)
             self._gtid_set = None  # file/pos/GTID may have changed: split the JSON again

@@ -985,7 +985,7 @@ changes(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
  * (cdc._cslots.Maker) of MySqlPosition, SourceInfo, ChangeEvent, TransactionInfo. Called as
  *   builder(op, schema, key, before, after, index, order, last, tx)
  * with tx = (file, pos, gtid_before, gtid_after, gtid, server_id, connector, name,
- *            version, db_version, ts_ms, tx_id, unchanged)
+ *            version, db_version, ts_ms, tx_id, unchanged, vts)
  * it returns (event, position), the fields set exactly as binlog.BinlogReader._event
  * sets them (ts_ms: now, in epoch milliseconds). */
 typedef struct {
@@ -997,7 +997,7 @@ typedef struct {
 } EventBuilder;
 
 enum { TX_FILE, TX_POS, TX_GTID_BEFORE, TX_GTID_AFTER, TX_GTID, TX_SERVER_ID, TX_CONNECTOR,
-       TX_NAME, TX_VERSION, TX_DB_VERSION, TX_TS_MS, TX_ID, TX_UNCHANGED, TX_FIELDS };
+       TX_NAME, TX_VERSION, TX_DB_VERSION, TX_TS_MS, TX_ID, TX_UNCHANGED, TX_VTS, TX_FIELDS };
 
 
 static PyObject *
@@ -1016,7 +1016,7 @@ EventBuilder_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf
         return NULL;
     }
     if (!PyTuple_Check(tx) || PyTuple_GET_SIZE(tx) != TX_FIELDS) {
-        PyErr_SetString(PyExc_TypeError, "tx must be the 13-tuple of transaction facts");
+        PyErr_SetString(PyExc_TypeError, "tx must be the 14-tuple of transaction facts");
         return NULL;
     }
     int last = PyObject_IsTrue(args[7]);
@@ -1024,10 +1024,10 @@ EventBuilder_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf
     PyObject *index = args[5];
     PyObject *last_obj = last ? Py_True : Py_False;
 #define TX(i) PyTuple_GET_ITEM(tx, (i))
-    PyObject *pargs[8] = {TX(TX_FILE), TX(TX_POS), index,
+    PyObject *pargs[9] = {TX(TX_FILE), TX(TX_POS), index,
                           last ? TX(TX_GTID_AFTER) : TX(TX_GTID_BEFORE), TX(TX_GTID),
-                          TX(TX_SERVER_ID), Py_False, last_obj};
-    PyObject *position = PyObject_Vectorcall(self->makers[0], pargs, 8, NULL);
+                          TX(TX_SERVER_ID), Py_False, last_obj, TX(TX_VTS)};
+    PyObject *position = PyObject_Vectorcall(self->makers[0], pargs, 9, NULL);
     if (position == NULL) return NULL;
     PyObject *sargs[9] = {TX(TX_CONNECTOR), TX(TX_NAME), TX(TX_VERSION), TX(TX_DB_VERSION),
                           position, TX(TX_TS_MS), TX(TX_GTID), self->false_str, Py_None};

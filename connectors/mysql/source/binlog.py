@@ -25,6 +25,20 @@ restarts it.
   and every row of a transaction carries the same value. Binlog headers hold
   whole seconds, so ts_ms is a multiple of 1000. Without GTIDs the ``BEGIN``
   event's time is used (the first statement's time).
+* **Version clock** (``skip_replicated_changes``, i.e. master-master). Binlog
+  times are whole seconds, so a local write made 0.3 s after a remote write it
+  read would sort before it (docs/MASTER-MASTER.md, "Versions"). The reader
+  therefore stamps each local transaction with a version time ``vts =
+  max(commit ms, floor)`` (carried in the position, ``cdc_position.vts``,
+  which master-master sinks order by; ``source.ts_ms`` stays the commit time)
+  and then ``floor = vts``. The floor also moves past every version a cdc sink
+  applied: a flagged transaction is still dropped, but the rows it wrote to a
+  table with the row-version columns (``cdc_row_versions``, any name) raise
+  the floor to their ``ts_ms + 1`` (other nodes' versions only). The sink
+  writes them in its apply transaction, so they are in the binlog before any
+  local write that read the applied row. Positions between transactions carry
+  the floor, so a restart resumes the clock exactly (a transaction re-read
+  from its start keeps the version time its position holds).
 * **Resume.** A stored position ``last_in_tx=True`` means "after that
   transaction", ``last_in_tx=False`` "after row ``index`` of it", and
   ``snapshot=True`` "at file/pos, skip nothing" (the snapshot's consistent
@@ -133,6 +147,9 @@ __all__ = ["BinlogMetrics", "BinlogReader", "TableFilter"]
 TableFilter = Callable[[str, str], bool]
 
 _ROW_EVENTS: Final = (WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent)
+#: the columns that mark a cdc sink's row-version table (cdc.sink.versionstore)
+_VERSION_COLUMNS: Final = frozenset(("entry_id", "table_name", "row_key", "ts_ms", "node",
+                                     "position", "row_hash"))
 
 
 _native: Any = native.load("connectors.mysql.source._crowimage")
@@ -211,6 +228,12 @@ class BinlogReader:
         self.fast_decode = fast_decode
         # skip_replicated_changes: drop transactions a cdc sink wrote (skip_replication flag)
         self.skip_replicated = skip_replicated
+        # Master-master version clock (module docstring, "Version clock"): on with
+        # skip_replicated. _vfloor = the least version time the next local transaction
+        # may take (max version time the node's sink applied, plus 1).
+        self._vfloor = 0
+        # id() -> the resolved row-version tables of this stream (held, so ids stay unique)
+        self._vtables: dict[int, ResolvedTable] = {}
         self.metrics = BinlogMetrics()
         self.server: ServerInfo | None = None
         self._closed = threading.Event()
@@ -324,6 +347,8 @@ class BinlogReader:
                 self.server.server_id,
             )
         self._boundary = self._resume = start
+        if self.skip_replicated:
+            self._vfloor = max(self._vfloor, start.vts)
         self._file = start.file
         self._gtid_set = start.gtid_set
         self._skip = None if start.snapshot else start
@@ -531,7 +556,12 @@ class BinlogReader:
                     images = None
                     start = packet.log_pos - packet.event_size
             if cls in _ROW_EVENTS:
-                if table is None or tx is None:
+                if self._vtables and table is not None and id(table) in self._vtables:
+                    if tx is not None and tx.skip_through == NEVER and tx.vts == 0:
+                        if images is None:
+                            images = self._images(table, cls, ev)
+                        self._versions_applied(cls, images)
+                elif table is None or tx is None:
                     if table is not None:
                         raise SchemaError(
                             f"row event outside a transaction at {self._file}:{start}"
@@ -592,9 +622,8 @@ class BinlogReader:
                     gtid = ev.gtid
                     after_set = with_mysql_gtid(self._gtid_set, gtid)
                     is_open = False  # MySQL: a BEGIN query follows for DML
-                tx = self._begin(start, gtid, after_set, ts, is_open)
-                if marks & LOG_EVENT_SKIP_REPLICATION_F and self.skip_replicated:
-                    self._drop(tx)
+                tx = self._begin(start, gtid, after_set, ts, is_open,
+                                 bool(marks & LOG_EVENT_SKIP_REPLICATION_F))
             elif cls is XidEvent:
                 if tx is not None:
                     yield from self._commit(tx, held)
@@ -605,9 +634,8 @@ class BinlogReader:
                 if kind == "begin":
                     if tx is None:  # no GTID event: BEGIN opens the transaction
                         start = packet.log_pos - packet.event_size
-                        tx = self._begin(start, None, self._gtid_set, ev.timestamp, True)
-                        if packet.flags & LOG_EVENT_SKIP_REPLICATION_F and self.skip_replicated:
-                            self._drop(tx)
+                        tx = self._begin(start, None, self._gtid_set, ev.timestamp, True,
+                                         bool(packet.flags & LOG_EVENT_SKIP_REPLICATION_F))
                     tx.open = True
                 elif kind == "commit":
                     if tx is not None:
@@ -634,6 +662,7 @@ class BinlogReader:
                 if ev.timestamp:  # a real rotation (or restart): table ids may be reused
                     tables.clear()
                     mapped.clear()
+                    self._vtables.clear()
             elif cls is HeartbeatLogEvent:
                 assert ev is not None
                 metrics.heartbeats += 1
@@ -649,8 +678,31 @@ class BinlogReader:
                 self._last_yield = time.monotonic()
                 yield Heartbeat(self._boundary)
 
-    def _begin(self, start: int, gtid: str | None, after: GtidSet, ts: int, is_open: bool) -> BinlogTransaction:
+    def _begin(
+        self, start: int, gtid: str | None, after: GtidSet, ts: int, is_open: bool,
+        flagged: bool = False,
+    ) -> BinlogTransaction:
         tx = BinlogTransaction(self._file, start, gtid, self._gtid_set, after, ts * 1000, is_open)
+        skip = self._skip
+        if skip is not None:
+            self._skip = None
+            same = (
+                (skip.gtid == gtid)
+                if (skip.gtid and gtid)
+                else (skip.file == tx.file and skip.pos == start)
+            )
+            if same:
+                tx.skip_through = NEVER if skip.last_in_tx else skip.index
+                if skip.vts and not flagged:
+                    # Re-read from its start: the version time it had (stored in the position)
+                    tx.vts = skip.vts
+        if flagged and self.skip_replicated:
+            self._drop(tx)
+        elif self.skip_replicated and not tx.vts:
+            # Version clock: after every version the node's sink applied (read from the
+            # flagged transactions before this one), and never before its commit second.
+            tx.vts = max(tx.ts_ms, self._vfloor)
+            self._vfloor = tx.vts
         tx.facts = (
             tx.file,
             start,
@@ -665,19 +717,28 @@ class BinlogReader:
             tx.ts_ms,
             tx.tx_id,
             _NOTHING_UNCHANGED,
+            tx.vts,
         )
-        skip = self._skip
-        if skip is not None:
-            self._skip = None
-            same = (
-                (skip.gtid == gtid)
-                if (skip.gtid and gtid)
-                else (skip.file == tx.file and skip.pos == start)
-            )
-            if same:
-                tx.skip_through = NEVER if skip.last_in_tx else skip.index
         self.metrics.transactions += 1
         return tx
+
+    def _versions_applied(self, cls: type, images: list[Any]) -> None:
+        """Row-version rows a cdc sink wrote in a flagged transaction: the version clock
+        moves past the newest version time among them (after-images; not deletes)."""
+        if cls is DeleteRowsEvent:
+            return
+        pairs = cls is UpdateRowsEvent
+        top = self._vfloor - 1
+        me = self.source_name
+        for img in images:
+            after = img[1] if pairs else img
+            ts = after.get("ts_ms")
+            # (the node's own versions, read back by its sink, are left out: they are
+            # ordered by position already, and counting them would run the clock ahead
+            # one ms per local write)
+            if isinstance(ts, int) and ts > top and after.get("node") != me:
+                top = ts
+        self._vfloor = top + 1
 
     def _drop(self, tx: BinlogTransaction) -> None:
         """Leave out every row of ``tx`` (written by a cdc sink: skip_replicated_changes).
@@ -702,6 +763,7 @@ class BinlogReader:
                 gtid=tx.gtid,
                 server_id=self.server.server_id if self.server else 0,
                 last_in_tx=True,
+                vts=self._vfloor if self.skip_replicated else 0,
             )
 
     def _event(self, tx: BinlogTransaction, h: HeldBackChange, last: bool) -> ChangeEvent:
@@ -724,6 +786,7 @@ class BinlogReader:
             self._server_id,
             False,  # snapshot
             last,
+            tx.vts,
         )
         source = _new_source(
             "mysql",
@@ -773,7 +836,7 @@ class BinlogReader:
     def _table_map(self, ev: Any) -> ResolvedTable | None:
         database, table = ev.schema, ev.table
         if not self._captured(database, table):
-            return None
+            return self._version_table(ev) if self.skip_replicated else None
         mask = ev.null_bitmask
         cols = [
             BinlogColumn.from_replication(c, bool(mask[i >> 3] & (1 << (i & 7))))
@@ -788,6 +851,25 @@ class BinlogReader:
         key = primary_key_names(names, ev.optional_metadata)
         assert self._resolver is not None
         return self._resolver.resolve(database, table, cols, key)
+
+    def _version_table(self, ev: Any) -> ResolvedTable | None:
+        """A table not captured that has a cdc sink's row-version columns (any name, so
+        a sink's ``conflicts.versions_table`` need not be configured here): resolved, so
+        that flagged transactions' rows of it move the version clock; else None."""
+        names = {getattr(c, "name", None) for c in ev.columns}
+        if not names >= _VERSION_COLUMNS:
+            return None
+        mask = ev.null_bitmask
+        cols = [
+            BinlogColumn.from_replication(c, bool(mask[i >> 3] & (1 << (i & 7))))
+            for i, c in enumerate(ev.columns)
+        ]
+        assert self._resolver is not None
+        resolved = self._resolver.resolve(ev.schema, ev.table, cols,
+                                          primary_key_names([c.name for c in cols],
+                                                            ev.optional_metadata))
+        self._vtables[id(resolved)] = resolved
+        return resolved
 
     def _statement(self, ev: Any, tx: BinlogTransaction) -> TableSchema | None:
         """A query that is not transaction control: DDL, TRUNCATE, statement-logged DML.

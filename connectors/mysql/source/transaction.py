@@ -109,6 +109,7 @@ class BinlogTransaction:
     skip_through: int = -1  # rows up to this index were emitted before a restart
     per_table: dict[str, int] = field(default_factory=dict)
     tx_id: str = ""  # the GTID, else file:pos of the transaction's start
+    vts: int = 0  # master-master version time (0: none; a flagged transaction has none)
     # what every event of the transaction shares (the reader's _begin, for _event)
     facts: tuple[Any, ...] = ()
 

@@ -147,7 +147,9 @@ def test_each_conflict_type_is_detected_resolved_and_logged(
     worker = ThreadWorker(config, s.sink)
     try:
         _wait_applied(session, s, kafka_bootstrap, s.own_topic, worker)
-        assert set(read_rows(session, s.table)) == {1, 2, 4, 6}
+        # The sink learnt the versions and re-applied nothing (the app holds its rows)...
+        assert read_rows(session, s.table) == {}
+        _app_write(session, s, [_row(k, 1, a) for k in (1, 2, 4, 6)])  # ...which it wrote
         assert _conflict_rows(session, s) == []
         # Node b's writes, each made before node a's changes reached it.
         remote = [
@@ -211,6 +213,70 @@ def test_each_conflict_type_is_detected_resolved_and_logged(
         session.close()
 
 
+def _app_write(session: SinkSession, scene: Scene, rows: list[dict[str, Any]]) -> None:
+    """What the app on node a writes to its table (upsert by id)."""
+    t = session.dialect.table_sql(TableName(None, scene.table))
+    session.begin()
+    for r in rows:
+        session.execute(f"DELETE FROM {t} WHERE id = %s", [r["id"]])
+        session.execute(f"INSERT INTO {t} (id, v, label, big) VALUES (%s, %s, %s, %s)",
+                        [r["id"], r["v"], r["label"], r["big"]])
+    session.commit()
+
+
+def test_own_writes_are_reapplied_only_over_the_row_the_sink_left(
+        kafka_bootstrap: str, schema_registry_url: str, replica: tuple[str, str],
+        serde: AvroSerde, unique_name: str, tmp_path: Path) -> None:
+    """A burst of local writes read back late must not show an earlier one again (a
+    read-modify-write there would lose an update); an own write that wins over a remote
+    write the sink applied meanwhile is still put back."""
+    kind, dsn = replica
+    s = Scene(unique_name, kind, dsn)
+    session = s.session()
+    s.cleanup(session)
+    for t in (s.own_topic, s.remote_topic):
+        ensure_topic(kafka_bootstrap, t, 1)
+    t0 = int(time.time() * 1000) - 60_000
+    a, b = s.node_a, s.node_b
+    config = write_config(tmp_path / "c.yaml", kafka_bootstrap, schema_registry_url, [s.entry()])
+    worker = ThreadWorker(config, s.sink)
+    try:
+        # The table exists on node a (the sink creates it from a first own write).
+        produce(kafka_bootstrap, serde, [_at(s.own.event(Op.CREATE, after=_row(9, 1, a)), t0)], 1)
+        _wait_applied(session, s, kafka_bootstrap, s.own_topic, worker)
+        # Key 1: the app inserts it and updates it twice in quick succession (v 1, 2, 3);
+        # the sink has read back only the first two. Key 2: the app inserted it; b's
+        # update of it arrived and was applied; the app's update of it (made before b's
+        # arrived, and later) comes back after.
+        _app_write(session, s, [_row(1, 3, a), _row(2, 1, a)])
+        produce(kafka_bootstrap, serde, [
+            _at(s.own.event(Op.CREATE, after=_row(1, 1, a)), t0 + 10),
+            _at(s.own.event(Op.UPDATE, before=_row(1, 1, a), after=_row(1, 2, a)), t0 + 11),
+            _at(s.own.event(Op.CREATE, after=_row(2, 1, a)), t0 + 12),
+        ], 1)
+        _wait_applied(session, s, kafka_bootstrap, s.own_topic, worker)
+        assert read_rows(session, s.table)[1] == _row(1, 3, a)  # not v 2 again
+        assert _versions(session, s)[1] == (a, t0 + 11, False)
+        produce(kafka_bootstrap, serde, [_at(s.remote.event(
+            Op.UPDATE, before=_row(2, 1, a), after=_row(2, 9, b)), t0 + 20)], 1)
+        _wait_applied(session, s, kafka_bootstrap, s.remote_topic, worker)
+        assert read_rows(session, s.table)[2] == _row(2, 9, b)
+        produce(kafka_bootstrap, serde, [
+            _at(s.own.event(Op.UPDATE, before=_row(1, 2, a), after=_row(1, 3, a)), t0 + 30),
+            _at(s.own.event(Op.UPDATE, before=_row(2, 1, a), after=_row(2, 2, a)), t0 + 31),
+        ], 1)
+        _wait_applied(session, s, kafka_bootstrap, s.own_topic, worker)
+        rows = read_rows(session, s.table)
+        assert rows[1] == _row(1, 3, a)
+        assert rows[2] == _row(2, 2, a)  # won (later) over b's, put back over it
+        assert [r[:3] for r in _conflict_rows(session, s)] == [
+            (2, "update_origin_differs", "reapply_local")]
+    finally:
+        worker.close()
+        s.cleanup(session)
+        session.close()
+
+
 def _spawn(config: Path, name: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "tests.integration.sink.run_worker", str(config), name],
@@ -235,6 +301,13 @@ def test_kill9_mid_batch_loses_nothing_and_logs_nothing_twice(
     # Every key conflicts: b inserted it too; odd keys later (b wins), even keys earlier.
     remote = [_at(s.remote.event(Op.CREATE, after=_row(k, 2, b)), t0 + (5 if k % 2 else -5))
               for k in range(n)]
+    # Node a's app made its writes (the sink re-applies an own write only over its own)
+    t = session.dialect.table_sql(TableName(None, s.table))
+    session.begin()
+    session.execute(f"CREATE TABLE {t} (id bigint PRIMARY KEY, v bigint, "
+                    "label varchar(40), big text)")
+    session.commit()
+    _app_write(session, s, [_row(k, 1, a) for k in range(n)])
     produce(kafka_bootstrap, serde, own, 1)
     produce(kafka_bootstrap, serde, remote, 1)
     config = write_config(tmp_path / "c.yaml", kafka_bootstrap, schema_registry_url, [

@@ -414,12 +414,16 @@ def test_native_changes_errors() -> None:
         native.changes(0, (), ({"a": 1},), ops)
 
 
+@pytest.mark.parametrize("clock", [False, True])
 @pytest.mark.parametrize("last", [False, True])
-def test_event_builder_equals_the_python_event(last: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_event_builder_equals_the_python_event(
+    last: bool, clock: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import time
 
     assert binlog._build_event is not None
-    reader = binlog.BinlogReader({"host": "x"}, server_id=9, source_name="src")
+    reader = binlog.BinlogReader({"host": "x"}, server_id=9, source_name="src",
+                                 skip_replicated=clock)
     reader._server_id, reader._db_version = 1, "10.11.19-MariaDB"
     reader._file = BinlogFile("mysql-bin.000007")
     reader._gtid_set = GtidSet.parse("0-1-41")
@@ -444,3 +448,5 @@ def test_event_builder_equals_the_python_event(last: bool, monkeypatch: pytest.M
     assert native_event.position.last_in_tx is last
     assert str(native_event.position.gtid_set) == ("0-1-42" if last else "0-1-41")
     assert type(native_event.source.position) is MySqlPosition
+    # the master-master version clock (skip_replicated) stamps the version time
+    assert native_event.position.vts == (1_700_000_000_000 if clock else 0)

@@ -69,3 +69,28 @@ def test_any_ack_order_yields_the_contiguous_boundary(tx_sizes: list[int], rnd: 
                 expected = tokens[j][1]
         assert t.durable == expected
     assert t.durable == tokens[-1][1]
+
+
+def test_a_batch_token_holds_the_durable_position_until_every_record_is_acked() -> None:
+    t = AckTracker()
+    batch = t.register_many(3)
+    t.mark(_pos(1, 0, True))  # a chunk mark after the batch
+    assert t.in_flight == 3
+    batch(None, None)
+    batch(None, None)
+    assert t.durable is None and t.in_flight == 1
+    batch(None, None)
+    assert t.durable == _pos(1, 0, True) and t.in_flight == 0
+    with pytest.raises(KeyError):
+        batch(None, None)  # more deliveries than records
+
+
+def test_a_failed_record_of_a_batch_is_reported_and_holds_the_position() -> None:
+    t = AckTracker()
+    failures: list[object] = []
+    t.on_failure = lambda err, msg: failures.append(err)
+    batch = t.register_many(2)
+    t.mark(_pos(1, 0, True))
+    batch(None, None)
+    batch("broker said no", None)
+    assert failures == ["broker said no"] and t.durable is None

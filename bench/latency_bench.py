@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench" / "compare"))
 
-from compare import WORK, Bench, _cpu  # noqa: E402
+from compare import WORK, Bench, _cpu, write_paced  # noqa: E402
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition  # noqa: E402
 from pipelines import TABLE_DDL, Cdc  # noqa: E402
 
@@ -175,19 +175,8 @@ def run_rate(bench: Bench, rate: int, secs: float, overrides: list[tuple[str, An
         base = 1
 
         def writer() -> None:
-            conn = psycopg.connect(eps.pg_source_dsn, autocommit=True)
-            t0 = time.perf_counter()
-            n = base
-            while not stop.is_set() and time.perf_counter() - t0 < secs:
-                due = int((time.perf_counter() - t0) * rate)
-                if due - written[0] >= 10:
-                    k = (due - written[0]) // 10 * 10
-                    conn.execute(f"CALL {table}_ins(%s, %s, 10)", [n, n + k - 1])
-                    n += k
-                    written[0] += k
-                else:
-                    time.sleep(0.001)
-            conn.close()
+            write_paced(psycopg.connect(eps.pg_source_dsn, autocommit=True), table, base, rate,
+                        secs, stop, written)
 
         created: dict[int, float] = {}
         replica: dict[int, float] = {}
@@ -258,7 +247,7 @@ def main() -> int:
     args = ap.parse_args()
     overrides = [(k, yaml.safe_load(v)) for k, v in (s.split("=", 1) for s in args.sets)]
     args.out.mkdir(parents=True, exist_ok=True)
-    bench = Bench(argparse.Namespace())
+    bench = Bench(argparse.Namespace(db="postgres"))
     results = []
     for _ in range(args.repeat):
         for rate in args.rates:

@@ -192,6 +192,24 @@ class Watch:
 
 # ------------------------------------------------------------------ phases
 
+def write_paced(conn: Any, table: str, base: int, rate: int, secs: float,
+                stop: threading.Event, written: list[int]) -> None:
+    """Insert ids from ``base`` at ``rate`` rows/s for ``secs`` in 10-row transactions
+    (the table's ``_ins`` procedure), counting into ``written[0]``; closes ``conn``."""
+    t0 = time.perf_counter()
+    n = base
+    while not stop.is_set() and time.perf_counter() - t0 < secs:
+        due = int((time.perf_counter() - t0) * rate)
+        if due - written[0] >= 10:
+            k = (due - written[0]) // 10 * 10
+            conn.execute(f"CALL {table}_ins(%s, %s, 10)", [n, n + k - 1])
+            n += k
+            written[0] += k
+        else:
+            time.sleep(0.001)
+    conn.close()
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -360,19 +378,7 @@ class Bench:
         written = [0]
 
         def writer() -> None:
-            conn = self.connect_source()
-            t0 = time.perf_counter()
-            n = base
-            while not stop.is_set() and time.perf_counter() - t0 < secs:
-                due = int((time.perf_counter() - t0) * rate)
-                if due - written[0] >= 10:
-                    k = (due - written[0]) // 10 * 10
-                    conn.execute(f"CALL {table}_ins(%s, %s, 10)", [n, n + k - 1])
-                    n += k
-                    written[0] += k
-                else:
-                    time.sleep(0.001)
-            conn.close()
+            write_paced(self.connect_source(), table, base, rate, secs, stop, written)
 
         seen: dict[int, float] = {}
         lat: list[float] = []

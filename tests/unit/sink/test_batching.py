@@ -58,7 +58,7 @@ def test_gather_timeout_never_passes_max_wait() -> None:
 
 def test_config_defaults_are_adaptive_and_waits_ordered() -> None:
     b = SinkBatch()
-    assert (b.min_wait_ms, b.max_wait_ms) == (0, 200)
+    assert (b.min_wait_ms, b.max_wait_ms) == (50, 200)
     SinkBatch(min_wait_ms=200, max_wait_ms=200)
     with pytest.raises(ValidationError, match="min_wait_ms"):
         SinkBatch(min_wait_ms=300, max_wait_ms=200)

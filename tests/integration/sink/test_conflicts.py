@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from cdc.events import ChangeEvent, Op
@@ -98,6 +99,24 @@ class Scene:
 
     def cleanup(self, session: SinkSession) -> None:
         drop_tables(session, self.table, self.versions, self.conflicts)
+        if self.kind == "postgres":
+            self._drop_origins()
+
+    def _drop_origins(self) -> None:
+        """The sink's replication origins hold a server slot each until dropped (PostgreSQL 18
+        allows 10 by default): a long-lived stack would refuse sinks after a few runs."""
+        deadline = time.monotonic() + 30
+        with psycopg.connect(self.dsn, autocommit=True) as c:
+            while True:
+                try:
+                    c.execute("SELECT pg_replication_origin_drop(roname) FROM pg_replication_origin "
+                              "WHERE roname = %s OR roname LIKE %s",
+                              (f"cdc_{self.node_a}", f"cdc_{self.node_a}#%"))
+                    return
+                except psycopg.errors.ObjectInUse:  # the sink's backend is still exiting
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
 
 
 def _conflict_rows(session: SinkSession, scene: Scene) -> list[tuple[Any, ...]]:

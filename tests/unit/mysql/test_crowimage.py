@@ -351,7 +351,7 @@ def test_maker_builds_the_same_frozen_objects() -> None:
     native = importlib.import_module("cdc._cslots")
     pos_args = dict(file=BinlogFile("mysql-bin.000003"), pos=4, index=2,
                     gtid_set=GtidSet.parse("0-1-5"), gtid="0-1-6", server_id=1,
-                    snapshot=False, last_in_tx=False)
+                    snapshot=False, last_in_tx=False, vts=0)
     make_pos = native.Maker(MySqlPosition, _fields(MySqlPosition))
     built = make_pos(*pos_args.values())
     ref = MySqlPosition(**pos_args)  # type: ignore[arg-type]

@@ -58,6 +58,19 @@ class SinkBatch(ConfigModel):
         examples=[50],
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_min_wait_within_max(cls, data: Any) -> Any:
+        """The default ``min_wait_ms`` never exceeds a ``max_wait_ms`` the user set lower
+        (``max_wait_ms: 20`` alone stays valid); an explicit larger one is an error."""
+        if isinstance(data, dict) and "min_wait_ms" not in data:
+            top = data.get("max_wait_ms")
+            if isinstance(top, str) and top.strip().isdigit():  # from a CDC_* variable
+                top = int(top)
+            if isinstance(top, int) and not isinstance(top, bool) and 0 <= top < 50:
+                return {**data, "min_wait_ms": top}
+        return data
+
     @model_validator(mode="after")
     def _waits_ordered(self) -> Self:
         if self.min_wait_ms > self.max_wait_ms:

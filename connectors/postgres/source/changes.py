@@ -278,10 +278,21 @@ class ChangeBuilder:
         So they are read from the table now, by the new key. The row may have
         changed since this transaction committed; any later change of it is a
         later event of the same key, so the replica still ends at the source's
-        state. A row that is gone by now needs no create: its later delete (or
-        key change) follows. The server may send a commit a moment before the
-        transaction is visible to other sessions, so the read waits for that
-        first: "gone" must not be "not visible yet".
+        state. The server may send a commit a moment before the transaction
+        is visible to other sessions, so the read waits for that first: "gone"
+        must not be "not visible yet".
+
+        Always two events, whatever the read finds: resume (``skip_through``)
+        and the sinks' replay check know an event by its index in the
+        transaction, and a transaction decoded again after a restart must give
+        every event the index it had, though the table has moved on. The
+        second is the new key's: the create of the whole row when the row is
+        there, else a delete of the new key. A row gone by now was removed by
+        a later transaction, whose delete (or key change) of the new key
+        follows in the stream, so the replica ends without it either way;
+        a create in its place would need the values the server did not send,
+        and a replica would have to invent them (NULL or a default, or fail on
+        NOT NULL). The delete carries only the key and invents nothing.
         """
         _op, shape, key, before, _after, unchanged, rid = change
         old_key = {k: before[k] for k in key}
@@ -301,14 +312,14 @@ class ChangeBuilder:
         delete: tuple[Op, TableShape, Any, Any, Any, frozenset[str], int] = (
             Op.DELETE, shape, old_key, before, None, frozenset(), rid)
         self.stats["toast_reselects"] = self.stats.get("toast_reselects", 0) + 1
-        if found is None:
-            return [delete]
+        if found is None:  # gone: the new key's slot still holds one event (docstring)
+            return [delete, _new_key_event(shape, key, None, rid)]
         values = dict(zip(missing, found, strict=True))
         filled = tuple(values[n] if v is UNCHANGED_TOAST else v
                        for n, v in zip(shape.names, new_tuple, strict=True))
         _op, shape, key, _before, after, _unchanged, rid = self._change(
             rid, shape, filled, old_tuple, old_kind)
-        return [delete, (Op.CREATE, shape, key, None, after, frozenset(), rid)]
+        return [delete, _new_key_event(shape, key, after, rid)]
 
     def _change(
         self, rid: int, shape: TableShape, new_tuple: TupleData | None,
@@ -390,6 +401,20 @@ def _key_changed(change: tuple[Op, TableShape, Any, Any, Any, frozenset[str], in
     op, _shape, key, before, _after, _unchanged, _rid = change
     return (op is Op.UPDATE and before is not None and key is not None
             and any(before[k] != v for k, v in key.items()))
+
+
+def _new_key_event(
+    shape: TableShape, key: dict[str, Any], after: dict[str, Any] | None, rid: int,
+) -> tuple[Op, TableShape, Any, Any, Any, frozenset[str], int]:
+    """The second event of a re-read key change: the new key's whole row, or its delete.
+
+    ``after`` is the row read back by the new key, None when it is gone. One
+    event either way, so the transaction's later events keep their indexes
+    (``ChangeBuilder._key_change_reselected``).
+    """
+    if after is None:
+        return (Op.DELETE, shape, key, dict(key), None, frozenset(), rid)
+    return (Op.CREATE, shape, key, None, after, frozenset(), rid)
 
 
 def _split_key_change(

@@ -2,6 +2,7 @@
 
     .venv/bin/python -m tests.fuzz.run --all --seconds 600      # make fuzz
     .venv/bin/python -m tests.fuzz.run --target pgoutput --seconds 30
+    .venv/bin/python -m tests.fuzz.run --all --seconds 20 --jobs 2  # two at a time
 
 With atheris (PyPI; Linux x86_64 wheels) each target runs in its own process
 under libFuzzer, coverage-guided by atheris' instrumentation of the Python
@@ -126,6 +127,45 @@ def run_random(target: str, seconds: int, seed: int) -> int:
     return 0
 
 
+def _run_all(seconds: int, seed: int, jobs: int) -> int:
+    """Every target for ``seconds`` each, ``jobs`` at a time; the first failure's code.
+
+    One job: each target's output goes straight through. Several: each
+    target writes to ``<work dir>/run.log``, printed whole when it ends, so
+    the outputs do not interleave. The time per target is the same either
+    way; jobs only shorten the wall time on a machine with free cores.
+    """
+    rc = 0
+    waiting = list(NAMES)
+    running: list[tuple[str, subprocess.Popen[bytes], float, Path | None]] = []
+    while waiting or running:
+        while waiting and len(running) < jobs:
+            name = waiting.pop(0)
+            cmd = [sys.executable, "-m", "tests.fuzz.run", "--target", name,
+                   "--seconds", str(seconds), "--seed", str(seed)]
+            log = work_dir(name) / "run.log" if jobs > 1 else None
+            if log is None:
+                proc = subprocess.Popen(cmd, cwd=ROOT)
+            else:
+                with log.open("wb") as out:  # the child keeps its own descriptor
+                    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+            running.append((name, proc, time.monotonic(), log))
+        for job in list(running):
+            name, proc, started, log = job
+            code = proc.poll()
+            if code is None:
+                continue
+            running.remove(job)
+            if log is not None:
+                sys.stdout.write(log.read_text(errors="replace"))
+            print(f"fuzz {name}: exit {code} after {time.monotonic() - started:.0f} s",
+                  flush=True)
+            rc = rc or code
+        if running:
+            time.sleep(0.2)
+    return rc
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description="Fuzz the parsers of untrusted bytes.")
     which = ap.add_mutually_exclusive_group(required=True)
@@ -133,18 +173,11 @@ def main() -> int:
     which.add_argument("--all", action="store_true", help="every target, one after the other")
     ap.add_argument("--seconds", type=int, default=60, help="per target")
     ap.add_argument("--seed", type=int, default=int(time.time()), help="random engine only")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="with --all: targets fuzzed at once (each is one process, one core)")
     args = ap.parse_args()
     if args.all:
-        rc = 0
-        for name in NAMES:
-            cmd = [sys.executable, "-m", "tests.fuzz.run", "--target", name,
-                   "--seconds", str(args.seconds), "--seed", str(args.seed)]
-            started = time.monotonic()
-            code = subprocess.call(cmd, cwd=ROOT)
-            print(f"fuzz {name}: exit {code} after {time.monotonic() - started:.0f} s",
-                  flush=True)
-            rc = rc or code
-        return rc
+        return _run_all(args.seconds, args.seed, max(1, args.jobs))
     if _atheris_available():
         run_atheris(args.target, args.seconds)
         return 0

@@ -10,6 +10,7 @@
 # leak detection is off (CPython's own allocations at exit would drown it).
 #
 #   FUZZ_SECONDS   seconds per fuzz target (default 20; 0 skips the fuzz run)
+#   FUZZ_JOBS      fuzz targets run at once (default 1; CI uses 2, one per core)
 #   SANITIZE_TESTS override the pytest selection
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -17,6 +18,7 @@ ROOT=$(pwd)
 PY="$ROOT/.venv/bin/python"
 BUILD="$ROOT/.cdc-local/build-asan"
 FUZZ_SECONDS=${FUZZ_SECONDS:-20}
+FUZZ_JOBS=${FUZZ_JOBS:-1}
 CC_BIN=${CC:-gcc}
 
 if ! command -v "$CC_BIN" >/dev/null; then
@@ -98,7 +100,7 @@ echo "[sanitize] pytest $(echo $TESTS | wc -w) files under ASan+UBSan"
 "$PY" -m pytest -p no:cacheprovider -q -x --hypothesis-profile=sanitize $TESTS
 
 if [ "$FUZZ_SECONDS" -gt 0 ]; then
-  echo "[sanitize] fuzzing every target for ${FUZZ_SECONDS}s under ASan+UBSan"
-  "$PY" -m tests.fuzz.run --all --seconds "$FUZZ_SECONDS"
+  echo "[sanitize] fuzzing every target for ${FUZZ_SECONDS}s under ASan+UBSan, $FUZZ_JOBS at a time"
+  "$PY" -m tests.fuzz.run --all --seconds "$FUZZ_SECONDS" --jobs "$FUZZ_JOBS"
 fi
 echo "[sanitize] passed"

@@ -11,6 +11,7 @@
 #
 #   FUZZ_SECONDS   seconds per fuzz target (default 20; 0 skips the fuzz run)
 #   FUZZ_JOBS      fuzz targets run at once (default 1; CI uses 2, one per core)
+#   SANITIZE_JOBS  test files run at once, each its own pytest (default 1; CI uses 2)
 #   SANITIZE_TESTS override the pytest selection
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -19,6 +20,7 @@ PY="$ROOT/.venv/bin/python"
 BUILD="$ROOT/.cdc-local/build-asan"
 FUZZ_SECONDS=${FUZZ_SECONDS:-20}
 FUZZ_JOBS=${FUZZ_JOBS:-1}
+SANITIZE_JOBS=${SANITIZE_JOBS:-1}
 CC_BIN=${CC:-gcc}
 
 if ! command -v "$CC_BIN" >/dev/null; then
@@ -89,15 +91,34 @@ for probe in "heap(8)|heap-buffer-overflow|insufficient space" "sign(1)|signed i
 done
 echo "[sanitize] canary: a planted heap overflow and a signed overflow are caught"
 
-TESTS=${SANITIZE_TESTS:-"tests/unit/serde/test_native_decode.py tests/unit/serde/test_native_encode.py
+# The longest first: with SANITIZE_JOBS > 1 each file is a pytest run of its own,
+# taken by the next free worker.
+TESTS=${SANITIZE_TESTS:-"tests/unit/serde/test_native_decode.py tests/fuzz
+  tests/unit/serde/test_native_encode.py
   tests/unit/serde/test_wire.py tests/unit/serde/test_codec_errors.py
   tests/unit/postgres/test_native_tuple.py tests/unit/postgres/test_decoder.py
   tests/unit/postgres/test_position_text.py tests/unit/postgres/test_snapshot_text_rows.py
   tests/unit/mysql/test_crowimage.py tests/unit/mysql/test_rowimage.py
-  tests/unit/sink/test_fast_values.py tests/fuzz"}
-echo "[sanitize] pytest $(echo $TESTS | wc -w) files under ASan+UBSan"
-# shellcheck disable=SC2086
-"$PY" -m pytest -p no:cacheprovider -q -x --hypothesis-profile=sanitize $TESTS
+  tests/unit/sink/test_fast_values.py"}
+echo "[sanitize] pytest $(echo $TESTS | wc -w) files under ASan+UBSan, $SANITIZE_JOBS at a time"
+if [ "$SANITIZE_JOBS" -gt 1 ]; then
+  LOGS="$BUILD/pytest-logs"
+  mkdir -p "$LOGS"
+  rc=0
+  # shellcheck disable=SC2086,SC2016
+  printf '%s\n' $TESTS | xargs -P "$SANITIZE_JOBS" -I{} sh -c \
+    '"$0" -m pytest -p no:cacheprovider -q -x --hypothesis-profile=sanitize "$1" \
+       >"$2/$(echo "$1" | tr / _).log" 2>&1 || { echo "[sanitize] FAILED: $1" >&2; exit 1; }' \
+    "$PY" {} "$LOGS" || rc=$?
+  for log in "$LOGS"/*.log; do
+    echo "[sanitize] --- $(basename "$log" .log)"
+    cat "$log"
+  done
+  [ "$rc" -eq 0 ] || { echo "make sanitize: a test file failed under ASan+UBSan" >&2; exit 1; }
+else
+  # shellcheck disable=SC2086
+  "$PY" -m pytest -p no:cacheprovider -q -x --hypothesis-profile=sanitize $TESTS
+fi
 
 if [ "$FUZZ_SECONDS" -gt 0 ]; then
   echo "[sanitize] fuzzing every target for ${FUZZ_SECONDS}s under ASan+UBSan, $FUZZ_JOBS at a time"

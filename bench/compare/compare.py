@@ -1,8 +1,9 @@
 """`make bench-compare`: native replication, Debezium and cdc on identical data, one after another.
 
     python bench/compare/compare.py [--rows 1000000] [--pipelines native debezium cdc]
-        [--rates 2000 5000 10000 20000 40000 80000] [--step-s 10] [--latency-s 20]
-        [--latency-rate 5000] [--pgbench-s 10] [--out .cdc-local/bench-compare]
+        [--rate-start 250] [--rate-factor 2] [--refine 2] [--writers 2] [--step-s 10]
+        [--latency-s 20] [--latency-rate 5000] [--pgbench-s 10] [--connect-heap shipped]
+        [--estimate] [--out .cdc-local/bench-compare]
 
 For each pipeline (bench/compare/pipelines.py), on a fresh table of the same
 10 columns as bench/sink_bench.py, on the same broker and databases:
@@ -12,13 +13,21 @@ For each pipeline (bench/compare/pipelines.py), on a fresh table of the same
     source (half inserts, half updates, in transactions of 10 rows), then the
     pipeline resumed and timed until the replica holds the last change.
     During it: CPU seconds and peak RSS of every process of the pipeline
-    (sampled from /proc every 0.25 s), and for cdc the source's own rate into
-    Kafka (its ``cdc_source_events_total``: capture only).
+    (sampled from /proc every 0.25 s), each with its role (``program``: cdc's
+    source and sink, the Connect JVM; ``database``: walsender, apply worker,
+    replica backends, MariaDB servers; ``shared``: the broker and the registry),
+    and the capture's own rate into Kafka.
 ``rates``
-    Open loop: inserts written server-side at rising offered rates, ``--step-s``
-    each; the lag (rows written minus rows at the replica) is sampled; a rate
-    is sustained when the lag does not grow over the step's second half by
-    more than 5% of what was offered. The highest sustained rate is reported.
+    Open loop: ``--writers`` sessions insert server-side at rising offered
+    rates, ``--step-s`` each, from ``--rate-start`` times ``--rate-factor``
+    until a step is not sustained, then ``--refine`` steps bisecting between
+    the last sustained and the first failed rate (``--rates`` gives a fixed
+    ladder instead). A step is sustained when the lag (rows written minus
+    rows at the replica), fitted by least squares over the step's second
+    half, grows by at most 5% of the offered rate per second
+    (``FLAT_LAG_GROWTH``), the same rule for every pipeline. A step whose
+    writers offered less than 90% of its target is the writer's limit: the
+    search ends and a sustained rate there is reported as a lower bound.
 ``latency``
     ``--latency-rate`` rows/s for ``--latency-s``: each row carries its source
     insert time (``created = clock_timestamp()``, in a 10-row transaction); a
@@ -32,6 +41,11 @@ For each pipeline (bench/compare/pipelines.py), on a fresh table of the same
     Every pipeline ends with the replica table compared with the source
     (row count and an md5 of all rows in key order).
 
+Debezium's Connect worker runs with Kafka's shipped heap (``-Xms256M -Xmx2G``,
+what ``connect-standalone.sh`` uses without ``KAFKA_HEAP_OPTS``) unless
+``--connect-heap`` says otherwise. The run prints its expected duration on an
+idle machine first (``--estimate``: only that), then the ratio table and
+issue #15's targets, each met, missed or not decided with the reason.
 Results go to ``--out``/compare.json and PNG plots next to it (matplotlib).
 Needs the local stack (``make up``).
 """
@@ -55,6 +69,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -65,6 +80,7 @@ from pipelines import (  # noqa: E402
     MY_TABLE_DDL,
     PIPELINES,
     TABLE_DDL,
+    Cdc,
     MyConn,
     Pipeline,
     Unavailable,
@@ -864,6 +880,9 @@ def main() -> int:
                     help="the Connect worker's heap: 'shipped' (Kafka's connect-standalone.sh "
                     "default, -Xms256M -Xmx2G, Debezium as a user runs it), a maximum such "
                     "as 768m (-Xms256m -Xmx768m), or JVM flags (--connect-heap='-Xmx1g')")
+    ap.add_argument("--cdc-set", dest="cdc_sets", action="append", default=[],
+                    metavar="PATH=VALUE", help="change cdc's generated config (YAML value), "
+                    "e.g. kafka.consumer.queued_max_kbytes=65536; repeatable")
     ap.add_argument("--estimate", action="store_true",
                     help="print the expected duration on an idle machine and exit")
     ap.add_argument("--out", type=Path, default=ROOT / ".cdc-local" / "bench-compare")
@@ -875,6 +894,9 @@ def main() -> int:
     if args.estimate:
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
+    for item in args.cdc_sets:
+        key, _, value = item.partition("=")
+        Cdc.overrides.append((key, yaml.safe_load(value)))
     bench = Bench(args)
     run_t0 = time.perf_counter()
     results: dict[str, Any] = {

@@ -531,8 +531,24 @@ def stack_pid(name: str) -> int | None:
         return None
 
 
+def set_path(tree: Any, path: str, value: Any) -> None:
+    """Set ``value`` at dotted ``path`` in a config tree (list items by index)."""
+    parts = path.split(".")
+    node = tree
+    for i, p in enumerate(parts):
+        key: Any = int(p) if isinstance(node, list) else p
+        if i == len(parts) - 1:
+            node[key] = value
+        else:
+            if isinstance(node, dict) and key not in node:
+                node[key] = {}
+            node = node[key]
+
+
 class Cdc(Pipeline):
     label = "cdc"
+    # (path, value) changes to the generated config (bench-compare --cdc-set), for A/B runs.
+    overrides: ClassVar[list[tuple[str, Any]]] = []
 
     def _endpoints(self) -> tuple[dict[str, Any], dict[str, Any], str]:
         """The source and sink entries of the pipeline file, and the topic."""
@@ -575,6 +591,8 @@ class Cdc(Pipeline):
             "metrics": {"host": "127.0.0.1", "port": self.metrics},
             "log": {"level": "WARNING"},
         }
+        for key, value in self.overrides:
+            set_path(cfg, key, value)
         # One file per process: each serves its metrics on its own port (the source's
         # events counter is read from it).
         self.config = self.dir / "source.yaml"

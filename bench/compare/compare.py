@@ -114,21 +114,20 @@ BEGIN
     n := n + tx;
   END LOOP;
 END $$"""
-# The same workload in MariaDB: 10-row transactions, row values as in WORK.
+# The same workload in MariaDB: 10-row transactions, row values as in WORK, one INSERT
+# statement per transaction as in PostgreSQL (ids from the built-in Sequence engine's
+# seq_0_to_9999, read by index range: tx <= 10,000).
 MY_WORK = ["""
 CREATE PROCEDURE {t}_ins(a bigint, b bigint, tx int)
 BEGIN
   DECLARE n bigint DEFAULT a;
-  DECLARE i bigint;
   WHILE n <= b DO
     START TRANSACTION;
-    SET i = n;
-    WHILE i <= least(b, n + tx - 1) DO
-      INSERT INTO {t} VALUES (i, i % 1000, concat('product number ', i), ((i * 7) % 100000) / 100.0,
-        sysdate(6), date '2024-01-01' + INTERVAL (i % 365) DAY, i / 7.0, i % 2 = 0,
-        concat('C', lpad(i, 8, '0')), i * 10);
-      SET i = i + 1;
-    END WHILE;
+    INSERT INTO {t} SELECT n + seq, (n + seq) % 1000, concat('product number ', n + seq),
+        (((n + seq) * 7) % 100000) / 100.0, sysdate(6),
+        date '2024-01-01' + INTERVAL ((n + seq) % 365) DAY, (n + seq) / 7.0,
+        (n + seq) % 2 = 0, concat('C', lpad(n + seq, 8, '0')), (n + seq) * 10
+      FROM seq_0_to_9999 WHERE seq BETWEEN 0 AND least(b, n + tx - 1) - n;
     COMMIT;
     SET n = n + tx;
   END WHILE;

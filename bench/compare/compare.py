@@ -410,22 +410,31 @@ class Bench:
         t0 = time.perf_counter()
         for th in threads:
             th.start()
-        while (t := time.perf_counter() - t0) < self.args.step_s:
-            check = getattr(pipe, "check", None)
-            if check is not None:
-                check()
-            samples.append((t, written[0], self.replica_count(pipe.replica_table, lo)))
-            time.sleep(0.25)
+        periods = 0
+        while True:
+            # A step lasts --step-s; one whose lag is not flat yet goes on for up to
+            # --step-extend more periods (a pipeline whose latency is longer than half a
+            # period shows a rising lag at first whatever its rate), judged each time
+            # over the second half of all it has run.
+            periods += 1
+            while (t := time.perf_counter() - t0) < self.args.step_s * periods:
+                check = getattr(pipe, "check", None)
+                if check is not None:
+                    check()
+                samples.append((t, written[0], self.replica_count(pipe.replica_table, lo)))
+                time.sleep(0.25)
+            half = [x for x in samples if x[0] >= t / 2]
+            slope, applied = lag_slope(half)
+            offered = written[0] / t
+            sustained = slope <= FLAT_LAG_GROWTH * max(offered, 1)
+            if sustained or periods > self.args.step_extend or errors:
+                break
         stop.set()
         for th in threads:
             th.join()
         if errors:
             raise RuntimeError(f"the writer failed: {errors[0]!r}")
         total = written[0]
-        offered = total / self.args.step_s
-        half = [x for x in samples if x[0] >= self.args.step_s / 2]
-        slope, applied = lag_slope(half)
-        sustained = slope <= FLAT_LAG_GROWTH * max(offered, 1)
         # The writer could not offer the target: what the pipeline could take above it
         # is not known (the writer's limit, not the pipeline's).
         writer_limited = offered < WRITER_SHORT * rate
@@ -436,7 +445,8 @@ class Bench:
             time.sleep(0.2)
         drained = self.replica_count(pipe.replica_table, lo) >= total
         lag_end = (half[-1][1] - half[-1][2]) if half else 0
-        out = {"target": rate, "offered": round(offered), "applied": round(applied),
+        out = {"target": rate, "seconds": round(t, 1), "offered": round(offered),
+               "applied": round(applied),
                "lag_end": lag_end, "lag_growth_per_s": round(slope), "sustained": sustained,
                "writer_limited": writer_limited, "drain_s": round(time.perf_counter() - t1, 1),
                "drained": drained, "next_id": nxt[0] + 10}
@@ -701,7 +711,7 @@ def ratio_table(results: dict[str, Any]) -> str:
         return out
 
     def per_1m(r: dict[str, Any], roles: tuple[str, ...]) -> float:
-        return total(procs(r), "cpu_s", roles) * 1e6 / r["catch_up"]["changes"]
+        return total(procs(r), "cpu_s", roles) * 1e6 / float(r["catch_up"]["changes"])
 
     row("catch-up, changes/s", lambda r: r["catch_up"]["changes_per_s"])
     row("catch-up after the first change applied, changes/s",
@@ -814,7 +824,7 @@ def targets_table(rows: list[dict[str, Any]]) -> str:
 # durations are in the JSON to correct them).
 ASSUMED_RATE = {
     "postgres": {"write": 30_000, "native": 20_000, "debezium": 3_000, "cdc": 8_000},
-    "mariadb": {"write": 10_000, "native": 8_000, "debezium": 2_000, "cdc": 3_000},
+    "mariadb": {"write": 20_000, "native": 8_000, "debezium": 2_000, "cdc": 3_000},
 }
 ASSUMED_START_S = {"native": 5.0, "debezium": 120.0, "cdc": 15.0}
 
@@ -834,9 +844,11 @@ def estimate(args: argparse.Namespace) -> dict[str, float]:
             n = len([r for r in ladder if r <= rate]) + 1
             failed = next((r for r in ladder if r > rate), None)
             n += args.refine if failed and not args.rates else 0
-            # Each step, its drain (a failed step's backlog at the pipeline's rate).
+            # Each step; a failed one runs its extensions and drains its backlog at the
+            # pipeline's rate.
+            long = (1 + args.step_extend) * args.step_s
             s += n * (args.step_s + 2) + (args.refine + 1) * (
-                (failed or 0) * args.step_s / rate - args.step_s)
+                args.step_extend * args.step_s + max(0.0, (failed or 0) * long / rate - long))
         if "latency" in args.phases:
             behind = max(0.0, args.latency_rate / rate - 1) * args.latency_s
             s += args.latency_s + 2 + min(180.0, behind)
@@ -867,6 +879,8 @@ def main() -> int:
     ap.add_argument("--writers", type=int, default=2,
                     help="source sessions writing the open-loop steps (their limit is reported)")
     ap.add_argument("--step-s", type=float, default=10.0)
+    ap.add_argument("--step-extend", type=int, default=2,
+                    help="periods of --step-s a step whose lag is not flat yet goes on for")
     ap.add_argument("--drain-s", type=float, default=300.0,
                     help="longest wait for the replica to catch up after a step")
     ap.add_argument("--latency-s", type=float, default=20.0)

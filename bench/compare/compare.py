@@ -385,10 +385,13 @@ class Bench:
         writers = max(1, self.args.writers)
         chunk = max(10, rate // 5 // writers // 10 * 10)
 
-        def writer() -> None:
+        # Connected before the clock starts (a MariaDB connection took most of a second
+        # at a load of 20: counted in the step, it read as the writer's limit).
+        conns = [self.connect_source() for _ in range(writers)]
+        t0 = time.perf_counter()
+
+        def writer(conn: Any) -> None:
             try:
-                conn = self.connect_source()
-                t0 = time.perf_counter()
                 while not stop.is_set():
                     with lock:  # each session takes the next ids due
                         due = int((time.perf_counter() - t0) * rate)
@@ -405,9 +408,8 @@ class Bench:
             except BaseException as e:  # reported by the step, not lost in a thread
                 errors.append(e)
 
-        threads = [threading.Thread(target=writer, daemon=True) for _ in range(writers)]
+        threads = [threading.Thread(target=writer, args=(c,), daemon=True) for c in conns]
         samples: list[tuple[float, int, int]] = []
-        t0 = time.perf_counter()
         for th in threads:
             th.start()
         periods = 0

@@ -685,7 +685,9 @@ def ratio_table(results: dict[str, Any]) -> str:
     lines = ["| measure | " + " | ".join(p) + " | cdc/native | cdc/debezium |",
              "|---" * (len(p) + 3) + "|"]
 
-    def row(label: str, get: Any, fmt: str = "{:,.0f}", cell: Any = None) -> None:
+    def row(label: str, get: Any, fmt: str = "{:,.0f}", cell: Any = None,
+            lower: Any = None) -> None:
+        """``lower(r)``: the pipeline's value is only a lower bound (its ratios say so)."""
         vals = {}
         for name, r in p.items():
             try:
@@ -701,11 +703,20 @@ def ratio_table(results: dict[str, Any]) -> str:
             elif isinstance(v, int | float):
                 text = fmt.format(v)
             cells.append(text)
+        bound = {}
+        for name in vals:
+            with contextlib.suppress(KeyError, TypeError):
+                bound[name] = bool(lower(p[name])) if lower is not None else False
         ratios = []
         for other in ("native", "debezium"):
             a, b = vals.get("cdc"), vals.get(other)
-            ratios.append(f"{a / b:.2f}" if isinstance(a, int | float) and isinstance(b, int | float)
-                          and b else "-")
+            if not (isinstance(a, int | float) and isinstance(b, int | float) and b):
+                ratios.append("-")
+                continue
+            lo_a, lo_b = bound.get("cdc", False), bound.get(other, False)
+            # cdc's value a lower bound: the ratio is at least this; the other's: at most.
+            sign = "" if lo_a == lo_b else ">= " if lo_a else "<= "
+            ratios.append("-" if lo_a and lo_b else f"{sign}{a / b:.2f}")
         lines.append(f"| {label} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
 
     def procs(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -720,7 +731,7 @@ def ratio_table(results: dict[str, Any]) -> str:
         lambda r: r["catch_up"]["steady_changes_per_s"])
     row("capture only into Kafka, changes/s", lambda r: r["catch_up"]["source_only_changes_per_s"])
     row("max sustained rows/s", lambda r: r["rates"]["max_sustained_rows_per_s"] or None,
-        cell=_sustained)
+        cell=_sustained, lower=lambda r: r["rates"].get("lower_bound"))
     row("latency p50 ms", lambda r: r["latency"]["p50_ms"], "{:,.1f}")
     row("latency p99 ms", lambda r: r["latency"]["p99_ms"], "{:,.1f}")
     row("CPU s per 1M changes (catch-up), all processes", lambda r: per_1m(r, ALL))

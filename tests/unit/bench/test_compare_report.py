@@ -90,3 +90,13 @@ def test_targets_say_met_missed_or_why_not_decided() -> None:
     assert compare.targets(results)[0]["met"] is True
     table = compare.targets_table(compare.targets(results))
     assert "**met**" in table and "not decided" in table
+
+
+def test_a_writer_limited_rate_bounds_its_ratio() -> None:
+    compare = _compare()
+    native = _pipeline(1000, 10.0, 4.0)
+    native["rates"]["lower_bound"] = True  # the writer's limit, not native's
+    results = {"pipelines": {"native": native, "cdc": _pipeline(500, 40.0, 8.0)}}
+    line = next(x for x in compare.ratio_table(results).splitlines()
+                if x.startswith("| max sustained"))
+    assert line == "| max sustained rows/s | >= 1,000 (writer) | 500 | <= 0.50 | - |"

@@ -210,13 +210,14 @@ class KafkaConsumerConfig(ConfigModel):
         examples=[52_428_800],
     )
     queued_max_kbytes: int = Field(
-        default=16_384,
+        default=65_536,
         ge=1_024,
         le=2_097_151,
         description="librdkafka `queued.max.messages.kbytes`: the most a sink's consumer "
-        "fetches ahead of what the sink has taken (all partitions together). 16 MB (librdkafka's "
-        "default is 64 MB) holds several batches of `batch.max_rows` ordinary rows and bounds "
-        "a sink's memory on a backlog.",
+        "fetches ahead of what the sink has taken (all partitions together). 64 MB, "
+        "librdkafka's default: 16 MB did not lower a sink's peak memory on a 100k-change "
+        "backlog of ordinary rows (docs/BENCHMARKS.md) and its effect on the update rate was "
+        "not settled; lower it to bound a sink that is far behind on large rows.",
         examples=[16_384],
     )
 

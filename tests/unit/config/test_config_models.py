@@ -87,17 +87,17 @@ def test_producer_config_forces_guarantees() -> None:
 
 
 def test_client_buffers_are_bounded_and_settable() -> None:
-    """A producer holds at most 64 MB unacknowledged and a consumer prefetches at most 16 MB
+    """A producer holds at most 64 MB unacknowledged and a consumer prefetches at most 64 MB
     by default (memory on a backlog); both are settings, and the producer's bound cannot go
     below the largest record (16 MB)."""
     kafka = KafkaConfig.model_validate({"bootstrap_servers": "a:1"})
     assert kafka.producer_config()["queue.buffering.max.kbytes"] == 65_536
-    assert kafka.consumer_config("g")["queued.max.messages.kbytes"] == 16_384
+    assert kafka.consumer_config("g")["queued.max.messages.kbytes"] == 65_536
     tuned = KafkaConfig.model_validate({
         "bootstrap_servers": "a:1", "producer": {"buffer_max_kbytes": 32_768},
-        "consumer": {"queued_max_kbytes": 65_536}})
+        "consumer": {"queued_max_kbytes": 16_384}})
     assert tuned.producer_config()["queue.buffering.max.kbytes"] == 32_768
-    assert tuned.consumer_config("g")["queued.max.messages.kbytes"] == 65_536
+    assert tuned.consumer_config("g")["queued.max.messages.kbytes"] == 16_384
     with pytest.raises(ValidationError):
         KafkaConfig.model_validate({"bootstrap_servers": "a:1",
                                     "producer": {"buffer_max_kbytes": 8_192}})

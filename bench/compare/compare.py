@@ -25,7 +25,9 @@ For each pipeline (bench/compare/pipelines.py), on a fresh table of the same
     ladder instead). A step is sustained when the lag (rows written minus
     rows at the replica), fitted by least squares over the step's second
     half, grows by at most 5% of the offered rate per second
-    (``FLAT_LAG_GROWTH``), the same rule for every pipeline. A step whose
+    (``FLAT_LAG_GROWTH``), the same rule for every pipeline; a step not flat
+    yet runs on for up to ``--step-extend`` more periods, judged over the
+    second half of all it ran (a pipeline's latency is not its limit). A step whose
     writers offered less than 90% of its target is the writer's limit: the
     search ends and a sustained rate there is reported as a lower bound.
 ``latency``

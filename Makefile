@@ -99,9 +99,12 @@ bench: up
 
 # Native replication, Debezium and cdc side by side on identical data (bench/compare/,
 # docs/BENCHMARKS.md), PostgreSQL then MariaDB; matplotlib for its plots is installed on
-# first use. BENCH_COMPARE_ARGS="--rows 100000" for a quicker run.
+# first use. BENCH_COMPARE_ARGS="--rows 100000" for a quicker run. Prints the expected
+# duration of both parts first (on an idle machine; more under load).
 bench-compare: up connect-install
 	@$(PY) -c "import matplotlib" 2>/dev/null || $(VENV)/bin/pip install -q "matplotlib>=3.8"
+	@$(PY) bench/compare/compare.py --estimate $${BENCH_COMPARE_ARGS:-}; \
+	$(PY) bench/compare/compare.py --estimate --db mariadb $${BENCH_COMPARE_ARGS:-}
 	$(PY) bench/compare/compare.py $${BENCH_COMPARE_ARGS:-}; pg=$$?; \
 	$(PY) bench/compare/compare.py --db mariadb $${BENCH_COMPARE_ARGS:-}; maria=$$?; \
 	exit $$((pg | maria))

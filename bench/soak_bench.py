@@ -262,7 +262,10 @@ class Bench:
         log_sink = (self.dir / "sink.log").open("wb")
         source = subprocess.Popen([*CDC, "source", str(config), "--name", self.run], cwd=ROOT,
                                   stdout=log_src, stderr=subprocess.STDOUT)
-        sink = subprocess.Popen([*CDC, "sink", str(config), "--name", f"{self.run}_sink"],
+        # Its own metrics port: on the config's one, whichever process binds first wins, and
+        # the source's events counter (the writer's pace) must be the source's.
+        sink = subprocess.Popen([*CDC, "sink", str(config), "--name", f"{self.run}_sink",
+                                 "--metrics-port", str(free_port())],
                                 cwd=ROOT, stdout=log_sink, stderr=subprocess.STDOUT)
         src_series, sink_series = Series("source"), Series("sink")
         state = {"produced": 0, "applied": 0}

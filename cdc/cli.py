@@ -14,14 +14,8 @@ import click
 
 from cdc import __version__
 from cdc.config import CdcConfig, load_config
-from cdc.config.cli import config_group
 from cdc.errors import EXIT_NEEDS_OPERATOR, CdcError, ConfigError, NeedsOperatorError
 from cdc.observability.logging import setup_logging
-from cdc.runtime.incremental_cli import incremental_command
-from cdc.sink.cli import sink_command
-from cdc.snapshot.cli import snapshot_group
-from cdc.status import status_command
-from cdc.verify import verify_command
 
 if TYPE_CHECKING:
     from cdc.observability.server import WorkerEndpoint
@@ -38,7 +32,44 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     ctx.exit()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Command groups live beside their subsystems and are imported when their command runs:
+# `cdc source` does not load the sink's modules, nor `cdc sink` the others (memory).
+_LAZY_COMMANDS = {
+    "config": "cdc.config.cli:config_group",
+    "sink": "cdc.sink.cli:sink_command",
+    "snapshot": "cdc.cli:_snapshot_group",
+    "status": "cdc.status:status_command",
+    "verify": "cdc.verify:verify_command",
+}
+
+
+def _snapshot_group() -> click.Command:
+    from cdc.runtime.incremental_cli import incremental_command
+    from cdc.snapshot.cli import snapshot_group
+
+    if "incremental" not in snapshot_group.commands:
+        snapshot_group.add_command(incremental_command)
+    return snapshot_group
+
+
+class _LazyGroup(click.Group):
+    """A click group whose ``_LAZY_COMMANDS`` are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in _LAZY_COMMANDS:
+            import importlib
+
+            module, _, attr = _LAZY_COMMANDS[cmd_name].partition(":")
+            found = getattr(importlib.import_module(module), attr)
+            cmd = found() if attr.startswith("_") else found
+            self.add_command(cmd, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True,
               callback=_print_version, help="Show the version and the code path (native/python).")
 def main() -> None:
@@ -279,14 +310,6 @@ def run(config_file: Path, only: tuple[str, ...], restart: str) -> None:
         raise click.ClickException(str(e)) from e
     sys.exit(rc)
 
-
-# Command groups live beside their subsystems.
-main.add_command(config_group)
-main.add_command(sink_command)
-main.add_command(verify_command)
-main.add_command(status_command)
-main.add_command(snapshot_group)
-snapshot_group.add_command(incremental_command)
 
 if __name__ == "__main__":
     main()

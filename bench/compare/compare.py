@@ -1,8 +1,9 @@
 """`make bench-compare`: native replication, Debezium and cdc on identical data, one after another.
 
     python bench/compare/compare.py [--rows 1000000] [--pipelines native debezium cdc]
-        [--rates 2000 5000 10000 20000 40000 80000] [--step-s 10] [--latency-s 20]
-        [--latency-rate 5000] [--pgbench-s 10] [--out .cdc-local/bench-compare]
+        [--rate-start 250] [--rate-factor 2] [--refine 2] [--writers 2] [--step-s 10]
+        [--latency-s 20] [--latency-rate 5000] [--pgbench-s 10] [--connect-heap shipped]
+        [--estimate] [--out .cdc-local/bench-compare]
 
 For each pipeline (bench/compare/pipelines.py), on a fresh table of the same
 10 columns as bench/sink_bench.py, on the same broker and databases:
@@ -12,13 +13,23 @@ For each pipeline (bench/compare/pipelines.py), on a fresh table of the same
     source (half inserts, half updates, in transactions of 10 rows), then the
     pipeline resumed and timed until the replica holds the last change.
     During it: CPU seconds and peak RSS of every process of the pipeline
-    (sampled from /proc every 0.25 s), and for cdc the source's own rate into
-    Kafka (its ``cdc_source_events_total``: capture only).
+    (sampled from /proc every 0.25 s), each with its role (``program``: cdc's
+    source and sink, the Connect JVM; ``database``: walsender, apply worker,
+    replica backends, MariaDB servers; ``shared``: the broker and the registry),
+    and the capture's own rate into Kafka.
 ``rates``
-    Open loop: inserts written server-side at rising offered rates, ``--step-s``
-    each; the lag (rows written minus rows at the replica) is sampled; a rate
-    is sustained when the lag does not grow over the step's second half by
-    more than 5% of what was offered. The highest sustained rate is reported.
+    Open loop: ``--writers`` sessions insert server-side at rising offered
+    rates, ``--step-s`` each, from ``--rate-start`` times ``--rate-factor``
+    until a step is not sustained, then ``--refine`` steps bisecting between
+    the last sustained and the first failed rate (``--rates`` gives a fixed
+    ladder instead). A step is sustained when the lag (rows written minus
+    rows at the replica), fitted by least squares over the step's second
+    half, grows by at most 5% of the offered rate per second
+    (``FLAT_LAG_GROWTH``), the same rule for every pipeline; a step not flat
+    yet runs on for up to ``--step-extend`` more periods, judged over the
+    second half of all it ran (a pipeline's latency is not its limit). A step whose
+    writers offered less than 90% of its target is the writer's limit: the
+    search ends and a sustained rate there is reported as a lower bound.
 ``latency``
     ``--latency-rate`` rows/s for ``--latency-s``: each row carries its source
     insert time (``created = clock_timestamp()``, in a 10-row transaction); a
@@ -32,6 +43,11 @@ For each pipeline (bench/compare/pipelines.py), on a fresh table of the same
     Every pipeline ends with the replica table compared with the source
     (row count and an md5 of all rows in key order).
 
+Debezium's Connect worker runs with Kafka's shipped heap (``-Xms256M -Xmx2G``,
+what ``connect-standalone.sh`` uses without ``KAFKA_HEAP_OPTS``) unless
+``--connect-heap`` says otherwise. The run prints its expected duration on an
+idle machine first (``--estimate``: only that), then the ratio table and
+issue #15's targets, each met, missed or not decided with the reason.
 Results go to ``--out``/compare.json and PNG plots next to it (matplotlib).
 Needs the local stack (``make up``).
 """
@@ -55,6 +71,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -65,6 +82,7 @@ from pipelines import (  # noqa: E402
     MY_TABLE_DDL,
     PIPELINES,
     TABLE_DDL,
+    Cdc,
     MyConn,
     Pipeline,
     Unavailable,
@@ -98,21 +116,20 @@ BEGIN
     n := n + tx;
   END LOOP;
 END $$"""
-# The same workload in MariaDB: 10-row transactions, row values as in WORK.
+# The same workload in MariaDB: 10-row transactions, row values as in WORK, one INSERT
+# statement per transaction as in PostgreSQL (ids from the built-in Sequence engine's
+# seq_0_to_9999, read by index range: tx <= 10,000).
 MY_WORK = ["""
 CREATE PROCEDURE {t}_ins(a bigint, b bigint, tx int)
 BEGIN
   DECLARE n bigint DEFAULT a;
-  DECLARE i bigint;
   WHILE n <= b DO
     START TRANSACTION;
-    SET i = n;
-    WHILE i <= least(b, n + tx - 1) DO
-      INSERT INTO {t} VALUES (i, i % 1000, concat('product number ', i), ((i * 7) % 100000) / 100.0,
-        sysdate(6), date '2024-01-01' + INTERVAL (i % 365) DAY, i / 7.0, i % 2 = 0,
-        concat('C', lpad(i, 8, '0')), i * 10);
-      SET i = i + 1;
-    END WHILE;
+    INSERT INTO {t} SELECT n + seq, (n + seq) % 1000, concat('product number ', n + seq),
+        (((n + seq) * 7) % 100000) / 100.0, sysdate(6),
+        date '2024-01-01' + INTERVAL ((n + seq) % 365) DAY, (n + seq) / 7.0,
+        (n + seq) % 2 = 0, concat('C', lpad(n + seq, 8, '0')), (n + seq) * 10
+      FROM seq_0_to_9999 WHERE seq BETWEEN 0 AND least(b, n + tx - 1) - n;
     COMMIT;
     SET n = n + tx;
   END WHILE;
@@ -185,9 +202,32 @@ class Watch:
         with contextlib.suppress(Exception):
             self.sample()
 
-    def report(self) -> dict[str, dict[str, float]]:
-        return {k: {"cpu_s": round(self.last[k] - c0, 3), "peak_rss_mb": round(self.peak[k], 1)}
-                for k, (_, c0) in self.first.items()}
+    def report(self) -> dict[str, dict[str, Any]]:
+        return {k: {"cpu_s": round(self.last[k] - c0, 3), "peak_rss_mb": round(self.peak[k], 1),
+                    "role": role(k)} for k, (_, c0) in self.first.items()}
+
+
+def role(label: str) -> str:
+    """``program``: the pipeline's own programs (cdc source and sink, the Connect JVM);
+    ``database``: its server processes in the databases (walsender, apply worker, replica
+    backends; for MariaDB both servers whole); ``shared``: the broker and the registry,
+    which every Kafka pipeline of the cluster shares."""
+    if label in ("kafka", "registry"):
+        return "shared"
+    if label.startswith(("cdc ", "connect worker")):
+        return "program"
+    return "database"
+
+
+def total(procs: dict[str, dict[str, Any]], key: str, roles: tuple[str, ...]) -> float:
+    """The sum of ``key`` over the processes of ``roles`` (peak RSS: the sum of each
+    process's own peak, an upper bound of the peak of the sum)."""
+    return float(sum(float(p[key]) for k, p in procs.items()
+                     if p.get("role", role(k)) in roles))
+
+
+ALL = ("program", "database", "shared")
+OWN = ("program", "database")
 
 
 # ------------------------------------------------------------------ phases
@@ -208,6 +248,39 @@ def write_paced(conn: Any, table: str, base: int, rate: int, secs: float,
         else:
             time.sleep(0.001)
     conn.close()
+
+
+# "Lag stops being flat", the one rule for every pipeline: a step is sustained when the
+# lag (rows written minus rows at the replica), fitted by least squares over the step's
+# second half (the first half lets a pipeline's latency settle), grows by at most this
+# fraction of the offered rate per second (at 5%, the replica applied >= 95% of it).
+FLAT_LAG_GROWTH = 0.05
+# A step whose writers offered less than this fraction of its target rate is the writer's
+# limit, not the pipeline's.
+WRITER_SHORT = 0.9
+
+
+def lag_slope(samples: list[tuple[float, int, int]]) -> tuple[float, float]:
+    """(lag growth, applied rate) per second over ``samples`` of (t, written, applied),
+    both least-squares slopes; (0, 0) with fewer than 2 samples."""
+    if len(samples) < 2:
+        return 0.0, 0.0
+    ts = [x[0] for x in samples]
+    tm = statistics.fmean(ts)
+    var = sum((t - tm) ** 2 for t in ts) or 1e-9
+
+    def slope(ys: list[int]) -> float:
+        ym = statistics.fmean(ys)
+        return sum((t - tm) * (y - ym) for t, y in zip(ts, ys, strict=True)) / var
+
+    return slope([w - a for _, w, a in samples]), slope([a for _, _, a in samples])
+
+
+def geometric_ladder(start: int, factor: float, top: int) -> list[int]:
+    out = [start]
+    while out[-1] * factor <= top:
+        out.append(int(round(out[-1] * factor / 10) * 10))
+    return out
 
 
 class Bench:
@@ -302,75 +375,150 @@ class Bench:
             out["source_only_changes_per_s"] = round(n / source_done)
         return out
 
-    def rates(self, pipe: Pipeline, table: str, base: int) -> dict[str, Any]:
-        steps = []
-        nxt = base
-        best = 0
-        for rate in self.args.rates:
-            stop = threading.Event()
-            written = [0]
-            lo = nxt
+    def step(self, pipe: Pipeline, table: str, lo: int, rate: int) -> dict[str, Any]:
+        """One open-loop step: ``--writers`` sessions insert from id ``lo`` at ``rate`` rows/s
+        in total for ``--step-s``, in 10-row transactions; the lag (rows written minus rows
+        at the replica) is sampled every 0.25 s; then the pipeline drains (``--drain-s``)."""
+        stop = threading.Event()
+        written = [0]
+        nxt = [lo]
+        lock = threading.Lock()
+        errors: list[BaseException] = []
+        writers = max(1, self.args.writers)
+        chunk = max(10, rate // 5 // writers // 10 * 10)
 
-            def writer(rate: int = rate, lo: int = lo, stop: threading.Event = stop,
-                       written: list[int] = written) -> None:
-                conn = self.connect_source()
-                t0 = time.perf_counter()
-                n = lo
+        # Connected before the clock starts (a MariaDB connection took most of a second
+        # at a load of 20: counted in the step, it read as the writer's limit).
+        conns = [self.connect_source() for _ in range(writers)]
+        t0 = time.perf_counter()
+
+        def writer(conn: Any) -> None:
+            try:
                 while not stop.is_set():
-                    due = int((time.perf_counter() - t0) * rate)
-                    if due > written[0]:
-                        k = min(due - written[0], max(10, rate // 5))
+                    with lock:  # each session takes the next ids due
+                        due = int((time.perf_counter() - t0) * rate)
+                        k = min(due - written[0], chunk) // 10 * 10
+                        n = nxt[0]
+                        if k > 0:
+                            nxt[0] += k
+                            written[0] += k
+                    if k > 0:
                         conn.execute(f"CALL {table}_ins(%s, %s, 10)", [n, n + k - 1])
-                        n += k
-                        written[0] += k
                     else:
-                        time.sleep(0.01)
+                        time.sleep(0.005)
                 conn.close()
+            except BaseException as e:  # reported by the step, not lost in a thread
+                errors.append(e)
 
-            th = threading.Thread(target=writer, daemon=True)
-            samples: list[tuple[float, int, int]] = []
-            t0 = time.perf_counter()
+        threads = [threading.Thread(target=writer, args=(c,), daemon=True) for c in conns]
+        samples: list[tuple[float, int, int]] = []
+        for th in threads:
             th.start()
-            while (t := time.perf_counter() - t0) < self.args.step_s:
+        periods = 0
+        while True:
+            # A step lasts --step-s; one whose lag is not flat yet goes on for up to
+            # --step-extend more periods (a pipeline whose latency is longer than half a
+            # period shows a rising lag at first whatever its rate), judged each time
+            # over the second half of all it has run.
+            periods += 1
+            while (t := time.perf_counter() - t0) < self.args.step_s * periods:
                 check = getattr(pipe, "check", None)
                 if check is not None:
                     check()
                 samples.append((t, written[0], self.replica_count(pipe.replica_table, lo)))
                 time.sleep(0.25)
-            stop.set()
-            th.join()
-            nxt = lo + written[0] + 10
-            half = [s for s in samples if s[0] >= self.args.step_s / 2]
-            lag0 = half[0][1] - half[0][2] if half else 0
-            lag1 = half[-1][1] - half[-1][2] if half else 0
-            span = half[-1][0] - half[0][0] if len(half) > 1 else 1.0
-            offered = written[0] / self.args.step_s
-            applied = (half[-1][2] - half[0][2]) / span if len(half) > 1 else 0.0
-            growth = (lag1 - lag0) / span
-            sustained = growth <= 0.05 * max(offered, 1)
-            # The writer (one session, server-side inserts) could not offer the target:
-            # the ladder ends there, whatever the pipeline could have taken.
-            writer_limited = offered < 0.9 * rate
-            steps.append({"target": rate, "offered": round(offered), "applied": round(applied),
-                          "lag_end": lag1, "lag_growth_per_s": round(growth), "sustained": sustained,
-                          "writer_limited": writer_limited})
-            print(f"  {pipe.label}: offered {offered:,.0f}/s (target {rate:,}), applied "
-                  f"{applied:,.0f}/s, lag {lag1:,} ({growth:+,.0f}/s): "
-                  f"{'sustained' if sustained else 'NOT sustained'}"
-                  f"{' (the writer fell short of the target)' if writer_limited else ''}", flush=True)
-            # Let the pipeline drain before the next step.
-            total = written[0]
-            with_timeout = time.monotonic() + 300
-            while (self.replica_count(pipe.replica_table, lo) < total
-                   and time.monotonic() < with_timeout):
-                time.sleep(0.2)
-            if sustained:
-                best = max(best, round(offered))
-            if not sustained or writer_limited:
+            half = [x for x in samples if x[0] >= t / 2]
+            slope, applied = lag_slope(half)
+            offered = written[0] / t
+            sustained = slope <= FLAT_LAG_GROWTH * max(offered, 1)
+            if sustained or periods > self.args.step_extend or errors:
                 break
+        stop.set()
+        for th in threads:
+            th.join()
+        if errors:
+            raise RuntimeError(f"the writer failed: {errors[0]!r}")
+        total = written[0]
+        # The writer could not offer the target: what the pipeline could take above it
+        # is not known (the writer's limit, not the pipeline's).
+        writer_limited = offered < WRITER_SHORT * rate
+        t1 = time.perf_counter()
+        deadline = time.monotonic() + self.args.drain_s
+        while (self.replica_count(pipe.replica_table, lo) < total
+               and time.monotonic() < deadline):
+            time.sleep(0.2)
+        drained = self.replica_count(pipe.replica_table, lo) >= total
+        lag_end = (half[-1][1] - half[-1][2]) if half else 0
+        out = {"target": rate, "seconds": round(t, 1), "offered": round(offered),
+               "applied": round(applied),
+               "lag_end": lag_end, "lag_growth_per_s": round(slope), "sustained": sustained,
+               "writer_limited": writer_limited, "drain_s": round(time.perf_counter() - t1, 1),
+               "drained": drained, "next_id": nxt[0] + 10}
+        print(f"  {pipe.label}: offered {offered:,.0f}/s (target {rate:,}), applied "
+              f"{applied:,.0f}/s, lag {lag_end:,} ({slope:+,.0f}/s): "
+              f"{'sustained' if sustained else 'NOT sustained'}"
+              f"{' (the writer fell short of the target)' if writer_limited else ''}"
+              f"{'' if drained else ' (did not drain in time)'}", flush=True)
+        return out
+
+    def rates(self, pipe: Pipeline, table: str, base: int) -> dict[str, Any]:
+        """The highest sustained rate: a rising ladder (``--rates``, or from ``--rate-start``
+        times ``--rate-factor`` up to ``--rate-max``) until a step is not sustained, then
+        ``--refine`` steps bisecting (geometric mean) between the last sustained and the first
+        failed rate. One rule for every pipeline: see :data:`FLAT_LAG_GROWTH`. A step where
+        the writer fell short ends the search: the pipeline sustained at least that (a lower
+        bound, reported with the writer's limit)."""
+        steps: list[dict[str, Any]] = []
+        nxt = base
+        best = 0
+        failed: int | None = None
+        writer_limit: int | None = None
+        ladder = list(self.args.rates) if self.args.rates else geometric_ladder(
+            self.args.rate_start, self.args.rate_factor, self.args.rate_max)
+
+        def run(rate: int) -> dict[str, Any]:
+            nonlocal nxt, best, writer_limit
+            s = self.step(pipe, table, nxt, rate)
+            steps.append(s)
+            nxt = s["next_id"]
+            if s["sustained"]:
+                best = max(best, s["offered"])
+            if s["writer_limited"]:
+                writer_limit = s["offered"]
+            return s
+
+        lo_ok = 0
+        for rate in ladder:
+            s = run(rate)
+            if not s["sustained"]:
+                failed = rate if not s["writer_limited"] else s["offered"]
+                break
+            if s["writer_limited"] or not s["drained"]:
+                break
+            lo_ok = rate
+        # Bisect only from a drained pipeline (else the next step starts on a backlog).
+        if failed is not None and lo_ok and steps[-1]["drained"] and not self.args.rates:
+            for _ in range(self.args.refine):
+                mid = round((lo_ok * failed) ** 0.5 / 10) * 10
+                if mid <= lo_ok or mid >= failed:
+                    break
+                s = run(mid)
+                if s["writer_limited"]:
+                    break
+                if s["sustained"]:
+                    lo_ok = mid
+                else:
+                    failed = mid
+                if not s["drained"]:
+                    break
+        lower_bound = bool(steps and steps[-1]["writer_limited"] and steps[-1]["sustained"])
         return {"steps": steps, "max_sustained_rows_per_s": best,
-                "writer_limited": bool(steps and steps[-1]["writer_limited"] and
-                                       steps[-1]["sustained"]), "next_id": nxt}
+                "first_not_sustained": failed, "lowest_step": ladder[0] if ladder else None,
+                "lower_bound": lower_bound, "writer_limited": lower_bound,
+                "writer_limit_rows_per_s": writer_limit, "writers": self.args.writers,
+                "rule": f"lag growth over the step's second half (least squares) at most "
+                        f"{FLAT_LAG_GROWTH:.0%} of the offered rate",
+                "next_id": nxt}
 
     def latency(self, pipe: Pipeline, table: str, base: int) -> dict[str, Any]:
         rate, secs = self.args.latency_rate, self.args.latency_s
@@ -524,38 +672,205 @@ def plots(results: dict[str, Any], out: Path, suffix: str = "") -> list[str]:
     return made
 
 
+def _sustained(r: dict[str, Any]) -> str:
+    """The sustained rate as a table cell: ">= N (writer)" for a lower bound, "< N" when not
+    even the lowest step was sustained."""
+    rt = r["rates"]
+    best = rt["max_sustained_rows_per_s"]
+    if not best:
+        return f"< {rt.get('lowest_step') or 0:,}"
+    return f">= {best:,} (writer)" if rt.get("lower_bound") else f"{best:,}"
+
+
 def ratio_table(results: dict[str, Any]) -> str:
     p = results["pipelines"]
     lines = ["| measure | " + " | ".join(p) + " | cdc/native | cdc/debezium |",
              "|---" * (len(p) + 3) + "|"]
 
-    def row(label: str, get: Any, fmt: str = "{:,.0f}") -> None:
+    def row(label: str, get: Any, fmt: str = "{:,.0f}", cell: Any = None,
+            lower: Any = None) -> None:
+        """``lower(r)``: the pipeline's value is only a lower bound (its ratios say so)."""
         vals = {}
         for name, r in p.items():
             try:
                 vals[name] = get(r)
             except (KeyError, TypeError):
                 vals[name] = None
-        cells = [fmt.format(v) if isinstance(v, int | float) else "-" for v in vals.values()]
+        cells = []
+        for name, v in vals.items():
+            text = "-"
+            if cell is not None:
+                with contextlib.suppress(KeyError, TypeError):
+                    text = cell(p[name])
+            elif isinstance(v, int | float):
+                text = fmt.format(v)
+            cells.append(text)
+        bound = {}
+        for name in vals:
+            with contextlib.suppress(KeyError, TypeError):
+                bound[name] = bool(lower(p[name])) if lower is not None else False
         ratios = []
         for other in ("native", "debezium"):
             a, b = vals.get("cdc"), vals.get(other)
-            ratios.append(f"{a / b:.2f}" if isinstance(a, int | float) and isinstance(b, int | float)
-                          and b else "-")
+            if not (isinstance(a, int | float) and isinstance(b, int | float) and b):
+                ratios.append("-")
+                continue
+            lo_a, lo_b = bound.get("cdc", False), bound.get(other, False)
+            # cdc's value a lower bound: the ratio is at least this; the other's: at most.
+            sign = "" if lo_a == lo_b else ">= " if lo_a else "<= "
+            ratios.append("-" if lo_a and lo_b else f"{sign}{a / b:.2f}")
         lines.append(f"| {label} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+
+    def procs(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = r["catch_up"]["processes"]
+        return out
+
+    def per_1m(r: dict[str, Any], roles: tuple[str, ...]) -> float:
+        return total(procs(r), "cpu_s", roles) * 1e6 / float(r["catch_up"]["changes"])
 
     row("catch-up, changes/s", lambda r: r["catch_up"]["changes_per_s"])
     row("catch-up after the first change applied, changes/s",
         lambda r: r["catch_up"]["steady_changes_per_s"])
     row("capture only into Kafka, changes/s", lambda r: r["catch_up"]["source_only_changes_per_s"])
-    row("max sustained rows/s", lambda r: r["rates"]["max_sustained_rows_per_s"])
+    row("max sustained rows/s", lambda r: r["rates"]["max_sustained_rows_per_s"] or None,
+        cell=_sustained, lower=lambda r: r["rates"].get("lower_bound"))
     row("latency p50 ms", lambda r: r["latency"]["p50_ms"], "{:,.1f}")
     row("latency p99 ms", lambda r: r["latency"]["p99_ms"], "{:,.1f}")
-    row("CPU s per 1M changes (catch-up)", lambda r: r["catch_up"]["cpu_s_per_1m_changes"])
-    row("peak RSS MB, all processes", lambda r: sum(
-        x["peak_rss_mb"] for x in r["catch_up"]["processes"].values()))
+    row("CPU s per 1M changes (catch-up), all processes", lambda r: per_1m(r, ALL))
+    row("CPU s per 1M changes, pipeline's own processes", lambda r: per_1m(r, OWN))
+    row("CPU s per 1M changes, programs only", lambda r: per_1m(r, ("program",)) or None)
+    row("peak RSS MB, all processes", lambda r: total(procs(r), "peak_rss_mb", ALL))
+    row("peak RSS MB, pipeline's own processes", lambda r: total(procs(r), "peak_rss_mb", OWN))
+    row("peak RSS MB, programs only", lambda r: total(procs(r), "peak_rss_mb", ("program",))
+        or None)
     row("pgbench TPS on/off", lambda r: r["pgbench"]["ratio_on_off"], "{:.3f}")
     return "\n".join(lines)
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue #15's targets, each met (True), missed (False) or not decided (None), with why."""
+    p = results["pipelines"]
+    cdc, dz = p.get("cdc", {}), p.get("debezium", {})
+    out: list[dict[str, Any]] = []
+
+    def add(target: str, met: bool | None, why: str) -> None:
+        out.append({"target": target, "met": met, "why": why})
+
+    # 1. Sustained rate.
+    t = "cdc end to end at least 3x Debezium's maximum sustainable rate"
+    if "rates" not in cdc or "rates" not in dz:
+        add(t, None, "not measured: " + ", ".join(
+            n for n, r in (("cdc", cdc), ("debezium", dz)) if "rates" not in r) + " has no rates "
+            "phase" + (f" ({results['unavailable']['debezium']})"
+                       if "debezium" in results.get("unavailable", {}) else ""))
+    else:
+        c, d = cdc["rates"], dz["rates"]
+        cb, db = c["max_sustained_rows_per_s"], d["max_sustained_rows_per_s"]
+        if not db:
+            low = d.get("lowest_step") or 0
+            if cb >= 3 * low:
+                add(t, True, f"Debezium sustained no step (below {low:,} rows/s), cdc {cb:,} "
+                    f">= 3 x {low:,}")
+            else:
+                add(t, None, f"Debezium sustained no step (below {low:,} rows/s), cdc {cb:,}: "
+                    "start the ladder lower (--rate-start)")
+        else:
+            ratio = cb / db
+            if ratio >= 3 and not d.get("lower_bound"):
+                add(t, True, f"{ratio:.2f}x ({cb:,} against {db:,} rows/s)")
+            elif ratio >= 3:
+                add(t, None, f"{ratio:.2f}x, but Debezium's {db:,} is the writer's limit (a lower "
+                    "bound)")
+            elif c.get("lower_bound"):
+                add(t, None, f"{ratio:.2f}x, but cdc's {cb:,} is the writer's limit (a lower "
+                    "bound): raise --writers")
+            else:
+                add(t, False, f"{ratio:.2f}x ({cb:,} against {db:,} rows/s)")
+    # 2. CPU per row; 3. RSS.
+    if "catch_up" in cdc and "catch_up" in dz:
+        cp, dp = cdc["catch_up"]["processes"], dz["catch_up"]["processes"]
+        cn, dn = cdc["catch_up"]["changes"], dz["catch_up"]["changes"]
+        r_all = (total(cp, "cpu_s", ALL) / cn) / max(total(dp, "cpu_s", ALL) / dn, 1e-12)
+        r_own = (total(cp, "cpu_s", OWN) / cn) / max(total(dp, "cpu_s", OWN) / dn, 1e-12)
+        add("at most a fifth of Debezium's CPU per row", r_all <= 0.2,
+            f"{r_all:.2f} with every process (broker and registry counted for both), "
+            f"{r_own:.2f} for the pipelines' own processes, over the catch-up of "
+            f"{cn:,} changes")
+        m_prog = total(cp, "peak_rss_mb", ("program",)) / max(
+            total(dp, "peak_rss_mb", ("program",)), 1e-9)
+        m_own = total(cp, "peak_rss_mb", OWN) / max(total(dp, "peak_rss_mb", OWN), 1e-9)
+        m_all = total(cp, "peak_rss_mb", ALL) / max(total(dp, "peak_rss_mb", ALL), 1e-9)
+        heap = results["args"].get("connect_heap", "?")
+        add("at most a tenth of Debezium's RSS", m_prog <= 0.1,
+            f"{m_prog:.2f} programs only (cdc source + sink against the Connect JVM, heap "
+            f"{heap}), {m_own:.2f} with their database processes, {m_all:.2f} with the shared "
+            "broker and registry")
+    else:
+        for t in ("at most a fifth of Debezium's CPU per row", "at most a tenth of Debezium's RSS"):
+            add(t, None, "not measured: no catch-up of both cdc and Debezium")
+    # 4. Latency.
+    t = "p99 commit-to-apply at most 100 ms at 5,000 rows/s"
+    lat = cdc.get("latency")
+    if not lat:
+        add(t, None, "not measured: no latency phase for cdc")
+    elif lat["offered"] < WRITER_SHORT * 5000 or lat["rate"] != 5000:
+        add(t, None, f"the writer offered {lat['offered']:,} rows/s (target {lat['rate']:,})")
+    elif lat["rows_not_seen_in_time"]:
+        add(t, False, f"{lat['rows_not_seen_in_time']:,} rows not at the replica within 3 "
+            f"minutes (cdc did not keep up); p99 of the rest {lat['p99_ms']:,} ms")
+    else:
+        add(t, lat["p99_ms"] <= 100, f"p99 {lat['p99_ms']:,} ms, p50 {lat['p50_ms']:,} ms over "
+            f"{lat['rows']:,} rows")
+    add("a single sink worker at least 0.5x native logical replication (inserts, updates)", None,
+        "not measured by bench-compare (end to end here): bench/sink_bench.py measures it")
+    return out
+
+
+def targets_table(rows: list[dict[str, Any]]) -> str:
+    word = {True: "**met**", False: "**missed**", None: "not decided"}
+    return "\n".join(["| target | result | why |", "|---|---|---|"] + [
+        f"| {r['target']} | {word[r['met']]} | {r['why']} |" for r in rows])
+
+
+# ------------------------------------------------------------------ duration
+
+# End-to-end changes/s each pipeline is assumed to apply on an idle 2-core machine, for the
+# estimate printed at the start (from the runs in docs/BENCHMARKS.md; the run's own phase
+# durations are in the JSON to correct them).
+ASSUMED_RATE = {
+    "postgres": {"write": 30_000, "native": 20_000, "debezium": 3_000, "cdc": 8_000},
+    "mariadb": {"write": 20_000, "native": 8_000, "debezium": 2_000, "cdc": 3_000},
+}
+ASSUMED_START_S = {"native": 5.0, "debezium": 120.0, "cdc": 15.0}
+
+
+def estimate(args: argparse.Namespace) -> dict[str, float]:
+    """Seconds each pipeline of this run is expected to take on an idle machine."""
+    a = ASSUMED_RATE[args.db]
+    out: dict[str, float] = {}
+    for name in args.pipelines:
+        rate = a[name]
+        s = ASSUMED_START_S[name] + 15  # start, probe rows, parity, teardown
+        if "catch_up" in args.phases:
+            s += args.rows / a["write"] + args.rows / rate
+        if "rates" in args.phases:
+            ladder = args.rates or geometric_ladder(args.rate_start, args.rate_factor,
+                                                    args.rate_max)
+            n = len([r for r in ladder if r <= rate]) + 1
+            failed = next((r for r in ladder if r > rate), None)
+            n += args.refine if failed and not args.rates else 0
+            # Each step; a failed one runs its extensions and drains its backlog at the
+            # pipeline's rate.
+            long = (1 + args.step_extend) * args.step_s
+            s += n * (args.step_s + 2) + (args.refine + 1) * (
+                args.step_extend * args.step_s + max(0.0, (failed or 0) * long / rate - long))
+        if "latency" in args.phases:
+            behind = max(0.0, args.latency_rate / rate - 1) * args.latency_s
+            s += args.latency_s + 2 + min(180.0, behind)
+        if "pgbench" in args.phases and args.pgbench_s and args.db == "postgres":
+            s += 4 * (args.pgbench_s + 1)
+        out[name] = round(s)
+    return out
 
 
 # ------------------------------------------------------------------ main
@@ -568,25 +883,56 @@ def main() -> int:
                     "(mysql-source -> mysql-replica)")
     ap.add_argument("--pipelines", nargs="+", default=["native", "debezium", "cdc"],
                     choices=["native", "debezium", "cdc"])
-    ap.add_argument("--rates", type=int, nargs="+", default=[2_000, 5_000, 10_000, 20_000,
-                                                            40_000, 80_000])
+    ap.add_argument("--rates", type=int, nargs="+", default=None,
+                    help="an explicit ladder of offered rates (no bisection); default: from "
+                    "--rate-start times --rate-factor up to --rate-max, then --refine steps")
+    ap.add_argument("--rate-start", type=int, default=250)
+    ap.add_argument("--rate-factor", type=float, default=2.0)
+    ap.add_argument("--rate-max", type=int, default=128_000)
+    ap.add_argument("--refine", type=int, default=2,
+                    help="bisection steps between the last sustained and the first failed rate")
+    ap.add_argument("--writers", type=int, default=2,
+                    help="source sessions writing the open-loop steps (their limit is reported)")
     ap.add_argument("--step-s", type=float, default=10.0)
+    ap.add_argument("--step-extend", type=int, default=2,
+                    help="periods of --step-s a step whose lag is not flat yet goes on for")
+    ap.add_argument("--drain-s", type=float, default=300.0,
+                    help="longest wait for the replica to catch up after a step")
     ap.add_argument("--latency-s", type=float, default=20.0)
     ap.add_argument("--latency-rate", type=int, default=5_000)
     ap.add_argument("--pgbench-s", type=int, default=10,
                     help="0: skip the overhead phase (PostgreSQL only: pgbench)")
     ap.add_argument("--phases", nargs="+", default=["catch_up", "rates", "latency", "pgbench"],
                     choices=["catch_up", "rates", "latency", "pgbench"])
+    ap.add_argument("--connect-heap", default="shipped",
+                    help="the Connect worker's heap: 'shipped' (Kafka's connect-standalone.sh "
+                    "default, -Xms256M -Xmx2G, Debezium as a user runs it), a maximum such "
+                    "as 768m (-Xms256m -Xmx768m), or JVM flags (--connect-heap='-Xmx1g')")
+    ap.add_argument("--cdc-set", dest="cdc_sets", action="append", default=[],
+                    metavar="PATH=VALUE", help="change cdc's generated config (YAML value), "
+                    "e.g. kafka.consumer.queued_max_kbytes=65536; repeatable")
+    ap.add_argument("--estimate", action="store_true",
+                    help="print the expected duration on an idle machine and exit")
     ap.add_argument("--out", type=Path, default=ROOT / ".cdc-local" / "bench-compare")
     args = ap.parse_args()
+    expected = estimate(args)
+    print(f"expected duration on an idle machine ({args.db}, {args.rows:,} changes): "
+          f"{sum(expected.values()) / 60:.0f} min ("
+          + ", ".join(f"{k} {v / 60:.1f}" for k, v in expected.items()) + ")", flush=True)
+    if args.estimate:
+        return 0
     args.out.mkdir(parents=True, exist_ok=True)
+    for item in args.cdc_sets:
+        key, _, value = item.partition("=")
+        Cdc.overrides.append((key, yaml.safe_load(value)))
     bench = Bench(args)
+    run_t0 = time.perf_counter()
     results: dict[str, Any] = {
         "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"host": platform.node(), "cores": os.cpu_count(),
                     "python": platform.python_version(), "load_at_start": os.getloadavg()[0]},
         "args": {k: v for k, v in vars(args).items() if k != "out"},
-        "pipelines": {}, "unavailable": {},
+        "pipelines": {}, "unavailable": {}, "expected_s": expected,
     }
     stamp = int(time.time()) % 1_000_000
     for name in args.pipelines:
@@ -594,7 +940,18 @@ def main() -> int:
         print(f"== {args.db} {name} ({table})", flush=True)
         bench.create(table)
         pipe = PIPELINES[args.db][name](bench.eps, table)
+        pipe.connect_heap = args.connect_heap
         r: dict[str, Any] = {"load_at_start": os.getloadavg()[0]}
+        durations: dict[str, float] = {}
+        r["durations_s"] = durations
+        t_phase = time.perf_counter()
+
+        def took(phase: str, durations: dict[str, float] = durations) -> None:
+            nonlocal t_phase
+            now = time.perf_counter()
+            durations[phase] = round(now - t_phase, 1)
+            t_phase = now
+
         results["pipelines"][name] = r
         try:
             try:
@@ -604,23 +961,31 @@ def main() -> int:
                 results["unavailable"][name] = str(e)
                 del results["pipelines"][name]
                 continue
+            took("prepare")
+            if pipe.heap:
+                r["connect_heap"] = pipe.heap
             nxt = args.rows + 10
             if "catch_up" in args.phases:
                 r["catch_up"] = bench.catch_up(pipe, table, args.rows)
                 print(f"  catch-up: {r['catch_up']}", flush=True)
+                took("catch_up")
             if "rates" in args.phases:
                 r["rates"] = bench.rates(pipe, table, nxt)
                 nxt = r["rates"]["next_id"]
+                took("rates")
             if "latency" in args.phases:
                 r["latency"] = bench.latency(pipe, table, nxt)
                 print(f"  latency: p50 {r['latency']['p50_ms']} ms, p99 {r['latency']['p99_ms']} "
                       f"ms over {r['latency']['rows']:,} rows", flush=True)
+                took("latency")
             if "pgbench" in args.phases and args.pgbench_s > 0 and bench.pg:
                 r["pgbench"] = bench.pgbench(pipe, table)
                 print(f"  pgbench: {r['pgbench']}", flush=True)
+                took("pgbench")
             wait("replica caught up for parity",
                  lambda t=table, p=pipe: bench.parity(t, p.replica_table)["equal"], 600, 0.5)
             r["parity"] = bench.parity(table, pipe.replica_table)
+            took("parity")
         except Exception as e:  # one pipeline failing leaves the others to run
             print(f"  {name}: FAILED: {e!r}", flush=True)
             r["error"] = repr(e)[:2000]
@@ -634,10 +999,16 @@ def main() -> int:
             except Exception as e:  # a benchmark's leftovers; the results still count
                 print(f"  {name}: teardown failed: {e!r}", flush=True)
             bench.drop(table, pipe.replica_table)
+            took("teardown")
+    results["duration_s"] = round(time.perf_counter() - run_t0)
+    results["targets"] = targets(results)
     suffix = "" if args.db == "postgres" else f"-{args.db}"
     (args.out / f"compare{suffix}.json").write_text(json.dumps(results, indent=1))
     made = plots(results, args.out, suffix)
     print("\n" + ratio_table(results))
+    print("\n" + targets_table(results["targets"]))
+    print(f"\nran {results['duration_s'] / 60:.1f} min (expected on an idle machine: "
+          f"{sum(expected.values()) / 60:.0f} min; load {os.getloadavg()[0]:.1f})")
     print(f"\nresults: {args.out / f'compare{suffix}.json'}; plots: {', '.join(made) or 'none'}")
     return 0 if all(r.get("parity", {}).get("equal") for r in results["pipelines"].values()) else 1
 

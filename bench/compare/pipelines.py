@@ -30,7 +30,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 import psycopg
@@ -94,6 +94,10 @@ def wait(what: str, check: Any, timeout: float, interval: float = 0.05) -> None:
 
 class Pipeline:
     label = ""
+    # The Connect worker's heap for Debezium ("shipped" or a maximum such as "768m").
+    connect_heap = "shipped"
+    # The heap flags the Connect worker ran with (Debezium only).
+    heap: str | None = None
 
     def __init__(self, eps: Any, table: str) -> None:
         self.eps = eps
@@ -209,6 +213,8 @@ class Debezium(Pipeline):
 
     label = "debezium"
     plugins: tuple[str, ...] = ()
+    # Debezium's defaults apart from these (and the converters): no snapshot, no tombstones.
+    EXTRA: ClassVar[dict[str, str]] = {"snapshot.mode": "no_data", "tombstones.on.delete": "false"}
 
     def _connect_src(self) -> Any:
         return psycopg.connect(self.eps.pg_source_dsn, autocommit=True)
@@ -226,7 +232,7 @@ class Debezium(Pipeline):
         self.topic = f"{self.prefix}.public.{self.table}"
         return pg_source_config(
             self.eps.pg_source_dsn, prefix=self.prefix, tables=[self.table], slot=self.slot,
-            extra={"snapshot.mode": "no_data", "tombstones.on.delete": "false"})
+            extra=self.EXTRA)
 
     def _jdbc(self) -> tuple[str, str, str]:
         r = psycopg.conninfo.conninfo_to_dict(self.eps.pg_replica_dsn)
@@ -239,9 +245,14 @@ class Debezium(Pipeline):
 
             mod = connect_module()
             self.worker = mod.ConnectWorker()
-            self.started = not self.worker.running()
-            self.worker.start(timeout=900)
-            self.worker.ensure_plugins(*self.plugins)
+            h = self.connect_heap
+            self.heap = (mod.SHIPPED_HEAP if h == "shipped" else h if h.startswith("-")
+                         else f"-Xms256m -Xmx{h}")
+            # Started (or restarted with this heap) here: stopped again by teardown.
+            self.started = (not self.worker.running()
+                            or self.worker.heap_options() != self.heap.split())
+            mod.install((*mod.DEFAULT_PARTS, *self.plugins))  # before the start: no restart
+            self.worker.start(timeout=900, heap=self.heap)
         except Exception as e:  # no Maven, no Java, no cache: the run goes on without B
             raise Unavailable(f"the Kafka Connect worker did not start: {e}") from e
         from tests.fixtures.debezium import jdbc_sink_config, wait_topics
@@ -406,7 +417,7 @@ class DebeziumMaria(Debezium):
         return mariadb_source_config(
             self.eps.mysql_source_url, prefix=self.prefix, tables=[self.table],
             server_id=5000 + int(time.time()) % 1000, bootstrap=self.eps.kafka_bootstrap,
-            extra={"snapshot.mode": "no_data", "tombstones.on.delete": "false"})
+            extra=self.EXTRA)
 
     def _jdbc(self) -> tuple[str, str, str]:
         u = urlparse(self.eps.mysql_replica_url)
@@ -520,8 +531,24 @@ def stack_pid(name: str) -> int | None:
         return None
 
 
+def set_path(tree: Any, path: str, value: Any) -> None:
+    """Set ``value`` at dotted ``path`` in a config tree (list items by index)."""
+    parts = path.split(".")
+    node = tree
+    for i, p in enumerate(parts):
+        key: Any = int(p) if isinstance(node, list) else p
+        if i == len(parts) - 1:
+            node[key] = value
+        else:
+            if isinstance(node, dict) and key not in node:
+                node[key] = {}
+            node = node[key]
+
+
 class Cdc(Pipeline):
     label = "cdc"
+    # (path, value) changes to the generated config (bench-compare --cdc-set), for A/B runs.
+    overrides: ClassVar[list[tuple[str, Any]]] = []
 
     def _endpoints(self) -> tuple[dict[str, Any], dict[str, Any], str]:
         """The source and sink entries of the pipeline file, and the topic."""
@@ -564,6 +591,8 @@ class Cdc(Pipeline):
             "metrics": {"host": "127.0.0.1", "port": self.metrics},
             "log": {"level": "WARNING"},
         }
+        for key, value in self.overrides:
+            set_path(cfg, key, value)
         # One file per process: each serves its metrics on its own port (the source's
         # events counter is read from it).
         self.config = self.dir / "source.yaml"

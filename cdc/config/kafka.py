@@ -159,6 +159,17 @@ class KafkaProducerConfig(ConfigModel):
         "pauses (backpressure); bounds memory and replay after a crash.",
         examples=[100_000],
     )
+    buffer_max_kbytes: int = Field(
+        default=65_536,
+        ge=16_384,
+        le=2_097_151,
+        description="librdkafka `queue.buffering.max.kbytes`: the most a producer holds of "
+        "records not yet acknowledged by Kafka. When it is full the source waits for "
+        "acknowledgements (as for `max_in_flight_events`). 64 MB (was 1 GB) bounds a source's "
+        "memory on a backlog of large rows; at least 16 MB, so that the largest record "
+        "(16 MB, the producer's `message.max.bytes`) fits.",
+        examples=[65_536],
+    )
 
 
 class KafkaConsumerConfig(ConfigModel):
@@ -195,8 +206,19 @@ class KafkaConsumerConfig(ConfigModel):
         default=52_428_800,
         ge=1_024,
         le=2_147_483_135,
-        description="Maximum bytes per fetch.",
+        description="Maximum bytes per fetch (librdkafka caps it at `queued_max_kbytes`).",
         examples=[52_428_800],
+    )
+    queued_max_kbytes: int = Field(
+        default=65_536,
+        ge=1_024,
+        le=2_097_151,
+        description="librdkafka `queued.max.messages.kbytes`: the most a sink's consumer "
+        "fetches ahead of what the sink has taken (all partitions together). 64 MB, "
+        "librdkafka's default: 16 MB did not lower a sink's peak memory on a 100k-change "
+        "backlog of ordinary rows (docs/BENCHMARKS.md) and its effect on the update rate was "
+        "not settled; lower it to bound a sink that is far behind on large rows.",
+        examples=[16_384],
     )
 
 
@@ -252,6 +274,8 @@ _RESERVED_CLIENT_KEYS = {
     "batch.size": "use kafka.producer.batch_size",
     "compression.type": "use kafka.producer.compression",
     "compression.codec": "use kafka.producer.compression",
+    "queue.buffering.max.kbytes": "use kafka.producer.buffer_max_kbytes",
+    "queued.max.messages.kbytes": "use kafka.consumer.queued_max_kbytes",
 }
 
 
@@ -358,6 +382,7 @@ class KafkaConfig(ConfigModel):
                 "linger.ms": self.producer.linger_ms,
                 "batch.size": self.producer.batch_size,
                 "compression.type": self.producer.compression,
+                "queue.buffering.max.kbytes": self.producer.buffer_max_kbytes,
                 "enable.idempotence": True,
                 "acks": "all",
             }
@@ -377,6 +402,7 @@ class KafkaConfig(ConfigModel):
                 "session.timeout.ms": self.consumer.session_timeout_ms,
                 "max.poll.interval.ms": self.consumer.max_poll_interval_ms,
                 "fetch.max.bytes": self.consumer.fetch_max_bytes,
+                "queued.max.messages.kbytes": self.consumer.queued_max_kbytes,
                 # Pattern subscriptions see topics created later (a new table) this soon.
                 "topic.metadata.refresh.interval.ms": 5000,
             }

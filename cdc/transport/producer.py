@@ -36,7 +36,7 @@ DEFAULT_SETTINGS: Mapping[str, Any] = {
     "batch.size": 1_048_576,
     "compression.type": "lz4",
     "queue.buffering.max.messages": 500_000,
-    "queue.buffering.max.kbytes": 1_048_576,
+    "queue.buffering.max.kbytes": 65_536,  # as kafka.producer.buffer_max_kbytes
     "message.timeout.ms": 300_000,
     "message.max.bytes": 16_777_216,
 }

@@ -101,6 +101,13 @@ def install(parts: tuple[str, ...] = DEFAULT_PARTS) -> None:
             raise StackError(f"connect: Maven ran but {part} is still missing under {connect_home()}")
 
 
+# Kafka's bin/connect-standalone.sh runs the worker with these unless KAFKA_HEAP_OPTS is
+# set: Debezium as a user runs it (bench/compare takes this by default).
+SHIPPED_HEAP = "-Xms256M -Xmx2G"
+# The tests' worker (CDC_CONNECT_HEAP_OPTS overrides): a smaller ceiling on a shared machine.
+TEST_HEAP = "-Xms256m -Xmx768m"
+
+
 class ConnectWorker(stack.JavaService):  # type: ignore[misc,name-defined]
     """One Kafka Connect standalone worker of this port offset (Debezium plugins loaded)."""
 
@@ -141,12 +148,29 @@ class ConnectWorker(stack.JavaService):  # type: ignore[misc,name-defined]
             "topic.creation.enable=true",
             "", ])
 
-    def start(self, timeout: float = 180) -> subprocess.Popen[bytes] | None:
+    def heap_options(self) -> list[str] | None:
+        """The ``-Xms``/``-Xmx`` flags of the running worker (from /proc), None if not running."""
+        pid = self.pid()
+        if not pid:
+            return None
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        except OSError:
+            return None
+        return [a for a in argv if a.startswith(("-Xms", "-Xmx"))]
+
+    def start(self, timeout: float = 180, heap: str | None = None) -> subprocess.Popen[bytes] | None:
         """Start the worker unless it is running and healthy; wait until its REST API answers
-        (the plugin scan took 3 minutes at a load of 35 on 2 cores: give more there)."""
+        (the plugin scan took 3 minutes at a load of 35 on 2 cores: give more there).
+
+        ``heap``: the JVM's heap flags (e.g. ``SHIPPED_HEAP``, Kafka's own
+        ``connect-standalone.sh`` default); None takes ``CDC_CONNECT_HEAP_OPTS`` or
+        ``TEST_HEAP``. A running worker with other heap flags is restarted with these.
+        """
+        flags = (heap or os.environ.get("CDC_CONNECT_HEAP_OPTS") or TEST_HEAP).split()
         if self.running():
             try:
-                if self.healthy():
+                if self.healthy() and (heap is None or self.heap_options() == flags):
                     return None
             except Exception:  # not answering yet: restart below
                 pass
@@ -167,9 +191,8 @@ class ConnectWorker(stack.JavaService):  # type: ignore[misc,name-defined]
             "logger.w.name = org.apache.kafka.connect.runtime.WorkerTask", "logger.w.level = INFO",
             "", ]))
         java = stack.find_java(17)
-        heap = os.environ.get("CDC_CONNECT_HEAP", "768m")
         proc: subprocess.Popen[bytes] = self._spawn([
-            java, "-Xms256m", f"-Xmx{heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            java, *flags, "-XX:+UseG1GC", "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{connect_home() / 'worker'}/*",
             "org.apache.kafka.connect.cli.ConnectStandalone", str(conf)], cwd=self.datadir)
         stack.wait_for(self.name, self.healthy, timeout, self.logfile, self.port,
@@ -183,8 +206,9 @@ class ConnectWorker(stack.JavaService):  # type: ignore[misc,name-defined]
             return
         install(tuple(missing))
         if self.running():
+            heap = self.heap_options()
             self.stop()
-            self.start()
+            self.start(heap=" ".join(heap) if heap else None)
 
     # ------------------------------------------------------------------ REST
 

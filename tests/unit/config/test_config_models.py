@@ -86,8 +86,26 @@ def test_producer_config_forces_guarantees() -> None:
     assert consumer["enable.auto.commit"] is False and consumer["group.id"] == "g1"
 
 
+def test_client_buffers_are_bounded_and_settable() -> None:
+    """A producer holds at most 64 MB unacknowledged and a consumer prefetches at most 64 MB
+    by default (memory on a backlog); both are settings, and the producer's bound cannot go
+    below the largest record (16 MB)."""
+    kafka = KafkaConfig.model_validate({"bootstrap_servers": "a:1"})
+    assert kafka.producer_config()["queue.buffering.max.kbytes"] == 65_536
+    assert kafka.consumer_config("g")["queued.max.messages.kbytes"] == 65_536
+    tuned = KafkaConfig.model_validate({
+        "bootstrap_servers": "a:1", "producer": {"buffer_max_kbytes": 32_768},
+        "consumer": {"queued_max_kbytes": 16_384}})
+    assert tuned.producer_config()["queue.buffering.max.kbytes"] == 32_768
+    assert tuned.consumer_config("g")["queued.max.messages.kbytes"] == 16_384
+    with pytest.raises(ValidationError):
+        KafkaConfig.model_validate({"bootstrap_servers": "a:1",
+                                    "producer": {"buffer_max_kbytes": 8_192}})
+
+
 @pytest.mark.parametrize(
-    "key", ["enable.idempotence", "acks", "enable.auto.commit", "sasl.password"]
+    "key", ["enable.idempotence", "acks", "enable.auto.commit", "sasl.password",
+            "queue.buffering.max.kbytes", "queued.max.messages.kbytes"]
 )
 def test_reserved_client_settings_are_refused(key: str) -> None:
     with pytest.raises(ValidationError):

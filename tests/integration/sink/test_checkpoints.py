@@ -104,9 +104,15 @@ def test_synchronous_commit_is_the_sessions_when_set(pg_replica_dsn: str, unique
         off.close()
 
 
-def _stack(*args: str) -> None:
-    subprocess.run([sys.executable, str(ROOT / "deploy/local/stack.py"), *args],
-                   check=True, capture_output=True, timeout=180)
+def _stack(*args: str) -> bool:
+    return subprocess.run([sys.executable, str(ROOT / "deploy/local/stack.py"), *args],
+                          check=False, capture_output=True, timeout=180).returncode == 0
+
+
+def _start_replica() -> None:
+    # Right after a kill -9 the postmaster's orphaned backends can still hold its lock
+    # file for a moment: start until the server takes it.
+    wait_until("pg-replica to start again", lambda: _stack("start", "pg-replica"), timeout=120)
 
 
 @pytest.mark.slow
@@ -132,8 +138,8 @@ def test_replica_killed_right_after_asynchronous_commits_ends_equal_to_the_model
     worker = ThreadWorker(config, "async")
     try:
         wait_until("some batches", lambda: worker.worker.stats.batches >= 8)
-        _stack("kill", "pg-replica")  # SIGKILL, mid-stream: commits in flight
-        _stack("start", "pg-replica")
+        assert _stack("kill", "pg-replica")  # SIGKILL, mid-stream: commits in flight
+        _start_replica()
         produce(kafka_bootstrap, serde, w.events(1500), parts)
         ends = end_offsets(kafka_bootstrap, topic, parts)
         session = _session("postgres", pg_replica_dsn, "async")
@@ -143,6 +149,7 @@ def test_replica_killed_right_after_asynchronous_commits_ends_equal_to_the_model
         assert worker.worker.stats.retries >= 1
     finally:
         worker.close()
+        _start_replica()  # (a no-op when it runs)
         s = _session("postgres", pg_replica_dsn, "async")
         drop_tables(s, unique_name)
         s.close()

@@ -21,7 +21,10 @@ Stages reported (p50/p99/max, ms): source = kafka - created (WAL decoding,
 encoding); broker = tapped - kafka (producer linger, broker append and
 fetch); sink = replica - tapped (the sink's fetch, batching, apply, commit,
 plus the poll); total = replica - created (the number bench-compare reports).
-All stamps come from the same host clock.
+All stamps come from the same host clock. Also per rate: the sink's batches,
+the wall time of an apply (its /metrics) against the sink process's CPU per
+batch and per row (an apply whose wall time is many times its CPU waited for
+a core or for the replica), and the CPU seconds of each process.
 
 ``--set PATH=VALUE`` changes the generated cdc config (YAML value; a path
 through mappings and list indexes, e.g. ``sinks.0.batch.max_wait_ms=200``), so
@@ -225,6 +228,12 @@ def run_rate(bench: Bench, rate: int, secs: float, overrides: list[tuple[str, An
                     "sink_batches": int(batches),
                     "sink_rows_per_batch": round(written[0] / batches, 1) if batches else None,
                     "sink_apply_ms_per_batch": round(apply_s * 1000 / batches, 1) if batches else None,
+                    # the whole sink process (librdkafka's threads included): an apply whose
+                    # wall time is many times this waited for a core, not for the replica
+                    "sink_cpu_ms_per_batch": (round(cpu["cdc sink"] * 1000 / batches, 1)
+                                              if batches and "cdc sink" in cpu else None),
+                    "sink_cpu_us_per_row": (round(cpu["cdc sink"] * 1e6 / written[0], 1)
+                                            if written[0] and "cdc sink" in cpu else None),
                     "stages": {k: _q(v) for k, v in stages.items()}})
     finally:
         pipe.teardown()
@@ -261,7 +270,8 @@ def main() -> int:
                   + " | ".join(f"{k} p50 {v['p50_ms']} p99 {v['p99_ms']} max {v['max_ms']}"
                                for k, v in s.items())
                   + f" | batches {r['sink_batches']} ({r['sink_rows_per_batch']} rows, "
-                  f"{r['sink_apply_ms_per_batch']} ms each) | cpu_s {r['cpu_s']}", flush=True)
+                  f"{r['sink_apply_ms_per_batch']} ms each, sink CPU {r['sink_cpu_ms_per_batch']} "
+                  f"ms each, {r['sink_cpu_us_per_row']} us/row) | cpu_s {r['cpu_s']}", flush=True)
     path = args.out / f"latency-{int(time.time())}.json"
     path.write_text(json.dumps(results, indent=1))
     print(f"results: {path}")

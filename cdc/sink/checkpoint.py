@@ -194,17 +194,35 @@ class CheckpointStore:
             raise FencedError(moved)
 
     def save(self, session: SinkSession, checkpoints: Mapping[TopicPartition, Checkpoint]) -> None:
-        """Write ``checkpoints`` inside the current transaction (rows locked by verify)."""
+        """Write ``checkpoints`` inside the current transaction (rows locked by verify):
+        one ``UPDATE`` per topic whatever the number of its partitions (each statement
+        is a round trip to the replica, and a batch usually spans every partition)."""
         d = session.dialect
-        sql = (
-            f"UPDATE {d.table_sql(self.table)} SET kafka_offset = %s, source_position = %s, "
-            f"updated_at = CURRENT_TIMESTAMP WHERE consumer_group = %s AND topic = %s "
-            f"AND {d.quote('partition')} = %s"
-        )
-        for (topic, part), cp in sorted(checkpoints.items()):
-            n = session.execute(sql, [cp.offset, encode_position(cp.position), self.group, topic, part])
-            if n != 1:
+        part = d.quote("partition")
+        by_topic: dict[str, list[tuple[int, Checkpoint]]] = {}
+        for (topic, p), cp in sorted(checkpoints.items()):
+            by_topic.setdefault(topic, []).append((p, cp))
+        for topic, rows in by_topic.items():
+            if len(rows) == 1:
+                offset_sql, position_sql = "%s", "%s"
+                params: list[object] = [rows[0][1].offset, encode_position(rows[0][1].position)]
+            else:
+                whens = " ".join(["WHEN %s THEN %s"] * len(rows))
+                offset_sql = f"CASE {part} {whens} END"
+                position_sql = f"CASE {part} {whens} END"
+                params = [v for p, cp in rows for v in (p, cp.offset)]
+                params += [v for p, cp in rows for v in (p, encode_position(cp.position))]
+            marks = ",".join(["%s"] * len(rows))
+            sql = (
+                f"UPDATE {d.table_sql(self.table)} SET kafka_offset = {offset_sql}, "
+                f"source_position = {position_sql}, updated_at = CURRENT_TIMESTAMP "
+                f"WHERE consumer_group = %s AND topic = %s AND {part} IN ({marks})"
+            )
+            n = session.execute(sql, [*params, self.group, topic, *(p for p, _ in rows)])
+            if n != len(rows):
+                found = self._select(session, topic, [p for p, _ in rows], lock=False)
+                missing = ", ".join(str(p) for p, _ in rows if (topic, p) not in found)
                 raise CdcError(
-                    f"checkpoint row {self.table}({self.group}, {topic}, {part}) is missing",
+                    f"checkpoint row {self.table}({self.group}, {topic}, {missing}) is missing",
                     hint="it was deleted while the sink ran; restart the worker",
                 )

@@ -240,6 +240,23 @@ class PostgresSinkConfig(SinkConfigBase):
         description="Schema of replica tables whose mapped name has no schema.",
         examples=["public"],
     )
+    synchronous_commit: Literal["on", "off", "local", "remote_write", "remote_apply"] | None = Field(
+        default=None,
+        description=(
+            "The replica session's synchronous_commit for the sink's transactions; unset: the "
+            "server's setting. 'off' (what PostgreSQL's own subscriptions use by default) lets "
+            "a commit return before its WAL is flushed: a replica crash can then lose the last "
+            "commits, checkpoint rows included, and the sink re-applies them from Kafka; "
+            "readers of the replica may see those rows vanish until then."
+        ),
+        examples=["off"],
+    )
+
+    @field_validator("synchronous_commit", mode="before")
+    @classmethod
+    def _on_off(cls, v: object) -> object:
+        # YAML 1.1 reads a bare on/off as a boolean
+        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
 
     @field_validator("target_schema")
     @classmethod

@@ -398,7 +398,10 @@ class PostgresDialect(PostgresSwaps):
         conn.adapters.register_loader("interval", TextLoader)
         from connectors.postgres.sink.session import PostgresSession  # (it imports this module)
 
-        return PostgresSession(self, conn, self.default_schema(config))
+        session = PostgresSession(self, conn, self.default_schema(config))
+        if config.synchronous_commit is not None:
+            session.set_synchronous_commit(config.synchronous_commit)
+        return session
 
     def open_reader(self, connection: Any) -> PostgresSession:
         extra = {} if connection.application_name else {"application_name": "cdc-verify"}

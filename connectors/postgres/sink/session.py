@@ -272,6 +272,15 @@ class PostgresSession:
         if not self._conn.closed:
             self._conn.rollback()
 
+    def set_synchronous_commit(self, value: str) -> None:
+        """The session's ``synchronous_commit`` (sink config ``synchronous_commit``). With
+        ``off`` a commit returns before its WAL is flushed; the checkpoint rows commit with
+        the data, so a replica crash loses both together and the sink re-applies from Kafka."""
+        if value not in ("on", "off", "local", "remote_write", "remote_apply"):
+            raise ValueError(f"not a synchronous_commit value: {value!r}")
+        self._conn.execute(f"SET synchronous_commit = {value}", [])
+        self._conn.commit()
+
     def savepoint(self) -> None:
         self._conn.execute("SAVEPOINT cdc_change")
 

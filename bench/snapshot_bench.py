@@ -1,7 +1,8 @@
 """Initial-snapshot throughput: source -> Kafka -> PostgreSQL replica against pg_dump | psql.
 
     python bench/snapshot_bench.py [--rows 10000000] [--chunk 10000] [--partitions 3]
-                                   [--rounds 1] [--keep-topic]
+                                   [--rounds 1] [--keep-topic] [--source-only]
+                                   [--max-minutes M]
 
 One 10-column table of ``--rows`` rows in the local stack's PostgreSQL source is
 copied into its PostgreSQL replica twice per round, in the same run:
@@ -23,7 +24,9 @@ processes, the replica server's backends and background processes; read from
 peak resident memory and the topic's size on the broker's disk. Rounds
 alternate the order (baseline first, then cdc first) so load drifts on a shared
 machine hit both. ``--source-only`` runs the cdc source alone into Kafka (no
-sink, no baseline) until every row is in Kafka. Needs the local stack (``make up``; ``CDC_PORT_OFFSET`` like
+sink, no baseline) until every row is in Kafka; ``--max-minutes M`` stops a cdc
+copy after M minutes and reports its phases, CPU and rate by then (for runs
+the machine cannot finish in time). Needs the local stack (``make up``; ``CDC_PORT_OFFSET`` like
 the tests). The topic is deleted afterwards unless ``--keep-topic``.
 """
 
@@ -310,6 +313,8 @@ class Bench:
                 total += high
             return total
 
+        stopped = False
+        deadline = self.args.max_minutes * 60 if self.args.max_minutes else float("inf")
         try:
             last_print = t0
             produced = applied = 0
@@ -350,7 +355,12 @@ class Bench:
                 if applied >= self.args.rows:
                     phases["every row applied"] = now
                     break
-            source.wait(120)
+                if now >= deadline:
+                    phases[f"stopped: {applied:,} applied"] = now
+                    stopped = True
+                    break
+            if not stopped:
+                source.wait(120)
             meter.sample()
         finally:
             procs = [p for p in (source, sink) if p is not None]
@@ -366,14 +376,16 @@ class Bench:
             watch.close()
         text = logs["source"].read_text(errors="replace")
         m = re.search(r"snapshot of \d+ rows done in ([0-9.]+)s", text)
-        if not only:
+        if not only and not stopped:
             count = psycopg.connect(self.eps.pg_replica_dsn, autocommit=True).execute(
                 f"SELECT count(*) FROM {self.table}").fetchone()
             assert count is not None and count[0] == self.args.rows, (count, logs)
         # The topic's partition folders (the broker's other topics come and go meanwhile).
         kafka_mb = sum(_du_mb(d) for d in kafka_dir.glob(f"**/{topic}-[0-9]*") if d.is_dir())
         self.cleanup_source(config, name)
-        return {"elapsed": phases["every row in Kafka" if only else "every row applied"],
+        end = "every row in Kafka" if only else "every row applied"
+        return {"elapsed": phases.get(end, now),
+                "rows": self.args.rows if end in phases else (produced if only else applied),
                 "snapshot": float(m.group(1)) if m else float("nan"),
                 "phases": phases, "cpu": meter.totals(), "cpu at first": started,
                 "source rss MB": meter.peak_rss.get("source", 0.0),
@@ -413,8 +425,9 @@ class Bench:
                     else:
                         cdc = self.cdc(i)
                         what = "cdc source" if self.args.source_only else "cdc       "
-                        print(f"round {i + 1}: {what}   {cdc['elapsed']:7.1f} s "
-                              f"({rows / cdc['elapsed']:,.0f} rows/s; source snapshot done in "
+                        part = "" if cdc["rows"] == rows else f", {cdc['rows']:,} rows when stopped"
+                        print(f"round {i + 1}: {what}   {cdc['elapsed']:7.1f} s{part} "
+                              f"({cdc['rows'] / cdc['elapsed']:,.0f} rows/s; source snapshot done in "
                               f"{cdc['snapshot']:.1f} s) load {os.getloadavg()[0]:.1f}",
                               flush=True)
                 results.append((base, cdc))
@@ -433,8 +446,10 @@ class Bench:
               "ratio | source snapshot rows/s |")
         print("|---|---|---|---|---|")
         for i, (base, cdc) in enumerate(results):
-            print(f"| {i + 1} | {rows / base:,.0f} | {rows / cdc['elapsed']:,.0f} | "
-                  f"{base / cdc['elapsed']:.0%} | {rows / cdc['snapshot']:,.0f} |")
+            rate = cdc["rows"] / cdc["elapsed"]
+            print(f"| {i + 1} | {rows / base:,.0f} | {rate:,.0f}"
+                  f"{'' if cdc['rows'] == rows else ' (until stopped)'} | "
+                  f"{rate / (rows / base):.0%} | {rows / cdc['snapshot']:,.0f} |")
         for i, (_base, cdc) in enumerate(results):
             print(f"\nround {i + 1}, cdc phases (seconds from the source process's start):")
             for k, v in cdc["phases"].items():
@@ -465,6 +480,9 @@ def main() -> int:
     ap.add_argument("--partitions", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--keep-topic", action="store_true")
+    ap.add_argument("--max-minutes", type=float, default=None,
+                    help="stop a cdc copy after this long and report its phases and rates so "
+                    "far (rows/s: rows applied by then)")
     ap.add_argument("--source-only", action="store_true",
                     help="only the cdc source into Kafka (no sink, no pg_dump | psql)")
     return Bench(ap.parse_args()).main()

@@ -50,7 +50,9 @@ PROGRESS_LOG_S = 5.0
 ATTEMPT_SHIFT = 40
 # Keyed chunks read ahead by a thread while the runner encodes and produces the current
 # one: the server's scan and the transfer overlap the runner's work (psycopg waits on the
-# network without the GIL). One is enough to hide the read; more only holds memory.
+# network without the GIL). The runner takes one chunk at a time, so more than one ahead
+# would only hold memory. Measured gain: within the noise on the shared machine
+# (docs/BENCHMARKS.md); 0 turns it off.
 PREFETCH_CHUNKS = 1
 
 # A chunk of rows as the server's text: shape, text forms, rows, read time (ms).

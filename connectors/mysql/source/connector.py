@@ -27,6 +27,7 @@ from cdc.spi import (
     Problem,
     SnapshotChunk,
     SnapshotResume,
+    SnapshotRows,
     StreamItem,
     TableCopy,
 )
@@ -117,6 +118,7 @@ class MySqlSource:
         self.acknowledged: MySqlPosition | None = None
         self.guard = binlog_guard  # connectors.mysql.guardrail
         self._snapshot: SnapshotReader | None = None
+        self._batch_snapshot = False  # cdc.spi.BatchesSnapshot
         self.signal = signal_table
         self._incremental: IncrementalReads | None = None
         self.reader = BinlogReader(
@@ -210,6 +212,10 @@ class MySqlSource:
         """cdc.spi.ChecksMultiWriter: none (row images are FULL: the source checks that)."""
         return []
 
+    def batch_snapshot(self) -> None:
+        """cdc.spi.BatchesSnapshot: later snapshots yield a chunk's rows as SnapshotRows."""
+        self._batch_snapshot = True
+
     def snapshot(self, resume: Position | None) -> tuple[Position, Iterator[ChangeEvent]]:
         """A consistent snapshot from the start (the runner resumes through
         :meth:`resumable_snapshot`; ``resume`` is only logged)."""
@@ -225,7 +231,7 @@ class MySqlSource:
 
     def resumable_snapshot(
         self, resume: SnapshotResume | None
-    ) -> tuple[Position, Iterator[ChangeEvent | SnapshotChunk]]:
+    ) -> tuple[Position, Iterator[ChangeEvent | SnapshotChunk | SnapshotRows]]:
         """cdc.spi.ResumesSnapshot: the snapshot with chunk marks, or its remaining chunks
         read in a new consistent view, positioned at (and streamed from) the first
         attempt's binlog position (SOURCE.md, "Resuming a snapshot")."""
@@ -253,7 +259,7 @@ class MySqlSource:
 
     def _open(
         self, resume: SnapshotResume | None, *, marks: bool
-    ) -> tuple[Position, Iterator[ChangeEvent | SnapshotChunk]]:
+    ) -> tuple[Position, Iterator[ChangeEvent | SnapshotChunk | SnapshotRows]]:
         if self._snapshot is not None:
             self._snapshot.close()
         self._snapshot = SnapshotReader(
@@ -264,6 +270,7 @@ class MySqlSource:
             chunk_size=self.chunk_size,
             lock=self.snapshot_lock,
         )
+        self._snapshot.batches = self._batch_snapshot
         return self._snapshot.open(marks=marks, resume=resume)
 
     def stream(self, start: Position | None) -> Iterator[StreamItem]:

@@ -23,7 +23,9 @@ a primary key, or whose key has a column that does not sort the way it
 compares (ENUM, SET, FLOAT, DOUBLE), are read in one unbuffered query instead.
 Rows are converted by the same type table and codecs as the binlog reader
 (:mod:`connectors.mysql.types`, :mod:`connectors.mysql.values`), from the server's text: the session time
-zone is pinned to UTC so TIMESTAMP text is UTC.
+zone is pinned to UTC so TIMESTAMP text is UTC. When the runtime asks for batches
+(``cdc.spi.BatchesSnapshot``), a chunk's rows come as one ``SnapshotRows`` (their
+values, no event per row) instead of an event each.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import pymysql.err
 import cdc
 from cdc.errors import PrerequisiteError
 from cdc.events import ChangeEvent, Column, Op, SourceInfo, TableId, TableSchema
-from cdc.spi import SnapshotChunk, SnapshotResume
+from cdc.spi import SnapshotChunk, SnapshotResume, SnapshotRows
 from connectors.mysql.catalog import catalog_columns, catalog_primary_key
 from connectors.mysql.position import BinlogFile, GtidSet, MySqlPosition
 from connectors.mysql.source.server import (
@@ -130,13 +132,16 @@ class SnapshotReader:
         self.lock_wait_timeout_s = lock_wait_timeout_s
         self.progress_interval_s = progress_interval_s
         self.rows_done = 0
+        # Yield a chunk's rows as SnapshotRows instead of an event each (the runtime asked
+        # for them: cdc.spi.BatchesSnapshot).
+        self.batches = False
         self.tables: list[SnapshotTable] = []
         self.server: ServerInfo | None = None
         self._conn: Any = None
 
     def open(
         self, *, marks: bool = False, resume: SnapshotResume | None = None
-    ) -> tuple[MySqlPosition, Iterator[ChangeEvent | SnapshotChunk]]:
+    ) -> tuple[MySqlPosition, Iterator[ChangeEvent | SnapshotChunk | SnapshotRows]]:
         """Start the snapshot transaction now; its rows are read as the iterator is consumed.
 
         ``marks``: a :class:`SnapshotChunk` after each chunk's rows and each table.
@@ -275,9 +280,12 @@ class SnapshotReader:
     def _rows(
         self, position: MySqlPosition, ts_ms: int, marks: bool = False,
         resume: SnapshotResume | None = None,
-    ) -> Iterator[ChangeEvent | SnapshotChunk]:
+    ) -> Iterator[ChangeEvent | SnapshotChunk | SnapshotRows]:
         """All rows, one behind so the last one can say ``snapshot="last"``; chunk marks
-        come right after the chunk's last row."""
+        come right after the chunk's last row. With ``batches``, a chunk's rows but its
+        last (held back as above) come as one :class:`SnapshotRows`: row ``i`` of it is
+        exactly the event the per-row path yields, but for the event's ``ts_ms`` (the
+        time the batch was made, not each row's)."""
         conn = self._conn
         assert conn is not None and self.server is not None
         version = getattr(cdc, "__version__", "0")
@@ -316,6 +324,16 @@ class SnapshotReader:
                 ts_ms=int(time.time() * 1000),
             )
 
+        def source_at(first: int) -> Callable[[int], SourceInfo]:
+            def at(i: int) -> SourceInfo:
+                pos = MySqlPosition(position.file, position.pos, first + i,
+                                    gtid_set=position.gtid_set, server_id=position.server_id,
+                                    snapshot=True, last_in_tx=False)
+                return SourceInfo("mysql", self.source_name, version, db_version, pos, ts_ms,
+                                  snapshot="true")
+            return at
+
+        batches = self.batches
         try:
             for table in self.tables:
                 qualified = table.schema.table.qualified
@@ -324,19 +342,31 @@ class SnapshotReader:
                 after = None
                 if resume is not None and resume.table == qualified:
                     after = resume.after
-                for row in self._read_table(conn, table, after):
-                    if type(row) is SnapshotChunk:
+                schema = table.schema
+                key_names = schema.primary_key
+                for rows in self._read_table(conn, table, after):
+                    if type(rows) is SnapshotChunk:
                         if marks:
-                            marks_held.append(row)
+                            marks_held.append(rows)
                         continue
-                    assert isinstance(row, dict)
+                    assert isinstance(rows, list)
+                    n = len(rows)
                     if held is not None:
                         yield event(*held, last=False)
                     if marks_held:
                         yield from marks_held
                         marks_held.clear()
+                    if batches and n > 1:
+                        at = source_at(index + 1)
+                        yield SnapshotRows(schema, at(0), int(time.time() * 1000), at,
+                                           afters=rows[:-1], key_of=_key_of(key_names))
+                        index += n - 1
+                    else:
+                        for row in rows[:-1]:
+                            index += 1
+                            yield event(schema, row, last=False)
                     index += 1
-                    held = (table.schema, row)
+                    held = (schema, rows[-1])
             if held is not None:
                 yield event(*held, last=True)
             yield from marks_held
@@ -347,7 +377,9 @@ class SnapshotReader:
 
     def _read_table(
         self, conn: Any, table: SnapshotTable, start_after: Sequence[Any] | None = None
-    ) -> Iterator[dict[str, Any] | SnapshotChunk]:
+    ) -> Iterator[list[dict[str, Any]] | SnapshotChunk]:
+        """The table's rows a chunk at a time (never an empty one), each chunk followed
+        by its mark; the table's done mark at the end."""
         schema = table.schema
         cols = ", ".join(quote(c.name) for c in schema.columns)
         name = f"{quote(schema.table.database)}.{quote(schema.table.table)}"
@@ -391,8 +423,8 @@ class SnapshotReader:
                         (*params, self.chunk_size),
                     )
                 rows = cur.fetchall()
-                for raw in rows:
-                    yield decode(raw)
+                if rows:
+                    yield [decode(raw) for raw in rows]
                 done += len(rows)
                 self.rows_done += len(rows)
                 progress()
@@ -409,8 +441,7 @@ class SnapshotReader:
                     rows = cur.fetchmany(self.chunk_size)
                     if not rows:
                         break
-                    for raw in rows:
-                        yield decode(raw)
+                    yield [decode(raw) for raw in rows]
                     done += len(rows)
                     self.rows_done += len(rows)
                     progress()
@@ -418,6 +449,13 @@ class SnapshotReader:
                 cur.close()
         progress(final=True)
         yield SnapshotChunk(schema.table.qualified, None, True)
+
+
+def _key_of(names: Sequence[str]) -> Callable[[Mapping[str, Any]], dict[str, Any] | None]:
+    """The key of an after image, as the per-row event has it (None without a key)."""
+    if not names:
+        return lambda row: None
+    return lambda row: {k: row[k] for k in names}
 
 
 def _keyset(key_cols: Sequence[str], last: Sequence[Any]) -> tuple[str, list[Any]]:

@@ -9,7 +9,8 @@ and no overlap, however busy the database is.
 
 Tables are read in primary-key order in chunks (keyset pagination: each
 chunk is an index range scan after the last key read, so no chunk rereads or
-skips rows and the server never holds a huge result). A table without a
+skips rows and the server never holds a huge result); a thread reads the
+next chunk while the runner encodes and produces the current one. A table without a
 primary key (REPLICA IDENTITY FULL) is read through one server-side cursor.
 Values come back as the server's text output (every column's type gets a
 raw-text loader) and go through the same per-column converters as the
@@ -19,10 +20,12 @@ stream's pgoutput text, so snapshot and stream values are identical.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -39,11 +42,18 @@ from connectors.postgres.source.changes import CONNECTOR_NAME
 from connectors.postgres.types import TextConverter
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 PROGRESS_LOG_S = 5.0
 # A resumed attempt n numbers its rows from n << ATTEMPT_SHIFT: above every row of the
 # attempts before it (2**40 rows each), below the stream's indexes (1 << 62).
 ATTEMPT_SHIFT = 40
+# Keyed chunks read ahead by a thread while the runner encodes and produces the current
+# one: the server's scan and the transfer overlap the runner's work (psycopg waits on the
+# network without the GIL). The runner takes one chunk at a time, so more than one ahead
+# would only hold memory. Measured gain: within the noise on the shared machine
+# (docs/BENCHMARKS.md); 0 turns it off.
+PREFETCH_CHUNKS = 1
 
 # A chunk of rows as the server's text: shape, text forms, rows, read time (ms).
 _Chunk = tuple[TableShape, list[tuple[TextForm, TextConverter]], list[tuple[Any, ...]], int]
@@ -97,6 +107,9 @@ class SnapshotReader:
         # Yield SnapshotRows for a chunk's rows instead of an event each (the runtime
         # asked for them: cdc.spi.BatchesSnapshot).
         self.batches = False
+        # Chunks a thread reads ahead of the one being encoded and produced (0: read
+        # each only when the previous one is done; see _ahead).
+        self.prefetch = PREFETCH_CHUNKS
 
     def read(
         self,
@@ -289,17 +302,77 @@ class SnapshotReader:
         first += order
         after += order
         last: list[Any] | None = list(start_after) if start_after is not None else None
-        with conn.cursor() as cur:
-            while True:
-                if last is None:
-                    cur.execute(first)
-                else:
-                    cur.execute(after, last)
-                rows = cur.fetchall()
-                if not rows:
+
+        def fetch() -> Iterator[list[tuple[Any, ...]]]:
+            nonlocal last
+            with conn.cursor() as cur:
+                while True:
+                    if last is None:
+                        cur.execute(first)
+                    else:
+                        cur.execute(after, last)
+                    rows = cur.fetchall()
+                    if not rows:
+                        return
+                    yield rows
+                    if len(rows) < chunk:
+                        return
+                    tail = rows[-1]
+                    last = [tail[i] for i in key_index]
+
+        if self.prefetch <= 0:
+            yield from fetch()
+        else:
+            yield from _ahead(fetch(), self.prefetch, f"{self.source_name}-snapshot-read")
+
+
+_END: Final = object()
+
+
+def _ahead(chunks: Iterator[_T], depth: int, thread_name: str) -> Iterator[_T]:
+    """``chunks``, with up to ``depth`` of them read ahead by a thread.
+
+    The thread alone drives ``chunks`` (and so the connection behind it) until it is
+    exhausted; the caller gets them in order, and a failure of the read is raised in
+    the caller at the place of the chunk that failed. Closing the iterator early stops
+    the thread and waits for it, so the connection is free again afterwards.
+    """
+    out: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for c in chunks:
+                if not put(c):
                     return
-                yield rows
-                if len(rows) < chunk:
-                    return
-                tail = rows[-1]
-                last = [tail[i] for i in key_index]
+            put(_END)
+        except BaseException as e:  # handed to the caller, raised there
+            put(e)
+        finally:
+            if stop.is_set():
+                close = getattr(chunks, "close", None)
+                if close is not None:
+                    close()
+
+    thread = threading.Thread(target=run, name=thread_name, daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = out.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()

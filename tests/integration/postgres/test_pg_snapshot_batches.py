@@ -120,3 +120,41 @@ def test_batched_snapshot_gives_the_per_row_records(pg: PgEnv, chunk_size: int) 
         encoded += len(events)
     if chunk_size > 1:
         assert encoded >= 10 and refused
+
+
+def test_reading_ahead_gives_the_same_items_and_stops_with_its_reader(
+    pg: PgEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chunk read ahead by a thread (snapshot.PREFETCH_CHUNKS) changes nothing in
+    what the runner gets, and a snapshot abandoned mid-table leaves no reader behind."""
+    import threading
+
+    from connectors.postgres.source import snapshot
+
+    schema = _fill(pg)
+    config = {"tables": {"include": [f"{schema}.*"]}, "snapshot": {"chunk_size": 3}}
+    got = []
+    for depth in (0, 1, 2):
+        monkeypatch.setattr(snapshot, "PREFETCH_CHUNKS", depth)
+        src = pg.source(**config)
+        src.batch_snapshot()
+        _, items = src.resumable_snapshot(None)
+        got.append(_expand(list(items)))
+        src.close()
+    for other in got[1:]:
+        assert len(other) == len(got[0])
+        for a, b in zip(got[0], other, strict=True):
+            if type(a) is SnapshotChunk:
+                assert b == a
+            else:
+                assert repr(_shape(a)) == repr(_shape(b))
+
+    monkeypatch.setattr(snapshot, "PREFETCH_CHUNKS", 1)
+    src = pg.source(**config)
+    src.batch_snapshot()
+    _, items = src.resumable_snapshot(None)
+    first = next(i for i in items if type(i) is SnapshotRows)
+    assert len(first)
+    items.close()  # type: ignore[attr-defined]  # the runner stopping mid-snapshot
+    assert not [t for t in threading.enumerate() if t.name.endswith("-snapshot-read")]
+    src.close()

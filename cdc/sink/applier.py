@@ -39,7 +39,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 from cdc.errors import CdcError, SchemaError, SerializationError, UnreachableError
 from cdc.events import Op
@@ -459,7 +459,7 @@ class Applier:
         (:class:`~cdc.spi.CopiesRuns`) takes them (inserts and snapshot reads of full
         rows, each key once, not of the sink's origin, every value fitting), and whose
         positions pass the checkpoint rule one by one, as in :meth:`_prepare`."""
-        assert isinstance(session, CopiesRuns)
+        copier = cast(CopiesRuns, session)  # (_prepare checked it once: isinstance is slow)
         rec = records[index]
         value, key = rec.value, rec.key
         if value is None or key is None or len(value) < 5 or value[0] != 0:
@@ -477,7 +477,7 @@ class Applier:
             enc = None
             shape = self.serde.envelope_schema(value_id)
             if shape is not None:
-                enc = session.run_encoder(
+                enc = copier.run_encoder(
                     shape[0], shape[1], shape[2], plan.columns, plan.key, plan.replica
                 )
             self._run_encoders[(value_id, plan)] = enc
@@ -714,8 +714,7 @@ class Applier:
                 if entry is not None:
                     self._execute(session, entry[0], entry[1].steps(), fresh=fresh[plan.name])
                 payload, rows, columns = w.run
-                assert isinstance(session, CopiesRuns)
-                session.insert_run(plan.replica, columns, payload, rows)
+                cast(CopiesRuns, session).insert_run(plan.replica, columns, payload, rows)
                 continue
             entry = reducers.get(plan.name)
             if entry is None:

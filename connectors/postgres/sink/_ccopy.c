@@ -551,8 +551,9 @@ column(const Instr *in, Cur *c, Buf *b)
 
 typedef struct {
     Py_ssize_t *slots; /* row index + 1, 0: empty */
-    Py_ssize_t cap;
+    Py_ssize_t cap;    /* slots (a power of two, at least twice the rows) */
     Py_ssize_t *kstart, *klen; /* per row: its key bytes in a separate buffer */
+    Py_ssize_t rowcap;
     Buf keys;
 } KeySet;
 
@@ -565,6 +566,47 @@ hash_bytes(const unsigned char *s, Py_ssize_t n)
         h *= UINT64_C(1099511628211);
     }
     return h;
+}
+
+static void
+slot_put(KeySet *ks, Py_ssize_t row)
+{
+    uint64_t h = hash_bytes(ks->keys.data + ks->kstart[row], ks->klen[row]);
+    Py_ssize_t mask = ks->cap - 1;
+    Py_ssize_t i = (Py_ssize_t)(h & (uint64_t)mask);
+    while (ks->slots[i] != 0)
+        i = (i + 1) & mask;
+    ks->slots[i] = row + 1;
+}
+
+/* Room for row `row` (sets grow with the run: a run that ends at once costs little). */
+static int
+key_reserve(KeySet *ks, Py_ssize_t row)
+{
+    if (row >= ks->rowcap) {
+        Py_ssize_t rc = ks->rowcap ? ks->rowcap * 2 : 32;
+        Py_ssize_t *a = PyMem_Realloc(ks->kstart, (size_t)rc * sizeof(Py_ssize_t));
+        if (a == NULL)
+            return -1;
+        ks->kstart = a;
+        Py_ssize_t *b = PyMem_Realloc(ks->klen, (size_t)rc * sizeof(Py_ssize_t));
+        if (b == NULL)
+            return -1;
+        ks->klen = b;
+        ks->rowcap = rc;
+    }
+    if (2 * (row + 1) > ks->cap) {
+        Py_ssize_t cap = ks->cap ? ks->cap * 2 : 64;
+        Py_ssize_t *slots = PyMem_Calloc((size_t)cap, sizeof(Py_ssize_t));
+        if (slots == NULL)
+            return -1;
+        PyMem_Free(ks->slots);
+        ks->slots = slots;
+        ks->cap = cap;
+        for (Py_ssize_t r = 0; r < row; r++)
+            slot_put(ks, r);
+    }
+    return 0;
 }
 
 /* 1 when the key (keys.data[start:start+len]) is new (and added), 0 when seen. */
@@ -831,6 +873,10 @@ envelope(Program *p, Cur *c, Buf *b, KeySet *ks, Py_ssize_t row, const char *ori
         return REFUSE;
     if (utf8_chars(pos_s, pos_n) < 0)
         return REFUSE;
+    if (key_reserve(ks, row) < 0) {
+        PyErr_NoMemory();
+        return NOMEM;
+    }
     if (!key_add(ks, row, key_start, ks->keys.len - key_start))
         return REFUSE; /* the key is in the run already: the general path reduces */
     *position = PyUnicode_DecodeUTF8((const char *)pos_s, pos_n, "strict");
@@ -861,25 +907,13 @@ encode(PyObject *mod, PyObject *args)
         stop = total;
     if (header < 0)
         header = 0;
-    Py_ssize_t want = stop > start ? stop - start : 0;
     PyObject *positions = PyList_New(0);
     if (positions == NULL)
         return NULL;
     Buf b = {0};
     KeySet ks = {0};
-    Py_ssize_t cap = 16;
-    while (cap < 2 * want + 2)
-        cap *= 2;
-    ks.cap = cap;
-    ks.slots = PyMem_Calloc((size_t)cap, sizeof(Py_ssize_t));
-    ks.kstart = PyMem_Calloc((size_t)(want + 1), sizeof(Py_ssize_t));
-    ks.klen = PyMem_Calloc((size_t)(want + 1), sizeof(Py_ssize_t));
     const unsigned char *frame = NULL;
     Py_ssize_t rows = 0;
-    if (ks.slots == NULL || ks.kstart == NULL || ks.klen == NULL) {
-        PyErr_NoMemory();
-        goto error;
-    }
     for (Py_ssize_t i = start; i < stop; i++) {
         PyObject *val = PyList_GET_ITEM(values, i);
         if (!PyBytes_Check(val))

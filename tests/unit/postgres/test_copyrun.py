@@ -160,7 +160,7 @@ def _rows() -> st.SearchStrategy[dict[str, Any]]:
     return st.fixed_dictionaries(fields)
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_rows())
 def test_encoder_matches_psycopg_and_the_reference(row: dict[str, Any]) -> None:
     value = _serde.encode_value(_event(0, row))
@@ -173,9 +173,7 @@ def test_encoder_matches_psycopg_and_the_reference(row: dict[str, Any]) -> None:
     after = dict(canonical.after)
     if n == 1:
         assert payload == _expected(after)
-        got_fast = _serde.fast_read(value)
-        assert got_fast is not None
-        assert positions == [got_fast[1][1]["cdc_position"]]
+        assert positions == [canonical.source["cdc_position"]]
     else:
         assert n == 0 and payload == b"" and positions == []
         assert _must_refuse(after), f"refused a row the encoder should take: {after}"
@@ -254,7 +252,7 @@ def _one_family_rows() -> st.SearchStrategy[dict[str, Any]]:
     ).map(lambda row: {**nulls, **row})
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_one_family_rows())
 def test_each_family_matches_psycopg(row: dict[str, Any]) -> None:
     test_encoder_matches_psycopg_and_the_reference.hypothesis.inner_test(row)  # type: ignore[attr-defined]

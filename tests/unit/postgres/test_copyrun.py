@@ -256,3 +256,26 @@ def _one_family_rows() -> st.SearchStrategy[dict[str, Any]]:
 @given(_one_family_rows())
 def test_each_family_matches_psycopg(row: dict[str, Any]) -> None:
     test_encoder_matches_psycopg_and_the_reference.hypothesis.inner_test(row)  # type: ignore[attr-defined]
+
+
+def test_runs_of_a_mysql_source_envelope() -> None:
+    """Another source block (MySQL's: other fields around cdc_position) and MySQL's
+    edge values: YEAR as int16, the zero date sentinel (refused: the general path
+    decides), DATETIME(6) extremes."""
+    from cdc.events import SourceInfo
+    from cdc.serde import ZERO
+    from connectors.mysql.position import BinlogFile, MySqlPosition
+
+    def src(i: int) -> SourceInfo:
+        pos = MySqlPosition(BinlogFile("mysql-bin.000001"), 4 + i, 0, last_in_tx=True)
+        return SourceInfo("mysql", "srv", "0.1", "10.11", pos, 1_700_000_000_000, tx_id=None)
+
+    rows = [{**_PLAIN, "id": i, "i2": 1901 + i} for i in range(3)]
+    rows[2]["d"] = ZERO
+    values_ = [_serde.encode_value(ChangeEvent(Op.CREATE, SCHEMA, {"id": r["id"]}, None, r,
+                                               src(i), 1)) for i, r in enumerate(rows)]  # fmt: skip
+    for enc in _encoders(values_[0]):
+        n, payload, positions = enc.encode(values_, 0, 3, None, 5)
+        assert n == 2
+        assert payload == _expected(rows[0]) + _expected(rows[1])
+        assert all(p.startswith("mysql") or "mysql-bin" in p for p in positions)

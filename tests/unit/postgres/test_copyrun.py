@@ -83,8 +83,8 @@ def _event(i: int, row: dict[str, Any], op: Op = Op.CREATE) -> ChangeEvent:
     return ChangeEvent(op, SCHEMA, {"id": row["id"]}, None, row, src, 1_767_225_600_000)
 
 
-def _encoders(value: bytes) -> list[copyrun.RunEncoder]:
-    reader = _serde._envelope_reader(int.from_bytes(value[1:5], "big"))
+def _encoders(value: bytes, serde: AvroSerde = _serde) -> list[copyrun.RunEncoder]:
+    reader = serde._envelope_reader(int.from_bytes(value[1:5], "big"))
     out = []
     for native in (True, False):
         enc = copyrun.compile_encoder(
@@ -272,9 +272,10 @@ def test_runs_of_a_mysql_source_envelope() -> None:
 
     rows = [{**_PLAIN, "id": i, "i2": 1901 + i} for i in range(3)]
     rows[2]["d"] = ZERO
-    values_ = [_serde.encode_value(ChangeEvent(Op.CREATE, SCHEMA, {"id": r["id"]}, None, r,
-                                               src(i), 1)) for i, r in enumerate(rows)]  # fmt: skip
-    for enc in _encoders(values_[0]):
+    serde = AvroSerde(InMemorySchemaRegistry())  # (another source block: another schema)
+    values_ = [serde.encode_value(ChangeEvent(Op.CREATE, SCHEMA, {"id": r["id"]}, None, r,
+                                              src(i), 1)) for i, r in enumerate(rows)]  # fmt: skip
+    for enc in _encoders(values_[0], serde):
         n, payload, positions = enc.encode(values_, 0, 3, None, 5)
         assert n == 2
         assert payload == _expected(rows[0]) + _expected(rows[1])

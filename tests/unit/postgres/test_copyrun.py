@@ -280,3 +280,15 @@ def test_runs_of_a_mysql_source_envelope() -> None:
         assert n == 2
         assert payload == _expected(rows[0]) + _expected(rows[1])
         assert all(p.startswith("mysql") or "mysql-bin" in p for p in positions)
+
+
+def test_long_runs_grow_the_key_set_and_still_stop_at_a_repeated_key() -> None:
+    rows = [{**_PLAIN, "id": i, "t": f"row {i}"} for i in range(300)]
+    rows.append({**_PLAIN, "id": 123})  # the same key again: the run ends before it
+    values_ = _run_values(rows)
+    expected = b"".join(_expected(r) for r in rows[:300])
+    for enc in _encoders(values_[0]):
+        n, payload, positions = enc.encode(values_, 0, len(values_), None, 5)
+        assert (n, len(positions)) == (300, 300)
+        assert payload == expected
+        assert enc.encode(values_, 250, len(values_), None, 5)[0] == 51

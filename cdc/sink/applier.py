@@ -8,7 +8,10 @@ it takes three phases:
    tombstones and records of the sink's own origin; plan its replica table
    (creating or evolving it, see :mod:`cdc.sink.schema`) and turn it into
    mutations. A record that cannot be decoded, mapped or converted is a *bad
-   record*.
+   record*. Runs of new rows skip all of that when the session
+   :class:`~cdc.spi.CopiesRuns`: consecutive inserts and snapshot reads of a
+   partition that its encoder takes become one payload written straight
+   from the record bytes (:meth:`Applier._run`), in order with the rest.
 2. **Reduce**: mutations go, in order, to one :class:`TableReducer` per
    replica table, which keeps the final state per key (a table without a
    primary key gets a :class:`KeylessReducer`, which keeps every change in

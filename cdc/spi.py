@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import Any, Protocol, runtime_checkable
 
-from cdc.events import ChangeEvent, ColumnType, Kind, Op, SourceInfo, TableId, TableSchema
+from cdc.events import ChangeEvent, Column, ColumnType, Kind, Op, SourceInfo, TableId, TableSchema
 from cdc.positions import Position as Position  # re-exported: connectors' positions derive from it
 
 
@@ -341,6 +341,53 @@ class InsertsNewRows(Protocol):
 
     def insert_new(
         self, table: ReplicaTable, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> None: ...
+
+
+class RunEncoder(Protocol):
+    """Encodes runs of new rows of one value schema for :class:`CopiesRuns` (compiled once)."""
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The replica columns of each encoded row, in order."""
+        ...
+
+    def encode(
+        self, values: Sequence[bytes | None], start: int, stop: int, origin: str | None, header: int
+    ) -> tuple[int, bytes, list[str]]:
+        """``(rows, payload, position texts)`` of the longest prefix of
+        ``values[start:stop]`` (framed change values, ``header`` bytes of framing)
+        that are source inserts or snapshot reads of full rows, not of ``origin``,
+        each key once, every value fitting its column exactly; never raises for the
+        bytes (a record that does not qualify ends the run)."""
+        ...
+
+
+@runtime_checkable
+class CopiesRuns(Protocol):
+    """A :class:`SinkSession` that writes runs of new rows straight from the record bytes.
+
+    The applier's batch-level fast path: consecutive records of a partition that
+    qualify (see :meth:`RunEncoder.encode`) become one payload the session writes
+    like :meth:`InsertsNewRows.insert_new` (a plain insert, the upsert when a key
+    exists after all), with no per-row objects in between.
+    """
+
+    def run_encoder(
+        self,
+        envelope: Mapping[str, Any],
+        named: Mapping[str, Any],
+        row_columns: Sequence[Column],
+        columns: Sequence[str],
+        key: Sequence[str],
+        replica: ReplicaTable,
+    ) -> RunEncoder | None:
+        """The encoder of values of the envelope schema ``envelope`` (its ``after`` row
+        has ``row_columns``) into ``columns`` of ``replica``; None when it has none."""
+        ...
+
+    def insert_run(
+        self, table: ReplicaTable, columns: Sequence[str], payload: bytes, rows: int
     ) -> None: ...
 
 

@@ -20,13 +20,13 @@ readers), :mod:`.binary` (Avro primitives), :mod:`.framing` (wire header),
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from threading import Lock
 from typing import Any, Final
 
 from cdc.errors import SerializationError
-from cdc.events import ChangeEvent, TableSchema
+from cdc.events import ChangeEvent, Column, TableSchema
 from cdc.serde.decode import (
     DecodedChange,
     EnvelopeReader,
@@ -207,6 +207,17 @@ class AvroSerde:
         while that id's reader is not cached or when it has no fast read."""
         reader = self._envelopes.get(schema_id)
         return None if reader is None else reader.fast_reader(HEADER_SIZE)
+
+    def envelope_schema(
+        self, schema_id: int
+    ) -> tuple[Mapping[str, Any], Mapping[str, Any], tuple[Column, ...]] | None:
+        """``(envelope schema, named types, after-row columns)`` of a cdc-written value
+        schema whose reader is cached (what a sink's run encoder compiles from); None
+        for other envelopes (Debezium's: unavailable-value markers need the full path)."""
+        reader = self._envelopes.get(schema_id)
+        if reader is None or not reader.cdc_written or reader.table is None:
+            return None
+        return reader.writer.schema, reader.writer.named, reader.rows.columns
 
     def fast_read(
         self, value: bytes | None

@@ -8,7 +8,10 @@ it takes three phases:
    tombstones and records of the sink's own origin; plan its replica table
    (creating or evolving it, see :mod:`cdc.sink.schema`) and turn it into
    mutations. A record that cannot be decoded, mapped or converted is a *bad
-   record*.
+   record*. Runs of new rows skip all of that when the session
+   :class:`~cdc.spi.CopiesRuns`: consecutive inserts and snapshot reads of a
+   partition that its encoder takes become one payload written straight
+   from the record bytes (:meth:`Applier._run`), in order with the rest.
 2. **Reduce**: mutations go, in order, to one :class:`TableReducer` per
    replica table, which keeps the final state per key (a table without a
    primary key gets a :class:`KeylessReducer`, which keeps every change in
@@ -39,7 +42,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 from cdc.errors import CdcError, SchemaError, SerializationError, UnreachableError
 from cdc.events import Op
@@ -68,7 +71,15 @@ from cdc.sink.reduce import (
 )
 from cdc.sink.schema import ReplicaSchemas, TablePlan
 from cdc.sink.values import DoesNotFit
-from cdc.spi import ErrorKind, InsertsNewRows, ReplicaTable, SinkSession, TableName
+from cdc.spi import (
+    CopiesRuns,
+    ErrorKind,
+    InsertsNewRows,
+    ReplicaTable,
+    RunEncoder,
+    SinkSession,
+    TableName,
+)
 
 log = logging.getLogger(__name__)
 
@@ -142,10 +153,15 @@ class _PreparedRecord:
     index: int = 0  # its position in the partition's run of the batch
     row: tuple[tuple[Any, ...], tuple[Any, ...]] | None = None
     new: bool = False
+    # A run of new rows (see Applier._run): (COPY payload, rows, columns); ``record`` is
+    # its first record, ``before`` the checkpoint before it.
+    run: tuple[bytes, int, tuple[str, ...]] | None = None
 
 
 _NONE: Final[tuple[Mutation, ...]] = ()
 _FAST_OPS: Final = frozenset(("c", "r", "u"))
+# The fewest records a run takes (shorter ones are cheaper through the per-record path).
+MIN_RUN: Final = 16
 
 
 def _position(p: Position | str | None) -> Position | None:
@@ -180,6 +196,7 @@ class _Prepared:
     consumed: dict[TopicPartition, int] = field(default_factory=dict)
     skipped: int = 0
     failure: SinkFailure | None = None
+    run_rows: int = 0  # records applied in runs (each run is one entry of ``work``)
 
 
 class Applier:
@@ -214,6 +231,10 @@ class Applier:
         self._last_text_key: tuple[str, Callable[[str], tuple[Any, ...] | None] | None] = ("", None)
         # The serde's fused fast read per value schema id (AvroSerde.fast_reader).
         self._fast_readers: dict[int, Callable[[bytes], Any]] = {}
+        # Runs of new rows written from the record bytes (sessions that CopiesRuns; see
+        # _run): False keeps every record on the per-record paths.
+        self.runs = True
+        self._run_encoders: dict[tuple[int, TablePlan], RunEncoder | None] = {}
         # Master-master (cdc.sink.conflictplan): None keeps the one-way path exactly as is.
         self.conflicts = conflicts
         if conflicts is not None:
@@ -275,11 +296,14 @@ class Applier:
         session: SinkSession,
         batch: Mapping[TopicPartition, Sequence[Record]],
         expected: Mapping[TopicPartition, Checkpoint],
+        *,
+        runs: bool = True,
     ) -> _Prepared:
         prep = _Prepared()
         origin = self.settings.origin
         work_list = prep.work
         fast = self.fast
+        runs = runs and fast and self.runs and isinstance(session, CopiesRuns)
         for tp, records in batch.items():
             # The skip rule of cdc.sink.checkpoint (is_duplicate/advance), inlined: this
             # loop runs once per record.
@@ -291,8 +315,37 @@ class Applier:
             last_key = None if cp.position is None else cp.position.sort_key()
             last_pos: Position | str | None = cp.position  # (a str: its cdc_position text)
             consumed = 0
+            # Runs: records before ``resume`` were taken by one (or a run was tried up
+            # to a record that ended it: no new try before that record).
+            resume = 0
+            retry = 0
+            values: list[bytes | None] | None = None
             for index, rec in enumerate(records):
+                if index < resume:
+                    continue
                 off = rec.offset
+                if runs and index >= retry and off > last_off and len(records) - index >= MIN_RUN:
+                    if values is None:
+                        values = [r.value for r in records]
+                    got = self._run(session, records, values, index, last_off, last_kind, last_key)
+                    if type(got) is int:
+                        # the record that ended it, and (none taken: not a run of new
+                        # rows here) a few more, go the per-record path before a new try
+                        retry = index + (1 if got < 0 else max(got + 1, MIN_RUN))
+                    else:
+                        assert isinstance(got, tuple)
+                        plan, run, n, ptext, pkind, pkey, last_offset = got
+                        work_list.append(_PreparedRecord(
+                            rec, plan, _NONE, (last_off, last_pos), index, None, True, run
+                        ))  # fmt: skip
+                        prep.run_rows += n
+                        consumed += n
+                        resume = index + n
+                        last_off = last_offset
+                        last_pos = ptext
+                        last_kind = pkind
+                        last_key = pkey
+                        continue
                 if rec.decoded is None and rec.error is None:
                     hit = self._fast(rec) if fast else None
                     if hit is not None:
@@ -387,6 +440,102 @@ class Applier:
             if rec.partition not in samples or rec.offset % 64 == 0:  # keep one, refresh rarely
                 samples[rec.partition] = KeySample(rec.key, rec.partition, d.key)
         return _PreparedRecord(rec, plan, plan.mutations(d))
+
+    def _run(
+        self,
+        session: SinkSession,
+        records: Sequence[Record],
+        values: list[bytes | None],
+        index: int,
+        last_off: int,
+        last_kind: str | None,
+        last_key: Any,
+    ) -> tuple[TablePlan, tuple[bytes, int, tuple[str, ...]], int, str, str, Any, int] | int:
+        """The run of new rows starting at ``records[index]`` (above the checkpoint
+        ``last_off``/``last_kind``/``last_key``): ``(plan, (payload, rows, columns), rows,
+        last position text, its kind, its sort key, last offset)``, or the number of
+        records a run could have taken (fewer than :data:`MIN_RUN`: the per-record
+        path then takes them and the one that ended the run), -1 when this record
+        cannot start one but the next may (no plan or key sample yet, a tombstone).
+
+        A run is records of one value schema of a known plan whose session encoder
+        (:class:`~cdc.spi.CopiesRuns`) takes them (inserts and snapshot reads of full
+        rows, each key once, not of the sink's origin, every value fitting), and whose
+        positions pass the checkpoint rule one by one, as in :meth:`_prepare`."""
+        copier = cast(CopiesRuns, session)  # (_prepare checked it once: isinstance is slow)
+        rec = records[index]
+        value, key = rec.value, rec.key
+        if value is None or key is None or len(value) < 5 or value[0] != 0:
+            return -1
+        samples = self._samples.get(rec.topic)
+        if samples is None or rec.partition not in samples:
+            return -1  # _work keeps a key sample of the partition first
+        value_id = _FROM_BYTES(value[1:5], "big")
+        plan = self.schemas.known(rec.topic, value_id, _frame_id(key))
+        if plan is None or plan.keyless:
+            return -1  # (the per-record path plans it: try again from the next record)
+        try:
+            enc = self._run_encoders[(value_id, plan)]
+        except KeyError:
+            enc = None
+            shape = self.serde.envelope_schema(value_id)
+            if shape is not None:
+                enc = copier.run_encoder(
+                    shape[0], shape[1], shape[2], plan.columns, plan.key, plan.replica
+                )
+            self._run_encoders[(value_id, plan)] = enc
+        if enc is None:
+            return 0
+        stop = len(records)
+        n, payload, positions = enc.encode(values, index, stop, self.settings.origin, 5)
+        if n < MIN_RUN:
+            return n
+        # The checkpoint rule per record (sort keys read from the position texts).
+        pkind, keyer = self._last_text_key
+        text = positions[0]
+        if keyer is None or keyer(text) is None:
+            found = text_kind(text)
+            if found is None:
+                return 0
+            keyer = self._text_keys.get(found)
+            if keyer is None:
+                try:
+                    keyer = self._text_keys[found] = position_codec(found).text_sort_key
+                except CdcError:
+                    return 0
+            pkind = found
+            self._last_text_key = (pkind, keyer)
+        assert keyer is not None
+        off = last_off
+        pkey = last_key
+        kind = last_kind
+        taken = n
+        for j, text in enumerate(positions):
+            o = records[index + j].offset
+            k = keyer(text)
+            if k is None or o <= off or (kind == pkind and k <= pkey):
+                taken = j
+                break
+            off, pkey, kind = o, k, pkind
+        if taken < n:
+            if taken < MIN_RUN:
+                return taken
+            n, payload, positions = enc.encode(values, index, index + taken, self.settings.origin, 5)
+            assert n == taken
+        last = records[index + n - 1]
+        if last.offset // 64 > (rec.offset - 1) // 64:  # an offset % 64 == 0 among them
+            self._sample(last)
+        assert pkind is not None
+        return plan, (payload, n, enc.columns), n, positions[-1], pkind, pkey, last.offset
+
+    def _sample(self, rec: Record) -> None:
+        """Refresh the partition's key sample from ``rec`` (decoded for it)."""
+        self.decode(rec)
+        d = rec.decoded
+        if rec.key is not None and type(d) is DecodedChange and d.key is not None:
+            self._samples.setdefault(rec.topic, {})[rec.partition] = KeySample(
+                rec.key, rec.partition, d.key
+            )
 
     def _fast(
         self, rec: Record
@@ -483,13 +632,16 @@ class Applier:
                 "sink %s: the replica rejected the batch (%s); applying it row by row to "
                 "isolate the bad record", self.settings.name, e,
             )
+            if prep.run_rows:  # runs go record by record too
+                prep = self._prepare(session, batch, expected, runs=False)
             planned = self._transaction(session, expected, prep, bulk=False)
         if planned is not None and self.conflicts is not None:
             self.conflicts[1].after_commit(session, planned.conflicts)
         result = ApplyResult(
             checkpoints=prep.done,
             consumed=prep.consumed,
-            applied=len(prep.work),
+            applied=len(prep.work) + prep.run_rows - sum(1 for w in prep.work if w.run is not None)
+            if prep.run_rows else len(prep.work),
             skipped=prep.skipped,
             dead_letters=len(prep.letters),
             failure=prep.failure,
@@ -559,6 +711,14 @@ class Applier:
                 fresh[plan.name] = False
             elif plan.name not in fresh:
                 fresh[plan.name] = True
+            if w.run is not None:
+                # Earlier changes of the table first, then the run, then later ones.
+                entry = reducers.pop(plan.name, None)
+                if entry is not None:
+                    self._execute(session, entry[0], entry[1].steps(), fresh=fresh[plan.name])
+                payload, rows, columns = w.run
+                cast(CopiesRuns, session).insert_run(plan.replica, columns, payload, rows)
+                continue
             entry = reducers.get(plan.name)
             if entry is None:
                 reducers[plan.name] = entry = (plan, plan.reducer())

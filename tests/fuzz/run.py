@@ -34,7 +34,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-NAMES = ("framing", "avro_envelope", "avro_key", "pgoutput", "rowimage", "text_rows")
+NAMES = ("framing", "avro_envelope", "avro_key", "pgoutput", "rowimage", "text_rows", "copy_run")
 
 
 def work_dir(target: str) -> Path:

@@ -22,10 +22,12 @@ rowimage       _crowimage.Program.decode vs rowimage.py          ValueError (sam
                                                                  on both sides)
 text_rows      _cencode.encode_text_rows vs converting and       any (both refuse)
                encoding each row's event in Python
+copy_run       _ccopy.encode vs copyrun.encode_py (envelope ->   none: both stop the run
+               binary COPY tuples of the PostgreSQL sink)        at the same record
 =============  ================================================  =====================
 
 Input layouts (the seed corpus under ``corpus/<target>/`` follows them; see
-``capture.py``): Avro targets and framing take a Confluent-framed message, the
+``capture.py``): Avro targets (copy_run too) and framing take a Confluent-framed message, the
 schema id choosing one of the writer schemas captured from the registry
 (``avro-schemas.json``; an unknown id picks one by ``id % count``); pgoutput
 takes one flag byte (bit 0: inside a stream block) and the message; rowimage
@@ -358,6 +360,77 @@ def text_rows(data: bytes) -> None:
     _compare("text rows", c, py, data)
 
 
+# ------------------------------------------------------------------ binary COPY runs
+
+_COPY_TYPES: Final = {
+    "boolean": "bool", "int16": "int2", "int32": "int4", "int64": "int8", "float32": "float4",
+    "float64": "float8", "string": "text", "bytes": "bytea", "date": "date",
+    "timestamp": "timestamp", "timestamptz": "timestamptz", "uuid": "uuid", "decimal": "numeric",
+}  # fmt: skip
+
+
+@cache
+def _run_encoders(writer: WriterSchema) -> tuple[Any, Any] | None:
+    """The C and Python run encoders of a value schema into a replica table whose
+    columns have the types the encoder converts (the others are left out)."""
+    from cdc.spi import ReplicaColumn, ReplicaTable, TableName
+    from connectors.postgres.sink import copyrun
+
+    try:
+        reader = _envelope_reader(writer)
+    except Exception:  # not an envelope: nothing to encode
+        return None
+    cols = reader.rows.columns
+    if not cols:
+        return None
+    replica = []
+    for c in cols:
+        dt = _COPY_TYPES.get(c.type.kind.value)
+        if dt is None:
+            continue
+        precise = dt == "numeric" and c.type.precision is not None and (c.type.scale or 0) >= 0
+        replica.append(ReplicaColumn(
+            c.name, dt, dt, True, length=c.type.length,
+            precision=c.type.precision if precise else None,
+            scale=c.type.scale if precise else None, kind=c.type.kind,
+        ))  # fmt: skip
+    if not replica:
+        return None
+    key = (replica[0].name,)
+
+    def compiled(names: list[str], native_: bool) -> Any:
+        table = ReplicaTable(TableName("public", "fuzz"), tuple(replica), key)
+        return copyrun.compile_encoder(writer.schema, writer.named, cols, names, key, table,
+                                       use_native=native_)  # fmt: skip
+
+    # the columns the encoder converts (each tried alone with the key)
+    names = [r.name for r in replica
+             if r.name == key[0] or compiled([key[0], r.name], False) is not None]
+    encs = [compiled(names, n) for n in (True, False)]
+    if encs[0] is None or encs[1] is None:
+        return None
+    return encs[0], encs[1]
+
+
+def copy_run(data: bytes) -> None:
+    """The C run encoder and its Python reference on one framed value, alone and as a
+    run of two (itself then itself with its last byte cut): same rows, bytes, positions."""
+    data = data[:MAX_INPUT]
+    got = _writer("value", data)
+    if got is None:
+        return
+    writer, _ = got
+    encs = _run_encoders(writer)
+    if encs is None:
+        return
+    c_enc, py_enc = encs
+    for values in ([data], [data, data[:-1]], [data, data]):
+        c = c_enc.encode(values, 0, len(values), "fuzz", HEADER_SIZE)
+        py = py_enc.encode(values, 0, len(values), "fuzz", HEADER_SIZE)
+        if c != py:
+            raise Finding(f"copy_run: C {c!r:.300} != Python {py!r:.300} on {data[:200].hex()}")
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "framing": framing,
     "avro_envelope": avro_envelope,
@@ -365,6 +438,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "pgoutput": pgoutput,
     "rowimage": rowimage_target,
     "text_rows": text_rows,
+    "copy_run": copy_run,
 }
 
 

@@ -13,7 +13,9 @@ per-session temporary staging table and then ``INSERT .. SELECT`` /
 allows it (:mod:`.binary`), else text. Rows the applier knows are new
 (:meth:`PostgresSession.insert_new`: source inserts and snapshot reads above
 the checkpoint, snapshot replication's shadow tables) are copied straight into
-the table, falling back to the upsert when a key exists after all. Tables without a primary key are matched by the whole row,
+the table, falling back to the upsert when a key exists after all; so are runs
+of such rows that the applier hands over as binary COPY tuples built straight
+from the records' bytes (:meth:`PostgresSession.insert_run`, :mod:`.copyrun`). Tables without a primary key are matched by the whole row,
 NULL-safe.
 
 The statement texts come from :mod:`.dialect` (through the dialect object
@@ -23,16 +25,27 @@ the session holds); values arrive already converted (:mod:`.values`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Final
 
 import psycopg
 
-from cdc.events import Kind
-from cdc.spi import KeyRange, Problem, ReplicaColumn, ReplicaTable, SinkDialect, TableName
+from cdc.events import Column, Kind
+from cdc.spi import (
+    KeyRange,
+    Problem,
+    ReplicaColumn,
+    ReplicaTable,
+    RunEncoder,
+    SinkDialect,
+    TableName,
+)
 from connectors.postgres.origin import problems as origin_problems
 from connectors.postgres.origin import setup_session
 from connectors.postgres.sink.binary import REFUSALS, binary_types, install_strict_dumpers
+from connectors.postgres.sink.copyrun import HEADER as RUN_HEADER
+from connectors.postgres.sink.copyrun import TRAILER as RUN_TRAILER
+from connectors.postgres.sink.copyrun import compile_encoder
 from connectors.postgres.sink.dialect import PostgresDialect, quote
 
 log = logging.getLogger(__name__)
@@ -399,6 +412,59 @@ class PostgresSession:
             self.upsert(table, columns, rows)
             return
         self._conn.execute("RELEASE SAVEPOINT cdc_new", [])
+
+    def run_encoder(
+        self,
+        envelope: Mapping[str, Any],
+        named: Mapping[str, Any],
+        row_columns: Sequence[Column],
+        columns: Sequence[str],
+        key: Sequence[str],
+        replica: ReplicaTable,
+    ) -> RunEncoder | None:
+        """cdc.spi.CopiesRuns: the compiled encoder of :mod:`.copyrun` (None when a
+        column's type has no run form: that table keeps the general path)."""
+        return compile_encoder(envelope, named, row_columns, columns, key, replica)
+
+    def insert_run(
+        self, table: ReplicaTable, columns: Sequence[str], payload: bytes, rows: int
+    ) -> None:
+        """cdc.spi.CopiesRuns: ``payload`` (binary COPY tuples of new rows) copied straight
+        into the table under a savepoint; when a key exists after all, that COPY is
+        undone and the rows are staged and upserted, as :meth:`insert_new` does."""
+        cols = tuple(columns)
+        skip = self._collided.get(table.name, 0)
+        if skip:  # a recent batch met existing keys (a re-snapshot): upsert a while
+            self._collided[table.name] = skip - 1
+            self._upsert_payload(table, cols, payload)
+            return
+        self._conn.execute("SAVEPOINT cdc_new", [])
+        try:
+            self._copy_payload(self._d.table_sql(table.name), cols, payload)
+        except psycopg.errors.UniqueViolation:
+            self._conn.execute("ROLLBACK TO SAVEPOINT cdc_new", [])
+            log.info("replica table %s already had some of the keys inserted; upserting", table.name)
+            self._collided[table.name] = _UPSERTS_AFTER_COLLISION
+            self._upsert_payload(table, cols, payload)
+            return
+        self._conn.execute("RELEASE SAVEPOINT cdc_new", [])
+
+    def _copy_payload(self, into: str, columns: Sequence[str], payload: bytes) -> None:
+        sql = f"COPY {into} ({', '.join(quote(c) for c in columns)}) FROM STDIN (FORMAT BINARY)"
+        with self._conn.cursor() as cur, cur.copy(sql, []) as copy:
+            copy.write(RUN_HEADER)
+            copy.write(payload)
+            copy.write(RUN_TRAILER)
+
+    def _upsert_payload(self, table: ReplicaTable, cols: tuple[str, ...], payload: bytes) -> None:
+        stage = self._stage(table, cols)
+        self._copy_payload(quote(stage), cols, payload)
+        names = ", ".join(quote(c) for c in cols)
+        self._conn.execute(
+            f"INSERT INTO {self._d.table_sql(table.name)} ({names}) "
+            f"SELECT {names} FROM {quote(stage)}" + self._d._conflict(cols, table.primary_key),
+            [],
+        )
 
     def upsert(self, table: ReplicaTable, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         if not rows:

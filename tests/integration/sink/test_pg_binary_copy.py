@@ -190,21 +190,31 @@ def test_insert_new_over_existing_keys_equals_upsert(session: PostgresSession,
         drop_tables(session, unique_name)
 
 
+@pytest.mark.parametrize("runs", [False, True])
 def test_applier_inserts_new_rows_and_survives_a_diverged_replica(
-        pg_replica_dsn: str, registry: RegistryClient, unique_name: str) -> None:
-    """Batches of source inserts go through insert_new; keys the replica has already
-    (written by hand: it diverged) are upserted, the rest inserted, nothing lost."""
+        pg_replica_dsn: str, registry: RegistryClient, unique_name: str, runs: bool) -> None:
+    """Batches of source inserts go through insert_new (runs: insert_run, from the
+    record bytes); keys the replica has already (written by hand: it diverged) are
+    upserted, the rest inserted, nothing lost."""
     h = ApplierHarness("postgres", pg_replica_dsn, registry, unique_name,
                        [f"src.public.{unique_name}"])
+    h.applier.runs = runs
     f = EventFactory(items_schema(unique_name))
     calls: list[int] = []
+    run_calls: list[int] = []
     real = h.session.insert_new  # type: ignore[attr-defined]
+    real_run = h.session.insert_run  # type: ignore[attr-defined]
 
     def spy(table: ReplicaTable, columns: Any, rows: Any) -> None:
         calls.append(len(rows))
         real(table, columns, rows)
 
+    def run_spy(table: ReplicaTable, columns: Any, payload: bytes, rows: int) -> None:
+        run_calls.append(rows)
+        real_run(table, columns, payload, rows)
+
     h.session.insert_new = spy  # type: ignore[attr-defined]
+    h.session.insert_run = run_spy  # type: ignore[attr-defined]
     drop_tables(h.session, unique_name)
     try:
         def row(i: int) -> dict[str, Any]:
@@ -212,65 +222,21 @@ def test_applier_inserts_new_rows_and_survives_a_diverged_replica(
 
         n = COPY_THRESHOLD + 100
         h.apply([f.event(Op.CREATE, after=row(i)) for i in range(n)])
-        assert calls == [n]
+        # (runs: the first record goes the per-record path, which keeps a key sample)
+        assert (calls, run_calls) == (([1], [n - 1]) if runs else ([n], []))
         h.session.begin()
         h.session.execute(f"INSERT INTO {unique_name} (id, v) VALUES ({n + 5}, -5)")
         h.session.commit()
         h.apply([f.event(Op.CREATE, after=row(i)) for i in range(n, 2 * n)])
-        assert calls == [n, n]
+        assert (calls, run_calls) == (([1], [n - 1, n]) if runs else ([n, n], []))
         got = read_rows(h.session, unique_name)
         assert got == {i: row(i) for i in range(2 * n)}
-        # A batch that also updates is not all new: the upsert path.
+        # A batch that also updates is not all new: the upsert path (runs: the run of
+        # new rows first, then the update).
         h.apply([f.event(Op.CREATE, after=row(i)) for i in range(2 * n, 3 * n)]
                 + [f.event(Op.UPDATE, after={**row(0), "v": 99})])
-        assert calls == [n, n]
+        assert (calls, run_calls) == (([1], [n - 1, n, n]) if runs else ([n, n], []))
         assert read_rows(h.session, unique_name)[0]["v"] == 99
         assert len(read_rows(h.session, unique_name)) == 3 * n
     finally:
         drop_tables(h.session, unique_name)
-        h.close()
-
-
-def test_applier_copies_snapshot_reads_and_upserts_a_resnapshot(
-        pg_replica_dsn: str, registry: RegistryClient, unique_name: str) -> None:
-    """Snapshot reads (op r) above the checkpoint take insert_new like source inserts;
-    a second snapshot into the now filled replica table meets every key: its first
-    batch falls back to the upsert, and the batches after it upsert without another
-    plain COPY attempt into the table. The replica ends equal to the last snapshot."""
-    h = ApplierHarness("postgres", pg_replica_dsn, registry, unique_name,
-                       [f"src.public.{unique_name}"])
-    f = EventFactory(items_schema(unique_name))
-    calls: list[int] = []
-    attempts: list[str] = []
-    session: Any = h.session
-    real, real_copy = session.insert_new, session._copy
-
-    def spy(table: ReplicaTable, columns: Any, rows: Any) -> None:
-        calls.append(len(rows))
-        real(table, columns, rows)
-
-    def copy_spy(table: ReplicaTable, into: str, columns: Any, rows: Any) -> None:
-        attempts.append(into)
-        real_copy(table, into, columns, rows)
-
-    session.insert_new, session._copy = spy, copy_spy
-    drop_tables(h.session, unique_name)
-    try:
-        def row(i: int, v: int) -> dict[str, Any]:
-            return {"id": i, "v": v, "label": f"l{i}", "big": None}
-
-        n = COPY_THRESHOLD + 10
-        h.apply([f.event(Op.READ, after=row(i, 1)) for i in range(n)])
-        table_sql = attempts[-1]
-        assert calls == [n] and attempts == [table_sql]  # straight into the table
-        assert read_rows(h.session, unique_name) == {i: row(i, 1) for i in range(n)}
-        attempts.clear()
-        for v in (2, 3):  # the re-snapshot, in two batches
-            h.apply([f.event(Op.READ, after=row(i, v)) for i in range(n)])
-        assert calls == [n, n, n]
-        # One plain COPY attempt (undone), then staged upserts only.
-        assert attempts.count(table_sql) == 1 and len(attempts) == 3
-        assert read_rows(h.session, unique_name) == {i: row(i, 3) for i in range(n)}
-    finally:
-        drop_tables(h.session, unique_name)
-        h.close()

@@ -25,7 +25,7 @@ the session holds); values arrive already converted (:mod:`.values`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 import psycopg
@@ -397,19 +397,31 @@ class PostgresSession:
         if len(rows) < COPY_THRESHOLD or not table.primary_key:
             self.upsert(table, columns, rows)
             return
+        self._copy_or_upsert(
+            table,
+            lambda: self._copy(table, self._d.table_sql(table.name), tuple(columns), rows),
+            lambda: self.upsert(table, columns, rows),
+        )
+
+    def _copy_or_upsert(
+        self, table: ReplicaTable, copy: Callable[[], None], upsert: Callable[[], None]
+    ) -> None:
+        """New rows: ``copy`` them straight into ``table`` under a savepoint; when a key
+        exists after all, undo it and ``upsert`` instead, and keep upserting for the
+        next batches of the table (a re-snapshot over existing rows)."""
         skip = self._collided.get(table.name, 0)
         if skip:  # a recent batch met existing keys (a re-snapshot): upsert a while
             self._collided[table.name] = skip - 1
-            self.upsert(table, columns, rows)
+            upsert()
             return
         self._conn.execute("SAVEPOINT cdc_new", [])
         try:
-            self._copy(table, self._d.table_sql(table.name), tuple(columns), rows)
+            copy()
         except psycopg.errors.UniqueViolation:
             self._conn.execute("ROLLBACK TO SAVEPOINT cdc_new", [])
             log.info("replica table %s already had some of the keys inserted; upserting", table.name)
             self._collided[table.name] = _UPSERTS_AFTER_COLLISION
-            self.upsert(table, columns, rows)
+            upsert()
             return
         self._conn.execute("RELEASE SAVEPOINT cdc_new", [])
 
@@ -433,21 +445,11 @@ class PostgresSession:
         into the table under a savepoint; when a key exists after all, that COPY is
         undone and the rows are staged and upserted, as :meth:`insert_new` does."""
         cols = tuple(columns)
-        skip = self._collided.get(table.name, 0)
-        if skip:  # a recent batch met existing keys (a re-snapshot): upsert a while
-            self._collided[table.name] = skip - 1
-            self._upsert_payload(table, cols, payload)
-            return
-        self._conn.execute("SAVEPOINT cdc_new", [])
-        try:
-            self._copy_payload(self._d.table_sql(table.name), cols, payload)
-        except psycopg.errors.UniqueViolation:
-            self._conn.execute("ROLLBACK TO SAVEPOINT cdc_new", [])
-            log.info("replica table %s already had some of the keys inserted; upserting", table.name)
-            self._collided[table.name] = _UPSERTS_AFTER_COLLISION
-            self._upsert_payload(table, cols, payload)
-            return
-        self._conn.execute("RELEASE SAVEPOINT cdc_new", [])
+        self._copy_or_upsert(
+            table,
+            lambda: self._copy_payload(self._d.table_sql(table.name), cols, payload),
+            lambda: self._upsert_payload(table, cols, payload),
+        )
 
     def _copy_payload(self, into: str, columns: Sequence[str], payload: bytes) -> None:
         sql = f"COPY {into} ({', '.join(quote(c) for c in columns)}) FROM STDIN (FORMAT BINARY)"

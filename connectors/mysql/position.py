@@ -4,18 +4,34 @@ The connector's offset context (cdc/spi.py PositionCodec): :class:`MySqlPosition
 is what the binlog source yields, the offsets topic and replica checkpoints
 store (as ``to_dict()``), and sinks compare. Its stored form never changes:
 existing deployments resume from it.
+
+Sinks read one position per record, so :class:`MySqlPositionCodec` parses the
+``cdc_position`` text with one regular expression instead of JSON, reuses the
+GTID set of the previous texts (one or two per transaction), and reads a sort
+key without building the position. Both fast forms are used only if they agree
+with the generic JSON path on probe positions (checked at import).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import total_ordering
-from typing import Any, ClassVar
+from functools import lru_cache, total_ordering
+from typing import Any, ClassVar, Final
 
 from cdc.errors import PositionError
-from cdc.positions import POSITION_FORMAT, Position
+from cdc.positions import POSITION_FORMAT, Position, position_json
+
+
+@lru_cache(maxsize=256)
+def _file_sequence(name: str) -> int:
+    """The sequence suffix of a binlog file name (sort keys ask for it per record)."""
+    m = re.search(r"\.(\d+)$", name)
+    if not m:
+        raise PositionError(f"binlog file name without a sequence suffix: {name!r}")
+    return int(m.group(1))
 
 
 @total_ordering
@@ -27,10 +43,7 @@ class BinlogFile:
 
     @property
     def sequence(self) -> int:
-        m = re.search(r"\.(\d+)$", self.name)
-        if not m:
-            raise PositionError(f"binlog file name without a sequence suffix: {self.name!r}")
-        return int(m.group(1))
+        return _file_sequence(self.name)
 
     def __lt__(self, other: object) -> bool:
         if not isinstance(other, BinlogFile):
@@ -181,7 +194,7 @@ class MySqlPosition(Position):
             file=BinlogFile(d["file"]),
             pos=int(d["pos"]),
             index=int(d.get("index", 0)),
-            gtid_set=GtidSet.parse(d.get("gtid_set") or ""),
+            gtid_set=_gtid_set(d.get("gtid_set") or ""),
             gtid=d.get("gtid"),
             server_id=int(d.get("server_id", 0)),
             snapshot=bool(d.get("snapshot", False)),
@@ -195,9 +208,70 @@ class MySqlPosition(Position):
 
 
 
+@lru_cache(maxsize=64)
+def _gtid_set(text: str) -> GtidSet:
+    """GtidSet.parse, remembered: a transaction's events share one or two sets, and a
+    GtidSet is immutable."""
+    return GtidSet.parse(text)
+
+
+# The compact JSON of MySqlPosition.to_dict() (cdc.positions.position_json), field by
+# field; texts with JSON escapes or in any other form take the generic path.
+_TEXT: Final = re.compile(
+    r'\{"v":1,"kind":"mysql","file":"([^"\\]*\.\d+)","pos":(\d+),"index":(\d+),'
+    r'"gtid_set":"([^"\\]*)","gtid":(?:null|"([^"\\]*)"),"server_id":(\d+),'
+    r'"snapshot":(true|false)(?:,"vts":(\d+))?,"last_in_tx":(true|false)\}\Z'
+)
+_SNAPSHOT_AFTER: Final = 1 << 62  # MySqlPosition.sort_key: streamed events after snapshot reads
+
+_PROBES: Final = (
+    MySqlPosition(BinlogFile("mysql-bin.000001"), 4),
+    MySqlPosition(BinlogFile("mariadb-bin.000123"), 2**40, index=7, gtid_set=GtidSet.parse("0-1-8,1-2-5"),
+                  gtid="1-2-5", server_id=2, snapshot=True, last_in_tx=False, vts=1_765_000_000_000),
+    MySqlPosition(BinlogFile("binlog.999999"), 157, index=2**40,
+                  gtid_set=GtidSet.parse("3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5:7"),
+                  gtid="3e11fa47-71ca-11e1-9e33-c80aa9429562:7", server_id=2**32 - 1),
+)
+
+
+def _fast_parse(text: str) -> MySqlPosition | None:
+    m = _TEXT.match(text)
+    if m is None:
+        return None
+    file, pos, index, gtids, gtid, server_id, snapshot, vts, last = m.groups()
+    return MySqlPosition(
+        file=BinlogFile(file), pos=int(pos), index=int(index), gtid_set=_gtid_set(gtids),
+        gtid=gtid, server_id=int(server_id), snapshot=snapshot == "true",
+        last_in_tx=last == "true", vts=int(vts or 0),
+    )
+
+
+def _fast_key(text: str) -> tuple[int, int, int] | None:
+    m = _TEXT.match(text)
+    if m is None:
+        return None
+    i = int(m.group(3))
+    return (_file_sequence(m.group(1)), int(m.group(2)), i if m.group(7) == "true" else _SNAPSHOT_AFTER + i)
+
+
+def _fast_forms_agree() -> bool:
+    """Whether the fast forms give what the generic path gives for the probes (a change
+    to to_dict or to position_json then falls back to JSON, not to a wrong position)."""
+    for p in _PROBES:
+        text = position_json(p.to_dict())
+        fast, generic = _fast_parse(text), MySqlPosition.from_dict(json.loads(text))
+        if fast is None or fast != generic or fast.to_dict() != generic.to_dict():
+            return False
+        if _fast_key(text) != generic.sort_key():
+            return False
+    return True
+
+
+_FAST: Final = _fast_forms_agree()
+
+
 class MySqlPositionCodec:
-    """The MySQL connector's :class:`cdc.spi.PositionCodec` (no fast text forms:
-    sinks parse its ``cdc_position`` JSON generically)."""
+    """The MySQL connector's :class:`cdc.spi.PositionCodec`."""
 
     kind = MySqlPosition.kind
 
@@ -205,10 +279,10 @@ class MySqlPositionCodec:
         return MySqlPosition.from_dict(stored)
 
     def parse_text(self, text: str) -> MySqlPosition | None:
-        return None
+        return _fast_parse(text) if _FAST else None
 
     def text_sort_key(self, text: str) -> tuple[int, int, int] | None:
-        return None
+        return _fast_key(text) if _FAST else None
 
 
 CODEC = MySqlPositionCodec()

@@ -838,10 +838,10 @@ def targets_table(rows: list[dict[str, Any]]) -> str:
 # estimate printed at the start (from the runs in docs/BENCHMARKS.md; the run's own phase
 # durations are in the JSON to correct them).
 ASSUMED_RATE = {
-    "postgres": {"write": 30_000, "native": 20_000, "debezium": 3_000, "cdc": 8_000},
-    "mariadb": {"write": 20_000, "native": 8_000, "debezium": 2_000, "cdc": 3_000},
+    "postgres": {"write": 55_000, "native": 80_000, "debezium": 5_500, "cdc": 14_000},
+    "mariadb": {"write": 30_000, "native": 30_000, "debezium": 3_000, "cdc": 4_500},
 }
-ASSUMED_START_S = {"native": 5.0, "debezium": 120.0, "cdc": 15.0}
+ASSUMED_START_S = {"native": 5.0, "debezium": 60.0, "cdc": 15.0}
 
 
 def estimate(args: argparse.Namespace) -> dict[str, float]:

@@ -18,7 +18,8 @@ through :meth:`ConflictPlanner.plan` before the batch is reduced and applied:
    writes them in the batch's transaction (:meth:`ConflictPlanner.save`).
 
 Records this does not version pass through unchanged: truncates, tables
-without a primary key, and primary-key changes.
+without a primary key, and update records whose key changed (cdc's sources
+publish a key change as a delete and a create instead, versioned like any write).
 
 Without ``conflicts`` none of this runs: the applier's one-way path is untouched.
 """

@@ -13,7 +13,8 @@ writes learnt from its own topic -- :func:`decide` compares it with the row's
   PostgreSQL 18's vocabulary: ``insert_exists``, ``update_origin_differs``,
   ``update_missing``, ``delete_origin_differs``, ``delete_missing``. A write
   without a before-image (a table without full row images) is causal when it
-  comes from the node that wrote the entry.
+  comes from the node that wrote the entry; any write is causal over a delete
+  by its own node (one node's writes are never concurrent with each other).
 * **Resolution** follows a total order of writes, the same on every node:
   ``last_writer_wins`` orders by version; ``priority`` by version with each
   rank step of a node (listed earlier in ``priority``) worth
@@ -110,13 +111,21 @@ def detect(entry: Entry | None, w: Write) -> ConflictType | None:
         return None
     if w.hash is not None and w.hash == entry.hash:
         return None  # it leaves the row the node has (the same row written on two nodes)
+    if entry.deleted and entry.version.node == w.version.node:
+        # A write of a key its own node deleted last: one node's writes follow one another,
+        # so it was made after that delete, never concurrently with it (an insert re-inserts;
+        # a second delete or an update found the key filled again by a write this node has
+        # not got, and that write is the concurrent one). A PostgreSQL key change whose
+        # re-read finds the row gone is such a pair: the delete of the new key, then the
+        # later delete that removed it (connectors/postgres/SOURCE.md).
+        return None
     if w.kind == "insert":
         if not entry.deleted:
             return "insert_exists"
         # Over another node's delete: a re-insert, or an insert that never saw the delete
         # (two nodes inserting and deleting one key at once); hashes cannot tell, so it is
         # logged (the order decides it either way).
-        return None if entry.version.node == w.version.node else "insert_after_delete"
+        return "insert_after_delete"
     if entry.deleted:
         return "update_missing" if w.kind == "update" else "delete_missing"
     if w.before_hash is None:

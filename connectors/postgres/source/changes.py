@@ -288,8 +288,10 @@ class ChangeBuilder:
         every event the index it had, though the table has moved on. The
         second is the new key's: the create of the whole row when the row is
         there, else a delete of the new key. A row gone by now was removed by
-        a later transaction, whose delete (or key change) of the new key
-        follows in the stream, so the replica ends without it either way;
+        a later change (in this transaction or a later one), whose delete (or
+        key change) of the new key follows in the stream, so the replica ends
+        without it either way (a master-master sink takes the two deletes as
+        one node's writes in a row, not a conflict: docs/MASTER-MASTER.md);
         a create in its place would need the values the server did not send,
         and a replica would have to invent them (NULL or a default, or fail on
         NOT NULL). The delete carries only the key and invents nothing.

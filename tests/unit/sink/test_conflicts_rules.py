@@ -38,6 +38,9 @@ def write(kind: str, ts: int, node: str, before: str | None, after: str | None,
     (entry(1, "a"), write("delete", 5, "b", A, None), None),
     (entry(1, "a"), write("delete", 5, "b", B, None), "delete_origin_differs"),
     (entry(1, "a", None), write("delete", 5, "b", A, None), "delete_missing"),
+    # over a delete by the write's own node: made after it, never concurrent
+    (entry(1, "b", None), write("update", 5, "b", A, B), None),
+    (entry(1, "b", None), write("delete", 5, "b", A, None), None),
 ])
 def test_detection_uses_postgresql_names(e: Entry | None, w: Write, expected: str | None) -> None:
     assert detect(e, w) == expected
@@ -52,6 +55,19 @@ def test_without_a_before_image_only_the_same_node_is_causal() -> None:
     w = Write("update", Version(5, "a", (2,), "q"), None, B, image_hash(B))
     assert detect(entry(1, "a"), w) is None
     assert detect(entry(1, "c"), w) == "update_origin_differs"
+
+
+def test_a_second_delete_by_the_same_node_is_no_conflict() -> None:
+    """A PostgreSQL key change re-read after its row was deleted: the new key's delete,
+    then the delete that removed the row, both by one node, neither with a full before-image
+    (REPLICA IDENTITY DEFAULT). The second lands on the first's entry: applied, not logged,
+    on another node and on its own (read back from its own topic)."""
+    first = Write("delete", Version(5, "a", (2,), "q"), None, None, None)
+    for own, node in ((False, "b"), (True, "a")):
+        second = Write("delete", Version(6, "a", (3,), "r"), None, None, None, own)
+        out = decide(first.entry(), second, Rules(node), NOW)
+        assert (out.apply, out.conflicts, out.decision) == (True, (), "apply")
+    assert detect(entry(1, "b", None), first) == "delete_missing"  # another node's: logged
 
 
 def test_last_writer_wins_ties_break_on_node_name() -> None:

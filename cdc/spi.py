@@ -345,7 +345,8 @@ class InsertsNewRows(Protocol):
 
 
 class RunEncoder(Protocol):
-    """Encodes runs of new rows of one value schema for :class:`CopiesRuns` (compiled once)."""
+    """Encodes runs of rows of one value schema for :class:`CopiesRuns` (compiled once):
+    new rows, or (an update encoder) the after images of same-key updates."""
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -357,20 +358,23 @@ class RunEncoder(Protocol):
     ) -> tuple[int, bytes, list[str]]:
         """``(rows, payload, position texts)`` of the longest prefix of
         ``values[start:stop]`` (framed change values, ``header`` bytes of framing)
-        that are source inserts or snapshot reads of full rows, not of ``origin``,
-        each key once, every value fitting its column exactly; never raises for the
-        bytes (a record that does not qualify ends the run)."""
+        that are source inserts or snapshot reads of full rows (an update encoder:
+        updates with a full after image and no before image or one with the same
+        key), not of ``origin``, each key once, every value fitting its column
+        exactly; never raises for the bytes (a record that does not qualify ends
+        the run)."""
         ...
 
 
 @runtime_checkable
 class CopiesRuns(Protocol):
-    """A :class:`SinkSession` that writes runs of new rows straight from the record bytes.
+    """A :class:`SinkSession` that writes runs of rows straight from the record bytes.
 
     The applier's batch-level fast path: consecutive records of a partition that
-    qualify (see :meth:`RunEncoder.encode`) become one payload the session writes
-    like :meth:`InsertsNewRows.insert_new` (a plain insert, the upsert when a key
-    exists after all), with no per-row objects in between.
+    qualify (see :meth:`RunEncoder.encode`) become one payload, with no per-row
+    objects in between. A run of new rows is written like
+    :meth:`InsertsNewRows.insert_new` (a plain insert, the upsert when a key exists
+    after all), a run of updates like :meth:`SinkSession.upsert` of full rows.
     """
 
     def run_encoder(
@@ -381,14 +385,22 @@ class CopiesRuns(Protocol):
         columns: Sequence[str],
         key: Sequence[str],
         replica: ReplicaTable,
+        updates: bool = False,
     ) -> RunEncoder | None:
         """The encoder of values of the envelope schema ``envelope`` (its ``after`` row
-        has ``row_columns``) into ``columns`` of ``replica``; None when it has none."""
+        has ``row_columns``) into ``columns`` of ``replica``, of new rows or (``updates``)
+        of same-key updates; None when it has none."""
         ...
 
     def insert_run(
         self, table: ReplicaTable, columns: Sequence[str], payload: bytes, rows: int
     ) -> None: ...
+
+    def update_run(
+        self, table: ReplicaTable, columns: Sequence[str], payload: bytes, rows: int
+    ) -> None:
+        """Upsert the full rows of ``payload`` (an update encoder's)."""
+        ...
 
 
 @runtime_checkable

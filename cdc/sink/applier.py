@@ -8,10 +8,11 @@ it takes three phases:
    tombstones and records of the sink's own origin; plan its replica table
    (creating or evolving it, see :mod:`cdc.sink.schema`) and turn it into
    mutations. A record that cannot be decoded, mapped or converted is a *bad
-   record*. Runs of new rows skip all of that when the session
+   record*. Runs skip all of that when the session
    :class:`~cdc.spi.CopiesRuns`: consecutive inserts and snapshot reads of a
-   partition that its encoder takes become one payload written straight
-   from the record bytes (:meth:`Applier._run`), in order with the rest.
+   partition that its encoder takes, or consecutive same-key updates of full
+   rows, become one payload written straight from the record bytes
+   (:meth:`Applier._run`), in order with the rest.
 2. **Reduce**: mutations go, in order, to one :class:`TableReducer` per
    replica table, which keeps the final state per key (a table without a
    primary key gets a :class:`KeylessReducer`, which keeps every change in
@@ -153,9 +154,9 @@ class _PreparedRecord:
     index: int = 0  # its position in the partition's run of the batch
     row: tuple[tuple[Any, ...], tuple[Any, ...]] | None = None
     new: bool = False
-    # A run of new rows (see Applier._run): (COPY payload, rows, columns); ``record`` is
+    # A run (see Applier._run): (COPY payload, rows, columns, of updates); ``record`` is
     # its first record, ``before`` the checkpoint before it.
-    run: tuple[bytes, int, tuple[str, ...]] | None = None
+    run: tuple[bytes, int, tuple[str, ...], bool] | None = None
 
 
 _NONE: Final[tuple[Mutation, ...]] = ()
@@ -231,10 +232,12 @@ class Applier:
         self._last_text_key: tuple[str, Callable[[str], tuple[Any, ...] | None] | None] = ("", None)
         # The serde's fused fast read per value schema id (AvroSerde.fast_reader).
         self._fast_readers: dict[int, Callable[[bytes], Any]] = {}
-        # Runs of new rows written from the record bytes (sessions that CopiesRuns; see
-        # _run): False keeps every record on the per-record paths.
+        # Runs written from the record bytes (sessions that CopiesRuns; see _run): False
+        # keeps every record on the per-record paths.
         self.runs = True
-        self._run_encoders: dict[tuple[int, TablePlan], RunEncoder | None] = {}
+        # Per (value schema id, plan, of updates); the kind of the last run is tried first.
+        self._run_encoders: dict[tuple[int, TablePlan, bool], RunEncoder | None] = {}
+        self._updates_first = False
         # Master-master (cdc.sink.conflictplan): None keeps the one-way path exactly as is.
         self.conflicts = conflicts
         if conflicts is not None:
@@ -336,7 +339,7 @@ class Applier:
                         assert isinstance(got, tuple)
                         plan, run, n, ptext, pkind, pkey, last_offset = got
                         work_list.append(_PreparedRecord(
-                            rec, plan, _NONE, (last_off, last_pos), index, None, True, run
+                            rec, plan, _NONE, (last_off, last_pos), index, None, not run[3], run
                         ))  # fmt: skip
                         prep.run_rows += n
                         consumed += n
@@ -450,18 +453,22 @@ class Applier:
         last_off: int,
         last_kind: str | None,
         last_key: Any,
-    ) -> tuple[TablePlan, tuple[bytes, int, tuple[str, ...]], int, str, str, Any, int] | int:
-        """The run of new rows starting at ``records[index]`` (above the checkpoint
-        ``last_off``/``last_kind``/``last_key``): ``(plan, (payload, rows, columns), rows,
-        last position text, its kind, its sort key, last offset)``, or the number of
-        records a run could have taken (fewer than :data:`MIN_RUN`: the per-record
-        path then takes them and the one that ended the run), -1 when this record
-        cannot start one but the next may (no plan or key sample yet, a tombstone).
+    ) -> (
+        tuple[TablePlan, tuple[bytes, int, tuple[str, ...], bool], int, str, str, Any, int] | int
+    ):
+        """The run starting at ``records[index]`` (above the checkpoint
+        ``last_off``/``last_kind``/``last_key``): ``(plan, (payload, rows, columns, of
+        updates), rows, last position text, its kind, its sort key, last offset)``, or
+        the number of records a run could have taken (fewer than :data:`MIN_RUN`: the
+        per-record path then takes them and the one that ended the run), -1 when this
+        record cannot start one but the next may (no plan or key sample yet, a tombstone).
 
         A run is records of one value schema of a known plan whose session encoder
-        (:class:`~cdc.spi.CopiesRuns`) takes them (inserts and snapshot reads of full
-        rows, each key once, not of the sink's origin, every value fitting), and whose
-        positions pass the checkpoint rule one by one, as in :meth:`_prepare`."""
+        (:class:`~cdc.spi.CopiesRuns`) takes them: inserts and snapshot reads of full
+        rows, or (the update encoder, tried first when the last run was of updates)
+        updates with a full after image and the same key before and after; each key
+        once, not of the sink's origin, every value fitting. Their positions pass the
+        checkpoint rule one by one, as in :meth:`_prepare`."""
         copier = cast(CopiesRuns, session)  # (_prepare checked it once: isinstance is slow)
         rec = records[index]
         value, key = rec.value, rec.key
@@ -474,20 +481,32 @@ class Applier:
         plan = self.schemas.known(rec.topic, value_id, _frame_id(key))
         if plan is None or plan.keyless:
             return -1  # (the per-record path plans it: try again from the next record)
-        try:
-            enc = self._run_encoders[(value_id, plan)]
-        except KeyError:
-            enc = None
-            shape = self.serde.envelope_schema(value_id)
-            if shape is not None:
-                enc = copier.run_encoder(
-                    shape[0], shape[1], shape[2], plan.columns, plan.key, plan.replica
-                )
-            self._run_encoders[(value_id, plan)] = enc
+        stop = len(records)
+        first = self._updates_first
+        enc: RunEncoder | None = None
+        n, payload = 0, b""
+        positions: list[str] = []
+        for updates in (first, not first):
+            try:
+                e = self._run_encoders[(value_id, plan, updates)]
+            except KeyError:
+                e = None
+                shape = self.serde.envelope_schema(value_id)
+                if shape is not None:
+                    e = copier.run_encoder(
+                        shape[0], shape[1], shape[2], plan.columns, plan.key, plan.replica,
+                        updates,
+                    )
+                self._run_encoders[(value_id, plan, updates)] = e
+            if e is None:
+                continue
+            enc = e
+            n, payload, positions = e.encode(values, index, stop, self.settings.origin, 5)
+            if n:  # (the other kind cannot take this record's op)
+                self._updates_first = updates
+                break
         if enc is None:
             return 0
-        stop = len(records)
-        n, payload, positions = enc.encode(values, index, stop, self.settings.origin, 5)
         if n < MIN_RUN:
             return n
         # The checkpoint rule per record (sort keys read from the position texts).
@@ -526,7 +545,7 @@ class Applier:
         if last.offset // 64 > (rec.offset - 1) // 64:  # an offset % 64 == 0 among them
             self._sample(last)
         assert pkind is not None
-        return plan, (payload, n, enc.columns), n, positions[-1], pkind, pkey, last.offset
+        return plan, (payload, n, enc.columns, self._updates_first), n, positions[-1], pkind, pkey, last.offset
 
     def _sample(self, rec: Record) -> None:
         """Refresh the partition's key sample from ``rec`` (decoded for it)."""
@@ -716,8 +735,11 @@ class Applier:
                 entry = reducers.pop(plan.name, None)
                 if entry is not None:
                     self._execute(session, entry[0], entry[1].steps(), fresh=fresh[plan.name])
-                payload, rows, columns = w.run
-                cast(CopiesRuns, session).insert_run(plan.replica, columns, payload, rows)
+                payload, rows, columns, updates = w.run
+                if updates:
+                    cast(CopiesRuns, session).update_run(plan.replica, columns, payload, rows)
+                else:
+                    cast(CopiesRuns, session).insert_run(plan.replica, columns, payload, rows)
                 continue
             entry = reducers.get(plan.name)
             if entry is None:

@@ -370,9 +370,10 @@ _COPY_TYPES: Final = {
 
 
 @cache
-def _run_encoders(writer: WriterSchema) -> tuple[Any, Any] | None:
-    """The C and Python run encoders of a value schema into a replica table whose
-    columns have the types the encoder converts (the others are left out)."""
+def _run_encoders(writer: WriterSchema, updates: bool = False) -> tuple[Any, Any] | None:
+    """The C and Python run encoders (of inserts, or ``updates``) of a value schema into
+    a replica table whose columns have the types the encoder converts (the others are
+    left out)."""
     from cdc.spi import ReplicaColumn, ReplicaTable, TableName
     from connectors.postgres.sink import copyrun
 
@@ -401,7 +402,7 @@ def _run_encoders(writer: WriterSchema) -> tuple[Any, Any] | None:
     def compiled(names: list[str], native_: bool) -> Any:
         table = ReplicaTable(TableName("public", "fuzz"), tuple(replica), key)
         return copyrun.compile_encoder(writer.schema, writer.named, cols, names, key, table,
-                                       use_native=native_)  # fmt: skip
+                                       use_native=native_, updates=updates)  # fmt: skip
 
     # the columns the encoder converts (each tried alone with the key)
     names = [r.name for r in replica
@@ -413,22 +414,27 @@ def _run_encoders(writer: WriterSchema) -> tuple[Any, Any] | None:
 
 
 def copy_run(data: bytes) -> None:
-    """The C run encoder and its Python reference on one framed value, alone and as a
-    run of two (itself then itself with its last byte cut): same rows, bytes, positions."""
+    """The C run encoders (of inserts, of updates) and their Python reference on one
+    framed value, alone and as a run of two (itself then itself with its last byte
+    cut): same rows, bytes, positions."""
     data = data[:MAX_INPUT]
     got = _writer("value", data)
     if got is None:
         return
     writer, _ = got
-    encs = _run_encoders(writer)
-    if encs is None:
-        return
-    c_enc, py_enc = encs
-    for values in ([data], [data, data[:-1]], [data, data]):
-        c = c_enc.encode(values, 0, len(values), "fuzz", HEADER_SIZE)
-        py = py_enc.encode(values, 0, len(values), "fuzz", HEADER_SIZE)
-        if c != py:
-            raise Finding(f"copy_run: C {c!r:.300} != Python {py!r:.300} on {data[:200].hex()}")
+    for updates in (False, True):
+        encs = _run_encoders(writer, updates)
+        if encs is None:
+            continue
+        c_enc, py_enc = encs
+        for values in ([data], [data, data[:-1]], [data, data]):
+            c = c_enc.encode(values, 0, len(values), "fuzz", HEADER_SIZE)
+            py = py_enc.encode(values, 0, len(values), "fuzz", HEADER_SIZE)
+            if c != py:
+                raise Finding(
+                    f"copy_run (updates={updates}): C {c!r:.300} != Python {py!r:.300} "
+                    f"on {data[:200].hex()}"
+                )
 
 
 TARGETS: dict[str, Callable[[bytes], None]] = {

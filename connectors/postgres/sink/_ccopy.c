@@ -5,10 +5,12 @@
  * A Program is a flat list of instructions, one per Avro value of the envelope
  * in schema order (records have no framing in Avro, so the fields of `source`
  * and of the `after` row are inlined). encode() walks consecutive envelopes of
- * one writer schema and appends, for each that qualifies (op c or r, no before
- * image, no unchanged/absent/special-value flags, a position text, not of the
- * sink's own origin, every value convertible exactly to its replica column,
- * a key not seen earlier in the run), one binary COPY tuple; it stops at the
+ * one writer schema and appends, for each that qualifies (op c or r and no
+ * before image, or for an update program op u and no before image or one with
+ * the after image's key; no unchanged/absent/special-value flags, a position
+ * text, not of the sink's own origin, every value convertible exactly to its
+ * replica column, a key not seen earlier in the run), one binary COPY tuple
+ * of the after image; it stops at the
  * first one that does not, without raising: the caller hands that record to
  * the general path, which decides and names every problem. So the only
  * exceptions are MemoryError and TypeError for wrong arguments.
@@ -28,13 +30,16 @@
 /* instruction kinds (copyrun.py mirrors these numbers) */
 enum {
     I_SKIP = 0,      /* skip a value of node `a` */
-    I_OP = 1,        /* string: "c" or "r" */
+    I_OP = 1,        /* string: "c" or "r" (`a` 0), "u" (`a` 1) */
     I_NULL = 2,      /* union: must take branch `a` (null) */
     I_BRANCH = 3,    /* union: must take branch `a` (the row record follows) */
     I_POSITION = 4,  /* string, or union with null branch `a` (-1: plain string) */
     I_ORIGIN = 5,    /* likewise */
     I_EMPTY = 6,     /* union with null branch `a` of array/map: null or no items */
     I_COL = 7,       /* a row column: converter `a`, null branch `b`, params p1 p2 p3, key flag */
+    I_BEFORE = 8,    /* union with null branch `a`: null skips the `b` instructions that follow
+                        (the before row: I_SKIP and I_BKEY only) */
+    I_BKEY = 9,      /* a key column of the before row, as I_COL, into the before key */
 };
 
 /* skip nodes */
@@ -709,6 +714,7 @@ program_init(Program *self, PyObject *args, PyObject *kwds)
         }
     }
     int ncols = 0;
+    Py_ssize_t before_end = -1; /* the last instruction of the before row */
     for (Py_ssize_t i = 0; i < ni; i++) {
         PyObject *t = PyTuple_GET_ITEM(instr, i);
         if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 8) {
@@ -737,8 +743,21 @@ program_init(Program *self, PyObject *args, PyObject *kwds)
                 return -1;
             }
         }
-        if (in->kind == I_COL) {
-            ncols++;
+        if (in->kind == I_BEFORE) {
+            if (in->a < 0 || in->a > 1 || in->b < 0 || in->b >= ni - i) {
+                PyErr_SetString(PyExc_ValueError, "bad before instruction");
+                return -1;
+            }
+        }
+        if (i <= before_end ? in->kind != I_SKIP && in->kind != I_BKEY : in->kind == I_BKEY) {
+            PyErr_SetString(PyExc_ValueError, "a before row holds I_SKIP and I_BKEY only");
+            return -1;
+        }
+        if (in->kind == I_BEFORE)
+            before_end = i + in->b;
+        if (in->kind == I_COL || in->kind == I_BKEY) {
+            if (in->kind == I_COL)
+                ncols++;
             if ((in->a == C_TS || in->a == C_TSTZ) && (in->p1 < 0 || in->p1 > 6)) {
                 PyErr_SetString(PyExc_ValueError, "fraction out of range");
                 return -1;
@@ -748,7 +767,7 @@ program_init(Program *self, PyObject *args, PyObject *kwds)
                 return -1;
             }
         }
-        if (in->kind < I_SKIP || in->kind > I_COL) {
+        if (in->kind < I_SKIP || in->kind > I_BKEY) {
             PyErr_SetString(PyExc_ValueError, "bad instruction");
             return -1;
         }
@@ -795,14 +814,15 @@ string_value(Cur *c, int null_branch, const unsigned char **s, Py_ssize_t *n)
 
 /* One envelope into b (and its key into ks): 0 qualifies, REFUSE, NOMEM. */
 static int
-envelope(Program *p, Cur *c, Buf *b, KeySet *ks, Py_ssize_t row, const char *origin,
+envelope(Program *p, Cur *c, Buf *b, KeySet *ks, Buf *bkey, Py_ssize_t row, const char *origin,
          Py_ssize_t origin_len, PyObject **position)
 {
     const unsigned char *pos_s = NULL, *s;
     Py_ssize_t pos_n = 0, n;
-    int op_ok = 0;
+    int op_ok = 0, has_before = 0;
     int64_t v;
     Py_ssize_t key_start = ks->keys.len;
+    bkey->len = 0;
     if (reserve(b, 2) < 0)
         return NOMEM;
     put_be(b->data + b->len, (uint64_t)p->ncols, 2);
@@ -819,7 +839,7 @@ envelope(Program *p, Cur *c, Buf *b, KeySet *ks, Py_ssize_t row, const char *ori
                 return REFUSE;
             s = c->buf + c->pos;
             c->pos += n;
-            op_ok = n == 1 && (s[0] == 'c' || s[0] == 'r');
+            op_ok = n == 1 && (in->a ? s[0] == 'u' : (s[0] == 'c' || s[0] == 'r'));
             if (!op_ok)
                 return REFUSE;
             break;
@@ -851,6 +871,20 @@ envelope(Program *p, Cur *c, Buf *b, KeySet *ks, Py_ssize_t row, const char *ori
                 return REFUSE; /* items: the general path handles the flags */
             break;
         }
+        case I_BEFORE:
+            if (read_long(c, &v) < 0 || v < 0 || v > 1)
+                return REFUSE;
+            if (v == in->a)
+                i += in->b; /* no before image: its row instructions do not apply */
+            else
+                has_before = 1;
+            break;
+        case I_BKEY: {
+            int r = column(in, c, bkey);
+            if (r != 0)
+                return r;
+            break;
+        }
         case I_COL: {
             Py_ssize_t before = b->len;
             int r = column(in, c, b);
@@ -871,6 +905,9 @@ envelope(Program *p, Cur *c, Buf *b, KeySet *ks, Py_ssize_t row, const char *ori
     }
     if (c->pos != c->len || !op_ok || pos_s == NULL)
         return REFUSE;
+    if (has_before && (bkey->len != ks->keys.len - key_start
+                       || (bkey->len > 0 && memcmp(bkey->data, ks->keys.data + key_start, (size_t)bkey->len) != 0)))
+        return REFUSE; /* a key change: the general path moves the row */
     if (utf8_chars(pos_s, pos_n) < 0)
         return REFUSE;
     if (key_reserve(ks, row) < 0) {
@@ -910,7 +947,7 @@ encode(PyObject *mod, PyObject *args)
     PyObject *positions = PyList_New(0);
     if (positions == NULL)
         return NULL;
-    Buf b = {0};
+    Buf b = {0}, bkey = {0};
     KeySet ks = {0};
     const unsigned char *frame = NULL;
     Py_ssize_t rows = 0;
@@ -929,7 +966,7 @@ encode(PyObject *mod, PyObject *args)
         Cur c = {data, len, header};
         Py_ssize_t mark = b.len, kmark = ks.keys.len;
         PyObject *position = NULL;
-        int r = envelope(p, &c, &b, &ks, rows, origin, origin_len, &position);
+        int r = envelope(p, &c, &b, &ks, &bkey, rows, origin, origin_len, &position);
         if (r == NOMEM)
             goto error;
         if (r == REFUSE) {
@@ -945,6 +982,7 @@ encode(PyObject *mod, PyObject *args)
     }
     PyObject *payload = PyBytes_FromStringAndSize(b.len ? (const char *)b.data : "", b.len);
     PyMem_Free(b.data);
+    PyMem_Free(bkey.data);
     PyMem_Free(ks.slots);
     PyMem_Free(ks.kstart);
     PyMem_Free(ks.klen);
@@ -956,6 +994,7 @@ encode(PyObject *mod, PyObject *args)
     return Py_BuildValue("(nNN)", rows, payload, positions);
 error:
     PyMem_Free(b.data);
+    PyMem_Free(bkey.data);
     PyMem_Free(ks.slots);
     PyMem_Free(ks.kstart);
     PyMem_Free(ks.klen);

@@ -1,16 +1,18 @@
-"""Runs of new rows as one binary COPY payload, built straight from the Avro values.
+"""Runs of rows as one binary COPY payload, built straight from the Avro values.
 
 The applier's batch-level fast path (:class:`cdc.spi.CopiesRuns`): consecutive
 records of one topic partition that are source inserts or snapshot reads of
-full rows, written by cdc with one value schema, become the tuples of one
+full rows (an *insert* encoder), or same-key updates with a full after image
+(an *update* encoder: no before image, or one whose key equals the after
+image's), written by cdc with one value schema, become the tuples of one
 binary ``COPY`` with no Python object per row but its position text. A
-:class:`RunEncoder` is compiled once per (value schema, replica table plan)
-from the envelope's writer schema and the replica's column types; it walks
-the envelopes and stops, without raising, at the first record that does not
-qualify (another op, a before image, unchanged or absent columns, special
-values, the sink's own origin, a key already in the run, a value that does
-not fit its column exactly), which then takes the general path: that path
-decides every other case and names every problem.
+:class:`RunEncoder` is compiled once per (value schema, replica table plan,
+kind) from the envelope's writer schema and the replica's column types; it
+walks the envelopes and stops, without raising, at the first record that does
+not qualify (another op, a before image or a key change, unchanged or absent
+columns, special values, the sink's own origin, a key already in the run, a
+value that does not fit its column exactly), which then takes the general
+path: that path decides every other case and names every problem.
 
 The encoder runs in C (``_ccopy.c``) when built; :func:`encode_py` here is
 the reference it is tested against byte for byte (``CDC_NATIVE=0`` runs it).
@@ -33,7 +35,7 @@ from cdc.spi import ReplicaTable
 _ccopy = native.load("connectors.postgres.sink._ccopy")
 
 # Instruction kinds, skip-node kinds and converters: the numbers of _ccopy.c.
-I_SKIP, I_OP, I_NULL, I_BRANCH, I_POSITION, I_ORIGIN, I_EMPTY, I_COL = range(8)
+I_SKIP, I_OP, I_NULL, I_BRANCH, I_POSITION, I_ORIGIN, I_EMPTY, I_COL, I_BEFORE, I_BKEY = range(10)
 N_NULL, N_BOOL, N_INT, N_FLOAT, N_DOUBLE, N_BYTES, N_FIXED, N_UNION, N_RECORD, N_ARRAY, N_MAP = range(11)
 (C_BOOL, C_INT2, C_INT4, C_INT8, C_FLOAT4, C_FLOAT8, C_TEXT, C_BYTEA, C_DATE, C_TS, C_TSTZ, C_UUID,
  C_NUMERIC) = range(1, 14)  # fmt: skip
@@ -58,12 +60,14 @@ class _Unsupported(Exception):
 
 @dataclass(frozen=True, slots=True)
 class RunEncoder:
-    """A compiled program: ``columns`` is the COPY column list (the row's Avro order)."""
+    """A compiled program: ``columns`` is the COPY column list (the row's Avro order);
+    ``updates``: it takes same-key updates (op u), else inserts and snapshot reads."""
 
     columns: tuple[str, ...]
     nodes: tuple[Node, ...]
     instructions: tuple[Instr, ...]
     program: Any  # the _ccopy.Program, or None (pure Python)
+    updates: bool = False
 
     def encode(
         self, values: Sequence[bytes | None], start: int, stop: int, origin: str | None, header: int
@@ -222,12 +226,14 @@ def compile_encoder(
     replica: ReplicaTable,
     *,
     use_native: bool = True,
+    updates: bool = False,
 ) -> RunEncoder | None:
     """The run encoder of envelopes of writer schema ``envelope`` whose ``after`` row
     has ``row_columns`` (in Avro field order) into the ``columns`` (and primary
-    ``key``) of ``replica``; None when a column type or the schema has no run form."""
+    ``key``) of ``replica``; None when a column type or the schema has no run form.
+    ``updates``: of same-key updates (see the module docstring), else of inserts."""
     try:
-        return _compile(envelope, named, row_columns, columns, key, replica, use_native)
+        return _compile(envelope, named, row_columns, columns, key, replica, use_native, updates)
     except (_Unsupported, KeyError, TypeError, ValueError):
         return None
 
@@ -240,6 +246,7 @@ def _compile(
     key: Sequence[str],
     replica: ReplicaTable,
     use_native: bool,
+    updates: bool,
 ) -> RunEncoder | None:
     nodes = _Nodes(named)
     ns = _namespace(envelope, None)
@@ -250,10 +257,31 @@ def _compile(
     for f in envelope["fields"]:
         name, t = f["name"], f["type"]
         if name == "before":
-            i, _ = _null_branch(t)
+            i, before_t = _null_branch(t)
             if i < 0:
                 raise _Unsupported("before is not nullable")
-            instr.append((I_NULL, i, 0, 0, 0, 0, 0, 0))
+            if not updates:
+                instr.append((I_NULL, i, 0, 0, 0, 0, 0, 0))
+                continue
+            # An update may carry a before image: its key columns must equal the after's.
+            row, row_ns = nodes.resolve(before_t, ns)
+            fields = row["fields"]
+            if len(fields) != len(row_columns):
+                raise _Unsupported("before row columns")
+            body: list[Instr] = []
+            for rf, col in zip(fields, row_columns, strict=True):
+                if col.name not in key:
+                    body.append((I_SKIP, nodes.node(rf["type"], row_ns), 0, 0, 0, 0, 0, 0))
+                    continue
+                rc = replica.column(col.name)
+                if rc is None:
+                    raise _Unsupported(f"no replica column {col.name}")
+                null_i, avro = _null_branch(rf["type"])
+                avro, _ = nodes.resolve(avro, row_ns)
+                conv, p1, p2, p3, avro_int = _column(col, avro, rc)
+                body.append((I_BKEY, conv, null_i, p1, p2, p3, 1, int(avro_int)))
+            instr.append((I_BEFORE, i, len(body), 0, 0, 0, 0, 0))
+            instr.extend(body)
         elif name == "after":
             i, row_t = _null_branch(t)
             if i < 0:
@@ -296,7 +324,7 @@ def _compile(
         elif name == "op":
             if _primitive(t) != "string":
                 raise _Unsupported("op is not a string")
-            instr.append((I_OP, 0, 0, 0, 0, 0, 0, 0))
+            instr.append((I_OP, int(updates), 0, 0, 0, 0, 0, 0))
         elif name in _EMPTY_FLAGS:
             n = nodes.node(t, ns)
             if nodes.nodes[n][0] != N_UNION:
@@ -305,14 +333,15 @@ def _compile(
         else:
             instr.append((I_SKIP, nodes.node(t, ns), 0, 0, 0, 0, 0, 0))
     kinds = {i[0] for i in instr}
-    if seen != wanted or not key or not set(key) <= seen or not {I_OP, I_NULL, I_BRANCH} <= kinds:
+    first = I_BEFORE if updates else I_NULL
+    if seen != wanted or not key or not set(key) <= seen or not {I_OP, first, I_BRANCH} <= kinds:
         raise _Unsupported("envelope shape")
     if any(n[0] == N_FIXED and n[1] < 0 for n in nodes.nodes):
         raise _Unsupported("fixed size")
     program = None
     if use_native and _ccopy is not None:
         program = _ccopy.Program(tuple(nodes.nodes), tuple(instr))
-    return RunEncoder(tuple(copy_columns), tuple(nodes.nodes), tuple(instr), program)
+    return RunEncoder(tuple(copy_columns), tuple(nodes.nodes), tuple(instr), program, updates)
 
 
 # -- the pure-Python reference ------------------------------------------------------------
@@ -536,16 +565,33 @@ def _envelope(
     """One envelope's COPY tuple appended to ``out``; its position text."""
     fields: list[bytes] = [_I16.pack(len(enc.columns))]
     key: list[bytes] = []
+    before_key: list[bytes] | None = None
     position = None
     op_ok = False
-    for ins in enc.instructions:
+    program = enc.instructions
+    i = -1
+    while i + 1 < len(program):
+        i += 1
+        ins = program[i]
         kind, a = ins[0], ins[1]
         if kind == I_SKIP:
             _skip(enc, c, a)
         elif kind == I_OP:
-            op_ok = c.sized() in (b"c", b"r")
+            op_ok = c.sized() in ((b"u",) if a else (b"c", b"r"))
             if not op_ok:
                 raise _Refuse
+        elif kind == I_BEFORE:
+            b = c.long()
+            if b not in (0, 1):
+                raise _Refuse
+            if b == a:
+                i += ins[2]  # no before image
+            else:
+                before_key = []
+        elif kind == I_BKEY:
+            v = _value(ins, c)
+            assert before_key is not None
+            before_key.append(b"\xff\xff\xff\xff" if v is None else _U32.pack(len(v)) + v)
         elif kind in (I_NULL, I_BRANCH):
             if c.long() != a:
                 raise _Refuse
@@ -585,6 +631,8 @@ def _envelope(
         raise _Refuse
     text = _text(position)
     joined = b"".join(key)
+    if before_key is not None and b"".join(before_key) != joined:
+        raise _Refuse  # a key change: the general path moves the row
     if joined in keys:
         raise _Refuse
     keys.add(joined)

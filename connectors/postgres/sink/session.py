@@ -433,10 +433,11 @@ class PostgresSession:
         columns: Sequence[str],
         key: Sequence[str],
         replica: ReplicaTable,
+        updates: bool = False,
     ) -> RunEncoder | None:
         """cdc.spi.CopiesRuns: the compiled encoder of :mod:`.copyrun` (None when a
         column's type has no run form: that table keeps the general path)."""
-        return compile_encoder(envelope, named, row_columns, columns, key, replica)
+        return compile_encoder(envelope, named, row_columns, columns, key, replica, updates=updates)
 
     def insert_run(
         self, table: ReplicaTable, columns: Sequence[str], payload: bytes, rows: int
@@ -450,6 +451,13 @@ class PostgresSession:
             lambda: self._copy_payload(self._d.table_sql(table.name), cols, payload),
             lambda: self._upsert_payload(table, cols, payload),
         )
+
+    def update_run(
+        self, table: ReplicaTable, columns: Sequence[str], payload: bytes, rows: int
+    ) -> None:
+        """cdc.spi.CopiesRuns: ``payload`` (binary COPY tuples of updated rows, each key
+        once) staged and upserted, as :meth:`upsert` does with rows."""
+        self._upsert_payload(table, tuple(columns), payload)
 
     def _copy_payload(self, into: str, columns: Sequence[str], payload: bytes) -> None:
         sql = f"COPY {into} ({', '.join(quote(c) for c in columns)}) FROM STDIN (FORMAT BINARY)"

@@ -1,13 +1,17 @@
-"""Runs of new rows written as binary COPY from the record bytes (Applier._run,
+"""Runs written as binary COPY from the record bytes (Applier._run,
 connectors/postgres/sink/copyrun.py) against the reference path, on a real replica.
 
-Seeded workloads mix long runs of inserts and snapshot reads with what must end
-a run or take another path: updates, deletes, a key inserted twice in a batch,
-records of the sink's own origin, replays below the checkpoint at new offsets,
-values the replica cannot take (dead-lettered), and a re-snapshot over rows the
-replica already holds (the plain COPY meets existing keys and upserts). One
-applier takes runs, one takes only the reference path: results, checkpoints and
-replica rows must be identical, and runs must have carried most inserts.
+Seeded workloads mix long runs of inserts and snapshot reads, and long runs of
+updates (some with full before images, as REPLICA IDENTITY FULL sends), with
+what must end a run or take another path: deletes, a key inserted or updated
+twice in a batch, key changes, unchanged (TOAST) columns, records of the sink's
+own origin, replays below the checkpoint at new offsets, values the replica
+cannot take (dead-lettered), and a re-snapshot over rows the replica already
+holds (the plain COPY meets existing keys and upserts). One applier takes runs,
+one takes only the reference path: results, checkpoints and replica rows must
+be identical, and runs must have carried most inserts and updates. A restart
+(a new applier and session on the same replica) that meets batches of update
+runs again skips them and leaves the replica as it was.
 """
 
 from __future__ import annotations
@@ -95,7 +99,7 @@ def _workload(name: str, seed: int) -> list[list[ChangeEvent]]:
     next_key = 0
     for _ in range(14):
         what = rng.random()
-        if what < 0.6 or not rows:  # a run of inserts (or snapshot reads) of new keys
+        if what < 0.45 or not rows:  # a run of inserts (or snapshot reads) of new keys
             op = Op.READ if rng.random() < 0.3 else Op.CREATE
             for _ in range(rng.choice([20, 60, 300])):
                 r = _row(rng, next_key, bad=rng.random() < 0.003)
@@ -106,6 +110,30 @@ def _workload(name: str, seed: int) -> list[list[ChangeEvent]]:
                     rows[r["id"]] = r
                 if rng.random() < 0.005:
                     events.append(_looped(ev))
+        elif what < 0.6:  # a run of updates of existing keys, with what ends such runs
+            for k in rng.sample(sorted(rows), min(len(rows), rng.choice([20, 60, 200]))):
+                if k not in rows:
+                    continue
+                r = {**_row(rng, k, bad=rng.random() < 0.003), "id": k}
+                style = rng.random()
+                if style < 0.01:  # a key change
+                    r["id"] = next_key
+                    next_key += 1
+                    events.append(f.event(Op.UPDATE, before=rows.pop(k), after=r))
+                elif style < 0.3:  # a full before image (replica identity full)
+                    events.append(f.event(Op.UPDATE, before=rows[k], after=r))
+                elif style < 0.32:  # an unchanged TOAST column
+                    events.append(f.event(Op.UPDATE, after=r, unchanged=("name",)))
+                    r["name"] = rows[k]["name"]
+                elif style < 0.34:  # the same key again in the run
+                    events.append(f.event(Op.UPDATE, after={**_row(rng, k), "id": k}))
+                    events.append(f.event(Op.UPDATE, after=r))
+                else:
+                    events.append(f.event(Op.UPDATE, after=r))
+                if rng.random() < 0.005:
+                    events.append(_looped(events[-1]))
+                if not r["code"] or len(r["code"]) <= 8:
+                    rows[r["id"]] = r
         elif what < 0.75:  # updates and deletes of existing keys
             for k in rng.sample(sorted(rows), min(len(rows), 15)):
                 if rng.random() < 0.5:
@@ -138,6 +166,17 @@ def _workload(name: str, seed: int) -> list[list[ChangeEvent]]:
     return batches
 
 
+def _count_runs(session: Any, method: str, counts: dict[str, int]) -> None:
+    """Count the rows ``session``'s run ``method`` (insert_run, update_run) writes."""
+    real = getattr(session, method)
+
+    def counting(table: Any, columns: Any, payload: bytes, rows: int) -> None:
+        counts[method] = counts.get(method, 0) + rows
+        real(table, columns, payload, rows)
+
+    setattr(session, method, counting)
+
+
 def _read(h: ApplierHarness, table: str) -> list[tuple[Any, ...]]:
     rows = h.session.query(
         f"SELECT * FROM {h.session.dialect.table_sql(TableName(None, table))} ORDER BY id")
@@ -157,16 +196,10 @@ def test_runs_and_reference_path_leave_the_same_replica(
         for n, dl in zip(names, letters, strict=True)
     ]
     harnesses[1].applier.fast = False
-    run_rows = 0
+    run_rows = {"insert_run": 0, "update_run": 0}
     session = harnesses[0].session
-    real = session.insert_run  # type: ignore[attr-defined]
-
-    def counting(table: Any, columns: Any, payload: bytes, rows: int) -> None:
-        nonlocal run_rows
-        run_rows += rows
-        real(table, columns, payload, rows)
-
-    session.insert_run = counting  # type: ignore[attr-defined]
+    for method in list(run_rows):
+        _count_runs(session, method, run_rows)
     try:
         for h, n in zip(harnesses, names, strict=True):
             drop_tables(h.session, n)
@@ -186,9 +219,66 @@ def test_runs_and_reference_path_leave_the_same_replica(
         assert cps[0] == cps[1]
         assert [(x.offset, x.kind) for x in letters[0].letters] == \
             [(x.offset, x.kind) for x in letters[1].letters]
-        inserts = sum(1 for b in _workload(names[0], seed) for e in b if e.op in (Op.CREATE, Op.READ))
-        assert run_rows > inserts // 3, f"runs took only {run_rows} of {inserts} inserts"
+        batches = _workload(names[0], seed)
+        inserts = sum(1 for b in batches for e in b if e.op in (Op.CREATE, Op.READ))
+        assert run_rows["insert_run"] > inserts // 3, f"runs took {run_rows} of {inserts} inserts"
+        # (a batch with a dead letter is applied again row by row, without runs)
+        updates = sum(1 for b, r in zip(batches, results[0], strict=True) if not r[2]
+                      for e in b if e.op is Op.UPDATE)
+        assert run_rows["update_run"] >= updates // 3, f"runs took {run_rows} of {updates} updates"
+        if seed == 1:
+            assert run_rows["update_run"] > 80
     finally:
         for h, n in zip(harnesses, names, strict=True):
             drop_tables(h.session, n)
             h.close()
+
+
+def test_a_restart_replays_batches_of_update_runs_without_change(
+    pg_replica_dsn: str, registry: RegistryClient, unique_name: str
+) -> None:
+    """Batches of update runs applied, then met again by a restarted sink (a new
+    applier and session reading the replica's checkpoints: Kafka redelivers what
+    was applied but not committed there), whole and straddling the checkpoint."""
+    name = f"{unique_name}_u"[-40:]
+    rng = random.Random(7)
+    f = EventFactory(_schema(name))
+    h = ApplierHarness("postgres", pg_replica_dsn, registry, name, [f"src.public.{name}"])
+    runs: dict[str, int] = {"update_run": 0}
+    _count_runs(h.session, "update_run", runs)
+    restarted: ApplierHarness | None = None
+    try:
+        drop_tables(h.session, name)
+        h.apply([f.event(Op.CREATE, after=_row(rng, k)) for k in range(300)])
+        batches = [
+            h.records([f.event(Op.UPDATE, after=_row(rng, k),
+                               before=_row(rng, k) if k % 3 == 0 else None)
+                       for k in range(lo, lo + 150)])
+            for lo in (0, 150, 0)
+        ]
+        for b in batches[:2]:
+            assert h.apply_records(b).applied == 150
+        assert runs["update_run"] == 300
+        before = _read(h, name)
+        restarted = ApplierHarness("postgres", pg_replica_dsn, registry, name,
+                                   [f"src.public.{name}"])
+        _count_runs(restarted.session, "update_run", runs)
+
+        def again(records: list[Any]) -> list[Any]:
+            return [dataclasses.replace(r, decoded=None, error=None) for r in records]
+
+        r = restarted.apply_records(again(batches[1]))
+        assert (r.applied, r.skipped) == (0, 150)
+        assert _read(restarted, name) == before
+        # the last 50 applied records again, then a new batch of update runs
+        r = restarted.apply_records(again(batches[1][100:]) + again(batches[2]))
+        assert (r.applied, r.skipped) == (150, 50)
+        after = _read(restarted, name)
+        assert after[150:] == before[150:] and after[:150] != before[:150]
+        assert [cp.offset for cp in restarted.checkpoints.values()] == [batches[2][-1].offset]
+        assert runs["update_run"] > 400  # the new batch went in runs after the restart too
+    finally:
+        drop_tables(h.session, name)
+        h.close()
+        if restarted is not None:
+            restarted.close()

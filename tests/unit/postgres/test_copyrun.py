@@ -83,18 +83,31 @@ def _event(i: int, row: dict[str, Any], op: Op = Op.CREATE) -> ChangeEvent:
     return ChangeEvent(op, SCHEMA, {"id": row["id"]}, None, row, src, 1_767_225_600_000)
 
 
-def _encoders(value: bytes, serde: AvroSerde = _serde) -> list[copyrun.RunEncoder]:
-    reader = serde._envelope_reader(int.from_bytes(value[1:5], "big"))
+_COMPILED: dict[tuple[int, int, bool], list[copyrun.RunEncoder]] = {}
+
+
+def _encoders(
+    value: bytes, serde: AvroSerde = _serde, *, updates: bool = False
+) -> list[copyrun.RunEncoder]:
+    """The C and the Python encoder of ``value``'s schema (compiled once per schema)."""
+    schema_id = int.from_bytes(value[1:5], "big")
+    hit = _COMPILED.get((id(serde), schema_id, updates))
+    if hit is not None:
+        return hit
+    reader = serde._envelope_reader(schema_id)
     out = []
     for native in (True, False):
         enc = copyrun.compile_encoder(
             reader.writer.schema, reader.writer.named, reader.rows.columns,
             [c.name for c in SCHEMA.columns], SCHEMA.primary_key, REPLICA, use_native=native,
+            updates=updates,
         )
         assert enc is not None
         out.append(enc)
     if copyrun.native_loaded():
         assert out[0].program is not None
+    if serde is _serde:
+        _COMPILED[(id(serde), schema_id, updates)] = out
     return out
 
 
@@ -292,3 +305,74 @@ def test_long_runs_grow_the_key_set_and_still_stop_at_a_repeated_key() -> None:
         assert (n, len(positions)) == (300, 300)
         assert payload == expected
         assert enc.encode(values_, 250, len(values_), None, 5)[0] == 51
+
+
+# -- update runs ------------------------------------------------------------------------
+
+
+def _update(i: int, row: dict[str, Any], before: dict[str, Any] | None) -> bytes:
+    src = pg_source(index=i)
+    return _serde.encode_value(
+        ChangeEvent(Op.UPDATE, SCHEMA, {"id": row["id"]}, before, row, src, 1_767_225_600_000)
+    )
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_rows(), st.sampled_from(["none", "same", "moved"]))
+def test_update_encoder_matches_psycopg_and_the_reference(row: dict[str, Any], before: str) -> None:
+    """An update's after image is encoded as an insert's row would be; a before image
+    (REPLICA IDENTITY FULL) is allowed only with the same key (else a key change)."""
+    old = None if before == "none" else {**row, "t": "old", "id": row["id"] ^ (before == "moved")}
+    value = _update(0, row, old)
+    encs = _encoders(value, updates=True)
+    got = [e.encode([value], 0, 1, None, 5) for e in encs]
+    assert got[0] == got[1]
+    n, payload, positions = got[0]
+    canonical = _serde.decode(_serde.encode_key(_event(0, row)), value)
+    assert isinstance(canonical, DecodedChange) and canonical.after is not None
+    after = dict(canonical.after)
+    if n == 1:
+        assert before != "moved"
+        assert payload == _expected(after)
+        assert positions == [canonical.source["cdc_position"]]
+    else:
+        assert n == 0 and payload == b"" and positions == []
+        assert before == "moved" or _must_refuse(after), f"refused an update to take: {after}"
+    # the insert encoder never takes an update, the update encoder never an insert
+    for e in _encoders(value):
+        assert e.encode([value], 0, 1, None, 5)[0] == 0
+    insert = _serde.encode_value(_event(0, row))
+    for e in _encoders(insert, updates=True):
+        assert e.encode([insert], 0, 1, None, 5)[0] == 0
+
+
+@pytest.mark.parametrize("stopper", ["insert", "moved", "dup_key", "not_fit", "before_not_fit"])
+def test_update_runs_stop_at_the_first_record_that_does_not_qualify(stopper: str) -> None:
+    rows = [{**_PLAIN, "id": i, "t": f"new {i}"} for i in range(5)]
+    befores: list[dict[str, Any] | None] = [None, {**_PLAIN, "id": 1}, None, None, None]
+    if stopper == "moved":
+        befores[2] = {**_PLAIN, "id": 99}
+    if stopper == "dup_key":
+        rows[2]["id"] = 1
+    if stopper == "not_fit":
+        rows[2]["vc"] = "abcdef"
+    if stopper == "before_not_fit":
+        befores[2] = {**_PLAIN, "id": 2, "vc": "abcdef"}  # a key column only is read: taken
+    values_ = [_update(i, r, b) for i, (r, b) in enumerate(zip(rows, befores, strict=True))]
+    if stopper == "insert":
+        values_[2] = _serde.encode_value(_event(2, rows[2]))
+    want = 5 if stopper == "before_not_fit" else 2
+    for enc in _encoders(values_[0], updates=True):
+        n, payload, positions = enc.encode(values_, 0, 5, None, 5)
+        assert n == want and len(positions) == want
+        assert payload == b"".join(_expected(r) for r in rows[:want])
+        assert enc.encode(values_, 3, 5, None, 5)[0] == 2
+
+
+def test_update_before_image_truncated_or_garbage_is_refused_not_raised() -> None:
+    v = _update(0, _PLAIN, dict(_PLAIN))
+    for enc in _encoders(v, updates=True):
+        assert enc.encode([v], 0, 1, None, 5)[0] == 1
+        for cut in range(5, len(v)):
+            assert enc.encode([v[:cut]], 0, 1, None, 5)[0] == 0
+        assert enc.encode([v + b"\x00"], 0, 1, None, 5)[0] == 0

@@ -11,7 +11,9 @@ rate (issue #15): a trickle is applied at once, one small transaction at a
 time, and under load a batch is what arrived while the previous one applied,
 up to ``max_rows``, so a backlog still drains in full batches. No loop waits a
 fixed time while records are waiting: with records buffered it only takes what
-the consumer has already fetched.
+the consumer has already fetched. The consumer fetches about two batches ahead
+(:func:`prefetch_records`), not librdkafka's 100,000 records: a sink far behind
+holds that much of the backlog in memory, no more.
 
 Partition assignment reads the replica's checkpoints and starts each
 partition at stored offset + 1 (the topic's beginning when the replica has
@@ -65,6 +67,21 @@ log = logging.getLogger(__name__)
 # Longest the group's committed offsets (lag monitoring only) trail the replica's
 # checkpoints while batches are applied back to back.
 COMMIT_INTERVAL_S = 1.0
+
+# How many records the consumer fetches ahead of the worker, in batches of ``max_rows``.
+# librdkafka's own default (``queued.min.messages`` 100,000 records, which binds before
+# ``queued.max.messages.kbytes`` for ordinary rows) made a sink behind a backlog hold
+# 100,000 fetched records in C memory: what its RSS grew by with the backlog
+# (docs/BENCHMARKS.md, "the sink's growth is librdkafka's prefetch"). The worker takes
+# one batch at a time, so two batches ahead keep it fed. ``kafka.client``
+# (``queued.min.messages``) still overrides it.
+PREFETCH_BATCHES = 2
+PREFETCH_MIN_RECORDS = 1_000
+
+
+def prefetch_records(max_rows: int) -> int:
+    """librdkafka ``queued.min.messages`` for a worker cutting batches of ``max_rows``."""
+    return max(PREFETCH_MIN_RECORDS, PREFETCH_BATCHES * max_rows)
 
 
 class StopRequested(Exception):
@@ -138,6 +155,7 @@ class SinkWorker:
         strategy = str(conf.get("partition.assignment.strategy", "roundrobin"))
         conf["partition.assignment.strategy"] = strategy
         conf.setdefault("enable.partition.eof", False)
+        conf.setdefault("queued.min.messages", prefetch_records(options.max_rows))
         conf["on_commit"] = self._on_commit
         conf["error_cb"] = self._on_error
         conf.setdefault("logger", KAFKA_LOG)

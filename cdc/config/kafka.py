@@ -213,11 +213,12 @@ class KafkaConsumerConfig(ConfigModel):
         default=65_536,
         ge=1_024,
         le=2_097_151,
-        description="librdkafka `queued.max.messages.kbytes`: the most a sink's consumer "
-        "fetches ahead of what the sink has taken (all partitions together). 64 MB, "
-        "librdkafka's default: 16 MB did not lower a sink's peak memory on a 100k-change "
-        "backlog of ordinary rows (docs/BENCHMARKS.md) and its effect on the update rate was "
-        "not settled; lower it to bound a sink that is far behind on large rows.",
+        description="librdkafka `queued.max.messages.kbytes`: the most bytes a sink's "
+        "consumer fetches ahead of what the sink has taken (all partitions together). 64 MB, "
+        "librdkafka's default. For ordinary rows the record count binds first: the sink "
+        "sets librdkafka's `queued.min.messages` to two batches (2 x `batch.max_rows`; "
+        "`kafka.client` overrides it), see docs/BENCHMARKS.md. Lower this to bound a sink "
+        "that is far behind on large rows.",
         examples=[16_384],
     )
 

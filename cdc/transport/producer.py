@@ -9,8 +9,9 @@ Snapshot batches (:meth:`EventProducer.send_many`) go through a second
 librdkafka producer that reports failed deliveries only: a delivery report per
 record into Python cost about a quarter of the produce path's CPU. Its batches
 are acknowledged together once that producer has nothing outstanding (every
-record it was given is acknowledged or failed, and a failure was raised): at
-the latest when the in-flight bound is reached, and at every flush.
+record it was given is acknowledged or failed, and a failure was raised): it
+is drained when the in-flight bound is reached, when it did not run empty by
+itself for ``BULK_SETTLE_INTERVAL_S``, and at every flush.
 """
 
 from __future__ import annotations
@@ -51,6 +52,10 @@ DEFAULT_SETTINGS: Mapping[str, Any] = {
 Headers = Sequence[tuple[str, bytes]]
 
 _POLL_EVERY = 64  # records between delivery-report polls on the send path
+# At most this long between two settlements of the snapshot batches (a drain of the
+# snapshot producer if it never runs empty by itself): the durable position, and so
+# a snapshot's saved progress, lags the rows in Kafka by about this much.
+BULK_SETTLE_INTERVAL_S = 1.0
 
 
 class EventProducer:
@@ -82,6 +87,7 @@ class EventProducer:
         self._conf = conf
         self._bulk: Producer | None = None
         self._bulk_tokens: list[Batch] = []
+        self._bulk_settled_at = time.monotonic()
         # Called on every round of a wait for Kafka (the runner's liveness heartbeat:
         # a source waiting out a broker outage is alive, only not ready).
         self.waiting: Callable[[], None] | None = None
@@ -153,6 +159,9 @@ class EventProducer:
         if self._failure is not None:
             raise self._failure
         tracker = self.tracker
+        if self._bulk_tokens and not self._settle_bulk(0) and (
+                time.monotonic() - self._bulk_settled_at >= BULK_SETTLE_INTERVAL_S):
+            self._drain_bulk()
         if tracker.in_flight + n > self._max_in_flight:
             # Batch tokens settle only when the snapshot producer is drained.
             self._drain_bulk()
@@ -207,6 +216,7 @@ class EventProducer:
             for token in tokens:
                 ack(token)
             tokens.clear()
+        self._bulk_settled_at = time.monotonic()
         return True
 
     def _drain_bulk(self) -> None:

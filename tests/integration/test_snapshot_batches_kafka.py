@@ -5,6 +5,7 @@ Kafka acknowledged every record of it, and a record Kafka refuses stops the sour
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -15,13 +16,16 @@ from cdc.errors import DeliveryError
 from cdc.transport.producer import EventProducer
 from connectors.postgres.position import Lsn, PgPosition
 
+# Batches of the producer well below the topic's record limit.
+SETTINGS = {"linger.ms": 5, "batch.size": 16_384}
+
 
 @pytest.fixture()
 def topic(kafka_bootstrap: str, unique_name: str) -> Iterator[str]:
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     # A small record limit, so that one record of a batch can be refused by the broker.
     spec = NewTopic(unique_name, num_partitions=3, replication_factor=1,
-                    config={"max.message.bytes": "4096"})
+                    config={"max.message.bytes": "65536"})
     admin.create_topics([spec])[unique_name].result(timeout=60)
     yield unique_name
     admin.delete_topics([unique_name])[unique_name].result(timeout=60)
@@ -47,7 +51,7 @@ def _batch(start: int, n: int, size: int = 100) -> tuple[list[bytes | None], lis
 def test_the_durable_position_passes_batches_only_once_kafka_acknowledged_them(
         kafka_bootstrap: str, topic: str) -> None:
     # A small in-flight bound: the batches are drained (acknowledged together) on the way.
-    producer = EventProducer(kafka_bootstrap, {"linger.ms": 5}, max_in_flight=250)
+    producer = EventProducer(kafka_bootstrap, SETTINGS, max_in_flight=250)
     marks = []
     for b in range(10):
         keys, values = _batch(b * 100, 100)
@@ -73,9 +77,9 @@ def test_the_durable_position_passes_batches_only_once_kafka_acknowledged_them(
 
 def test_a_record_kafka_refuses_in_the_middle_of_a_batch_stops_the_source(
         kafka_bootstrap: str, topic: str) -> None:
-    producer = EventProducer(kafka_bootstrap, {"linger.ms": 5, "compression.type": "none"})
+    producer = EventProducer(kafka_bootstrap, {**SETTINGS, "compression.type": "none"})
     keys, values = _batch(0, 50)
-    values[20] = b"x" * 20_000  # above the topic's max.message.bytes: the broker refuses it
+    values[20] = b"x" * 200_000  # above the topic's max.message.bytes: the broker refuses it
     producer.send_many(topic, keys, values)
     producer.mark(PgPosition(Lsn(1)))
     with pytest.raises(DeliveryError, match="did not accept a record"):
@@ -85,3 +89,23 @@ def test_a_record_kafka_refuses_in_the_middle_of_a_batch_stops_the_source(
     assert producer.durable is None
     with pytest.raises(DeliveryError):
         producer.send_many(topic, *_batch(50, 1))
+
+
+def test_a_steady_stream_of_batches_makes_progress_durable_without_a_flush(
+        kafka_bootstrap: str, topic: str) -> None:
+    # The snapshot producer is never empty right after a batch: its batches still settle
+    # (a drain at least every BULK_SETTLE_INTERVAL_S), so a snapshot's progress is saved.
+    producer = EventProducer(kafka_bootstrap, SETTINGS)
+    producer.send_many(topic, *_batch(0, 100))
+    first = PgPosition(Lsn(1))
+    producer.mark(first)
+    deadline = time.monotonic() + 60
+    b = 1
+    while producer.durable is None:
+        assert time.monotonic() < deadline, "the batches never settled"
+        producer.send_many(topic, *_batch(b * 10, 10))
+        producer.mark(PgPosition(Lsn(b + 1)))
+        b += 1
+    assert _count(kafka_bootstrap, topic) >= 100
+    producer.flush(timeout=120)
+    assert producer.durable == PgPosition(Lsn(b))

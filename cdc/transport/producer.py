@@ -271,8 +271,12 @@ class EventProducer:
             remaining = self._producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
             self._raise_failure()
             if self._bulk is not None:
-                settled = self._settle_bulk(min(1.0, max(0.0, deadline - time.monotonic())))
-                remaining += 0 if settled else len(self._bulk)
+                if self._settle_bulk(min(1.0, max(0.0, deadline - time.monotonic()))):
+                    # Nothing outstanding: the snapshot producer's threads and
+                    # connections are not kept for the stream (a later batch makes another).
+                    self._bulk = None
+                else:
+                    remaining += len(self._bulk)
             if self.waiting is not None:
                 self.waiting()
             if remaining == 0 and self.tracker.in_flight == 0:

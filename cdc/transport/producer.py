@@ -24,7 +24,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from cdc.errors import DeliveryError, UnreachableError
-from cdc.offsets.tracker import AckTracker, Batch
+from cdc.offsets.tracker import AckTracker, Batch, Pending
 from cdc.positions import Position
 from cdc.transport.client_log import KAFKA_LOG, OUTAGE, is_transient
 
@@ -86,7 +86,7 @@ class EventProducer:
         # their tokens, not yet known to be acknowledged, in order.
         self._conf = conf
         self._bulk: Producer | None = None
-        self._bulk_tokens: list[Batch] = []
+        self._bulk_tokens: list[Pending] = []
         self._bulk_topics: set[str] = set()  # topics the snapshot producer sent to
         self._bulk_settled_at = time.monotonic()
         # Called on every round of a wait for Kafka (the runner's liveness heartbeat:
@@ -111,11 +111,27 @@ class EventProducer:
             raise self._failure
         tracker = self.tracker
         if tracker.in_flight >= self._max_in_flight:
+            self._drain_bulk()
             self._wait_below(self._max_in_flight // 2)
         token = tracker.register(position, boundary=boundary)
+        bulk = self._bulk
+        if bulk is not None:
+            # Between a snapshot's batches: the same producer as they, so that this
+            # record keeps its place among them in its partition.
+            self._bulk_tokens.append(token)
+            produce = bulk.produce
+        else:
+            produce = self._produce
         while True:
             try:
-                if partition is None and not headers:
+                if bulk is not None:
+                    kw: dict[str, Any] = {}
+                    if headers:
+                        kw["headers"] = list(headers)
+                    if partition is not None:
+                        kw["partition"] = partition
+                    produce(topic, value, key, **kw)
+                elif partition is None and not headers:
                     self._produce(topic, value, key, on_delivery=token)
                 else:
                     kwargs: dict[str, Any] = {"on_delivery": token}
@@ -127,10 +143,12 @@ class EventProducer:
                 break
             except BufferError:
                 # librdkafka's local queue is full: serve callbacks until it drains a bit.
-                self._producer.poll(0.1)
+                (bulk or self._producer).poll(0.1)
                 self._raise_failure()
             except KafkaException as e:
                 raise DeliveryError(f"cannot produce to {topic}: {e}") from e
+        if bulk is not None:
+            return
         # Serving delivery reports in batches: a poll per record costs more than the record.
         self._unpolled += 1
         if self._unpolled >= _POLL_EVERY:
@@ -151,9 +169,9 @@ class EventProducer:
 
         They go through the snapshot producer, which reports failures only: the
         token is settled when that producer has nothing outstanding (see
-        :meth:`_settle_bulk`). Records of one send_many and of send() may reach a
-        partition in either order: only a snapshot, whose rows come before any
-        change, sends both."""
+        :meth:`_settle_bulk`). Until a flush finds it empty, send() goes through it
+        too, so that records keep their order in a partition; records sent
+        before the first batch are acknowledged before it is produced."""
         n = len(values)
         if not n:
             return
@@ -170,6 +188,12 @@ class EventProducer:
                 self._wait_below(max(0, self._max_in_flight - n) // 2)
         bulk = self._bulk
         if bulk is None:
+            # Records sent before (send()) are in Kafka before any of the batches.
+            while self._producer.flush(0.5):
+                self._raise_failure()
+                if self.waiting is not None:
+                    self.waiting()
+            self._raise_failure()
             bulk = self._bulk = self._bulk_producer()
         if topic not in self._bulk_topics:
             # Records produced before librdkafka knows the topic's partitions wait
@@ -227,9 +251,12 @@ class EventProducer:
             return False
         tokens = self._bulk_tokens
         if tokens:
-            ack = self.tracker.ack_batch
+            tracker = self.tracker
             for token in tokens:
-                ack(token)
+                if type(token) is Batch:
+                    tracker.ack_batch(token)
+                else:
+                    tracker.ack(token)
             tokens.clear()
         self._bulk_settled_at = time.monotonic()
         return True

@@ -87,7 +87,6 @@ class EventProducer:
         self._conf = conf
         self._bulk: Producer | None = None
         self._bulk_tokens: list[Pending] = []
-        self._bulk_topics: set[str] = set()  # topics the snapshot producer sent to
         self._bulk_settled_at = time.monotonic()
         # Called on every round of a wait for Kafka (the runner's liveness heartbeat:
         # a source waiting out a broker outage is alive, only not ready).
@@ -195,19 +194,6 @@ class EventProducer:
                     self.waiting()
             self._raise_failure()
             bulk = self._bulk = self._bulk_producer()
-        if topic not in self._bulk_topics:
-            # Records produced before librdkafka knows the topic's partitions wait
-            # unassigned, and records produced while they are being assigned can
-            # overtake them in a partition (seen under load: a sink then skips the
-            # overtaken rows as already applied). One record alone first, acknowledged:
-            # then the topic's partitions are known and every record goes straight
-            # to its partition's queue, in order.
-            self._bulk_topics.add(topic)
-            self.send_many(topic, keys[:1], values[:1], partition=partition)
-            self._drain_bulk()
-            if n == 1:
-                return
-            keys, values, n = keys[1:], values[1:], n - 1
         self._bulk_tokens.append(tracker.register_many(n))
         produce = bulk.produce
         i = 0
@@ -236,7 +222,6 @@ class EventProducer:
         # on_delivery (the default callback of records produced without one).
         conf["delivery.report.only.error"] = True
         conf["on_delivery"] = self._on_delivery_failure
-        self._bulk_topics = set()
         return Producer(conf)
 
     def _settle_bulk(self, timeout: float) -> bool:

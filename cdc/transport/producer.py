@@ -11,7 +11,9 @@ record into Python cost about a quarter of the produce path's CPU. Its batches
 are acknowledged together once that producer has nothing outstanding (every
 record it was given is acknowledged or failed, and a failure was raised): it
 is drained when the in-flight bound is reached, when it did not run empty by
-itself for ``BULK_SETTLE_INTERVAL_S``, and at every flush.
+itself for ``BULK_SETTLE_INTERVAL_S``, and at every flush. Single records sent
+while it holds batches (a snapshot's held-back last row of a chunk) go through
+it too, so nothing overtakes a batch in its partition.
 """
 
 from __future__ import annotations

@@ -98,6 +98,15 @@ class AckTracker:
         self._in_flight += n
         return item
 
+    def ack_batch(self, item: Batch) -> None:
+        """Every event of ``item`` acknowledged at once (the sender knows that Kafka
+        acknowledged them all without a callback per event)."""
+        if item.acked or item.tracker is not self:
+            raise KeyError("unknown or already acknowledged batch")
+        self._in_flight -= item.remaining
+        item.remaining = 0
+        self._settle(item)
+
     def ack(self, item: Pending) -> None:
         if item.acked or item.tracker is not self:
             raise KeyError(f"unknown or already acknowledged event {item.position}")

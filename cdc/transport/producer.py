@@ -4,6 +4,16 @@ Every record is registered with an :class:`AckTracker` before it is handed to
 librdkafka; its delivery callback acknowledges it. A failed delivery is fatal:
 it is kept and raised from the next call, so the pipeline stops instead of
 checkpointing past a lost record.
+
+Snapshot batches (:meth:`EventProducer.send_many`) go through a second
+librdkafka producer that reports failed deliveries only: a delivery report per
+record into Python cost about a quarter of the produce path's CPU. Its batches
+are acknowledged together once that producer has nothing outstanding (every
+record it was given is acknowledged or failed, and a failure was raised): it
+is drained when the in-flight bound is reached, when it did not run empty by
+itself for ``BULK_SETTLE_INTERVAL_S``, and at every flush. Single records sent
+while it holds batches (a snapshot's held-back last row of a chunk) go through
+it too, so nothing overtakes a batch in its partition.
 """
 
 from __future__ import annotations
@@ -16,7 +26,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from cdc.errors import DeliveryError, UnreachableError
-from cdc.offsets.tracker import AckTracker
+from cdc.offsets.tracker import AckTracker, Batch, Pending
 from cdc.positions import Position
 from cdc.transport.client_log import KAFKA_LOG, OUTAGE, is_transient
 
@@ -44,6 +54,10 @@ DEFAULT_SETTINGS: Mapping[str, Any] = {
 Headers = Sequence[tuple[str, bytes]]
 
 _POLL_EVERY = 64  # records between delivery-report polls on the send path
+# At most this long between two settlements of the snapshot batches (a drain of the
+# snapshot producer if it never runs empty by itself): the durable position, and so
+# a snapshot's saved progress, lags the rows in Kafka by about this much.
+BULK_SETTLE_INTERVAL_S = 1.0
 
 
 class EventProducer:
@@ -70,6 +84,12 @@ class EventProducer:
         self._unpolled = 0
         self._max_in_flight = max_in_flight
         self._failure: BaseException | None = None
+        # Snapshot batches: their own producer (failed deliveries reported only) and
+        # their tokens, not yet known to be acknowledged, in order.
+        self._conf = conf
+        self._bulk: Producer | None = None
+        self._bulk_tokens: list[Pending] = []
+        self._bulk_settled_at = time.monotonic()
         # Called on every round of a wait for Kafka (the runner's liveness heartbeat:
         # a source waiting out a broker outage is alive, only not ready).
         self.waiting: Callable[[], None] | None = None
@@ -92,11 +112,27 @@ class EventProducer:
             raise self._failure
         tracker = self.tracker
         if tracker.in_flight >= self._max_in_flight:
+            self._drain_bulk()
             self._wait_below(self._max_in_flight // 2)
         token = tracker.register(position, boundary=boundary)
+        bulk = self._bulk
+        if bulk is not None:
+            # Between a snapshot's batches: the same producer as they, so that this
+            # record keeps its place among them in its partition.
+            self._bulk_tokens.append(token)
+            produce = bulk.produce
+        else:
+            produce = self._produce
         while True:
             try:
-                if partition is None and not headers:
+                if bulk is not None:
+                    kw: dict[str, Any] = {}
+                    if headers:
+                        kw["headers"] = list(headers)
+                    if partition is not None:
+                        kw["partition"] = partition
+                    produce(topic, value, key, **kw)
+                elif partition is None and not headers:
                     self._produce(topic, value, key, on_delivery=token)
                 else:
                     kwargs: dict[str, Any] = {"on_delivery": token}
@@ -108,10 +144,12 @@ class EventProducer:
                 break
             except BufferError:
                 # librdkafka's local queue is full: serve callbacks until it drains a bit.
-                self._producer.poll(0.1)
+                (bulk or self._producer).poll(0.1)
                 self._raise_failure()
             except KafkaException as e:
                 raise DeliveryError(f"cannot produce to {topic}: {e}") from e
+        if bulk is not None:
+            return
         # Serving delivery reports in batches: a poll per record costs more than the record.
         self._unpolled += 1
         if self._unpolled >= _POLL_EVERY:
@@ -128,35 +166,92 @@ class EventProducer:
     ) -> None:
         """Queue records that carry no position and end no transaction (a snapshot
         batch), in order, with one ack token for all: the durable position passes
-        them only once Kafka acknowledged every one."""
+        them only once Kafka acknowledged every one.
+
+        They go through the snapshot producer, which reports failures only: the
+        token is settled when that producer has nothing outstanding (see
+        :meth:`_settle_bulk`). Until a flush finds it empty, send() goes through it
+        too, so that records keep their order in a partition; records sent
+        before the first batch are acknowledged before it is produced."""
         n = len(values)
         if not n:
             return
         if self._failure is not None:
             raise self._failure
         tracker = self.tracker
+        if self._bulk_tokens and not self._settle_bulk(0) and (
+                time.monotonic() - self._bulk_settled_at >= BULK_SETTLE_INTERVAL_S):
+            self._drain_bulk()
         if tracker.in_flight + n > self._max_in_flight:
-            self._wait_below(max(0, self._max_in_flight - n) // 2)
-        token = tracker.register_many(n)
-        produce = self._produce
+            # Batch tokens settle only when the snapshot producer is drained.
+            self._drain_bulk()
+            if tracker.in_flight + n > self._max_in_flight:
+                self._wait_below(max(0, self._max_in_flight - n) // 2)
+        bulk = self._bulk
+        if bulk is None:
+            # Records sent before (send()) are in Kafka before any of the batches.
+            while self._producer.flush(0.5):
+                self._raise_failure()
+                if self.waiting is not None:
+                    self.waiting()
+            self._raise_failure()
+            bulk = self._bulk = self._bulk_producer()
+        self._bulk_tokens.append(tracker.register_many(n))
+        produce = bulk.produce
         i = 0
         while i < n:
             try:
                 if partition is None:
                     for i in range(i, n):  # noqa: B020 - resumes at a record the queue refused
-                        produce(topic, values[i], keys[i], on_delivery=token)
+                        produce(topic, values[i], keys[i])
                 else:
                     for i in range(i, n):  # noqa: B020
-                        produce(topic, values[i], keys[i], on_delivery=token, partition=partition)
+                        produce(topic, values[i], keys[i], partition=partition)
                 i = n
             except BufferError:
-                # librdkafka's local queue is full: serve callbacks until it drains a bit.
-                self._producer.poll(0.1)
+                # librdkafka's local queue is full: serve reports until it drains a bit.
+                bulk.poll(0.1)
                 self._raise_failure()
+                if self.waiting is not None:
+                    self.waiting()
             except KafkaException as e:
                 raise DeliveryError(f"cannot produce to {topic}: {e}") from e
-        self._unpolled = 0
-        self._producer.poll(0)
+        self._settle_bulk(0)
+
+    def _bulk_producer(self) -> Producer:
+        conf = dict(self._conf)
+        # confluent-kafka's own setting: success reports end in C, failures reach
+        # on_delivery (the default callback of records produced without one).
+        conf["delivery.report.only.error"] = True
+        conf["on_delivery"] = self._on_delivery_failure
+        return Producer(conf)
+
+    def _settle_bulk(self, timeout: float) -> bool:
+        """Serve the snapshot producer's reports; if it then has nothing outstanding,
+        every batch given to it is acknowledged (a failure would have been raised)."""
+        bulk = self._bulk
+        if bulk is None:
+            return True
+        remaining = bulk.flush(timeout) if timeout > 0 else (bulk.poll(0), len(bulk))[1]
+        self._raise_failure()
+        if remaining:
+            return False
+        tokens = self._bulk_tokens
+        if tokens:
+            tracker = self.tracker
+            for token in tokens:
+                if type(token) is Batch:
+                    tracker.ack_batch(token)
+                else:
+                    tracker.ack(token)
+            tokens.clear()
+        self._bulk_settled_at = time.monotonic()
+        return True
+
+    def _drain_bulk(self) -> None:
+        while not self._settle_bulk(0.5):
+            if self.waiting is not None:
+                self.waiting()
 
     def mark(self, position: Position) -> None:
         """A position with nothing to send (heartbeat, filtered transaction)."""
@@ -196,6 +291,7 @@ class EventProducer:
         """Serve delivery callbacks (advancing the durable position)."""
         self._producer.poll(timeout)
         self._raise_failure()
+        self._settle_bulk(0)
 
     def flush(self, timeout: float = 60.0) -> None:
         """Wait until every queued record is acknowledged, or fail clearly."""
@@ -203,6 +299,13 @@ class EventProducer:
         while True:
             remaining = self._producer.flush(min(1.0, max(0.0, deadline - time.monotonic())))
             self._raise_failure()
+            if self._bulk is not None:
+                if self._settle_bulk(min(1.0, max(0.0, deadline - time.monotonic()))):
+                    # Nothing outstanding: the snapshot producer's threads and
+                    # connections are not kept for the stream (a later batch makes another).
+                    self._bulk = None
+                else:
+                    remaining += len(self._bulk)
             if self.waiting is not None:
                 self.waiting()
             if remaining == 0 and self.tracker.in_flight == 0:

@@ -94,3 +94,17 @@ def test_a_failed_record_of_a_batch_is_reported_and_holds_the_position() -> None
     batch(None, None)
     batch("broker said no", None)
     assert failures == ["broker said no"] and t.durable is None
+
+
+def test_a_batch_acknowledged_at_once_releases_the_position_only_in_order() -> None:
+    t = AckTracker()
+    first = t.register_many(3)
+    second = t.register_many(2)
+    t.mark(_pos(1, 0, True))  # a chunk mark after both batches
+    first(None, None)  # one record of the first batch acknowledged on its own
+    t.ack_batch(second)
+    assert t.durable is None and t.in_flight == 2  # the first batch still holds it
+    t.ack_batch(first)
+    assert t.durable == _pos(1, 0, True) and t.in_flight == 0
+    with pytest.raises(KeyError):
+        t.ack_batch(first)

@@ -22,7 +22,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from cdc.config import load_config
 from cdc.sink.cli import build_worker
-from cdc.sink.worker import prefetch_records
+from cdc.sink.worker import FETCH_QUEUE_BACKOFF_MS, prefetch_records
 from tests.integration.sink.helpers import dialect_for
 from tests.integration.sink.kafka_helpers import (
     ensure_topic,
@@ -91,6 +91,8 @@ def test_worker_prefetches_two_batches_not_the_backlog(
     produce_raw(kafka_bootstrap, topic, [(b"k%d" % i, os.urandom(100)) for i in range(RECORDS)])
     conf = _worker_config(tmp_path, kafka_bootstrap, schema_registry_url, pg_replica_dsn, topic)
     assert conf["queued.min.messages"] == prefetch_records(MAX_ROWS) == 2 * MAX_ROWS
+    # Refetching at once below the bound: librdkafka's 1 s default pause starved the sink.
+    assert conf["fetch.queue.backoff.ms"] == FETCH_QUEUE_BACKOFF_MS <= 100
     queued = _queued_records(conf, topic)
     # One fetch may overshoot the bound by up to max.partition.fetch.bytes (1 MB).
     assert queued < RECORDS // 2, f"the consumer prefetched {queued} of {RECORDS} records"

@@ -46,16 +46,16 @@ class SinkBatch(ConfigModel):
         examples=[200],
     )
     min_wait_ms: int = Field(
-        default=50,
+        default=20,
         ge=0,
         le=600_000,
         description="Shortest a batch gathers before it is applied when the consumer has no "
-        "more records fetched. 50 (default): at 1,000 rows/s on an idle 2-core machine this "
-        "gave the lowest p99 commit-to-apply latency of 0, 20, 50 and 200 ms, and about a "
-        "third of the sink CPU of 0 at 5,000 rows/s (docs/BENCHMARKS.md). 0 applies at once "
-        "(more, smaller replica transactions); `min_wait_ms` = `max_wait_ms` gives "
-        "fixed-time batches.",
-        examples=[50],
+        "more records fetched. 20 (default): at 5,000 rows/s on an idle 2-core machine it gave "
+        "a p99 commit-to-apply latency of 98-139 ms against 115-290 ms with 50, for about a "
+        "third more sink CPU at that rate (docs/BENCHMARKS.md); a backlog still drains in "
+        "full batches. 0 applies at once (more, smaller replica transactions); "
+        "`min_wait_ms` = `max_wait_ms` gives fixed-time batches.",
+        examples=[20],
     )
 
     @model_validator(mode="before")

@@ -58,14 +58,15 @@ def test_gather_timeout_never_passes_max_wait() -> None:
 
 def test_config_defaults_are_adaptive_and_waits_ordered() -> None:
     b = SinkBatch()
-    assert (b.min_wait_ms, b.max_wait_ms) == (50, 200)
+    assert (b.min_wait_ms, b.max_wait_ms) == (20, 200)
     SinkBatch(min_wait_ms=200, max_wait_ms=200)
     with pytest.raises(ValidationError, match="min_wait_ms"):
         SinkBatch(min_wait_ms=300, max_wait_ms=200)
 
 
 def test_default_min_wait_follows_a_lower_max_wait() -> None:
-    """A config that only lowers ``max_wait_ms`` (below the 50 ms default) stays valid."""
+    """A config that only lowers ``max_wait_ms`` (below the 20 ms default) stays valid."""
     assert (SinkBatch(max_wait_ms=20).min_wait_ms, SinkBatch(max_wait_ms=0).min_wait_ms) == (20, 0)
     assert SinkBatch.model_validate({"max_wait_ms": "10"}).min_wait_ms == 10
-    assert SinkBatch(max_wait_ms=100).min_wait_ms == 50
+    assert SinkBatch(max_wait_ms=100).min_wait_ms == 20
+    assert SinkBatch(max_wait_ms=10).min_wait_ms == 10

@@ -217,6 +217,19 @@ def _column(col: Column, avro: Any, rc: Any) -> tuple[int, int, int, int, bool]:
     raise _Unsupported(f"column {col.name} ({k.value} -> {dt})")
 
 
+def _row_column(
+    nodes: _Nodes, field: Mapping[str, Any], ns: str | None, col: Column, replica: ReplicaTable
+) -> tuple[int, int, int, int, int, bool]:
+    """(converter, null branch, p1, p2, p3, avro int) of row ``field`` into its replica column."""
+    rc = replica.column(col.name)
+    if rc is None:
+        raise _Unsupported(f"no replica column {col.name}")
+    null_i, avro = _null_branch(field["type"])
+    avro, _ = nodes.resolve(avro, ns)
+    conv, p1, p2, p3, avro_int = _column(col, avro, rc)
+    return conv, null_i, p1, p2, p3, avro_int
+
+
 def compile_encoder(
     envelope: Mapping[str, Any],
     named: Mapping[str, Any],
@@ -273,12 +286,7 @@ def _compile(
                 if col.name not in key:
                     body.append((I_SKIP, nodes.node(rf["type"], row_ns), 0, 0, 0, 0, 0, 0))
                     continue
-                rc = replica.column(col.name)
-                if rc is None:
-                    raise _Unsupported(f"no replica column {col.name}")
-                null_i, avro = _null_branch(rf["type"])
-                avro, _ = nodes.resolve(avro, row_ns)
-                conv, p1, p2, p3, avro_int = _column(col, avro, rc)
+                conv, null_i, p1, p2, p3, avro_int = _row_column(nodes, rf, row_ns, col, replica)
                 body.append((I_BKEY, conv, null_i, p1, p2, p3, 1, int(avro_int)))
             instr.append((I_BEFORE, i, len(body), 0, 0, 0, 0, 0))
             instr.extend(body)
@@ -295,12 +303,7 @@ def _compile(
                 if col.name not in wanted:
                     instr.append((I_SKIP, nodes.node(rf["type"], row_ns), 0, 0, 0, 0, 0, 0))
                     continue
-                rc = replica.column(col.name)
-                if rc is None:
-                    raise _Unsupported(f"no replica column {col.name}")
-                null_i, avro = _null_branch(rf["type"])
-                avro, _ = nodes.resolve(avro, row_ns)
-                conv, p1, p2, p3, avro_int = _column(col, avro, rc)
+                conv, null_i, p1, p2, p3, avro_int = _row_column(nodes, rf, row_ns, col, replica)
                 instr.append((I_COL, conv, null_i, p1, p2, p3, int(col.name in key), int(avro_int)))
                 copy_columns.append(col.name)
                 seen.add(col.name)

@@ -228,6 +228,13 @@ class Mesh:
         self.sinks[n.name] = self.procs.start(f"sink_{n.name}", "sink", str(self.path),
                                               "--name", f"{n.name}_sink")
 
+    def start_all(self, table: str) -> None:
+        """Every node's source and sink, until ``table``'s changes stream both ways."""
+        for n in self.nodes:
+            self.start_source(n)
+            self.start_sink(n)
+        _until_streaming(self.nodes, table, self.procs)
+
     def kill(self, role: str, n: Node) -> None:
         """kill -9, then start it again at once (a supervisor would)."""
         proc = (self.sources if role == "source" else self.sinks)[n.name]
@@ -283,10 +290,7 @@ def _converge_under_faults(nodes: list[Node], tmp_path: Path, kafka: str, regist
     try:
         with processes(tmp_path) as procs:
             mesh = Mesh(procs, path, nodes)
-            for n in nodes:
-                mesh.start_source(n)
-                mesh.start_sink(n)
-            _until_streaming(nodes, table, procs)
+            mesh.start_all(table)
             a, b, rest = nodes[0], nodes[1], nodes[2:]
             for k in (HOT["update_update"], HOT["update_delete"], HOT["delete_update"],
                       HOT["delete_delete"]):

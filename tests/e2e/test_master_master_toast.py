@@ -33,7 +33,6 @@ from tests.e2e.test_master_master import (
     _cleanup,
     _pipeline,
     _published,
-    _until_streaming,
     _wait_equal,
 )
 from tests.fixtures.processes import processes, wait_for
@@ -84,10 +83,7 @@ def test_toast_key_change_of_a_row_gone_at_reread_converges_without_conflicts(
     try:
         with processes(tmp_path) as procs:
             mesh = Mesh(procs, path, nodes)
-            for n in nodes:
-                mesh.start_source(n)
-                mesh.start_sink(n)
-            _until_streaming(nodes, table, procs)
+            mesh.start_all(table)
             a.insert(table, 1, big)
             a.insert(table, 3, big[::-1])
             _wait_equal(nodes, table, 120, procs, {1: (big, 0), 3: (big[::-1], 0)})

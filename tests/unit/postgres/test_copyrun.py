@@ -138,6 +138,19 @@ def _expected(row: dict[str, Any]) -> bytes:
     return b"".join(out)
 
 
+def _encode_one(
+    value: bytes, row: dict[str, Any], updates: bool = False
+) -> tuple[int, bytes, list[str], DecodedChange, dict[str, Any]]:
+    """``value`` through the C and the Python encoder (which must agree): ``(rows,
+    payload, positions)`` with the record decoded canonically and its after image."""
+    got = [e.encode([value], 0, 1, None, 5) for e in _encoders(value, updates=updates)]
+    assert got[0] == got[1]
+    n, payload, positions = got[0]
+    canonical = _serde.decode(_serde.encode_key(_event(0, row)), value)
+    assert isinstance(canonical, DecodedChange) and canonical.after is not None
+    return n, payload, positions, canonical, dict(canonical.after)
+
+
 def _must_refuse(row: dict[str, Any]) -> bool:
     """Whether the general path must judge this row (a value the encoder refuses)."""
     for name, _, dt, ln, p, s, f in _FAMILIES:
@@ -177,13 +190,7 @@ def _rows() -> st.SearchStrategy[dict[str, Any]]:
 @given(_rows())
 def test_encoder_matches_psycopg_and_the_reference(row: dict[str, Any]) -> None:
     value = _serde.encode_value(_event(0, row))
-    encs = _encoders(value)
-    got = [e.encode([value], 0, 1, None, 5) for e in encs]
-    assert got[0] == got[1]
-    n, payload, positions = got[0]
-    canonical = _serde.decode(_serde.encode_key(_event(0, row)), value)
-    assert isinstance(canonical, DecodedChange) and canonical.after is not None
-    after = dict(canonical.after)
+    n, payload, positions, canonical, after = _encode_one(value, row)
     if n == 1:
         assert payload == _expected(after)
         assert positions == [canonical.source["cdc_position"]]
@@ -324,13 +331,7 @@ def test_update_encoder_matches_psycopg_and_the_reference(row: dict[str, Any], b
     (REPLICA IDENTITY FULL) is allowed only with the same key (else a key change)."""
     old = None if before == "none" else {**row, "t": "old", "id": row["id"] ^ (before == "moved")}
     value = _update(0, row, old)
-    encs = _encoders(value, updates=True)
-    got = [e.encode([value], 0, 1, None, 5) for e in encs]
-    assert got[0] == got[1]
-    n, payload, positions = got[0]
-    canonical = _serde.decode(_serde.encode_key(_event(0, row)), value)
-    assert isinstance(canonical, DecodedChange) and canonical.after is not None
-    after = dict(canonical.after)
+    n, payload, positions, canonical, after = _encode_one(value, row, updates=True)
     if n == 1:
         assert before != "moved"
         assert payload == _expected(after)

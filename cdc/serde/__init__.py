@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from threading import Lock
 from typing import Any, Final
 
+from cdc import native
 from cdc.errors import SerializationError
 from cdc.events import ChangeEvent, Column, TableSchema
 from cdc.serde.decode import (
@@ -56,6 +57,11 @@ class EncodedChange:
     topic: str
     key: bytes | None
     value: bytes
+
+
+# One per event on a source's hot path: slots set directly (a frozen dataclass's
+# ``__init__`` sets each through ``object.__setattr__``).
+_ENCODED: Final = native.positional_constructor(EncodedChange)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -150,7 +156,7 @@ class AvroSerde:
     def encode(self, event: ChangeEvent) -> EncodedChange:
         """Topic, key and value of one event with a single cache lookup."""
         enc = self._encoding(event)
-        return EncodedChange(
+        return _ENCODED(  # type: ignore[no-any-return]
             enc.topic,
             enc.encoder.encode_key(event, enc.key_prefix),
             enc.encoder.encode_value(event, enc.value_prefix),

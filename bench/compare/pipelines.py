@@ -684,10 +684,17 @@ class Cdc(Pipeline):
         m = re.search(r"^cdc_source_events_total\{[^}]*\} ([0-9.e+]+)$", text, re.M)
         return int(float(m.group(1))) if m else None
 
+    def _drop_publication(self) -> None:
+        """The publication the source created (``reset-source --release`` drops the slot
+        only: a user's publication may serve others)."""
+        with contextlib.suppress(Exception):
+            self.src.execute(f"DROP PUBLICATION IF EXISTS {self.name}_pub")
+
     def teardown(self) -> None:
         self.pause()
         subprocess.run([*CDC, "reset-source", str(self.config), "--name", self.name, "--release",
                         "--yes"], cwd=ROOT, capture_output=True, timeout=120)
+        self._drop_publication()
         from confluent_kafka.admin import AdminClient
 
         admin = AdminClient({"bootstrap.servers": self.eps.kafka_bootstrap})
@@ -702,6 +709,9 @@ class Cdc(Pipeline):
 class CdcMaria(Cdc):
     """cdc's MariaDB source (binlog) + its MariaDB sink; the replica table is created here
     with the source's DDL (as for the other MariaDB pipelines)."""
+
+    def _drop_publication(self) -> None:
+        pass  # (binlogs: nothing to drop)
 
     def _endpoints(self) -> tuple[dict[str, Any], dict[str, Any], str]:
         import random

@@ -246,12 +246,30 @@ def _fast_parse(text: str) -> MySqlPosition | None:
     )
 
 
+#: The pieces of the last text _fast_key matched around its index digits (head ends
+#: with ``"index":``, tail starts with ``,``), with that text's file sequence, pos and
+#: snapshot flag. One tuple, replaced whole, so threads always see a consistent one.
+_last_key: tuple[str, str, int, int, bool] = ("", "", 0, 0, False)
+
+
 def _fast_key(text: str) -> tuple[int, int, int] | None:
+    # The events of a transaction differ only in index and last_in_tx, so a text that is
+    # the last matched one with other ASCII digits as index (same head, same tail) has
+    # the same file, pos and snapshot: no regular expression (sinks call this per record).
+    global _last_key
+    head, tail, seq, pos, snapshot = _last_key
+    if head and text.startswith(head) and text.endswith(tail):
+        digits = text[len(head) : len(text) - len(tail)]
+        if digits.isdigit() and digits.isascii():
+            i = int(digits)
+            return (seq, pos, i if snapshot else _SNAPSHOT_AFTER + i)
     m = _TEXT.match(text)
     if m is None:
         return None
     i = int(m.group(3))
-    return (_file_sequence(m.group(1)), int(m.group(2)), i if m.group(7) == "true" else _SNAPSHOT_AFTER + i)
+    seq, pos, snapshot = _file_sequence(m.group(1)), int(m.group(2)), m.group(7) == "true"
+    _last_key = (text[: m.start(3)], text[m.end(3) :], seq, pos, snapshot)
+    return (seq, pos, i if snapshot else _SNAPSHOT_AFTER + i)
 
 
 def _fast_forms_agree() -> bool:

@@ -246,30 +246,39 @@ def _fast_parse(text: str) -> MySqlPosition | None:
     )
 
 
-#: The pieces of the last text _fast_key matched around its index digits (head ends
-#: with ``"index":``, tail starts with ``,``), with that text's file sequence, pos and
-#: snapshot flag. One tuple, replaced whole, so threads always see a consistent one.
-_last_key: tuple[str, str, int, int, bool] = ("", "", 0, 0, False)
+#: (text up to its index digits, text after them) of texts _fast_key matched -> their
+#: file sequence, pos and snapshot flag: the same for every event of a transaction.
+_KEYS: dict[tuple[str, str], tuple[int, int, bool]] = {}
+_KEYS_MAX: Final = 4096
+_INDEX: Final = '"index":'
 
 
 def _fast_key(text: str) -> tuple[int, int, int] | None:
-    # The events of a transaction differ only in index and last_in_tx, so a text that is
-    # the last matched one with other ASCII digits as index (same head, same tail) has
-    # the same file, pos and snapshot: no regular expression (sinks call this per record).
-    global _last_key
-    head, tail, seq, pos, snapshot = _last_key
-    if head and text.startswith(head) and text.endswith(tail):
-        digits = text[len(head) : len(text) - len(tail)]
-        if digits.isdigit() and digits.isascii():
-            i = int(digits)
-            return (seq, pos, i if snapshot else _SNAPSHOT_AFTER + i)
+    # A transaction's events differ only in index and last_in_tx, and reach a sink
+    # spread over partitions: a text whose pieces around the index (its first
+    # '"index":', the field itself in a matched text: a file name holds no '"') were
+    # those of a matched text, with ASCII digits between, is that text with another
+    # index: no regular expression (sinks call this per record).
+    i = text.find(_INDEX) + 8
+    if i > 7:
+        j = text.find(",", i)
+        if j > i:
+            hit = _KEYS.get((text[:i], text[j:]))
+            if hit is not None:
+                digits = text[i:j]
+                if digits.isdigit() and digits.isascii():
+                    seq, pos, snapshot = hit
+                    n = int(digits)
+                    return (seq, pos, n if snapshot else _SNAPSHOT_AFTER + n)
     m = _TEXT.match(text)
     if m is None:
         return None
-    i = int(m.group(3))
+    n = int(m.group(3))
     seq, pos, snapshot = _file_sequence(m.group(1)), int(m.group(2)), m.group(7) == "true"
-    _last_key = (text[: m.start(3)], text[m.end(3) :], seq, pos, snapshot)
-    return (seq, pos, i if snapshot else _SNAPSHOT_AFTER + i)
+    if len(_KEYS) >= _KEYS_MAX:
+        _KEYS.clear()
+    _KEYS[(text[: m.start(3)], text[m.end(3) :])] = (seq, pos, snapshot)
+    return (seq, pos, n if snapshot else _SNAPSHOT_AFTER + n)
 
 
 def _fast_forms_agree() -> bool:

@@ -246,12 +246,39 @@ def _fast_parse(text: str) -> MySqlPosition | None:
     )
 
 
+#: (text up to its index digits, text after them) of texts _fast_key matched -> their
+#: file sequence, pos and snapshot flag: the same for every event of a transaction.
+_KEYS: dict[tuple[str, str], tuple[int, int, bool]] = {}
+_KEYS_MAX: Final = 4096
+_INDEX: Final = '"index":'
+
+
 def _fast_key(text: str) -> tuple[int, int, int] | None:
+    # A transaction's events differ only in index and last_in_tx, and reach a sink
+    # spread over partitions: a text whose pieces around the index (its first
+    # '"index":', the field itself in a matched text: a file name holds no '"') were
+    # those of a matched text, with ASCII digits between, is that text with another
+    # index: no regular expression (sinks call this per record).
+    i = text.find(_INDEX) + 8
+    if i > 7:
+        j = text.find(",", i)
+        if j > i:
+            hit = _KEYS.get((text[:i], text[j:]))
+            if hit is not None:
+                digits = text[i:j]
+                if digits.isdigit() and digits.isascii():
+                    seq, pos, snapshot = hit
+                    n = int(digits)
+                    return (seq, pos, n if snapshot else _SNAPSHOT_AFTER + n)
     m = _TEXT.match(text)
     if m is None:
         return None
-    i = int(m.group(3))
-    return (_file_sequence(m.group(1)), int(m.group(2)), i if m.group(7) == "true" else _SNAPSHOT_AFTER + i)
+    n = int(m.group(3))
+    seq, pos, snapshot = _file_sequence(m.group(1)), int(m.group(2)), m.group(7) == "true"
+    if len(_KEYS) >= _KEYS_MAX:
+        _KEYS.clear()
+    _KEYS[(text[: m.start(3)], text[m.end(3) :])] = (seq, pos, snapshot)
+    return (seq, pos, n if snapshot else _SNAPSHOT_AFTER + n)
 
 
 def _fast_forms_agree() -> bool:

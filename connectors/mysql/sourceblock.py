@@ -20,7 +20,7 @@ from cdc.events import SourceInfo, TableId
 from cdc.positions import position_json
 from cdc.serde.binary import INT32_MAX, NULL_BRANCH, VALUE_BRANCH, zigzag
 from cdc.serde.binary import string as _string
-from cdc.serde.sourceblock import CommonFields
+from cdc.serde.sourceblock import CommonFields, source_with_index
 from connectors.mysql.position import MySqlPosition
 
 FIELDS: Final[tuple[Mapping[str, Any], ...]] = (
@@ -35,6 +35,11 @@ FIELDS: Final[tuple[Mapping[str, Any], ...]] = (
 )
 
 
+#: The bytes between the connector fields before ``row`` and ``cdc_position``'s value
+#: for the common indexes: ``row`` (the index), ``thread`` and ``query`` (both null).
+_ROW_TO_POSITION: Final = tuple(zigzag(i) + NULL_BRANCH + NULL_BRANCH for i in range(1024))
+
+
 class MySqlSourceWriter:
     """Writes the ``source`` record of one table's events (:class:`cdc.spi.SourceWriter`)."""
 
@@ -42,11 +47,11 @@ class MySqlSourceWriter:
         "_common",
         "_gtid_set",
         "_my_head",
-        "_my_mid",
         "_my_snapshot",
         "_post",
         "_pre",
         "_table_part",
+        "_tails",
         "_tx_key",
     )
 
@@ -57,7 +62,8 @@ class MySqlSourceWriter:
         self._pre = self._post = b""
         self._gtid_set: object = None
         self._my_snapshot: object = None
-        self._my_head = self._my_mid = ""
+        self._my_head = b""
+        self._tails = (b"", b"")  # the JSON after the index: last_in_tx false, true
 
     def encode(self, src: SourceInfo) -> bytes:
         pos = src.position
@@ -72,17 +78,14 @@ class MySqlSourceWriter:
             self._gtid_set = None  # file/pos/GTID may have changed: split the JSON again
         if pos.gtid_set is not self._gtid_set or pos.snapshot is not self._my_snapshot:
             self._position_parts(pos)
-        row = zigzag(min(pos.index, INT32_MAX))
-        if self._my_head:
+        index = pos.index
+        if self._my_head and 0 <= index < 1024:
             # The JSON of to_dict(), from per-transaction pieces (checked in _position_parts)
-            text = f"{self._my_head}{pos.index}{self._my_mid}{'true}' if pos.last_in_tx else 'false}'}"
-            position = _string(text)
-        else:
-            position = _string(position_json(pos.to_dict()))
+            return source_with_index(self._pre + _ROW_TO_POSITION[index], self._my_head, index,
+                                     self._tails[pos.last_in_tx], self._post)  # fmt: skip
         # row, thread (null), query (null), then cdc_position
-        return b"".join(
-            (self._pre, row, NULL_BRANCH, NULL_BRANCH, VALUE_BRANCH, position, self._post)
-        )
+        return b"".join((self._pre, zigzag(min(index, INT32_MAX)), NULL_BRANCH, NULL_BRANCH,
+                         VALUE_BRANCH, _string(position_json(pos.to_dict())), self._post))  # fmt: skip
 
     def _position_parts(self, pos: MySqlPosition) -> None:
         """Split a MySqlPosition's JSON around its per-event fields (index, last_in_tx).
@@ -93,7 +96,7 @@ class MySqlSourceWriter:
         """
         self._gtid_set = pos.gtid_set
         self._my_snapshot = pos.snapshot
-        self._my_head = self._my_mid = ""
+        self._my_head = b""
         d = pos.to_dict()
         sentinel = 987_654_321_987_654_321
         d["index"], d["last_in_tx"] = sentinel, False
@@ -101,7 +104,9 @@ class MySqlSourceWriter:
         parts = probe.split(str(sentinel))
         if len(parts) != 2 or not parts[1].endswith("false}"):
             return
-        self._my_head, self._my_mid = parts[0], parts[1][: -len("false}")]
+        mid = parts[1][: -len("false}")]
+        self._my_head = parts[0].encode()
+        self._tails = ((mid + "false}").encode(), (mid + "true}").encode())
 
     def _new_transaction(self, src: SourceInfo, pos: MySqlPosition, key: tuple[Any, ...]) -> None:
         head, self._post = self._common.around(src)

@@ -2,10 +2,12 @@
  * functions of connectors/mysql/sink/dialect.py are the reference).
  *
  * row(values, fallback, no_backslash) -> "(v1,v2,...)" writes, by exact type,
- * None, bool, int, ASCII str, date and datetime as dialect._literals() does
- * (PyMySQL's Connection.escape text; str escaped with PyMySQL's table, or only
- * quotes doubled when the server runs with NO_BACKSLASH_ESCAPES), and hands
- * every other value (non-ASCII str, Decimal, float, timedelta, subclasses...)
+ * None, bool, int, ASCII str, date, datetime and finite float as
+ * literals.fast_literals() does (PyMySQL's Connection.escape text; str escaped
+ * with PyMySQL's table, or only quotes doubled when the server runs with
+ * NO_BACKSLASH_ESCAPES; a float as its repr, with "e0" appended when the repr
+ * has no exponent), and hands every other value (non-ASCII str, Decimal,
+ * NaN and infinities, timedelta, subclasses...)
  * to fallback(v), which must return its literal as a str. Tests compare both.
  * The values are walked in a private tuple copy: a fallback may change the
  * caller's list without touching what is being written.
@@ -14,6 +16,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <datetime.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -168,6 +171,18 @@ put_value(Out *o, PyObject *v, PyObject *fallback, int no_backslash)
         n = snprintf(tmp, sizeof tmp, "'%04d-%02d-%02d'", PyDateTime_GET_YEAR(v),
                      PyDateTime_GET_MONTH(v), PyDateTime_GET_DAY(v));
         return put(o, tmp, n);
+    }
+    if (PyFloat_CheckExact(v) && isfinite(PyFloat_AS_DOUBLE(v))) {
+        /* float.__repr__'s text (the same call), as literals._float_literal writes it */
+        char *r = PyOS_double_to_string(PyFloat_AS_DOUBLE(v), 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+        if (r == NULL)
+            return -1;
+        size_t len = strlen(r);
+        int rc = put(o, r, (Py_ssize_t)len);
+        if (rc == 0 && memchr(r, 'e', len) == NULL)
+            rc = put(o, "e0", 2);
+        PyMem_Free(r);
+        return rc;
     }
     PyObject *s = PyObject_CallOneArg(fallback, v);
     if (s == NULL)

@@ -76,6 +76,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from math import isfinite
 from typing import TYPE_CHECKING, Any, Final
 
 import pymysql
@@ -140,7 +141,7 @@ def quote(identifier: str) -> str:
 
 
 def _float_to_db(v: Any) -> Any:
-    if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
+    if isinstance(v, float) and not isfinite(v):
         raise DoesNotFit(f"{float_text(v)} has no MariaDB/MySQL FLOAT/DOUBLE representation")
     return v
 
@@ -158,6 +159,10 @@ def _date_to_db(v: Any) -> Any:
 
 def _ts_to_db(timestamp_column: bool) -> Callable[[Any], Any]:
     def conv(v: Any) -> Any:
+        if v.__class__ is datetime and v.tzinfo is None:  # the common case, first
+            if timestamp_column and not _TS_MIN <= v <= _TS_MAX:
+                raise DoesNotFit(f"{v} (UTC) is outside a TIMESTAMP column's range 1970..2038")
+            return v
         if isinstance(v, TemporalSentinel):
             if v is TemporalSentinel.ZERO:
                 return "0000-00-00 00:00:00"

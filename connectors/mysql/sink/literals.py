@@ -86,11 +86,12 @@ def native_row_text(
     conn: Any, literals: dict[type, Callable[[Any], str]]
 ) -> Callable[..., str] | None:
     """The C writer of a row's literal text (``_cliteral.row``), when the session's
-    literals are the ones it reproduces (PyMySQL's str escaping and datetime
-    encoder); None otherwise (the Python loop, the reference, runs then)."""
+    literals are the ones it reproduces (PyMySQL's str escaping, datetime and
+    float encoders); None otherwise (the Python loop, the reference, runs then)."""
     if (
         _cliteral is None
         or literals.get(datetime) is not _datetime_literal
+        or literals.get(float) is not _float_literal
         or str not in literals
         or getattr(type(conn), "_escape_string", None) is not pymysql.connections.Connection._escape_string
     ):

@@ -79,6 +79,8 @@ _row_values = st.lists(
         st.datetimes(timezones=st.just(UTC)),
         st.decimals(allow_nan=False, allow_infinity=False),
         st.floats(allow_nan=False, allow_infinity=False),
+        st.sampled_from([0.0, -0.0, 1e16, 1e15, 1e-5, 1e-4, 5e-324, 1.7976931348623157e308, 0.1,
+                         -2.5, 1e22, 123456789012345678.0]),
         st.timedeltas(),
         st.binary(max_size=8),
     ),
@@ -117,3 +119,20 @@ def test_native_row_text_only_for_pymysql_s_own_escaping() -> None:
 
     conn = Custom(defer_connect=True)
     assert mysql_literals.native_row_text(conn, mysql_literals.fast_literals(conn)) is None
+
+
+@pytest.mark.skipif(mysql_literals._cliteral is None, reason="native module not built")
+@pytest.mark.parametrize("v", [float("nan"), float("inf"), float("-inf")])
+def test_native_row_text_leaves_non_finite_floats_to_the_fallback(v: float) -> None:
+    conn = _connection(False)
+    literals = mysql_literals.fast_literals(conn)
+    row_text = mysql_literals.native_row_text(conn, literals)
+    assert row_text is not None
+    seen: list[Any] = []
+
+    def fallback(x: Any) -> str:
+        seen.append(x)
+        return "X"
+
+    assert row_text([1, v, 2.5], fallback, False) == "(1,X,2.5e0)"
+    assert len(seen) == 1 and seen[0] is v

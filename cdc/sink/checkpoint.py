@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 from cdc.errors import CdcError, PositionError
 from cdc.positions import Position, position_from_dict
+from cdc.sink.create import create_table
 from cdc.spi import ErrorKind, SinkSession, TableName
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ class CheckpointStore:
 
     def ensure_table(self, session: SinkSession) -> None:
         if session.describe(self.table) is None:
-            session.execute_ddl(session.dialect.checkpoint_ddl(self.table))
+            create_table(session, self.table, session.dialect.checkpoint_ddl(self.table))
 
     def _select(
         self, session: SinkSession, topic: str, partitions: Sequence[int], *, lock: bool

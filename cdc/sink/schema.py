@@ -29,6 +29,7 @@ from typing import Any
 from cdc.errors import ConfigError, DdlRefused, SchemaError
 from cdc.events import Column, Op, TableId, TableSchema
 from cdc.serde import DecodedChange
+from cdc.sink.create import create_table
 from cdc.sink.naming import replica_table
 from cdc.sink.reduce import (
     Delete,
@@ -380,12 +381,17 @@ class ReplicaSchemas:
     def _ddl(
         self, session: SinkSession, name: TableName, statements: Sequence[str], column: str | None,
         *, key: bool = False,
-    ) -> None:
-        """Run DDL for ``column`` (None: the whole table). A statement the data refuses
-        (a type change the rows do not fit) becomes a SchemaError, i.e. a bad record;
-        one the replica refuses otherwise becomes DdlRefused, which stops the sink."""
+    ) -> bool:
+        """Run DDL for ``column`` (None: create the whole table); False when the table
+        creation failed because another worker created it meanwhile (see
+        :mod:`cdc.sink.create`). A statement the data refuses (a type change the rows
+        do not fit) becomes a SchemaError, i.e. a bad record; one the replica refuses
+        otherwise becomes DdlRefused, which stops the sink."""
         try:
+            if column is None:
+                return create_table(session, name, statements)
             session.execute_ddl(statements)
+            return True
         except Exception as e:
             kind = session.dialect.classify(e)
             if kind is ErrorKind.DATA:
@@ -437,6 +443,7 @@ class ReplicaSchemas:
                 raise SchemaError(f"{schema.table} column {c.name!r}: {e}") from e
 
         replica = self._describe(session, name)
+        created = False
         if replica is None:
             if not self.settings.auto_create:
                 raise SchemaError(
@@ -444,11 +451,12 @@ class ReplicaSchemas:
                     hint="create it, or set tables.auto_create: true",
                 )
             cols = [(c.name, ddl_type(c), c.nullable and c.name not in pk) for c in written]
-            self._ddl(session, name, d.create_table(name, cols, schema.primary_key), None)
+            created = self._ddl(session, name, d.create_table(name, cols, schema.primary_key),
+                                None)
             replica = self._describe(session, name, fresh=True)
             if replica is None:
                 raise SchemaError(f"replica table {name} was created but cannot be described")
-        else:
+        if not created:  # (a table another worker created meanwhile may need what this one does)
             changes = self._evolve(session, name, replica, written, schema, native, ddl_type)
             if changes:
                 if not self.settings.auto_evolve:

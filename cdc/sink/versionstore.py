@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
+from cdc.sink.create import create_table
 from cdc.sink.versions import Entry, Version
 from cdc.spi import ReplicaTable, SinkSession, TableName
 
@@ -119,7 +120,7 @@ class VersionStore:
         for name, ddl in ((self.versions, d.row_versions_ddl), (self.conflicts, d.conflicts_ddl)):
             table = session.describe(name)
             if table is None:
-                session.execute_ddl(ddl(name))
+                create_table(session, name, ddl(name))
                 table = session.describe(name)
             if table is not None:
                 self._described[name] = table

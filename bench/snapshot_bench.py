@@ -1,6 +1,7 @@
 """Initial-snapshot throughput: source -> Kafka -> PostgreSQL replica against pg_dump | psql.
 
     python bench/snapshot_bench.py [--rows 10000000] [--chunk 10000] [--partitions 3]
+                                   [--sink-workers 1]
                                    [--rounds 1] [--keep-topic] [--source-only]
                                    [--max-minutes M]
 
@@ -10,8 +11,9 @@ copied into its PostgreSQL replica twice per round, in the same run:
 * ``pg_dump -t TABLE SOURCE | psql REPLICA`` (the same server binaries as the
   stack): the baseline, wall clock from start to psql's exit;
 * cdc: a ``cdc source`` process (``snapshot.mode: initial_only``) and a ``cdc
-  sink`` process (the commands operators run); wall clock from the source's
-  start until the sink's checkpoints in the replica cover every row.
+  sink`` process (the commands operators run; ``--sink-workers N``: ``cdc sink
+  --workers N``, N processes sharing the topic's partitions); wall clock from the
+  source's start until the sink's checkpoints in the replica cover every row.
 
 Reported: rows/s of each and their ratio (our goal: cdc at least 30% of
 pg_dump | psql), and where cdc's time went: its phases (start-up to the first
@@ -169,9 +171,12 @@ class CpuMeter:
                 self.group[pid] = group
                 self.first[pid] = cpu if first else 0.0
             self.last[pid] = cpu
-        for name, pid in self.pids.items():
-            rss = _rss_mb(pid)
-            self.peak_rss[name] = max(self.peak_rss.get(name, 0.0), rss)
+        rss: dict[str, float] = {}
+        for pid, group in self.group.items():  # a named group's processes together
+            if group in self.pids and pid in stats:
+                rss[group] = rss.get(group, 0.0) + _rss_mb(pid)
+        for name, mb in rss.items():
+            self.peak_rss[name] = max(self.peak_rss.get(name, 0.0), mb)
 
     def start(self) -> None:
         self.sample(first=True)
@@ -285,9 +290,11 @@ class Bench:
         watch = Consumer({"bootstrap.servers": self.eps.kafka_bootstrap,
                           "group.id": f"{name}-bench-watch", "enable.auto.commit": False})
         only = self.args.source_only
+        # Its own process group: the meter counts its worker processes with it.
         sink = None if only else subprocess.Popen(
-            [*CDC, "sink", str(config), "--name", f"{name}_sink"], cwd=ROOT,
-            stdout=logs["sink"].open("wb"), stderr=subprocess.STDOUT)
+            [*CDC, "sink", str(config), "--name", f"{name}_sink",
+             "--workers", str(self.args.sink_workers)], cwd=ROOT,
+            stdout=logs["sink"].open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
         if sink is not None:
             meter.add("sink", sink.pid)
         replica = psycopg.connect(self.eps.pg_replica_dsn, autocommit=True)
@@ -437,6 +444,7 @@ class Bench:
                 c.execute(f"DROP TABLE IF EXISTS {self.table}")
         print(f"\nsnapshot bench: {rows:,} rows (filled in {self.fill_s:.0f} s), chunk "
               f"{self.args.chunk}, {self.args.partitions} partitions, "
+              f"{self.args.sink_workers} sink worker(s), "
               f"CDC_NATIVE={os.environ.get('CDC_NATIVE', '1')}")
         print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, "
               f"Python {platform.python_version()}, load {os.getloadavg()[0]:.1f}")
@@ -479,6 +487,8 @@ def main() -> int:
     ap.add_argument("--chunk", type=int, default=10_000, help="snapshot.chunk_size")
     ap.add_argument("--partitions", type=int, default=3)
     ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--sink-workers", type=int, default=1,
+                    help="cdc sink --workers: processes sharing the topic's partitions")
     ap.add_argument("--keep-topic", action="store_true")
     ap.add_argument("--max-minutes", type=float, default=None,
                     help="stop a cdc copy after this long and report its phases and rates so "

@@ -53,6 +53,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message
 from confluent_kafka import TopicPartition as KafkaPartition
 
+from cdc import native
 from cdc.errors import CdcError, DdlRefused, UnreachableError
 from cdc.observability.health import Health
 from cdc.observability.sink_metrics import SinkMetrics, source_ts_ms
@@ -62,6 +63,12 @@ from cdc.spi import ErrorKind, SinkDialect, SinkSession
 from cdc.transport.client_log import KAFKA_LOG, OUTAGE, is_transient
 
 log = logging.getLogger(__name__)
+
+# Records built from their eight fields in order, without the dataclass __init__.
+_make_record = native.positional_constructor(Record)
+# The consumed messages' fast path (cdc/sink/_crecords.c), or None: _add's loop alone.
+_crecords = native.load("cdc.sink._crecords")
+_take = None if _crecords is None else _crecords.take
 
 
 # Longest the group's committed offsets (lag monitoring only) trail the replica's
@@ -395,42 +402,51 @@ class SinkWorker:
     # -- buffering -----------------------------------------------------------------------
 
     def _add(self, messages: list[Message]) -> None:
-        # Once per consumed record: locals only, and the partition's buffer looked up
-        # again only when the partition changes (a consume() call returns runs of one).
+        # Once per consumed record. The native take() buffers the plain ones (no error,
+        # an assigned partition, no headers) and stops at any other, which the loop
+        # below handles; without it, the loop is the whole path (the reference).
         buffers = self._buffers
-        last_topic: str | None = None
-        last_part = -1
-        buf: list[Record] | None = None
+        started = time.monotonic() if not self._buffered else 0.0
         added = 0
-        for m in messages:
-            err = m.error()
-            if err is not None:
-                if err.fatal():
-                    raise KafkaException(err)
-                self._consumer_error(err)
-                continue
-            topic, part = m.topic(), m.partition()
-            assert topic is not None and part is not None
-            if part != last_part or topic != last_topic:
-                buf = buffers.get((topic, part))
-                last_topic, last_part = topic, part
-            if buf is None:
-                log.warning("%s: record for unassigned %s[%d] ignored", self.name, topic, part)
-                continue
-            if not added and not self._buffered:
-                self._oldest = time.monotonic()
-            raw = m.headers()
-            headers = (
-                [(str(k), v if isinstance(v, bytes) else str(v or "").encode()) for k, v in raw]
-                if raw and isinstance(raw, list)
-                else None
-            )
-            buf.append(Record(topic, part, m.offset() or 0, m.key(), m.value(), headers))
-            added += 1
+        i, n = 0, len(messages)
+        while i < n:
+            if _take is not None:
+                got, i = _take(messages, i, buffers, _make_record)
+                added += got
+                if i >= n:
+                    break
+            added += self._add_one(messages[i])
+            i += 1
         if added:
+            if started:
+                self._oldest = started
             self._buffered += added
             self._stalled = False
             self._drained = False
+
+    def _add_one(self, m: Message) -> int:
+        """Buffer one record (the reference path); 1 if it was buffered."""
+        err = m.error()
+        if err is not None:
+            if err.fatal():
+                raise KafkaException(err)
+            self._consumer_error(err)
+            return 0
+        topic, part = m.topic(), m.partition()
+        assert topic is not None and part is not None
+        buf = self._buffers.get((topic, part))
+        if buf is None:
+            log.warning("%s: record for unassigned %s[%d] ignored", self.name, topic, part)
+            return 0
+        raw = m.headers()
+        headers = (
+            [(str(k), v if isinstance(v, bytes) else str(v or "").encode()) for k, v in raw]
+            if raw and isinstance(raw, list)
+            else None
+        )
+        buf.append(_make_record(topic, part, m.offset() or 0, m.key(), m.value(), headers,
+                                None, None))  # fmt: skip
+        return 1
 
     def partitions_of(self, topic: str) -> int:
         """The topic's partition count (asked each time: only truncates need it)."""

@@ -46,6 +46,21 @@ source_with_index: Final[Callable[[bytes, bytes, int, bytes, bytes], bytes]] = (
 version takes an ``index`` in the signed 64-bit range (OverflowError beyond)."""
 
 
+def _sources_with_index(pre: bytes, head: bytes, start: int, count: int, tail: bytes,
+                        post: bytes) -> list[bytes]:
+    """The reference of ``_cencode.sources_with_index``: :func:`source_with_index` of
+    ``start``, ``start + 1``, ... (``count`` of them)."""
+    if count < 0:
+        raise ValueError("sources_with_index: count must not be negative")
+    return [source_with_index(pre, head, start + i, tail, post) for i in range(count)]
+
+
+sources_with_index: Final[Callable[[bytes, bytes, int, int, bytes, bytes], list[bytes]]] = (
+    _sources_with_index if _C is None else _C.sources_with_index
+)
+"""The source records of consecutive indexes (a snapshot batch's), in one call."""
+
+
 class CommonFields:
     """The common fields' bytes of one table's source records.
 

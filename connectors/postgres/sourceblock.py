@@ -20,7 +20,12 @@ from cdc.events import SourceInfo, TableId
 from cdc.positions import position_json
 from cdc.serde.binary import INT64_MAX, NULL_BRANCH, VALUE_BRANCH, zigzag
 from cdc.serde.binary import string as _string
-from cdc.serde.sourceblock import CommonFields, position_field, source_with_index
+from cdc.serde.sourceblock import (
+    CommonFields,
+    position_field,
+    source_with_index,
+    sources_with_index,
+)
 from cdc.spi import SnapshotRows
 from connectors.postgres.position import PgPosition
 from connectors.postgres.position_text import JSON_HEAD, format_position, tail
@@ -79,10 +84,10 @@ class PgSourceWriter:
         start = pos.index
         if JSON_HEAD is None or start + n - 1 > INT64_MAX:
             return [first] + [self.encode(rows.source_at(i)) for i in range(1, n)]
-        pre, head, post = self._pre, self._head, self._post
         end = _TAILS[pos.snapshot][pos.last_in_tx]
-        splice = source_with_index
-        return [first] + [splice(pre, head, start + i, end, post) for i in range(1, n)]
+        out = sources_with_index(self._pre, self._head, start + 1, n - 1, end, self._post)
+        out.insert(0, first)
+        return out
 
     def _new_transaction(self, src: SourceInfo, pos: PgPosition, key: tuple[Any, ...]) -> None:
         tx = src.tx_id

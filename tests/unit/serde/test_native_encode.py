@@ -244,6 +244,43 @@ def test_pg_source_blocks_encode_identically(
 
 
 @SETTINGS
+@given(st.binary(max_size=40), st.binary(max_size=20), st.integers(-(2**63), 2**63 - 1),
+       st.integers(0, 300), st.binary(max_size=20), st.binary(max_size=20))
+def test_a_run_of_source_blocks_splices_each_index(
+    pre: bytes, head: bytes, start: int, count: int, tail: bytes, post: bytes
+) -> None:
+    from cdc.serde import sourceblock
+
+    c = encode._C
+    if c is None:
+        pytest.skip("cdc.serde._cencode not built")
+    if start + count - 1 > 2**63 - 1:
+        with pytest.raises(OverflowError):
+            c.sources_with_index(pre, head, start, count, tail, post)
+        return
+    expected = [sourceblock._source_with_index(pre, head, start + i, tail, post)
+                for i in range(count)]
+    assert c.sources_with_index(pre, head, start, count, tail, post) == expected
+    assert sourceblock._sources_with_index(pre, head, start, count, tail, post) == expected
+
+
+def test_a_run_of_source_blocks_refuses_bad_arguments() -> None:
+    from cdc.serde import sourceblock
+
+    c = encode._C
+    for run in (sourceblock._sources_with_index, *([] if c is None else [c.sources_with_index])):
+        with pytest.raises(ValueError):
+            run(b"", b"", 0, -1, b"", b"")
+    if c is not None:
+        with pytest.raises(TypeError):
+            c.sources_with_index(b"", "head", 0, 1, b"", b"")
+        with pytest.raises(OverflowError):
+            c.sources_with_index(b"", b"", 2**63 - 1, 2, b"", b"")
+        assert c.sources_with_index(b"", b"", 2**63 - 1, 1, b"", b"") == [
+            sourceblock._source_with_index(b"", b"", 2**63 - 1, b"", b"")]
+
+
+@SETTINGS
 @given(st.lists(st.tuples(st.integers(0, 2**40), st.booleans(), st.booleans(),
                           st.sampled_from(["mysql-bin.000001", "b\"in.000002", "x.000003"]),
                           st.integers(4, 2**32), st.sampled_from([None, "0-1-5", "3-2-9"])),

@@ -1,7 +1,7 @@
 """Initial-snapshot throughput: source -> Kafka -> PostgreSQL replica against pg_dump | psql.
 
-    python bench/snapshot_bench.py [--rows 10000000] [--chunk 10000] [--partitions 3]
-                                   [--sink-workers 1]
+    python bench/snapshot_bench.py [--rows 10000000] [--chunk 10000] [--partitions 4]
+                                   [--sink-workers 2]
                                    [--rounds 1] [--keep-topic] [--source-only]
                                    [--max-minutes M]
 
@@ -14,6 +14,11 @@ copied into its PostgreSQL replica twice per round, in the same run:
   sink`` process (the commands operators run; ``--sink-workers N``: ``cdc sink
   --workers N``, N processes sharing the topic's partitions); wall clock from the
   source's start until the sink's checkpoints in the replica cover every row.
+
+The defaults are what copies a table fastest on the 2-core machine the figures
+in docs/BENCHMARKS.md come from: two sink processes, and a partition count they
+share evenly (with 3 partitions one worker gets two of them and finishes last).
+``--sink-workers 1 --partitions 3`` gives the single-process, default-topic run.
 
 Reported: rows/s of each and their ratio (our goal: cdc at least 30% of
 pg_dump | psql), and where cdc's time went: its phases (start-up to the first
@@ -485,9 +490,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--chunk", type=int, default=10_000, help="snapshot.chunk_size")
-    ap.add_argument("--partitions", type=int, default=3)
+    ap.add_argument("--partitions", type=int, default=4,
+                    help="partitions of the topic (a multiple of --sink-workers shares them evenly)")
     ap.add_argument("--rounds", type=int, default=1)
-    ap.add_argument("--sink-workers", type=int, default=1,
+    ap.add_argument("--sink-workers", type=int, default=2,
                     help="cdc sink --workers: processes sharing the topic's partitions")
     ap.add_argument("--keep-topic", action="store_true")
     ap.add_argument("--max-minutes", type=float, default=None,

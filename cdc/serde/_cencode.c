@@ -606,6 +606,22 @@ done:
  * post. A connector's source writer builds pre/head/tail/post once per
  * transaction (cdc/serde/sourceblock.py is the reference).
  */
+/* The bytes of source_with_index(pre, head, index, tail, post) appended to b. */
+static int put_source(Buf *b, PyObject *pre, PyObject *head, long long index, PyObject *tail,
+                      PyObject *post) {
+    char digits[32];
+    int digits_n = snprintf(digits, sizeof digits, "%lld", index);
+    Py_ssize_t head_n = PyBytes_GET_SIZE(head), tail_n = PyBytes_GET_SIZE(tail);
+    if (put_raw(b, PyBytes_AS_STRING(pre), PyBytes_GET_SIZE(pre)) < 0 || put_byte(b, 2) < 0 ||
+        put_long(b, head_n + digits_n + tail_n) < 0 ||
+        put_raw(b, PyBytes_AS_STRING(head), head_n) < 0 || put_raw(b, digits, digits_n) < 0 ||
+        put_raw(b, PyBytes_AS_STRING(tail), tail_n) < 0 ||
+        put_raw(b, PyBytes_AS_STRING(post), PyBytes_GET_SIZE(post)) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *source_with_index(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 5 || !PyBytes_Check(args[0]) || !PyBytes_Check(args[1]) ||
         !PyBytes_Check(args[3]) || !PyBytes_Check(args[4])) {
@@ -616,20 +632,10 @@ static PyObject *source_with_index(PyObject *module, PyObject *const *args, Py_s
     }
     long long index = PyLong_AsLongLong(args[2]);
     if (index == -1 && PyErr_Occurred()) return NULL;
-    char digits[32];
-    int digits_n = snprintf(digits, sizeof digits, "%lld", index);
-    Py_ssize_t head_n = PyBytes_GET_SIZE(args[1]), tail_n = PyBytes_GET_SIZE(args[3]);
     Buf b;
     buf_init(&b);
     PyObject *out = NULL;
-    if (put_raw(&b, PyBytes_AS_STRING(args[0]), PyBytes_GET_SIZE(args[0])) == 0 &&
-        put_byte(&b, 2) == 0 && put_long(&b, head_n + digits_n + tail_n) == 0 &&
-        put_raw(&b, PyBytes_AS_STRING(args[1]), head_n) == 0 &&
-        put_raw(&b, digits, digits_n) == 0 &&
-        put_raw(&b, PyBytes_AS_STRING(args[3]), tail_n) == 0 &&
-        put_raw(&b, PyBytes_AS_STRING(args[4]), PyBytes_GET_SIZE(args[4])) == 0) {
-        out = buf_bytes(&b);
-    }
+    if (put_source(&b, args[0], args[1], index, args[3], args[4]) == 0) out = buf_bytes(&b);
     buf_free(&b);
     return out;
 }
@@ -662,23 +668,13 @@ static PyObject *sources_with_index(PyObject *module, PyObject *const *args, Py_
     }
     PyObject *out = PyList_New(count);
     if (out == NULL) return NULL;
-    const char *pre = PyBytes_AS_STRING(args[0]), *head = PyBytes_AS_STRING(args[1]);
-    const char *tail = PyBytes_AS_STRING(args[4]), *post = PyBytes_AS_STRING(args[5]);
-    Py_ssize_t pre_n = PyBytes_GET_SIZE(args[0]), head_n = PyBytes_GET_SIZE(args[1]);
-    Py_ssize_t tail_n = PyBytes_GET_SIZE(args[4]), post_n = PyBytes_GET_SIZE(args[5]);
     Buf b;
     buf_init(&b);
     for (Py_ssize_t i = 0; i < count; i++) {
-        char digits[32];
-        int digits_n = snprintf(digits, sizeof digits, "%lld", start + (long long)i);
         b.len = 0;
         PyObject *one = NULL;
-        if (put_raw(&b, pre, pre_n) == 0 && put_byte(&b, 2) == 0 &&
-            put_long(&b, head_n + digits_n + tail_n) == 0 && put_raw(&b, head, head_n) == 0 &&
-            put_raw(&b, digits, digits_n) == 0 && put_raw(&b, tail, tail_n) == 0 &&
-            put_raw(&b, post, post_n) == 0) {
+        if (put_source(&b, args[0], args[1], start + (long long)i, args[4], args[5]) == 0)
             one = buf_bytes(&b);
-        }
         if (one == NULL) {
             buf_free(&b);
             Py_DECREF(out);

@@ -44,13 +44,15 @@ def _required() -> bool:
 def _extensions() -> list[Extension]:
     optional = not _required()
     found = []
+    # Headers shared by extensions (cdc/sink/runwalk.h): included as "cdc/sink/...".
+    headers = sorted(str(h.relative_to(HERE)) for h in (HERE / "cdc").rglob("*.h"))
     for pkg in ("cdc", "connectors"):
         for src in sorted((HERE / pkg).rglob("_c*.c")):
             rel = src.relative_to(HERE)
             name = ".".join(rel.with_suffix("").parts)
             found.append(
-                Extension(name, [str(rel)], optional=optional,
-                          extra_compile_args=["-O2", "-std=c11"])
+                Extension(name, [str(rel)], optional=optional, include_dirs=["."],
+                          depends=headers, extra_compile_args=["-O2", "-std=c11"])
             )
     return found
 

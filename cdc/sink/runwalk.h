@@ -222,14 +222,6 @@ reserve(Buf *b, Py_ssize_t more)
     return 0;
 }
 
-static void
-put_be(unsigned char *out, uint64_t v, int n)
-{
-    for (int i = n - 1; i >= 0; i--) {
-        out[i] = (unsigned char)(v & 0xff);
-        v >>= 8;
-    }
-}
 
 /* Strict UTF-8 (as Python's decoder: no overlongs, surrogates or > U+10FFFF), no NUL.
  * Returns the number of code points, or -1. */

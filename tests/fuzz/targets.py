@@ -23,7 +23,9 @@ rowimage       _crowimage.Program.decode vs rowimage.py          ValueError (sam
 text_rows      _cencode.encode_text_rows vs converting and       any (both refuse)
                encoding each row's event in Python
 copy_run       _ccopy.encode vs copyrun.encode_py (envelope ->   none: both stop the run
-               binary COPY tuples of the PostgreSQL sink)        at the same record
+               binary COPY tuples of the PostgreSQL sink), and   at the same record
+               _crun.encode vs runs.encode_py (SQL literal rows
+               of the MariaDB/MySQL sink)
 =============  ================================================  =====================
 
 Input layouts (the seed corpus under ``corpus/<target>/`` follows them; see
@@ -369,12 +371,26 @@ _COPY_TYPES: Final = {
 }  # fmt: skip
 
 
+# MariaDB/MySQL replica columns: (data_type, type_text, length, fraction).
+_MYSQL_TYPES: Final = {
+    "boolean": ("tinyint", "tinyint(1)", None, None), "int16": ("smallint", "smallint(6)", None, None),
+    "int32": ("int", "int(11)", None, None), "int64": ("bigint", "bigint(20)", None, None),
+    "float64": ("double", "double", None, None), "string": ("text", "text", 65535, None),
+    "date": ("date", "date", None, None), "timestamp": ("datetime", "datetime(6)", None, 6),
+    "decimal": ("decimal", "decimal", None, None),
+}  # fmt: skip
+
+
 @cache
-def _run_encoders(writer: WriterSchema, updates: bool = False) -> tuple[Any, Any] | None:
-    """The C and Python run encoders (of inserts, or ``updates``) of a value schema into
-    a replica table whose columns have the types the encoder converts (the others are
-    left out)."""
+def _run_encoders(
+    writer: WriterSchema, updates: bool = False, mysql: bool = False
+) -> tuple[Any, Any] | None:
+    """The C and Python run encoders (of inserts, or ``updates``; the PostgreSQL sink's
+    binary COPY, or ``mysql``: the MariaDB sink's SQL literal rows) of a value schema
+    into a replica table whose columns have the types the encoder converts (the others
+    are left out)."""
     from cdc.spi import ReplicaColumn, ReplicaTable, TableName
+    from connectors.mysql.sink import runs
     from connectors.postgres.sink import copyrun
 
     try:
@@ -386,6 +402,17 @@ def _run_encoders(writer: WriterSchema, updates: bool = False) -> tuple[Any, Any
         return None
     replica = []
     for c in cols:
+        if mysql:
+            my = _MYSQL_TYPES.get(c.type.kind.value)
+            if my is None or (my[0] == "decimal" and c.type.precision is None):
+                continue
+            dt, tt, length, fraction = my
+            replica.append(ReplicaColumn(
+                c.name, tt, dt, True, length=length, fraction=fraction,
+                precision=c.type.precision if dt == "decimal" else None,
+                scale=max(c.type.scale or 0, 0) if dt == "decimal" else None,
+            ))  # fmt: skip
+            continue
         dt = _COPY_TYPES.get(c.type.kind.value)
         if dt is None:
             continue
@@ -401,8 +428,9 @@ def _run_encoders(writer: WriterSchema, updates: bool = False) -> tuple[Any, Any
 
     def compiled(names: list[str], native_: bool) -> Any:
         table = ReplicaTable(TableName("public", "fuzz"), tuple(replica), key)
-        return copyrun.compile_encoder(writer.schema, writer.named, cols, names, key, table,
-                                       use_native=native_, updates=updates)  # fmt: skip
+        compile_ = runs.compile_encoder if mysql else copyrun.compile_encoder
+        return compile_(writer.schema, writer.named, cols, names, key, table,
+                        use_native=native_, updates=updates)  # fmt: skip
 
     # the columns the encoder converts (each tried alone with the key)
     names = [r.name for r in replica
@@ -422,8 +450,8 @@ def copy_run(data: bytes) -> None:
     if got is None:
         return
     writer, _ = got
-    for updates in (False, True):
-        encs = _run_encoders(writer, updates)
+    for updates, mysql in ((False, False), (True, False), (False, True), (True, True)):
+        encs = _run_encoders(writer, updates, mysql)
         if encs is None:
             continue
         c_enc, py_enc = encs
@@ -432,7 +460,7 @@ def copy_run(data: bytes) -> None:
             py = py_enc.encode(values, 0, len(values), "fuzz", HEADER_SIZE)
             if c != py:
                 raise Finding(
-                    f"copy_run (updates={updates}): C {c!r:.300} != Python {py!r:.300} "
+                    f"copy_run (updates={updates}, mysql={mysql}): C {c!r:.300} != Python {py!r:.300} "
                     f"on {data[:200].hex()}"
                 )
 

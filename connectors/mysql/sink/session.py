@@ -4,8 +4,10 @@
 writes: session settings (sql_mode, UTC, READ COMMITTED, FOUND_ROWS), reading
 the replica's catalog and rows (for planning and verify), transactions and
 savepoints, batched upserts (values as SQL literals from
-:mod:`connectors.mysql.sink.literals`), deletes and whole-row matches for
-keyless tables. It decides no types and writes no DDL of its own.
+:mod:`connectors.mysql.sink.literals`, or runs of rows written straight from
+the records' bytes by :mod:`connectors.mysql.sink.runs`), deletes and
+whole-row matches for keyless tables. It decides no types and writes no DDL of
+its own.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import struct
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 import pymysql
@@ -21,9 +23,20 @@ import pymysql.cursors
 from pymysql.constants import SERVER_STATUS
 
 from cdc.errors import PrerequisiteError
-from cdc.spi import KeyRange, Problem, ReplicaColumn, ReplicaTable, SinkDialect, TableName
+from cdc.events import Column
+from cdc.spi import (
+    KeyRange,
+    Problem,
+    ReplicaColumn,
+    ReplicaTable,
+    RunEncoder,
+    SinkDialect,
+    TableName,
+)
 from connectors.mysql.sink.dialect import SQL_MODE, MySqlDialect, kind_of, quote
 from connectors.mysql.sink.literals import fast_literals, native_row_text
+from connectors.mysql.sink.runs import MAX_BYTES as _RUN_BYTES
+from connectors.mysql.sink.runs import compile_encoder
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +45,7 @@ __all__ = ["MySqlSession"]
 _DELETE_CHUNK: Final = 1_000
 _ER_UNKNOWN_SYSTEM_VARIABLE: Final = 1193
 _SINGLE: Final = struct.Struct("<f")
-_STATEMENT_BYTES: Final = 1_024_000  # PyMySQL's executemany statement size
+_STATEMENT_BYTES: Final = _RUN_BYTES  # PyMySQL's executemany statement size
 
 
 class MySqlSession:
@@ -233,16 +246,7 @@ class MySqlSession:
         escaping, which cost more than the server's work."""
         if not rows:
             return
-        cols = tuple(columns)
-        parts = self._upserts.get((table.name, cols, table.primary_key))
-        if parts is None:
-            one = self._d.upsert(table.name, cols, table.primary_key, 1)
-            head, _, tail = one.partition(" VALUES (")
-            tail = tail.partition(")")[2]  # the placeholders hold no ')'
-            # Run without parameters: the %% that quote() doubled are single again.
-            parts = (head.replace("%%", "%") + " VALUES ", tail.replace("%%", "%"))
-            self._upserts[(table.name, cols, table.primary_key)] = parts
-        head, tail = parts
+        head, tail = self._upsert_parts(table, tuple(columns))
         literal = self._literal
         get = self._fast_literals.get
         row_text = self._row_text
@@ -268,6 +272,57 @@ class MySqlSession:
                     size = 0
             if batch:
                 cur.execute(head + ",".join(batch) + tail)
+
+    def _upsert_parts(self, table: ReplicaTable, cols: tuple[str, ...]) -> tuple[str, str]:
+        """The text before and after the VALUES rows of the table's multi-row upsert."""
+        parts = self._upserts.get((table.name, cols, table.primary_key))
+        if parts is None:
+            one = self._d.upsert(table.name, cols, table.primary_key, 1)
+            head, _, tail = one.partition(" VALUES (")
+            tail = tail.partition(")")[2]  # the placeholders hold no ')'
+            # Run without parameters: the %% that quote() doubled are single again.
+            parts = (head.replace("%%", "%") + " VALUES ", tail.replace("%%", "%"))
+            self._upserts[(table.name, cols, table.primary_key)] = parts
+        return parts
+
+    # -- runs (cdc.spi.CopiesRuns)
+
+    def run_encoder(
+        self,
+        envelope: Mapping[str, Any],
+        named: Mapping[str, Any],
+        row_columns: Sequence[Column],
+        columns: Sequence[str],
+        key: Sequence[str],
+        replica: ReplicaTable,
+        updates: bool = False,
+    ) -> RunEncoder | None:
+        """The compiled encoder of :mod:`.runs` (None when a column's type has no run
+        form: that table keeps the general path)."""
+        return compile_encoder(envelope, named, row_columns, columns, key, replica, updates=updates)
+
+    def insert_run(
+        self, table: ReplicaTable, columns: Sequence[str], payload: bytes, rows: int
+    ) -> None:
+        """``payload`` (a run's VALUES rows) upserted in one statement, as :meth:`upsert`
+        writes full rows: new rows need no other statement here (a key that exists
+        after all is updated in place, as the general path would)."""
+        self._run(table, columns, payload)
+
+    def update_run(
+        self, table: ReplicaTable, columns: Sequence[str], payload: bytes, rows: int
+    ) -> None:
+        """``payload`` (an update run's full rows) upserted in one statement."""
+        self._run(table, columns, payload)
+
+    def _run(self, table: ReplicaTable, columns: Sequence[str], payload: bytes) -> None:
+        head, tail = self._upsert_parts(table, tuple(columns))
+        with self._conn.cursor() as cur:
+            if self._conn.server_status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES:
+                # The run's strings escape backslashes: the sink's own sql_mode again.
+                cur.execute(f"SET SESSION sql_mode = '{SQL_MODE}'")
+            # PyMySQL sends bytes as they are (the connection's utf8mb4, as the rows are).
+            cur.execute(head.encode() + payload + tail.encode())
 
     def delete(self, table: ReplicaTable, keys: Sequence[Sequence[Any]]) -> None:
         key = table.primary_key

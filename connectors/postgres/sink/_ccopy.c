@@ -32,6 +32,15 @@ enum {
     C_BYTEA = 8, C_DATE = 9, C_TS = 10, C_TSTZ = 11, C_UUID = 12, C_NUMERIC = 13,
 };
 
+static void
+put_be(unsigned char *out, uint64_t v, int n)
+{
+    for (int i = n - 1; i >= 0; i--) {
+        out[i] = (unsigned char)(v & 0xff);
+        v >>= 8;
+    }
+}
+
 /* Append a field: 4-byte length then `n` bytes (filled by the caller at the returned pointer). */
 static unsigned char *
 field(Buf *b, Py_ssize_t n)

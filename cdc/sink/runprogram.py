@@ -22,6 +22,7 @@ here is the reference the native walker is tested against byte for byte
 
 from __future__ import annotations
 
+import calendar
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
@@ -39,6 +40,7 @@ Node = tuple[int, int, tuple[int, ...]]
 Instr = tuple[int, int, int, int, int, int, int, int]
 Encoded = tuple[int, bytes, list[str]]
 Converter = tuple[int, int, int, int, bool]  # (converter, p1, p2, p3, avro int)
+DAY_US: Final = 86_400_000_000
 
 _PRIMITIVE: Final = {
     "null": N_NULL, "boolean": N_BOOL, "int": N_INT, "long": N_INT, "float": N_FLOAT,
@@ -434,6 +436,46 @@ def text(s: bytes) -> str:
         return s.decode("utf-8")
     except UnicodeDecodeError:
         raise Refuse from None
+
+
+def days_from_civil(y: int, m: int, d: int) -> int:
+    """Days since 1970-01-01 of a proleptic Gregorian date."""
+    y -= m <= 2
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m - 3 if m > 2 else m + 9) + 2) // 5 + d - 1
+    return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+
+
+def tstz_micros(s: bytes) -> int:
+    """µs since 1970 of a TIMESTAMPTZ as cdc writes it (ISO 8601 in UTC ending in Z, a
+    fraction of six digits only when not zero); raises :class:`Refuse` otherwise."""
+
+    if len(s) not in (20, 27) or s[-1:] != b"Z":
+        raise Refuse
+    t = s.decode("latin-1")
+    if t[4] != "-" or t[7] != "-" or t[10] != "T" or t[13] != ":" or t[16] != ":":
+        raise Refuse
+    parts = (t[0:4], t[5:7], t[8:10], t[11:13], t[14:16], t[17:19])
+    if not all(p.isascii() and p.isdigit() for p in parts):
+        raise Refuse
+    y, mo, d, h, mi, se = (int(p) for p in parts)
+    f = 0
+    if len(s) == 27:
+        frac = t[20:26]
+        if t[19] != "." or not (frac.isascii() and frac.isdigit()) or int(frac) == 0:
+            raise Refuse
+        f = int(frac)
+    if not (
+        y >= 1
+        and 1 <= mo <= 12
+        and 1 <= d <= calendar.monthrange(y, mo)[1]
+        and h <= 23
+        and mi <= 59
+        and se <= 59
+    ):
+        raise Refuse
+    return days_from_civil(y, mo, d) * DAY_US + ((h * 60 + mi) * 60 + se) * 1_000_000 + f
 
 
 def _envelope(

@@ -263,6 +263,74 @@ utf8_chars(const unsigned char *s, Py_ssize_t n)
     }
     return chars;
 }
+/* ------------------------------------------------------------------ cdc's time forms */
+
+/* Dates and timestamps as cdc writes them (days and µs since 1970; TIMESTAMPTZ as
+ * ISO 8601 text in UTC ending in Z, the fraction only when not zero). */
+
+static int64_t
+days_from_civil(int64_t y, int64_t m, int64_t d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+#define MIN_DAYS (-719162)   /* 0001-01-01 since 1970-01-01 */
+#define MAX_DAYS 2932896     /* 9999-12-31 */
+#define DAY_US INT64_C(86400000000)
+
+static const int64_t POW10[7] = {1, 10, 100, 1000, 10000, 100000, 1000000};
+
+static int
+digits(const unsigned char *s, int n, int64_t *out)
+{
+    int64_t v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+static int
+days_in_month(int64_t y, int64_t m)
+{
+    static const int dm[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
+        return 29;
+    return dm[m - 1];
+}
+
+/* cdc's TIMESTAMPTZ text "YYYY-MM-DDTHH:MM:SS[.ffffff]Z" -> microseconds since 1970. */
+static int
+parse_tstz(const unsigned char *s, Py_ssize_t n, int64_t *us)
+{
+    int64_t y, mo, d, h, mi, se, f = 0;
+    if (n != 20 && n != 27)
+        return -1;
+    if (s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':'
+        || s[n - 1] != 'Z')
+        return -1;
+    if (digits(s, 4, &y) || digits(s + 5, 2, &mo) || digits(s + 8, 2, &d)
+        || digits(s + 11, 2, &h) || digits(s + 14, 2, &mi) || digits(s + 17, 2, &se))
+        return -1;
+    if (n == 27) {
+        if (s[19] != '.' || digits(s + 20, 6, &f) || f == 0)
+            return -1; /* cdc writes a fraction only when it is not zero */
+    }
+    if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59
+        || se > 59)
+        return -1;
+    *us = days_from_civil(y, mo, d) * DAY_US + ((h * 60 + mi) * 60 + se) * 1000000 + f;
+    return 0;
+}
+
 /* ------------------------------------------------------------------ key set */
 
 typedef struct {

@@ -377,6 +377,7 @@ _MYSQL_TYPES: Final = {
     "int32": ("int", "int(11)", None, None), "int64": ("bigint", "bigint(20)", None, None),
     "float64": ("double", "double", None, None), "string": ("text", "text", 65535, None),
     "date": ("date", "date", None, None), "timestamp": ("datetime", "datetime(6)", None, 6),
+    "timestamptz": ("timestamp", "timestamp(6)", None, 6),
     "decimal": ("decimal", "decimal", None, None),
 }  # fmt: skip
 

@@ -10,7 +10,8 @@
  * string holding NUL is refused. Values are refused (the run ends)
  * rather than coerced: ints outside the column's range, NaN and infinite
  * floats, invalid UTF-8, strings longer than the column, dates and datetimes
- * outside years 1..9999 or with more fraction than the column keeps, decimals
+ * outside years 1..9999 (a TIMESTAMP column: outside its range) or with more
+ * fraction than the column keeps, timestamptz texts not in cdc's form, decimals
  * that do not fit decimal(p, s) or exceed 16 bytes.
  * Only the CPython C API, C11.
  */
@@ -31,13 +32,12 @@ enum {
     M_DATE = 6,     /* int days since 1970 */
     M_DATETIME = 7, /* long µs since 1970, p1 fractional digits kept */
     M_DECIMAL = 8,  /* bytes (two's complement), scale p1, into decimal(p2, p3) */
+    M_TSTZ = 9,     /* string (cdc's UTC text), p1 fractional digits kept; p2 1: a TIMESTAMP
+                       column (1970-01-01 00:00:01 to 2038-01-19 03:14:07.999999) */
 };
 
-#define MIN_DAYS (-719162) /* 0001-01-01 since 1970-01-01 */
-#define MAX_DAYS 2932896   /* 9999-12-31 */
-#define DAY_US INT64_C(86400000000)
-
-static const int64_t POW10[7] = {1, 10, 100, 1000, 10000, 100000, 1000000};
+#define TS_MIN_US INT64_C(1000000)
+#define TS_MAX_US INT64_C(2147483647999999)
 
 static int
 put(Buf *b, const char *s, Py_ssize_t n)
@@ -71,6 +71,26 @@ put_date(Buf *b, int64_t days)
     char t[16];
     int n = snprintf(t, sizeof t, "%04d-%02d-%02d", (int)y, (int)m, (int)d);
     return put(b, t, n);
+}
+
+/* 'YYYY-MM-DD HH:MM:SS[.ffffff]' of µs since 1970 (years 1..9999). */
+static int
+put_datetime(Buf *b, int64_t v)
+{
+    int64_t days = v >= 0 ? v / DAY_US : -((-v + DAY_US - 1) / DAY_US);
+    int64_t us = v - days * DAY_US;
+    int64_t secs = us / 1000000, frac = us % 1000000;
+    char t[40];
+    int k;
+    if (put(b, "'", 1) < 0 || put_date(b, days) < 0)
+        return NOMEM;
+    if (frac)
+        k = snprintf(t, sizeof t, " %02d:%02d:%02d.%06d'", (int)(secs / 3600),
+                     (int)(secs / 60 % 60), (int)(secs % 60), (int)frac);
+    else
+        k = snprintf(t, sizeof t, " %02d:%02d:%02d'", (int)(secs / 3600),
+                     (int)(secs / 60 % 60), (int)(secs % 60));
+    return put(b, t, k);
 }
 
 static int
@@ -208,25 +228,22 @@ column(const Instr *in, Cur *c, Buf *b)
         if (put(b, "'", 1) < 0 || put_date(b, v) < 0 || put(b, "'", 1) < 0)
             return NOMEM;
         return 0;
-    case M_DATETIME: {
+    case M_DATETIME:
         if (read_long(c, &v) < 0 || v < MIN_DAYS * DAY_US || v >= (MAX_DAYS + 1) * DAY_US)
             return REFUSE;
         if (in->p1 < 6 && v % POW10[6 - in->p1])
             return REFUSE;
-        int64_t days = v >= 0 ? v / DAY_US : -((-v + DAY_US - 1) / DAY_US);
-        int64_t us = v - days * DAY_US;
-        int64_t secs = us / 1000000, frac = us % 1000000;
-        char t[40];
-        int k;
-        if (put(b, "'", 1) < 0 || put_date(b, days) < 0)
-            return NOMEM;
-        if (frac)
-            k = snprintf(t, sizeof t, " %02d:%02d:%02d.%06d'", (int)(secs / 3600),
-                         (int)(secs / 60 % 60), (int)(secs % 60), (int)frac);
-        else
-            k = snprintf(t, sizeof t, " %02d:%02d:%02d'", (int)(secs / 3600),
-                         (int)(secs / 60 % 60), (int)(secs % 60));
-        return put(b, t, k);
+        return put_datetime(b, v);
+    case M_TSTZ: {
+        if (read_len(c, &n) < 0)
+            return REFUSE;
+        const unsigned char *s = c->buf + c->pos;
+        c->pos += n;
+        if (parse_tstz(s, n, &v) < 0 || (in->p1 < 6 && v % POW10[6 - in->p1]))
+            return REFUSE;
+        if (in->p2 && (v < TS_MIN_US || v > TS_MAX_US))
+            return REFUSE;
+        return put_datetime(b, v);
     }
     case M_DECIMAL: {
         if (read_len(c, &n) < 0)
@@ -242,11 +259,11 @@ column(const Instr *in, Cur *c, Buf *b)
 static int
 check_instr(const Instr *in)
 {
-    if (in->a < M_BOOL || in->a > M_DECIMAL || in->a == M_FLOAT) {
+    if (in->a < M_BOOL || in->a > M_TSTZ || in->a == M_FLOAT) {
         PyErr_SetString(PyExc_ValueError, "bad converter");
         return -1;
     }
-    if (in->a == M_DATETIME && (in->p1 < 0 || in->p1 > 6)) {
+    if ((in->a == M_DATETIME || in->a == M_TSTZ) && (in->p1 < 0 || in->p1 > 6)) {
         PyErr_SetString(PyExc_ValueError, "fraction out of range");
         return -1;
     }

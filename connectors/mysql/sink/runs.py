@@ -15,8 +15,9 @@ converters and writes each value; the walk runs in C (``_crun.c``, on the
 engine's ``runwalk.h``) when built, and :func:`encode_py` is the reference it is
 tested against byte for byte (``CDC_NATIVE=0`` runs it). Column types it does not
 convert (everything but booleans, integers, DOUBLE, character strings, DATE,
-DATETIME and DECIMAL of the same kind at the source; FLOAT too, whose general path
-writes a value's shortest single-precision decimal) make :func:`compile_encoder`
+DATETIME and TIMESTAMP (from timestamps with and without time zone) and DECIMAL of
+the same kind at the source; FLOAT too, whose general path writes a value's shortest
+single-precision decimal) make :func:`compile_encoder`
 return None: that table's records keep the general path.
 """
 
@@ -40,6 +41,7 @@ from cdc.sink.runprogram import (
     compile_program,
     primitive,
     text,
+    tstz_micros,
 )
 from cdc.sink.runprogram import encode_py as _encode_py
 from cdc.spi import ReplicaColumn, ReplicaTable
@@ -49,13 +51,15 @@ __all__ = ["MAX_BYTES", "compile_encoder", "encode_py", "native_loaded"]
 _crun = native.load("connectors.mysql.sink._crun")
 
 # Converters: the numbers of _crun.c (M_FLOAT is reserved, not compiled).
-M_BOOL, M_INT, M_FLOAT, M_DOUBLE, M_TEXT, M_DATE, M_DATETIME, M_DECIMAL = range(1, 9)
+M_BOOL, M_INT, M_FLOAT, M_DOUBLE, M_TEXT, M_DATE, M_DATETIME, M_DECIMAL, M_TSTZ = range(1, 10)
 
 MAX_BYTES: Final = 1_024_000  # the session's statement size (PyMySQL's executemany's)
 
 _MIN_DAYS: Final = -719162  # 0001-01-01
 _MAX_DAYS: Final = 2932896  # 9999-12-31
 _DAY_US: Final = 86_400_000_000
+_TS_MIN_US: Final = 1_000_000  # a TIMESTAMP column's range: 1970-01-01 00:00:01 UTC
+_TS_MAX_US: Final = 2_147_483_647_999_999  # to 2038-01-19 03:14:07.999999
 _INT_RANGES: Final = {
     "tinyint": 8, "smallint": 16, "mediumint": 24, "int": 32, "integer": 32, "bigint": 64,
 }  # fmt: skip
@@ -89,6 +93,9 @@ def _converter(col: Column, avro: Any, rc: ReplicaColumn) -> Converter:
         return M_DATE, 0, 0, 0, False
     if k is Kind.TIMESTAMP and dt == "datetime" and prim == "long":
         return M_DATETIME, 0 if rc.fraction is None else rc.fraction, 0, 0, False
+    if k is Kind.TIMESTAMPTZ and dt in ("datetime", "timestamp") and prim == "string":
+        fraction = 0 if rc.fraction is None else rc.fraction
+        return M_TSTZ, fraction, int(dt == "timestamp"), 0, False
     if (k is Kind.DECIMAL and dt == "decimal" and prim == "bytes" and isinstance(avro, dict)
             and avro.get("logicalType") == "decimal" and rc.precision is not None):
         scale = int(avro.get("scale", 0))
@@ -112,6 +119,13 @@ def _civil(days: int) -> tuple[int, int, int]:
 def _date(days: int) -> str:
     y, m, d = _civil(days)
     return f"{y:04d}-{m:02d}-{d:02d}"
+
+
+def _datetime(n: int) -> bytes:
+    days, us = divmod(n, _DAY_US)
+    secs, frac = divmod(us, 1_000_000)
+    clock = f"{secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}"
+    return (f"'{_date(days)} {clock}.{frac:06d}'" if frac else f"'{_date(days)} {clock}'").encode()
 
 
 def _double(v: float) -> bytes:
@@ -168,11 +182,13 @@ def _value(ins: Instr, c: Cursor) -> bytes:
         n = c.long()
         if not _MIN_DAYS * _DAY_US <= n < (_MAX_DAYS + 1) * _DAY_US or n % 10 ** (6 - p1):
             raise Refuse
-        days, us = divmod(n, _DAY_US)
-        secs, frac = divmod(us, 1_000_000)
-        clock = f"{secs // 3600:02d}:{secs // 60 % 60:02d}:{secs % 60:02d}"
-        return (f"'{_date(days)} {clock}.{frac:06d}'" if frac else f"'{_date(days)} {clock}'").encode()
+        return _datetime(n)
     s = c.sized()
+    if conv == M_TSTZ:
+        n = tstz_micros(s)
+        if n % 10 ** (6 - p1) or (p2 and not _TS_MIN_US <= n <= _TS_MAX_US):
+            raise Refuse
+        return _datetime(n)
     if conv == M_TEXT:
         chars = len(text(s))  # (refuses NUL and invalid UTF-8)
         if (p1 >= 0 and chars > p1) or (p2 >= 0 and len(s) > p2):

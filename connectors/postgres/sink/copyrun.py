@@ -32,6 +32,7 @@ from cdc.sink.runprogram import (
     compile_program,
     primitive,
     text,
+    tstz_micros,
 )
 from cdc.sink.runprogram import encode_py as _encode_py
 from cdc.spi import ReplicaTable
@@ -151,7 +152,7 @@ def _value(ins: Instr, c: Cursor) -> bytes | None:
     if conv == C_BYTEA:
         return s
     if conv == C_TSTZ:
-        us = _tstz(s)
+        us = tstz_micros(s)
         if us % 10 ** (6 - p1):
             raise Refuse
         return _I64.pack(us - _PG_EPOCH_DAYS * _DAY_US)
@@ -230,44 +231,6 @@ def encode_py(
 ) -> Encoded:
     """The reference of ``_ccopy.encode`` (same arguments, same result)."""
     return _encode_py(enc, values, start, stop, origin, header)
-
-
-def _days_from_civil(y: int, m: int, d: int) -> int:
-    y -= m <= 2
-    era = y // 400
-    yoe = y - era * 400
-    doy = (153 * (m - 3 if m > 2 else m + 9) + 2) // 5 + d - 1
-    return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
-
-
-def _tstz(s: bytes) -> int:
-    import calendar
-
-    if len(s) not in (20, 27) or s[-1:] != b"Z":
-        raise Refuse
-    t = s.decode("latin-1")
-    if t[4] != "-" or t[7] != "-" or t[10] != "T" or t[13] != ":" or t[16] != ":":
-        raise Refuse
-    parts = (t[0:4], t[5:7], t[8:10], t[11:13], t[14:16], t[17:19])
-    if not all(p.isascii() and p.isdigit() for p in parts):
-        raise Refuse
-    y, mo, d, h, mi, se = (int(p) for p in parts)
-    f = 0
-    if len(s) == 27:
-        frac = t[20:26]
-        if t[19] != "." or not (frac.isascii() and frac.isdigit()) or int(frac) == 0:
-            raise Refuse
-        f = int(frac)
-    if not (
-        y >= 1
-        and 1 <= mo <= 12
-        and 1 <= d <= calendar.monthrange(y, mo)[1]
-        and h <= 23
-        and mi <= 59
-        and se <= 59
-    ):
-        raise Refuse
-    return _days_from_civil(y, mo, d) * _DAY_US + ((h * 60 + mi) * 60 + se) * 1_000_000 + f
 
 
 def _numeric(raw: bytes, scale: int, tprec: int, tscale: int) -> bytes:

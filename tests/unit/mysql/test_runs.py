@@ -7,7 +7,7 @@ path must judge."""
 from __future__ import annotations
 
 import math
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -36,6 +36,10 @@ _FAMILIES: list[tuple[str, ColumnType, str, str, int | None, int | None, int | N
     ("d", ColumnType(Kind.DATE, "date"), "date", "date", None, None, None, None),
     ("ts", ColumnType(Kind.TIMESTAMP, "timestamp"), "datetime", "datetime(6)", None, None, None, 6),
     ("ts0", ColumnType(Kind.TIMESTAMP, "timestamp"), "datetime", "datetime", None, None, None, 0),
+    ("tz", ColumnType(Kind.TIMESTAMPTZ, "timestamptz"), "datetime", "datetime(6)", None, None,
+     None, 6),
+    ("tz3", ColumnType(Kind.TIMESTAMPTZ, "timestamptz"), "timestamp", "timestamp(3)", None, None,
+     None, 3),
     ("n", ColumnType(Kind.DECIMAL, "numeric(10,2)", precision=10, scale=2), "decimal",
      "decimal(10,2)", None, 10, 2, None),
     ("n5", ColumnType(Kind.DECIMAL, "numeric(12,4)", precision=12, scale=4), "decimal",
@@ -97,6 +101,8 @@ def _literal(v: Any) -> str:
     if isinstance(v, str):
         return "'" + v.replace("\\", "\\\\").replace("'", "''") + "'"
     if isinstance(v, datetime):
+        if v.tzinfo is not None:
+            v = v.astimezone(UTC).replace(tzinfo=None)
         frac = f".{v.microsecond:06d}" if v.microsecond else ""
         return f"'{v.year:04d}-{v.month:02d}-{v.day:02d} {v:%H:%M:%S}{frac}'"
     if isinstance(v, date):
@@ -114,10 +120,14 @@ def _must_refuse(row: dict[str, Any]) -> bool:
             continue
         if isinstance(v, float) and not math.isfinite(v):
             return True
-        if dt in ("date", "datetime") and not isinstance(v, date):
+        if dt in ("date", "datetime", "timestamp") and not isinstance(v, date):
             return True
-        if dt == "datetime" and f is not None and v.microsecond % 10 ** (6 - f):
+        if dt in ("datetime", "timestamp") and f is not None and v.microsecond % 10 ** (6 - f):
             return True
+        if dt == "timestamp":
+            naive = v.astimezone(UTC).replace(tzinfo=None)
+            if not datetime(1970, 1, 1, 0, 0, 1) <= naive <= datetime(2038, 1, 19, 3, 14, 7, 999999):
+                return True
         if isinstance(v, str) and ("\x00" in v or (dt == "varchar" and len(v) > (ln or 0))
                                    or (dt.endswith("text") and len(v.encode()) > (ln or 0))):
             return True
@@ -169,7 +179,8 @@ def test_native_and_reference_agree_and_literals_are_exact(row: dict[str, Any]) 
 _PLAIN = {"id": 1, "b": True, "i2": -32768, "i4": 2**31 - 1, "u4": 2**32 - 1, "i8": -(2**63),
           "t1": -128, "f8": -0.0, "t": "é\U0001f600 it's \\", "tt": "x" * 255,
           "vc": "abcde", "d": date(1, 1, 1), "ts": datetime(9999, 12, 31, 23, 59, 59, 999999),
-          "ts0": datetime(1969, 12, 31, 23, 59, 59), "n": Decimal("-99999999.99"),
+          "ts0": datetime(1969, 12, 31, 23, 59, 59), "tz": datetime(1, 1, 1, tzinfo=UTC),
+          "tz3": datetime(2038, 1, 19, 3, 14, 7, 999000, tzinfo=UTC), "n": Decimal("-99999999.99"),
           "n5": Decimal("12345.1000")}  # fmt: skip
 
 

@@ -150,7 +150,7 @@ def ts_from_micros(n: int) -> datetime | int | TemporalSentinel:
     return n  # outside Python's range: the canonical int
 
 
-def _civil_from_days(days: int) -> tuple[int, int, int]:
+def civil_from_days(days: int) -> tuple[int, int, int]:
     """Proleptic Gregorian (year, month, day) of a day number (0 = 1970-01-01).
 
     Astronomical years (0 is 1 BC), as ISO 8601 and Java print them: Python's
@@ -167,7 +167,7 @@ def _civil_from_days(days: int) -> tuple[int, int, int]:
     return yoe + era * 400 + (month <= 2), month, day
 
 
-def _days_from_civil(year: int, month: int, day: int) -> int:
+def days_from_civil(year: int, month: int, day: int) -> int:
     year -= month <= 2
     era = year // 400
     yoe = year - era * 400
@@ -178,7 +178,7 @@ def _days_from_civil(year: int, month: int, day: int) -> int:
 def _micros_to_iso(n: int) -> str:
     """ISO 8601 in UTC for any microsecond count, Java-style years outside 0..9999."""
     days, rem = divmod(n, 86_400_000_000)
-    y, m, d = _civil_from_days(days)
+    y, m, d = civil_from_days(days)
     secs, us = divmod(rem, 1_000_000)
     hh, secs = divmod(secs, 3600)
     mm, ss = divmod(secs, 60)
@@ -198,7 +198,7 @@ def _iso_to_micros(s: str) -> int | None:
         return None
     year, month, day, hh, mm, ss, frac, zone = m.groups()
     micros = (
-        _days_from_civil(int(year), int(month), int(day)) * 86_400_000_000
+        days_from_civil(int(year), int(month), int(day)) * 86_400_000_000
         + (int(hh) * 3600 + int(mm) * 60 + int(ss)) * 1_000_000
         + (int(frac[:6].ljust(6, "0")) if frac else 0)
     )

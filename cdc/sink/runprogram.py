@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from cdc.events import Column
+from cdc.serde.temporal import days_from_civil
 from cdc.spi import ReplicaColumn, ReplicaTable
 
 # Instruction kinds and skip-node kinds: the numbers of runwalk.h.
@@ -436,15 +437,6 @@ def text(s: bytes) -> str:
         return s.decode("utf-8")
     except UnicodeDecodeError:
         raise Refuse from None
-
-
-def days_from_civil(y: int, m: int, d: int) -> int:
-    """Days since 1970-01-01 of a proleptic Gregorian date."""
-    y -= m <= 2
-    era = y // 400
-    yoe = y - era * 400
-    doy = (153 * (m - 3 if m > 2 else m + 9) + 2) // 5 + d - 1
-    return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
 
 
 def tstz_micros(s: bytes) -> int:

@@ -30,10 +30,10 @@ from typing import Any, Final
 
 from cdc import native
 from cdc.events import Column, Kind
+from cdc.serde.temporal import civil_from_days
 from cdc.sink.runprogram import (
     Converter,
     Cursor,
-    Encoded,
     Instr,
     Refuse,
     RunProgram,
@@ -43,7 +43,7 @@ from cdc.sink.runprogram import (
     text,
     tstz_micros,
 )
-from cdc.sink.runprogram import encode_py as _encode_py
+from cdc.sink.runprogram import encode_py as encode_py
 from cdc.spi import ReplicaColumn, ReplicaTable
 
 __all__ = ["MAX_BYTES", "compile_encoder", "encode_py", "native_loaded"]
@@ -104,20 +104,8 @@ def _converter(col: Column, avro: Any, rc: ReplicaColumn) -> Converter:
     raise Unsupported(f"column {col.name} ({k.value} -> {dt})")
 
 
-def _civil(days: int) -> tuple[int, int, int]:
-    z = days + 719468
-    era = z // 146097
-    doe = z - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    d = doy - (153 * mp + 2) // 5 + 1
-    m = mp + 3 if mp < 10 else mp - 9
-    return yoe + era * 400 + (m <= 2), m, d
-
-
 def _date(days: int) -> str:
-    y, m, d = _civil(days)
+    y, m, d = civil_from_days(days)
     return f"{y:04d}-{m:02d}-{d:02d}"
 
 
@@ -218,7 +206,6 @@ class _Literals:
 
 
 _FORMAT: Final = _Literals(_crun)
-_PY_FORMAT: Final = _Literals(None)
 
 
 def compile_encoder(
@@ -234,21 +221,9 @@ def compile_encoder(
 ) -> RunProgram | None:
     """The SQL literal run encoder of :func:`cdc.sink.runprogram.compile_program`."""
     return compile_program(
-        _FORMAT if use_native else _PY_FORMAT, envelope, named, row_columns, columns, key,
+        _FORMAT, envelope, named, row_columns, columns, key,
         replica, use_native=use_native, updates=updates,
     )
-
-
-def encode_py(
-    enc: RunProgram,
-    values: Sequence[bytes | None],
-    start: int,
-    stop: int,
-    origin: str | None,
-    header: int,
-) -> Encoded:
-    """The reference of ``_crun.encode`` (same arguments, same result)."""
-    return _encode_py(enc, values, start, stop, origin, header)
 
 
 def native_loaded() -> bool:

@@ -24,7 +24,6 @@ from cdc.events import Column, Kind
 from cdc.sink.runprogram import (
     Converter,
     Cursor,
-    Encoded,
     Instr,
     Refuse,
     RunProgram,
@@ -34,7 +33,7 @@ from cdc.sink.runprogram import (
     text,
     tstz_micros,
 )
-from cdc.sink.runprogram import encode_py as _encode_py
+from cdc.sink.runprogram import encode_py as encode_py
 from cdc.spi import ReplicaTable
 
 _ccopy = native.load("connectors.postgres.sink._ccopy")
@@ -192,7 +191,6 @@ class _PgCopy:
 
 
 _FORMAT: Final = _PgCopy(_ccopy)
-_PY_FORMAT: Final = _PgCopy(None)
 
 
 def compile_encoder(
@@ -207,9 +205,8 @@ def compile_encoder(
     updates: bool = False,
 ) -> RunEncoder | None:
     """The binary COPY run encoder of :func:`cdc.sink.runprogram.compile_program`."""
-    fmt = _FORMAT if use_native else _PY_FORMAT
     return compile_program(
-        fmt,
+        _FORMAT,
         envelope,
         named,
         row_columns,
@@ -219,18 +216,6 @@ def compile_encoder(
         use_native=use_native,
         updates=updates,
     )
-
-
-def encode_py(
-    enc: RunEncoder,
-    values: Sequence[bytes | None],
-    start: int,
-    stop: int,
-    origin: str | None,
-    header: int,
-) -> Encoded:
-    """The reference of ``_ccopy.encode`` (same arguments, same result)."""
-    return _encode_py(enc, values, start, stop, origin, header)
 
 
 def _numeric(raw: bytes, scale: int, tprec: int, tscale: int) -> bytes:

@@ -377,7 +377,8 @@ _MYSQL_TYPES: Final = {
     "int32": ("int", "int(11)", None, None), "int64": ("bigint", "bigint(20)", None, None),
     "float64": ("double", "double", None, None), "string": ("text", "text", 65535, None),
     "date": ("date", "date", None, None), "timestamp": ("datetime", "datetime(6)", None, 6),
-    "timestamptz": ("timestamp", "timestamp(6)", None, 6),
+    "timestamptz": ("timestamp", "timestamp(6)", None, 6), "uuid": ("char", "char(36)", 36, None),
+    "bytes": ("varbinary", "varbinary(255)", 255, None),
     "decimal": ("decimal", "decimal", None, None),
 }  # fmt: skip
 

@@ -34,6 +34,8 @@ enum {
     M_DECIMAL = 8,  /* bytes (two's complement), scale p1, into decimal(p2, p3) */
     M_TSTZ = 9,     /* string (cdc's UTC text), p1 fractional digits kept; p2 1: a TIMESTAMP
                        column (1970-01-01 00:00:01 to 2038-01-19 03:14:07.999999) */
+    M_UUID = 10,    /* string: lowercase hyphenated, as text */
+    M_BYTES = 11,   /* bytes, at most p1 of them, as X'..' */
 };
 
 #define TS_MIN_US INT64_C(1000000)
@@ -245,6 +247,39 @@ column(const Instr *in, Cur *c, Buf *b)
             return REFUSE;
         return put_datetime(b, v);
     }
+    case M_UUID: {
+        if (read_len(c, &n) < 0 || n != 36)
+            return REFUSE;
+        const unsigned char *s = c->buf + c->pos;
+        c->pos += n;
+        for (int i = 0; i < 36; i++) {
+            int hyphen = i == 8 || i == 13 || i == 18 || i == 23;
+            if (hyphen ? s[i] != '-' : !((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+                return REFUSE; /* not the form the general path writes */
+        }
+        if (put(b, "'", 1) < 0 || put(b, (const char *)s, 36) < 0 || put(b, "'", 1) < 0)
+            return NOMEM;
+        return 0;
+    }
+    case M_BYTES: {
+        static const char hex[] = "0123456789ABCDEF";
+        if (read_len(c, &n) < 0 || n > in->p1)
+            return REFUSE;
+        const unsigned char *s = c->buf + c->pos;
+        c->pos += n;
+        if (reserve(b, 2 * n + 3) < 0)
+            return NOMEM;
+        unsigned char *o = b->data + b->len;
+        *o++ = 'X';
+        *o++ = '\'';
+        for (Py_ssize_t i = 0; i < n; i++) {
+            *o++ = (unsigned char)hex[s[i] >> 4];
+            *o++ = (unsigned char)hex[s[i] & 15];
+        }
+        *o++ = '\'';
+        b->len = o - b->data;
+        return 0;
+    }
     case M_DECIMAL: {
         if (read_len(c, &n) < 0)
             return REFUSE;
@@ -259,7 +294,7 @@ column(const Instr *in, Cur *c, Buf *b)
 static int
 check_instr(const Instr *in)
 {
-    if (in->a < M_BOOL || in->a > M_TSTZ || in->a == M_FLOAT) {
+    if (in->a < M_BOOL || in->a > M_BYTES || in->a == M_FLOAT) {
         PyErr_SetString(PyExc_ValueError, "bad converter");
         return -1;
     }

@@ -15,8 +15,9 @@ converters and writes each value; the walk runs in C (``_crun.c``, on the
 engine's ``runwalk.h``) when built, and :func:`encode_py` is the reference it is
 tested against byte for byte (``CDC_NATIVE=0`` runs it). Column types it does not
 convert (everything but booleans, integers, DOUBLE, character strings, DATE,
-DATETIME and TIMESTAMP (from timestamps with and without time zone) and DECIMAL of
-the same kind at the source; FLOAT too, whose general path writes a value's shortest
+DATETIME and TIMESTAMP (from timestamps with and without time zone), DECIMAL, uuids
+into text and MariaDB's ``uuid``, and bytes into the binary types, of the same kind at
+the source; FLOAT too, whose general path writes a value's shortest
 single-precision decimal) make :func:`compile_encoder`
 return None: that table's records keep the general path.
 """
@@ -24,6 +25,7 @@ return None: that table's records keep the general path.
 from __future__ import annotations
 
 import math
+import re
 import struct
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
@@ -51,7 +53,8 @@ __all__ = ["MAX_BYTES", "compile_encoder", "encode_py", "native_loaded"]
 _crun = native.load("connectors.mysql.sink._crun")
 
 # Converters: the numbers of _crun.c (M_FLOAT is reserved, not compiled).
-M_BOOL, M_INT, M_FLOAT, M_DOUBLE, M_TEXT, M_DATE, M_DATETIME, M_DECIMAL, M_TSTZ = range(1, 10)
+(M_BOOL, M_INT, M_FLOAT, M_DOUBLE, M_TEXT, M_DATE, M_DATETIME, M_DECIMAL, M_TSTZ, M_UUID,
+ M_BYTES) = range(1, 12)  # fmt: skip
 
 MAX_BYTES: Final = 1_024_000  # the session's statement size (PyMySQL's executemany's)
 
@@ -65,6 +68,8 @@ _INT_RANGES: Final = {
 }  # fmt: skip
 _CHARS: Final = ("varchar", "char")
 _TEXTS: Final = ("tinytext", "text", "mediumtext", "longtext")
+_BINARIES: Final = ("binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob")
+_UUID_FORM: Final = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 _I64_MAX: Final = 2**63 - 1
 
 
@@ -89,6 +94,11 @@ def _converter(col: Column, avro: Any, rc: ReplicaColumn) -> Converter:
             return M_TEXT, rc.length, -1, 0, False
         if dt in _TEXTS:
             return M_TEXT, -1, rc.length, 0, False
+    if k is Kind.UUID and prim == "string" and (
+            dt == "uuid" or (dt in _CHARS and rc.length is not None and rc.length >= 36)):
+        return M_UUID, 0, 0, 0, False
+    if k is Kind.BYTES and prim == "bytes" and dt in _BINARIES and rc.length is not None:
+        return M_BYTES, rc.length, 0, 0, False
     if k is Kind.DATE and dt == "date" and prim == "int":
         return M_DATE, 0, 0, 0, False
     if k is Kind.TIMESTAMP and dt == "datetime" and prim == "long":
@@ -184,6 +194,14 @@ def _value(ins: Instr, c: Cursor) -> bytes:
         return b"'" + s.replace(b"\\", b"\\\\").replace(b"'", b"''") + b"'"
     if conv == M_DECIMAL:
         return _decimal(s, p1, p2, p3)
+    if conv == M_UUID:
+        if not _UUID_FORM.match(s):
+            raise Refuse  # (not the form the general path writes)
+        return b"'" + s + b"'"
+    if conv == M_BYTES:
+        if len(s) > p1:
+            raise Refuse
+        return b"X'" + s.hex().upper().encode() + b"'"
     raise Refuse
 
 

@@ -7,6 +7,7 @@ path must judge."""
 from __future__ import annotations
 
 import math
+import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -40,6 +41,10 @@ _FAMILIES: list[tuple[str, ColumnType, str, str, int | None, int | None, int | N
      None, 6),
     ("tz3", ColumnType(Kind.TIMESTAMPTZ, "timestamptz"), "timestamp", "timestamp(3)", None, None,
      None, 3),
+    ("uu", ColumnType(Kind.UUID, "uuid"), "char", "char(36)", 36, None, None, None),
+    ("mu", ColumnType(Kind.UUID, "uuid"), "uuid", "uuid", None, None, None, None),
+    ("by", ColumnType(Kind.BYTES, "bytea"), "varbinary", "varbinary(8)", 8, None, None, None),
+    ("bl", ColumnType(Kind.BYTES, "bytea"), "blob", "blob", 65535, None, None, None),
     ("n", ColumnType(Kind.DECIMAL, "numeric(10,2)", precision=10, scale=2), "decimal",
      "decimal(10,2)", None, 10, 2, None),
     ("n5", ColumnType(Kind.DECIMAL, "numeric(12,4)", precision=12, scale=4), "decimal",
@@ -98,6 +103,10 @@ def _literal(v: Any) -> str:
     if isinstance(v, float):
         r = repr(v)
         return r if "e" in r else r + "e0"
+    if isinstance(v, uuid.UUID):
+        return f"'{v}'"
+    if isinstance(v, bytes):
+        return "X'" + v.hex().upper() + "'"
     if isinstance(v, str):
         return "'" + v.replace("\\", "\\\\").replace("'", "''") + "'"
     if isinstance(v, datetime):
@@ -128,6 +137,8 @@ def _must_refuse(row: dict[str, Any]) -> bool:
             naive = v.astimezone(UTC).replace(tzinfo=None)
             if not datetime(1970, 1, 1, 0, 0, 1) <= naive <= datetime(2038, 1, 19, 3, 14, 7, 999999):
                 return True
+        if isinstance(v, bytes) and len(v) > (ln or 0):
+            return True
         if isinstance(v, str) and ("\x00" in v or (dt == "varchar" and len(v) > (ln or 0))
                                    or (dt.endswith("text") and len(v.encode()) > (ln or 0))):
             return True
@@ -180,7 +191,9 @@ _PLAIN = {"id": 1, "b": True, "i2": -32768, "i4": 2**31 - 1, "u4": 2**32 - 1, "i
           "t1": -128, "f8": -0.0, "t": "é\U0001f600 it's \\", "tt": "x" * 255,
           "vc": "abcde", "d": date(1, 1, 1), "ts": datetime(9999, 12, 31, 23, 59, 59, 999999),
           "ts0": datetime(1969, 12, 31, 23, 59, 59), "tz": datetime(1, 1, 1, tzinfo=UTC),
-          "tz3": datetime(2038, 1, 19, 3, 14, 7, 999000, tzinfo=UTC), "n": Decimal("-99999999.99"),
+          "tz3": datetime(2038, 1, 19, 3, 14, 7, 999000, tzinfo=UTC),
+          "uu": uuid.UUID(int=2**128 - 1), "mu": uuid.UUID(int=0), "by": b"\x00'\\\xff" * 2,
+          "bl": b"", "n": Decimal("-99999999.99"),
           "n5": Decimal("12345.1000")}  # fmt: skip
 
 

@@ -97,7 +97,8 @@ TESTS=${SANITIZE_TESTS:-"tests/unit/serde/test_native_decode.py tests/unit/serde
   tests/unit/postgres/test_position_text.py tests/unit/postgres/test_snapshot_text_rows.py
   tests/unit/mysql/test_crowimage.py tests/unit/mysql/test_rowimage.py
   tests/unit/sink/test_fast_values.py tests/unit/sink/test_native_records.py
-  tests/unit/postgres/test_copyrun.py tests/unit/mysql/test_runs.py tests/fuzz"}
+  tests/unit/postgres/test_copyrun.py tests/unit/mysql/test_runs.py
+  tests/unit/mysql/test_position_text.py tests/fuzz"}
 echo "[sanitize] pytest $(echo $TESTS | wc -w) files under ASan+UBSan, $SANITIZE_JOBS at a time"
 if [ "$SANITIZE_JOBS" -gt 1 ]; then
   # One pytest run per line, taken by the next free worker, the longest first.

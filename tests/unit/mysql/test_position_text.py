@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from cdc.errors import PositionError
 from cdc.positions import position_json
+from connectors.mysql import position as position_module
 from connectors.mysql.position import CODEC, BinlogFile, GtidSet, MariaGtid, MySqlPosition
 
 names = st.text(min_size=0, max_size=12).map(lambda s: s + ".") | st.sampled_from(
@@ -87,3 +89,38 @@ def test_sort_keys_of_a_transactions_texts_agree(p: MySqlPosition, others: list[
         if key is not None:
             assert key == generic.sort_key()
         CODEC.text_sort_key(text)  # the original is the last matched again
+
+
+# The C reader (_cposition.c) against the Python one it stands in for.
+_C_KEY = position_module._C_KEY
+_edits = st.tuples(st.integers(0, 400), st.sampled_from(
+    ['"', "\\", "0", "9", ".", ",", "}", "x", "é", "", "18446744073709551616", "null", "true"]))
+
+
+@pytest.mark.skipif(_C_KEY is None, reason="the C extension is not built")
+@given(positions, st.lists(_edits, max_size=3), st.integers(0, 10**20))
+def test_the_c_reader_agrees_with_the_python_reader(
+    p: MySqlPosition, edits: list[tuple[int, str]], big: int
+) -> None:
+    text = position_json(p.to_dict())
+    assert _C_KEY is not None
+    texts = [text, text.replace(f'"pos":{p.pos},', f'"pos":{big},'),
+             text.replace(f'"index":{p.index},', f'"index":{big},'), text + " ", text[:-1]]
+    for at, piece in edits:  # hostile variants: a piece put in, or a character taken out
+        at %= len(text) + 1
+        texts.append(text[:at] + piece + text[at + (piece == ""):])
+    for t in texts:
+        c = _C_KEY(t)
+        py = position_module._py_fast_key(t)
+        assert c is None or c == py, (t, c, py)
+    py = position_module._py_fast_key(text)
+    if py is not None and text.isascii() and max(py[0], p.pos, p.index) < 10**18:
+        assert _C_KEY(text) == py  # (the plain form is the C reader's too)
+
+
+@pytest.mark.skipif(_C_KEY is None, reason="the C extension is not built")
+@given(st.text(max_size=300))
+def test_the_c_reader_takes_only_what_the_python_reader_takes(text: str) -> None:
+    assert _C_KEY is not None
+    c = _C_KEY(text)
+    assert c is None or c == position_module._py_fast_key(text)

@@ -19,7 +19,6 @@
 #include "cdc/sink/runwalk.h"
 
 #include <math.h>
-#include <stdio.h>
 
 /* column converters (runs.py mirrors these numbers) */
 enum {
@@ -51,6 +50,34 @@ put(Buf *b, const char *s, Py_ssize_t n)
     return 0;
 }
 
+/* Decimal digits of v (at most 20 and a sign) at o; their count. */
+static int
+fmt_int(char *o, int64_t v)
+{
+    char t[24];
+    int k = 0, n = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        t[k++] = (char)('0' + (int)(u % 10));
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        o[n++] = '-';
+    while (k)
+        o[n++] = t[--k];
+    return n;
+}
+
+/* v (0 <= v < 10^width) zero-padded to width digits at o. */
+static void
+fmt_pad(char *o, int64_t v, int width)
+{
+    for (int i = width - 1; i >= 0; i--) {
+        o[i] = (char)('0' + (int)(v % 10));
+        v /= 10;
+    }
+}
+
 static void
 civil_from_days(int64_t z, int64_t *y, int64_t *m, int64_t *d)
 {
@@ -65,14 +92,17 @@ civil_from_days(int64_t z, int64_t *y, int64_t *m, int64_t *d)
     *y = yoe + era * 400 + (*m <= 2);
 }
 
-static int
-put_date(Buf *b, int64_t days)
+/* YYYY-MM-DD of days since 1970 (years 1..9999) at o: 10 characters. */
+static void
+fmt_date(char *o, int64_t days)
 {
     int64_t y, m, d;
     civil_from_days(days, &y, &m, &d);
-    char t[16];
-    int n = snprintf(t, sizeof t, "%04d-%02d-%02d", (int)y, (int)m, (int)d);
-    return put(b, t, n);
+    fmt_pad(o, y, 4);
+    o[4] = '-';
+    fmt_pad(o + 5, m, 2);
+    o[7] = '-';
+    fmt_pad(o + 8, d, 2);
 }
 
 /* 'YYYY-MM-DD HH:MM:SS[.ffffff]' of µs since 1970 (years 1..9999). */
@@ -82,16 +112,22 @@ put_datetime(Buf *b, int64_t v)
     int64_t days = v >= 0 ? v / DAY_US : -((-v + DAY_US - 1) / DAY_US);
     int64_t us = v - days * DAY_US;
     int64_t secs = us / 1000000, frac = us % 1000000;
-    char t[40];
-    int k;
-    if (put(b, "'", 1) < 0 || put_date(b, days) < 0)
-        return NOMEM;
-    if (frac)
-        k = snprintf(t, sizeof t, " %02d:%02d:%02d.%06d'", (int)(secs / 3600),
-                     (int)(secs / 60 % 60), (int)(secs % 60), (int)frac);
-    else
-        k = snprintf(t, sizeof t, " %02d:%02d:%02d'", (int)(secs / 3600),
-                     (int)(secs / 60 % 60), (int)(secs % 60));
+    char t[32];
+    t[0] = '\'';
+    fmt_date(t + 1, days);
+    t[11] = ' ';
+    fmt_pad(t + 12, secs / 3600, 2);
+    t[14] = ':';
+    fmt_pad(t + 15, secs / 60 % 60, 2);
+    t[17] = ':';
+    fmt_pad(t + 18, secs % 60, 2);
+    int k = 20;
+    if (frac) {
+        t[k++] = '.';
+        fmt_pad(t + k, frac, 6);
+        k += 6;
+    }
+    t[k++] = '\'';
     return put(b, t, k);
 }
 
@@ -183,8 +219,7 @@ column(const Instr *in, Cur *c, Buf *b)
         if (v < in->p1 || v > in->p2)
             return REFUSE;
         char t[24];
-        int k = snprintf(t, sizeof t, "%lld", (long long)v);
-        return put(b, t, k);
+        return put(b, t, fmt_int(t, v));
     }
     case M_DOUBLE: {
         if (c->len - c->pos < 8)
@@ -227,9 +262,11 @@ column(const Instr *in, Cur *c, Buf *b)
     case M_DATE:
         if (read_long(c, &v) < 0 || v < MIN_DAYS || v > MAX_DAYS)
             return REFUSE;
-        if (put(b, "'", 1) < 0 || put_date(b, v) < 0 || put(b, "'", 1) < 0)
-            return NOMEM;
-        return 0;
+        char t[12];
+        t[0] = '\'';
+        fmt_date(t + 1, v);
+        t[11] = '\'';
+        return put(b, t, 12);
     case M_DATETIME:
         if (read_long(c, &v) < 0 || v < MIN_DAYS * DAY_US || v >= (MAX_DAYS + 1) * DAY_US)
             return REFUSE;

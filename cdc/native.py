@@ -127,12 +127,12 @@ def _load_alone(name: str, roots: dict[str, Path]) -> ModuleType:
     """Native module ``name``, loaded from its shared object without importing its parent
     packages (ImportError if it is not built or does not load).
 
-    Importing ``connectors.mysql.sink._cliteral`` the usual way first imports
-    ``connectors.mysql.sink``, its dialect, PyMySQL and ``cryptography``: a PostgreSQL
-    sink that only checks the module would carry all that (about 12 MB resident,
-    docs/BENCHMARKS.md). Loading the file alone runs the same dynamic load and module
-    initialisation, which is what can fail. The result is not put in ``sys.modules``;
-    an already imported module is returned as is.
+    Importing a connector's module the usual way first imports the packages around it
+    (its sink or source, the database driver and the driver's dependencies): a process
+    of another connector that only checks the module would carry all that (about 12 MB
+    resident, docs/BENCHMARKS.md). Loading the file alone runs the same dynamic load
+    and module initialisation, which is what can fail. The result is not put in
+    ``sys.modules``; an already imported module is returned as is.
     """
     if (mod := sys.modules.get(name)) is not None:
         return mod

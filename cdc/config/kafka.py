@@ -219,8 +219,8 @@ class KafkaConsumerConfig(ConfigModel):
         "whole. 256 kB (librdkafka's default is 1 MB): the prefetch bound "
         "(`queued.min.messages`) is only checked between fetches, so a sink that is behind "
         "held up to a whole fetch of every partition beyond it, decompressed; 256 kB took "
-        "about 24 MB off a MariaDB sink's peak RSS in a 1M-change catch-up at the same "
-        "speed (docs/BENCHMARKS.md).",
+        "about 24 MB off the peak RSS of a sink that was behind in a 1M-change catch-up, "
+        "at the same speed (docs/BENCHMARKS.md).",
         examples=[262_144],
     )
     queued_max_kbytes: int = Field(

@@ -123,15 +123,46 @@ def expected_modules() -> list[str]:
     return sorted(names)
 
 
+def _load_alone(name: str, roots: dict[str, Path]) -> ModuleType:
+    """Native module ``name``, loaded from its shared object without importing its parent
+    packages (ImportError if it is not built or does not load).
+
+    Importing a connector's module the usual way first imports the packages around it
+    (its sink or source, the database driver and the driver's dependencies): a process
+    of another connector that only checks the module would carry all that (about 12 MB
+    resident, docs/BENCHMARKS.md). Loading the file alone runs the same dynamic load
+    and module initialisation, which is what can fail. The result is not put in
+    ``sys.modules``; an already imported module is returned as is.
+    """
+    if (mod := sys.modules.get(name)) is not None:
+        return mod
+    top, *rest = name.split(".")
+    if top in roots and rest:
+        folder = roots[top].joinpath(*rest[:-1])
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            path = folder / f"{rest[-1]}{suffix}"
+            if path.is_file():
+                loader = importlib.machinery.ExtensionFileLoader(name, str(path))
+                spec = importlib.util.spec_from_file_location(name, path, loader=loader)
+                if spec is None:
+                    break
+                module = importlib.util.module_from_spec(spec)
+                loader.exec_module(module)
+                return module
+    raise ImportError(f"no built extension for {name} (rebuild with `make native`)")
+
+
 def report() -> list[ModuleStatus]:
-    """Every native module and whether it loads here (imports them; cheap, and once)."""
+    """Every native module and whether it loads here (loads each one's shared object,
+    without importing the packages around it; cheap)."""
     out = []
+    roots = dict(_package_dirs())
     for name in expected_modules():
         if not enabled():
             out.append(ModuleStatus(name, False, "disabled by CDC_NATIVE=0"))
             continue
         try:
-            mod = importlib.import_module(name)
+            mod = _load_alone(name, roots)
         except ImportError as e:
             out.append(ModuleStatus(name, False, str(e)))
         else:

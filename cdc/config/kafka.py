@@ -210,6 +210,19 @@ class KafkaConsumerConfig(ConfigModel):
         description="Maximum bytes per fetch (librdkafka caps it at `queued_max_kbytes`).",
         examples=[52_428_800],
     )
+    max_partition_fetch_bytes: int = Field(
+        default=262_144,
+        ge=1_024,
+        le=1_000_000_000,
+        description="librdkafka `max.partition.fetch.bytes`: the most (compressed) record "
+        "bytes one fetch takes from each partition; a larger first record batch still comes "
+        "whole. 256 kB (librdkafka's default is 1 MB): the prefetch bound "
+        "(`queued.min.messages`) is only checked between fetches, so a sink that is behind "
+        "held up to a whole fetch of every partition beyond it, decompressed; 256 kB took "
+        "about 24 MB off the peak RSS of a sink that was behind in a 1M-change catch-up, "
+        "at the same speed (docs/BENCHMARKS.md).",
+        examples=[262_144],
+    )
     queued_max_kbytes: int = Field(
         default=65_536,
         ge=1_024,
@@ -218,7 +231,8 @@ class KafkaConsumerConfig(ConfigModel):
         "consumer fetches ahead of what the sink has taken (all partitions together). 64 MB, "
         "librdkafka's default. For ordinary rows the record count binds first: the sink "
         "sets librdkafka's `queued.min.messages` to two batches (2 x `batch.max_rows`; "
-        "`kafka.client` overrides it), see docs/BENCHMARKS.md. Lower this to bound a sink "
+        "`kafka.client` overrides it), and a fetch can bring up to `max_partition_fetch_bytes` "
+        "per partition beyond it, see docs/BENCHMARKS.md. Lower this to bound a sink "
         "that is far behind on large rows.",
         examples=[16_384],
     )
@@ -278,6 +292,8 @@ _RESERVED_CLIENT_KEYS = {
     "compression.codec": "use kafka.producer.compression",
     "queue.buffering.max.kbytes": "use kafka.producer.buffer_max_kbytes",
     "queued.max.messages.kbytes": "use kafka.consumer.queued_max_kbytes",
+    "max.partition.fetch.bytes": "use kafka.consumer.max_partition_fetch_bytes",
+    "fetch.message.max.bytes": "use kafka.consumer.max_partition_fetch_bytes",
 }
 
 
@@ -404,6 +420,7 @@ class KafkaConfig(ConfigModel):
                 "session.timeout.ms": self.consumer.session_timeout_ms,
                 "max.poll.interval.ms": self.consumer.max_poll_interval_ms,
                 "fetch.max.bytes": self.consumer.fetch_max_bytes,
+                "max.partition.fetch.bytes": self.consumer.max_partition_fetch_bytes,
                 "queued.max.messages.kbytes": self.consumer.queued_max_kbytes,
                 # Pattern subscriptions see topics created later (a new table) this soon.
                 "topic.metadata.refresh.interval.ms": 5000,

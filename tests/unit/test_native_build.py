@@ -9,6 +9,7 @@ succeed, unless ``CDC_REQUIRE_NATIVE=1`` (CI) demands the extensions.
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
@@ -119,3 +120,23 @@ def test_require_fails_make_native_when_a_module_does_not_load(tmp_path: Path) -
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "code path: python" in done.stdout
+
+
+def test_report_loads_modules_without_their_packages() -> None:
+    # a PostgreSQL process checking the MySQL connector's modules must not import that
+    # connector (PyMySQL, cryptography: about 12 MB resident); a fresh interpreter, as
+    # the test session has imported everything already
+    code = (
+        "import sys; from cdc import native; s = native.report(); "
+        "print(all(x.loaded for x in s) == native.enabled(), "
+        "[m for m in ('pymysql', 'psycopg', 'connectors.mysql.sink', "
+        "'connectors.mysql.source', 'connectors.postgres.sink') if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "[]"], done.stdout
+    # a module loaded alone still imports normally afterwards
+    for name in native.expected_modules():
+        if native.enabled():
+            assert importlib.import_module(name).__name__ == name

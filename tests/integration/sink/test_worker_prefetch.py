@@ -94,7 +94,7 @@ def test_worker_prefetches_two_batches_not_the_backlog(
     # Refetching at once below the bound: librdkafka's 1 s default pause starved the sink.
     assert conf["fetch.queue.backoff.ms"] == FETCH_QUEUE_BACKOFF_MS <= 100
     queued = _queued_records(conf, topic)
-    # One fetch may overshoot the bound by up to max.partition.fetch.bytes (1 MB).
+    # One fetch may overshoot the bound by up to max.partition.fetch.bytes (256 kB).
     assert queued < RECORDS // 2, f"the consumer prefetched {queued} of {RECORDS} records"
 
 

@@ -93,11 +93,14 @@ def test_client_buffers_are_bounded_and_settable() -> None:
     kafka = KafkaConfig.model_validate({"bootstrap_servers": "a:1"})
     assert kafka.producer_config()["queue.buffering.max.kbytes"] == 65_536
     assert kafka.consumer_config("g")["queued.max.messages.kbytes"] == 65_536
+    # a fetch takes at most 256 kB per partition (librdkafka's 1 MB overshot the prefetch)
+    assert kafka.consumer_config("g")["max.partition.fetch.bytes"] == 262_144
     tuned = KafkaConfig.model_validate({
         "bootstrap_servers": "a:1", "producer": {"buffer_max_kbytes": 32_768},
-        "consumer": {"queued_max_kbytes": 16_384}})
+        "consumer": {"queued_max_kbytes": 16_384, "max_partition_fetch_bytes": 1_048_576}})
     assert tuned.producer_config()["queue.buffering.max.kbytes"] == 32_768
     assert tuned.consumer_config("g")["queued.max.messages.kbytes"] == 16_384
+    assert tuned.consumer_config("g")["max.partition.fetch.bytes"] == 1_048_576
     with pytest.raises(ValidationError):
         KafkaConfig.model_validate({"bootstrap_servers": "a:1",
                                     "producer": {"buffer_max_kbytes": 8_192}})
@@ -105,7 +108,8 @@ def test_client_buffers_are_bounded_and_settable() -> None:
 
 @pytest.mark.parametrize(
     "key", ["enable.idempotence", "acks", "enable.auto.commit", "sasl.password",
-            "queue.buffering.max.kbytes", "queued.max.messages.kbytes"]
+            "queue.buffering.max.kbytes", "queued.max.messages.kbytes",
+            "max.partition.fetch.bytes", "fetch.message.max.bytes"]
 )
 def test_reserved_client_settings_are_refused(key: str) -> None:
     with pytest.raises(ValidationError):

@@ -20,9 +20,6 @@ from dataclasses import dataclass
 from threading import Lock
 from typing import Any, Final
 
-from fastavro import parse_schema
-from fastavro.schema import SchemaParseException, UnknownType
-
 from cdc.errors import SchemaError, SerializationError
 from cdc.events import (
     Column,
@@ -106,6 +103,11 @@ class WriterSchema:
             obj = json.loads(text)
         except ValueError as e:
             raise SchemaError(f"writer schema is not JSON: {e}") from e
+        # Imported here: a process that never reads a writer schema (a source) does
+        # not carry fastavro (about 3 MB resident).
+        from fastavro import parse_schema
+        from fastavro.schema import SchemaParseException, UnknownType
+
         try:
             # fastavro validates the schema; defaults matter only for schema
             # resolution, which decoding with the writer schema never does.

@@ -167,3 +167,18 @@ def test_named_types_are_defined_once() -> None:
     assert out["fields"][1]["type"] == ["null", "x.V"]
     assert out["fields"][2]["type"]["items"] == "x.V"
     parse_schema(out)
+
+
+def test_a_process_that_reads_no_writer_schema_does_not_import_fastavro() -> None:
+    # A source only encodes: fastavro (schema validation of what a sink reads) stays out
+    # of it, about 1.5 MB resident. A fresh interpreter: the test session has it loaded.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, cdc.cli, cdc.runtime.source_runner, connectors.postgres.source.connector;"
+            " print('fastavro' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[3],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False"]

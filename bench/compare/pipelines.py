@@ -400,6 +400,12 @@ class DebeziumMaria(Debezium):
     Apicurio's converter; the same settings as for PostgreSQL."""
 
     plugins = ("debezium-mariadb",)
+    # Only the benchmark table's DDL in the schema history: another table of the source
+    # database with types its DDL parser does not know (a test's `uuid`/`inet6` columns)
+    # stopped the connector at start, before its first record.
+    EXTRA: ClassVar[dict[str, str]] = {
+        **Debezium.EXTRA, "schema.history.internal.store.only.captured.tables.ddl": "true",
+    }
 
     def _connect_src(self) -> Any:
         return MyConn(self.eps.mysql_source_url)

@@ -311,17 +311,34 @@ def test_dashboard_page_shows_a_live_pipeline(
         assert {g["name"] for g in groups} == {"cdc-sink", "cdc-source", "cdc-workers"}
         assert all(r["health"] == "ok" for g in groups for r in g["rules"]), groups
 
+        wanted = ("Source events/s", "Source checkpoint age", "Retained WAL",
+                  "Sink rows applied/s", "Sink consumer lag (records)",
+                  "Sink consumer lag (seconds)", "End-to-end latency",
+                  "Batch apply latency", "Dead letters and skipped records", "Sink errors",
+                  "Workers ready", "Workers up", "Native modules")
         with static_server(DEPLOY) as site:
             url = f"{site}/dashboard.html?prometheus={quote(prometheus.url)}&minutes=5"
-            dom = chromium(tools["chromium"], tmp_path / "profile-dom", url, "--dump-dom")
+            page = Panels()
+            dumps = 0
+
+            def rendered() -> bool:
+                # A panel fills once Prometheus has scraped its series; the page is
+                # loaded again until every wanted panel has points (or the deadline).
+                nonlocal page, dumps
+                dumps += 1
+                dom = chromium(tools["chromium"], tmp_path / f"profile-dom-{dumps}", url, "--dump-dom")
+                page = Panels()
+                page.feed(dom.stdout)
+                assert page.body.get("data-state") == "done", dom.stdout[-3000:] + dom.stderr[-2000:]
+                return all(page.panels.get(t, {}).get("data-state") == "ok"
+                           and int(page.panels[t].get("data-points", "0")) > 0 for t in wanted)
+            wait_for("every wanted dashboard panel to show data", rendered, 90,
+                     lambda: repr(page.panels))
             ARTEFACTS.mkdir(parents=True, exist_ok=True)
             shot = ARTEFACTS / "observability-dashboard.png"
             shot.unlink(missing_ok=True)
             chromium(tools["chromium"], tmp_path / "profile-shot", url,
                      f"--screenshot={shot}", "--window-size=1400,1900", "--hide-scrollbars")
-        page = Panels()
-        page.feed(dom.stdout)
-        assert page.body.get("data-state") == "done", dom.stdout[-3000:] + dom.stderr[-2000:]
         dash = json.loads((DEPLOY / "grafana-dashboard.json").read_text())
         titles = [p["title"] for p in dash["panels"] if p["type"] != "row"]
         assert sorted(page.panels) == sorted(titles)
@@ -331,12 +348,8 @@ def test_dashboard_page_shows_a_live_pipeline(
                      and int(p.get("data-points", "0")) > 0}
         groups_with_data = {page.panels[t]["data-group"] for t in with_data}
         assert {"Sources", "Sinks", "Workers"} <= groups_with_data
-        for wanted in ("Source events/s", "Source checkpoint age", "Retained WAL",
-                       "Sink rows applied/s", "Sink consumer lag (records)",
-                       "Sink consumer lag (seconds)", "End-to-end latency",
-                       "Batch apply latency", "Dead letters and skipped records", "Sink errors",
-                       "Workers ready", "Workers up", "Native modules"):
-            assert wanted in with_data, (wanted, page.panels.get(wanted))
+        for title in wanted:
+            assert title in with_data, (title, page.panels.get(title))
         assert shot.exists() and shot.stat().st_size > 10_000
         assert proc.poll() is None, workers.logs()
     finally:

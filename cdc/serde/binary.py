@@ -12,7 +12,10 @@ the value, a record is its fields back to back.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from typing import Final
+
+from cdc import native
 
 # One-byte varints (0..127 after zig-zag) are the overwhelmingly common case:
 # lengths of short strings, small ints, union branch indexes.
@@ -33,28 +36,28 @@ pack_float: Final = struct.Struct("<f").pack
 pack_double: Final = struct.Struct("<d").pack
 
 
-# Two-byte varints (128..16383) by table too; longer ones are built from
-# 14-bit groups, each two bytes with the continuation bit set.
-_TWO: Final[tuple[bytes, ...]] = tuple(bytes(((i & 0x7F) | 0x80, i >> 7)) for i in range(0x4000))
-_GROUP: Final[tuple[bytes, ...]] = tuple(
-    bytes(((i & 0x7F) | 0x80, (i >> 7) | 0x80)) for i in range(0x4000)
-)
+def py_zigzag(n: int) -> bytes:
+    """Encode an int or long (any value in the signed 64-bit range): the reference.
 
-
-def zigzag(n: int) -> bytes:
-    """Encode an int or long (any value in the signed 64-bit range)."""
+    :data:`zigzag` is ``_cencode.zigzag`` where it is built, which writes the same
+    bytes (tests/unit/serde/test_binary.py) without the per-size tables this module
+    once held (1.5 MB of every worker's memory).
+    """
     z = (n << 1) ^ (n >> 63)
     if z < 0x80:
         return _SMALL[z]
-    if z < 0x4000:
-        return _TWO[z]
     if z >> 64:
         raise OverflowError(f"{n} is outside Avro's long range")
-    head = b""
-    while z >= 0x4000:
-        head += _GROUP[z & 0x3FFF]
-        z >>= 14
-    return head + (_SMALL[z] if z < 0x80 else _TWO[z])
+    out = bytearray()
+    while z >= 0x80:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+_C = native.load("cdc.serde._cencode")
+zigzag: Final[Callable[[int], bytes]] = _C.zigzag if _C is not None else py_zigzag
 
 
 def string(s: str) -> bytes:

@@ -15,6 +15,9 @@ from cdc.spi import (
     TableName,
 )
 from connectors.mysql.config import MySqlSinkConfig, MySqlSourceConfig
+from connectors.mysql.driver import import_pymysql
+
+import_pymysql()  # before any module of the package imports PyMySQL (memory)
 
 
 class MySqlConnector:

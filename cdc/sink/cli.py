@@ -11,7 +11,6 @@ replicas make that lossless).
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import signal
 import sys
 import threading
@@ -211,6 +210,8 @@ def _child(config_path: str, name: str, metrics_port: int | None) -> None:
 
 
 def _supervise(config_path: Path, jobs: list[str], base_port: int) -> int:
+    import multiprocessing  # only a supervising sink has children (memory)
+
     ctx = multiprocessing.get_context("spawn")
     children = [ctx.Process(target=_child, args=(str(config_path), n, base_port + i),
                             name=f"sink-{n}") for i, n in enumerate(jobs)]

@@ -51,3 +51,31 @@ def test_nothing_is_deferred_when_pymysql_is_already_imported() -> None:
     from connectors.mysql.driver import import_pymysql
 
     assert import_pymysql() is False
+
+
+FAKE_CHILD = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+from connectors.mysql.driver import import_pymysql
+deferred = import_pymysql()
+import pymysql._auth as auth
+print(deferred, auth.__file__.startswith(sys.argv[1]), auth.imports)
+"""
+
+
+def test_an_unknown_pymysql_is_imported_the_ordinary_way(tmp_path: Path) -> None:
+    # A PyMySQL whose _auth module is not the shape driver.py knows (no
+    # _have_cryptography flag): it is imported again, cryptography allowed.
+    pkg = tmp_path / "pymysql"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("from . import _auth\n")
+    (pkg / "_auth.py").write_text(
+        "imports = 0\n"
+        "try:\n"
+        "    import cryptography\n"
+        "    imports += 1\n"
+        "except ImportError:\n"
+        "    pass\n")
+    run = subprocess.run([sys.executable, "-c", FAKE_CHILD, str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True, check=True)
+    assert run.stdout.split() == ["False", "True", "1"]

@@ -173,6 +173,20 @@ def parse_timestamptz(s: str) -> datetime | int | TemporalSentinel:
     return _ts_slow(s, True)
 
 
+# The first branch of a converter, as an expression the generated row builder writes
+# inline (connectors/postgres/source/catalog.py), saving a call per value: ``{v}`` is
+# the text, ``{c}`` the converter itself, which still takes everything else and owns
+# the errors. Each must give what the converter gives (tests/unit/postgres/test_row_builder.py).
+INLINE: Final[dict[Callable[[str], Any], tuple[str, dict[str, Any]]]] = {
+    parse_bool: ("_bool[{v}]", {"_bool": _BOOL}),
+    parse_date: ("(_date({v}) if len({v}) == 10 else {c}({v}))", {"_date": date.fromisoformat}),
+    parse_timestamp: (
+        "(_datetime({v}) if len({v}) >= 19 and {v}[4] == '-' and {v}[-1] != 'C' else {c}({v}))",
+        {"_datetime": datetime.fromisoformat},
+    ),
+}
+
+
 def parse_time(s: str) -> timedelta:
     m = _TIME_RE.fullmatch(s)
     if m is None:

@@ -26,6 +26,7 @@ from psycopg import sql
 from cdc.config.sources import TableFilter
 from cdc.events import Column, TableId, TableSchema
 from connectors.postgres.position import Lsn
+from connectors.postgres.text_values import INLINE
 from connectors.postgres.types import (
     PgType,
     TypeCatalog,
@@ -269,7 +270,9 @@ def _compile(
     The row builder unpacks the text values, checks NOT NULL columns and
     builds the dict in one expression with each column's converter inlined
     (text columns need none): one call per row instead of a converter call,
-    a list, a zip and a dict. Values that are not ``str`` (NULL, pgoutput's
+    a list, a zip and a dict. Converters with an entry in
+    :data:`~connectors.postgres.text_values.INLINE` (booleans, dates,
+    timestamps) have their common case written out, without the call. Values that are not ``str`` (NULL, pgoutput's
     unchanged-TOAST marker) pass through. On a conversion failure the type
     table's own converter is run to raise its error, which names the column.
     """
@@ -278,8 +281,15 @@ def _compile(
     ns: dict[str, Any] = {"NullInNotNull": NullInNotNull, "slow": shape.convert}
     items = []
     for i, (name, t) in enumerate(zip(names, types, strict=True)):
+        inline = INLINE.get(t.from_text)
         if t.from_text is str:
             items.append(f"{name!r}: v{i}")
+        elif inline is not None:
+            expr, names_used = inline
+            ns.update(names_used)
+            ns[f"c{i}"] = t.from_text
+            body = expr.format(v=f"v{i}", c=f"c{i}")
+            items.append(f"{name!r}: ({body} if v{i}.__class__ is str else v{i})")
         else:
             ns[f"c{i}"] = t.from_text
             items.append(f"{name!r}: (c{i}(v{i}) if v{i}.__class__ is str else v{i})")

@@ -153,6 +153,7 @@ def _log_code_path(what: str) -> None:
 def source(config_file: Path, name: str, metrics_port: int | None) -> None:
     """Run one source: snapshot if needed, then stream changes into Kafka."""
     from cdc.observability.metrics import serve_source_metrics
+    from cdc.runtime.gcpolicy import settle_heap
     from cdc.runtime.lease import fence, start_lease
     from cdc.runtime.pipeline import build_source_runner, stop_on_signals
 
@@ -177,6 +178,7 @@ def source(config_file: Path, name: str, metrics_port: int | None) -> None:
         if lease is not None:
             fence(runner, lease)  # produces and records offsets only while the lease holds
         serve_source_metrics(runner, config.metrics, metrics_port)
+        settle_heap()
         runner.run()
     except NeedsOperatorError as e:
         logging.getLogger("cdc").error("source %s stopped: %s", name, e)

@@ -28,6 +28,7 @@ from cdc.observability.logging import setup_logging
 from cdc.observability.server import serve_worker
 from cdc.observability.sink_metrics import SinkCollector
 from cdc.registry import get_connector
+from cdc.runtime.gcpolicy import settle_heap
 from cdc.serde import AvroSerde, DecodeLimits, RegistryClient, SchemaRegistry
 from cdc.sink.applier import Applier, SinkFailure, SinkSettings
 from cdc.sink.checkpoint import CHECKPOINT_TABLE, CheckpointStore
@@ -161,6 +162,7 @@ def run_sink(config_path: Path, name: str, metrics_port: int | None = None) -> i
         return replica
     worker = build_worker(config, name, stop=stop)
     endpoint = serve_worker([SinkCollector(worker)], worker.health, config.metrics, metrics_port)
+    settle_heap()
     try:
         worker.run()
     except SinkFailure as e:

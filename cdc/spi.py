@@ -30,7 +30,17 @@ from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import Any, Protocol, runtime_checkable
 
-from cdc.events import ChangeEvent, Column, ColumnType, Kind, Op, SourceInfo, TableId, TableSchema
+from cdc.events import (
+    ChangeEvent,
+    Column,
+    ColumnType,
+    Kind,
+    Op,
+    SourceInfo,
+    TableId,
+    TableSchema,
+    TransactionInfo,
+)
 from cdc.positions import Position as Position  # re-exported: connectors' positions derive from it
 
 
@@ -61,9 +71,6 @@ class Heartbeat:
     """
 
     position: Position
-
-
-StreamItem = ChangeEvent | Heartbeat
 
 
 @runtime_checkable
@@ -767,6 +774,72 @@ class SnapshotRows:
         else:
             after, key = self._afters[i], self.keys[i]
         return ChangeEvent(Op.READ, self.schema, key, None, after, self.source_at(i), self.ts_ms)
+
+
+class StreamRows(SnapshotRows):
+    """Consecutive inserts (``op=c``) of one table in one committed transaction, as one item.
+
+    A source whose stream batches (:class:`BatchesStream`) yields these instead of
+    an event per insert, so the runtime encodes the rows from their text (as a
+    snapshot batch's) without a row dict, four value objects and an encoder's walk
+    per row. Row ``i`` is exactly the event :meth:`event` builds: the insert of
+    ``texts[i]``, source block ``source_at(i)``, transaction block ``tx_id``,
+    ``first_order + i``, ``first_dc + i`` (the rows are consecutive events of one
+    table, so both orders step by one). Only the last row may end the transaction
+    (``last_in_tx``; its position then carries it).
+    """
+
+    __slots__ = ("first_dc", "first_order", "last_in_tx", "tx_id")
+
+    def __init__(
+        self,
+        schema: TableSchema,
+        source: SourceInfo,
+        ts_ms: int,
+        source_at: Callable[[int], SourceInfo],
+        *,
+        texts: list[tuple[Any, ...]],
+        names: Sequence[str],
+        forms: Sequence[tuple[TextForm, Callable[[str], Any]]],
+        convert: Callable[[Sequence[Any]], Mapping[str, Any]],
+        key_of: Callable[[Mapping[str, Any]], Mapping[str, Any] | None],
+        tx_id: str,
+        first_order: int,
+        first_dc: int,
+        last_in_tx: bool,
+    ) -> None:
+        super().__init__(schema, source, ts_ms, source_at, texts=texts, names=names,
+                         forms=forms, convert=convert, key_of=key_of)  # fmt: skip
+        self.tx_id = tx_id
+        self.first_order = first_order
+        self.first_dc = first_dc
+        self.last_in_tx = last_in_tx
+
+    def event(self, i: int) -> ChangeEvent:
+        """Row ``i`` as the event an unbatched stream would have yielded."""
+        assert self.texts is not None and self.convert is not None and self.key_of
+        after = self.convert(self.texts[i])
+        return ChangeEvent(Op.CREATE, self.schema, self.key_of(after), None, after,
+                           self.source_at(i), self.ts_ms,
+                           TransactionInfo(self.tx_id, self.first_order + i, self.first_dc + i))
+
+
+# What a stream yields: events, heartbeats and, where the runtime asked for them
+# (BatchesStream), runs of inserts.
+StreamItem = ChangeEvent | Heartbeat | StreamRows
+
+
+@runtime_checkable
+class BatchesStream(Protocol):
+    """A source whose stream can yield :class:`StreamRows` for runs of inserts.
+
+    The runtime calls :meth:`batch_stream` before :meth:`SourceConnector.stream`
+    when it handles them and needs no event per insert (no transaction metadata
+    topic, no incremental snapshot to merge by key); without that call the stream
+    yields events only.
+    """
+
+    def batch_stream(self) -> None: ...
 
 
 @runtime_checkable

@@ -60,7 +60,7 @@ from typing import Any, Protocol
 from cdc.errors import CdcError
 from cdc.events import ChangeEvent, Op
 from cdc.observability.progress import SnapshotProgress
-from cdc.spi import Heartbeat, Position, SnapshotsIncrementally, StreamItem
+from cdc.spi import Heartbeat, Position, SnapshotsIncrementally, StreamItem, StreamRows
 
 log = logging.getLogger(__name__)
 
@@ -277,17 +277,23 @@ class IncrementalSnapshotter:
                 self._check_window()
                 yield item
                 continue
-            if item.table.qualified == self.signal:
-                yield from self._on_signal_row(item)
-                continue
-            w = self._window
-            if w is not None and item.table.qualified == w.table:
-                # From the window's creation on, not only from its low watermark: a change
-                # committed just before the low watermark may have become visible only after
-                # the chunk's read began (commit order and visibility order can differ by
-                # moments), and a streamed change is never older than the chunk's copy.
-                self._dedupe(w, item)
-            yield item
+            # A run of inserts (the runtime does not ask for them with an incremental
+            # snapshot, cdc.spi.BatchesStream): each insert is looked at as its event.
+            events = ([item.event(i) for i in range(len(item))]
+                      if isinstance(item, StreamRows) else (item,))
+            for event in events:
+                if event.table.qualified == self.signal:
+                    yield from self._on_signal_row(event)
+                    continue
+                w = self._window
+                if w is not None and event.table.qualified == w.table:
+                    # From the window's creation on, not only from its low watermark: a
+                    # change committed just before the low watermark may have become visible
+                    # only after the chunk's read began (commit order and visibility order
+                    # can differ by moments), and a streamed change is never older than the
+                    # chunk's copy.
+                    self._dedupe(w, event)
+                yield event
 
     def _dedupe(self, w: _Window, event: ChangeEvent) -> None:
         if event.op is Op.TRUNCATE:

@@ -163,8 +163,12 @@ class AvroSerde:
         )
 
     def encode_rows(self, rows: SnapshotRows) -> tuple[str, list[bytes | None], list[bytes]]:
-        """Topic, keys and values of a snapshot batch: those of its events, byte for byte."""
-        enc = self._encoding(rows.event(0))
+        """Topic, keys and values of a snapshot batch or a stream's run of inserts
+        (:class:`~cdc.spi.StreamRows`): those of its events, byte for byte."""
+        src = rows.source
+        enc = self._by_identity.get((id(rows.schema), src.name, src.connector))
+        if enc is None or enc.table_schema is not rows.schema:
+            enc = self._encoding_slow(rows.event(0))
         keys, values = enc.encoder.encode_rows(rows, enc.key_prefix, enc.value_prefix)
         return enc.topic, keys, values
 

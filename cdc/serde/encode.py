@@ -45,7 +45,7 @@ from cdc.serde.envelope import (
 from cdc.serde.types import (
     Inline,
 )
-from cdc.spi import SnapshotRows, TextForm, WritesSourceRuns
+from cdc.spi import SnapshotRows, StreamRows, TextForm, WritesSourceRuns
 
 _string = binary.string
 _EPOCH: Final = datetime(1970, 1, 1)
@@ -369,7 +369,7 @@ def _special_map(before: Mapping[str, str] | None, after: Mapping[str, str] | No
 class TableEncoder:
     """Encodes one table schema version's keys and envelopes (no framing)."""
 
-    __slots__ = ("_text_plans", "key", "label", "schemas", "source", "value")
+    __slots__ = ("_runs", "_text_plans", "key", "label", "schemas", "source", "value")
 
     def __init__(self, schemas: TableSchemas) -> None:
         self.schemas = schemas
@@ -380,6 +380,8 @@ class TableEncoder:
         )
         self.source = source_block(schemas.connector).writer(schemas.table_schema.table)
         self._text_plans: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+        # Asked once: a runtime-checkable protocol's isinstance walks its members.
+        self._runs = isinstance(self.source, WritesSourceRuns)
 
     def encode_key(self, event: ChangeEvent, prefix: bytes = b"") -> bytes | None:
         """The key record, or None (truncate, or a table without a primary key)."""
@@ -390,8 +392,9 @@ class TableEncoder:
     def encode_rows(
         self, rows: SnapshotRows, key_prefix: bytes = b"", value_prefix: bytes = b""
     ) -> tuple[list[bytes | None], list[bytes]]:
-        """Keys and envelopes of a snapshot batch: byte for byte those of its events
-        (:meth:`SnapshotRows.event`), without building them where the C encoder runs."""
+        """Keys and envelopes of a snapshot batch or a stream's run of inserts: byte for
+        byte those of its events (:meth:`SnapshotRows.event`, :meth:`StreamRows.event`),
+        without building them where the C encoder runs."""
         program = self.value.program
         n = len(rows)
         if program is None:  # the reference: one event per row
@@ -401,10 +404,18 @@ class TableEncoder:
                 [self.encode_value(e, value_prefix) for e in events],
             )
         writer = self.source
-        if isinstance(writer, WritesSourceRuns):
-            sources = list(writer.encode_run(rows))
+        if self._runs:
+            sources = list(writer.encode_run(rows))  # type: ignore[attr-defined]
         else:
             sources = [writer.encode(rows.source_at(i)) for i in range(n)]
+        if isinstance(rows, StreamRows):
+            if rows.last_in_tx:  # its position's flag differs from the run's first row's
+                sources[-1] = writer.encode(rows.source_at(n - 1))
+            # The transaction block, written after the source block.
+            head = VALUE_BRANCH + _string(rows.tx_id)
+            order, dc = rows.first_order, rows.first_dc
+            sources = [b"".join((s, head, zigzag(order + i), zigzag(dc + i)))
+                       for i, s in enumerate(sources)]
         if rows.texts is not None:
             return self._encode_texts(rows, sources, key_prefix, value_prefix)
         envelope = _C.encode_envelope  # type: ignore[union-attr]
@@ -467,8 +478,11 @@ class TableEncoder:
         assert texts is not None and _C is not None
         value_plan, key_plan = self._plans(rows)
         # The envelope around the after image: before null, after's branch; then after
-        # the source: transaction null, op, ts_ms, unchanged/absent/specials null.
-        tail = b"".join((NULL_BRANCH, _OPS[Op.READ], VALUE_BRANCH, zigzag(rows.ts_ms),
+        # the source: transaction null (a stream's run has it in ``sources``), op, ts_ms,
+        # unchanged/absent/specials null.
+        tx, op = (b"", _OPS[Op.CREATE]) if isinstance(rows, StreamRows) else (
+            NULL_BRANCH, _OPS[Op.READ])
+        tail = b"".join((tx, op, VALUE_BRANCH, zigzag(rows.ts_ms),
                          NULL_BRANCH, NULL_BRANCH, NULL_BRANCH))  # fmt: skip
         keys, values = _C.encode_text_rows(
             value_plan, key_plan, texts, NULL_BRANCH + VALUE_BRANCH, sources, tail,

@@ -156,6 +156,56 @@ class EventProducer:
             self._unpolled = 0
             self._producer.poll(0)
 
+    def send_run(
+        self,
+        topic: str,
+        keys: Sequence[bytes | None],
+        values: Sequence[bytes],
+        *,
+        position: Position | None,
+        boundary: bool,
+    ) -> None:
+        """Queue records in order, only the last carrying ``position`` and ``boundary``
+        (a stream's run of inserts): :meth:`send` of each, in one call.
+
+        Each record keeps its own ack token, so the durable position and failures
+        are exactly those of sending them one by one; only the per-call checks are
+        shared. A record without a key goes to partition 0 (as :meth:`send` is told
+        for a table without a primary key)."""
+        if self._failure is not None:
+            raise self._failure
+        n = len(values)
+        if self._bulk is not None or None in keys:
+            for i in range(n):
+                last = i == n - 1
+                key = keys[i]
+                self.send(topic, key, values[i], position=position if last else None,
+                          boundary=boundary and last, partition=None if key is not None else 0)
+            return
+        tracker = self.tracker
+        register = tracker.register
+        produce = self._produce
+        limit = self._max_in_flight
+        for i in range(n):
+            if tracker.in_flight >= limit:
+                self._drain_bulk()
+                self._wait_below(limit // 2)
+            last = i == n - 1
+            token = register(position if last else None, boundary=boundary and last)
+            while True:
+                try:
+                    produce(topic, values[i], keys[i], on_delivery=token)
+                    break
+                except BufferError:
+                    self._producer.poll(0.1)
+                    self._raise_failure()
+                except KafkaException as e:
+                    raise DeliveryError(f"cannot produce to {topic}: {e}") from e
+        self._unpolled += n
+        if self._unpolled >= _POLL_EVERY:
+            self._unpolled = 0
+            self._producer.poll(0)
+
     def send_many(
         self,
         topic: str,

@@ -310,19 +310,33 @@ def _text_encoders() -> tuple[Any, Any, Any]:
     return shape, native, python
 
 
-def _text_batch(shape: Any, texts: list[tuple[Any, ...]]) -> Any:
+def _text_batch(shape: Any, texts: list[tuple[Any, ...]], stream: bool | None = None) -> Any:
+    """A snapshot batch of ``texts``, or (``stream`` True or False: its last_in_tx) a
+    stream's run of inserts in transaction 4711, from its 3rd event on."""
     from cdc.events import SourceInfo
-    from cdc.spi import SnapshotRows
+    from cdc.spi import SnapshotRows, StreamRows
     from connectors.postgres.position import Lsn, PgPosition
-    from connectors.postgres.source.snapshot import text_forms
+    from connectors.postgres.source.catalog import text_forms
+
+    n = len(texts)
 
     def at(i: int) -> SourceInfo:
-        return SourceInfo("postgresql", "p", "1", "18", PgPosition(Lsn(99), 7 + i, True, False),
-                          1_700_000_000_000, None, "true", None)
+        if stream is None:
+            return SourceInfo("postgresql", "p", "1", "18",
+                              PgPosition(Lsn(99), 7 + i, True, False),
+                              1_700_000_000_000, None, "true", None)
+        return SourceInfo("postgresql", "p", "1", "18",
+                          PgPosition(Lsn(99), 2 + i, False, stream and i == n - 1),
+                          1_700_000_000_000, "4711", "false", None)
 
-    return SnapshotRows(shape.schema, at(0), 1_700_000_000_000, at, texts=texts,
-                        names=shape.names, forms=text_forms(shape), convert=shape.row,
-                        key_of=shape.key)
+    if stream is None:
+        return SnapshotRows(shape.schema, at(0), 1_700_000_000_000, at, texts=texts,
+                            names=shape.names, forms=text_forms(shape), convert=shape.row,
+                            key_of=shape.key)
+    return StreamRows(shape.schema, at(0), 1_700_000_000_123, at, texts=texts,
+                      names=shape.names, forms=text_forms(shape), convert=shape.row,
+                      key_of=shape.key, tx_id="4711", first_order=3, first_dc=2,
+                      last_in_tx=stream)
 
 
 def _any_outcome(fn: Callable[[], Any]) -> tuple[str, str]:
@@ -348,18 +362,22 @@ def text_row_values(data: bytes) -> list[tuple[Any, ...]]:
 
 def text_rows(data: bytes) -> None:
     """The C text-row encoder (_cencode.encode_text_rows via TableEncoder.encode_rows)
-    against the per-row reference (convert, then encode each event in Python)."""
+    against the per-row reference (convert, then encode each event in Python), for a
+    snapshot batch and for a stream's run of inserts (cdc.spi.StreamRows)."""
     from cdc.serde import encode
 
     shape, native, python = _text_encoders()
     texts = text_row_values(data)
-    py = _any_outcome(lambda: python.encode_rows(_text_batch(shape, texts), b"K", b"V"))
-    if encode._C is None:
-        return
-    c = _any_outcome(lambda: native.encode_rows(_text_batch(shape, texts), b"K", b"V"))
-    if c[0] == py[0] == "error":
-        return  # both refuse (the first failing row may differ between the two orders)
-    _compare("text rows", c, py, data)
+    for stream in (None, False, True):
+        py = _any_outcome(lambda s=stream: python.encode_rows(_text_batch(shape, texts, s),
+                                                              b"K", b"V"))
+        if encode._C is None:
+            return
+        c = _any_outcome(lambda s=stream: native.encode_rows(_text_batch(shape, texts, s),
+                                                             b"K", b"V"))
+        if c[0] == py[0] == "error":
+            continue  # both refuse (the first failing row may differ between the two orders)
+        _compare("text rows" if stream is None else "stream rows", c, py, data)
 
 
 # ------------------------------------------------------------------ binary COPY runs

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any, Final
 
 import psycopg
@@ -25,6 +26,8 @@ from psycopg import sql
 
 from cdc.config.sources import TableFilter
 from cdc.events import Column, TableId, TableSchema
+from cdc.spi import TextForm
+from connectors.postgres import text_values
 from connectors.postgres.position import Lsn
 from connectors.postgres.text_values import INLINE
 from connectors.postgres.types import (
@@ -256,6 +259,24 @@ class TableShape:
         )
         cols[index] = replace(cols[index], nullable=True)
         return TableShape(replace(self.schema, columns=tuple(cols)), self.types, self.relation)
+
+
+# The text forms (cdc.spi.TextForm) of the type table's converters: what the server's
+# text output of these types is, so the encoder can write its plain spellings itself.
+_FORMS: Final[dict[Any, TextForm]] = {
+    str: TextForm.SAME,
+    int: TextForm.INT,
+    text_values.parse_bool: TextForm.BOOL,
+    Decimal: TextForm.DECIMAL,
+    text_values.parse_date: TextForm.DATE,
+    text_values.parse_timestamp: TextForm.TIMESTAMP,
+    float: TextForm.DOUBLE,
+}
+
+
+def text_forms(shape: TableShape) -> list[tuple[TextForm, Callable[[str], Any]]]:
+    """Each column's text form and converter (TextForm.CALL: no promise)."""
+    return [(_FORMS.get(t.from_text, TextForm.CALL), t.from_text) for t in shape.types]
 
 
 def _compile(

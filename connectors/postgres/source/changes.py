@@ -32,10 +32,10 @@ from psycopg import sql
 from cdc import __version__, native
 from cdc.errors import RetriableError, SerializationError
 from cdc.events import ChangeEvent, Op, SourceInfo, TransactionInfo
-from cdc.spi import StreamItem
+from cdc.spi import StreamItem, StreamRows, TextForm
 from connectors.postgres.origin import tag_of
 from connectors.postgres.position import Lsn, PgPosition
-from connectors.postgres.source.catalog import NullInNotNull, TableShape
+from connectors.postgres.source.catalog import NullInNotNull, TableShape, text_forms
 from connectors.postgres.source.decoder import decode_message, decode_row
 from connectors.postgres.source.messages import (
     UNCHANGED_TOAST,
@@ -89,6 +89,7 @@ class ChangeBuilder:
 
     if TYPE_CHECKING:  # the reader's state this reads and advances (replication.StreamReader)
         settings: StreamSettings
+        _forms: dict[TableShape, list[tuple[TextForm, Callable[[str], Any]]]]
         source_name: str
         db_version: str
         on_transaction: TransactionListener | None
@@ -145,6 +146,13 @@ class ChangeBuilder:
         new_position, new_source, new_tx, new_event = _POSITION, _SOURCE, _TX, _EVENT
         no_unchanged: frozenset[str] = frozenset()
         prev: ChangeEvent | None = None
+        # Runs of inserts, when the runtime takes them (cdc.spi.BatchesStream): the pending
+        # run's texts, shape (one relation's), first index and data collection order. A run and
+        # ``prev`` are never both pending: whichever comes next yields the other.
+        batching = self.settings.batch_inserts and listener is None
+        run: list[TupleData] | None = None
+        run_shape: TableShape | None = None
+        run_first = run_dc = run_ms = 0
         index = 0
         checks = 0
         now_ms = time.time_ns() // 1_000_000
@@ -166,6 +174,33 @@ class ChangeBuilder:
                 if shape is None:
                     continue
                 if tag == _INSERT:
+                    if batching and shape.key_names and index > skip_through:
+                        for i in shape.not_null_index:
+                            if new_tuple[i] is None:  # type: ignore[index]
+                                break  # the shape relaxes: the event's own path
+                        else:
+                            dc = counts.get(rid, 0) + 1
+                            counts[rid] = dc
+                            if run is not None and run_shape is shape:
+                                run.append(new_tuple)  # type: ignore[arg-type]
+                            else:
+                                if run is not None:
+                                    yield self._insert_run(
+                                        run, run_shape, run_first, run_dc, False, end_lsn,
+                                        ts_ms, xid_text, origin, run_ms)
+                                elif prev is not None:
+                                    self._yielded = prev.source.position  # type: ignore[assignment]
+                                    yield prev
+                                    prev = None
+                                run = [new_tuple]  # type: ignore[list-item]
+                                run_shape, run_first, run_dc, run_ms = shape, index, dc, now_ms
+                            index += 1
+                            checks += 1
+                            if checks >= 512:
+                                checks = 0
+                                self._send_status_if_due(s, time.monotonic())
+                                now_ms = time.time_ns() // 1_000_000
+                            continue
                     try:
                         after = shape.row(new_tuple)  # type: ignore[arg-type]
                     except NullInNotNull:
@@ -222,7 +257,11 @@ class ChangeBuilder:
                                    "false", origin),
                         now_ms, new_tx(xid_text, index + 1, dc), unchanged,
                     )
-                    if prev is not None:
+                    if run is not None:
+                        yield self._insert_run(run, run_shape, run_first, run_dc, False,
+                                               end_lsn, ts_ms, xid_text, origin, run_ms)
+                        run = None
+                    elif prev is not None:
                         if listener is not None and prev.transaction.total_order == 1:  # type: ignore[union-attr]
                             listener(TransactionMarker(
                                 "BEGIN", xid_text, PgPosition(end_lsn, 0, False, False), ts_ms))
@@ -235,6 +274,14 @@ class ChangeBuilder:
                 checks = 0
                 self._send_status_if_due(s, time.monotonic())
                 now_ms = time.time_ns() // 1_000_000
+        if run is not None:  # the transaction ends with a run (no listener: no markers)
+            item = self._insert_run(run, run_shape, run_first, run_dc, True,
+                                    end_lsn, ts_ms, xid_text, origin, run_ms)
+            self._boundary = self._yielded
+            self._last_yield = time.monotonic()
+            self.stats["events"] += index
+            yield item
+            return
         if prev is None:
             if index == 0 and not s.streams and end > self._progress:
                 # Nothing captured (other tables of the publication): still progress.
@@ -264,6 +311,36 @@ class ChangeBuilder:
                     for rid, n in counts.items() for shape in (names[rid],)
                 ),
             ))
+
+    def _insert_run(
+        self, texts: list[TupleData], shape: TableShape | None, first: int, first_dc: int,
+        last_in_tx: bool, end_lsn: Lsn, ts_ms: int, xid_text: str, origin: str | None,
+        now_ms: int,
+    ) -> StreamRows:
+        """A run of inserts as one item, exactly the events ``_emit`` would have built for
+        them (:class:`cdc.spi.StreamRows`); records its last position as yielded."""
+        assert shape is not None
+        n = len(texts)
+        name, version, db_version = self.source_name, __version__, self.db_version
+        new_source, new_position = _SOURCE, _POSITION
+
+        def at(i: int) -> SourceInfo:
+            position = new_position(end_lsn, first + i, False, last_in_tx and i == n - 1)
+            source: SourceInfo = new_source(CONNECTOR_NAME, name, version, db_version, position,
+                                            ts_ms, xid_text, "false", origin)
+            return source
+
+        forms = self._forms.get(shape)
+        if forms is None:
+            if len(self._forms) >= 1024:  # old schema versions
+                self._forms.clear()
+            forms = self._forms[shape] = text_forms(shape)
+        first_source = at(0)
+        self._yielded = first_source.position if n == 1 else at(n - 1).position  # type: ignore[assignment]
+        return StreamRows(shape.schema, first_source, now_ms, at, texts=texts,
+                          names=shape.names, forms=forms, convert=shape.row, key_of=shape.key,
+                          tx_id=xid_text, first_order=first + 1, first_dc=first_dc,
+                          last_in_tx=last_in_tx)
 
     def _key_change_reselected(
         self, change: tuple[Op, TableShape, Any, Any, Any, frozenset[str], int],

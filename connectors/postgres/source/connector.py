@@ -188,6 +188,7 @@ class PostgresSource:
         self._metrics_lock = threading.Lock()
         self.snapshot_reader: SnapshotReader | None = None
         self._batch_snapshot = False  # cdc.spi.BatchesSnapshot
+        self._batch_stream = False  # cdc.spi.BatchesStream
         self._incremental: IncrementalReads | None = None
 
     # -- connections --------------------------------------------------------------------------
@@ -466,6 +467,10 @@ class PostgresSource:
         """cdc.spi.BatchesSnapshot: later snapshots yield a chunk's rows as SnapshotRows."""
         self._batch_snapshot = True
 
+    def batch_stream(self) -> None:
+        """cdc.spi.BatchesStream: later streams yield runs of inserts as StreamRows."""
+        self._batch_stream = True
+
     def snapshot(self, resume: Position | None) -> tuple[Position, Iterator[ChangeEvent]]:
         """Create the slot (or a temporary one) with an exported snapshot and read it.
 
@@ -622,7 +627,7 @@ class PostgresSource:
         # pgoutput's `messages` option exists from PostgreSQL 14 on, `origin` from 16 on.
         settings = dataclasses.replace(
             self.settings, messages=self.settings.messages and server.version_num >= 140000,
-            origin_filter=server.version_num >= 160000,
+            origin_filter=server.version_num >= 160000, batch_inserts=self._batch_stream,
         )
         reader = self._reader = StreamReader(
             settings,

@@ -55,8 +55,9 @@ import psycopg
 
 from cdc.config.sources import TableFilter
 from cdc.errors import CdcError, SerializationError
-from cdc.spi import Heartbeat, StreamItem
+from cdc.spi import Heartbeat, StreamItem, TextForm
 from connectors.postgres.position import Lsn, PgPosition
+from connectors.postgres.source.catalog import TableShape
 from connectors.postgres.source.changes import ChangeBuilder, TransactionListener
 from connectors.postgres.source.decoder import decode_message
 from connectors.postgres.source.messages import (
@@ -110,6 +111,8 @@ class StreamSettings:
     # without it the reader drops the transactions that start with an Origin message.
     skip_replicated: bool = False
     origin_filter: bool = False
+    # Yield runs of inserts as cdc.spi.StreamRows (the runtime asked: BatchesStream).
+    batch_inserts: bool = False
 
     def start_options(self) -> str:
         opts = [
@@ -159,6 +162,7 @@ class StreamReader(ReconnectPolicy, ChangeBuilder):
         self._connect_sql = connect_sql
         self._connect_replication = connect_replication
         self.on_transaction = on_transaction
+        self._forms: dict[TableShape, list[tuple[TextForm, Callable[[str], Any]]]] = {}
         self._sql: psycopg.Connection[Any] | None = None
         self._session: Session | None = None
         self._relation_cache = RelationCache(source_name=source_name, database=database,

@@ -24,7 +24,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from decimal import Decimal
 from typing import Any, Final, TypeVar
 
 import psycopg
@@ -34,10 +33,14 @@ from psycopg.types.string import TextLoader
 from cdc import __version__
 from cdc.events import ChangeEvent, Op, SourceInfo, TableId
 from cdc.spi import SnapshotChunk, SnapshotResume, SnapshotRows, TextForm
-from connectors.postgres import text_values
 from connectors.postgres.position import Lsn, PgPosition
 from connectors.postgres.source import catalog
-from connectors.postgres.source.catalog import PublicationFacts, TableFacts, TableShape
+from connectors.postgres.source.catalog import (
+    PublicationFacts,
+    TableFacts,
+    TableShape,
+    text_forms,
+)
 from connectors.postgres.source.changes import CONNECTOR_NAME
 from connectors.postgres.types import TextConverter
 
@@ -57,24 +60,6 @@ PREFETCH_CHUNKS = 1
 
 # A chunk of rows as the server's text: shape, text forms, rows, read time (ms).
 _Chunk = tuple[TableShape, list[tuple[TextForm, TextConverter]], list[tuple[Any, ...]], int]
-
-# The text forms (cdc.spi.TextForm) of the type table's converters: what the server's
-# text output of these types is, so the encoder can write its plain spellings itself.
-_FORMS: Final[dict[Any, TextForm]] = {
-    str: TextForm.SAME,
-    int: TextForm.INT,
-    text_values.parse_bool: TextForm.BOOL,
-    Decimal: TextForm.DECIMAL,
-    text_values.parse_date: TextForm.DATE,
-    text_values.parse_timestamp: TextForm.TIMESTAMP,
-    float: TextForm.DOUBLE,
-}
-
-
-def text_forms(shape: TableShape) -> list[tuple[TextForm, TextConverter]]:
-    """Each column's text form and converter (TextForm.CALL: no promise)."""
-    return [(_FORMS.get(t.from_text, TextForm.CALL), t.from_text) for t in shape.types]
-
 
 class SnapshotReader:
     """Reads captured tables inside an exported snapshot and yields ``op=r`` events.

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from cdc.events import ChangeEvent, Op
-from cdc.spi import Heartbeat, StreamItem
+from cdc.spi import Heartbeat, StreamItem, StreamRows
 from connectors.postgres.config import PostgresSourceConfig
 from connectors.postgres.position import Lsn, PgPosition
 from connectors.postgres.source.connector import PostgresSource
@@ -43,6 +43,7 @@ def make_config(dsn: str, name: str, **overrides: Any) -> PostgresSourceConfig:
 class Collected:
     events: list[ChangeEvent] = field(default_factory=list)
     heartbeats: list[PgPosition] = field(default_factory=list)
+    runs: int = 0  # StreamRows items among them
 
     def rows(self) -> list[tuple[str, Any, Any, Any]]:
         return [(e.op.value, e.key, e.before, e.after) for e in self.events]
@@ -70,6 +71,12 @@ def drain(
             assert isinstance(item.position, PgPosition)
             out.heartbeats.append(item.position)
             pos = item.position
+        elif isinstance(item, StreamRows):  # a run of inserts (batch_stream()): its events
+            run = [item.event(i) for i in range(len(item))]
+            out.events += run
+            pos = run[-1].position  # type: ignore[assignment]
+            assert isinstance(pos, PgPosition)
+            out.runs += 1
         else:
             out.events.append(item)
             assert isinstance(item.position, PgPosition)

@@ -22,7 +22,7 @@ bound once at import.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -156,7 +156,7 @@ class ChangeBuilder:
         index = 0
         checks = 0
         now_ms = time.time_ns() // 1_000_000
-        rows: list[tuple[Op, TableShape, Any, Any, Any, frozenset[str], int]]
+        rows: Sequence[tuple[Op, TableShape, Any, Any, Any, frozenset[str], int]]
         for payload in buf:
             tag = payload[0]
             if streamed and aborted and tag in _ROW_CHANGES and (
@@ -173,34 +173,27 @@ class ChangeBuilder:
                     raise _undescribed(rid) from None
                 if shape is None:
                     continue
-                if tag == _INSERT:
-                    if batching and shape.key_names and index > skip_through:
-                        for i in shape.not_null_index:
-                            if new_tuple[i] is None:  # type: ignore[index]
-                                break  # the shape relaxes: the event's own path
-                        else:
-                            dc = counts.get(rid, 0) + 1
-                            counts[rid] = dc
-                            if run is not None and run_shape is shape:
-                                run.append(new_tuple)  # type: ignore[arg-type]
-                            else:
-                                if run is not None:
-                                    yield self._insert_run(
-                                        run, run_shape, run_first, run_dc, False, end_lsn,
-                                        ts_ms, xid_text, origin, run_ms)
-                                elif prev is not None:
-                                    self._yielded = prev.source.position  # type: ignore[assignment]
-                                    yield prev
-                                    prev = None
-                                run = [new_tuple]  # type: ignore[list-item]
-                                run_shape, run_first, run_dc, run_ms = shape, index, dc, now_ms
-                            index += 1
-                            checks += 1
-                            if checks >= 512:
-                                checks = 0
-                                self._send_status_if_due(s, time.monotonic())
-                                now_ms = time.time_ns() // 1_000_000
-                            continue
+                if tag == _INSERT and batching and shape.key_names and index > skip_through and (
+                    None not in new_tuple  # type: ignore[operator]
+                    or all(new_tuple[i] is not None for i in shape.not_null_index)  # type: ignore[index]
+                ):  # (a NULL in a NOT NULL column relaxes the shape: the event's own path)
+                    dc = counts.get(rid, 0) + 1
+                    counts[rid] = dc
+                    if run is not None and run_shape is shape:
+                        run.append(new_tuple)  # type: ignore[arg-type]
+                    else:
+                        if run is not None:
+                            yield self._insert_run(run, run_shape, run_first, run_dc, False,
+                                                   end_lsn, ts_ms, xid_text, origin, run_ms)
+                        elif prev is not None:
+                            self._yielded = prev.source.position  # type: ignore[assignment]
+                            yield prev
+                            prev = None
+                        run = [new_tuple]  # type: ignore[list-item]
+                        run_shape, run_first, run_dc, run_ms = shape, index, dc, now_ms
+                    index += 1
+                    rows = _NO_ROWS
+                elif tag == _INSERT:
                     try:
                         after = shape.row(new_tuple)  # type: ignore[arg-type]
                     except NullInNotNull:
@@ -522,6 +515,8 @@ def _undescribed(relation_id: int) -> SerializationError:
     )
 
 
+# What a run's insert leaves for the per-event loop of _emit: nothing.
+_NO_ROWS: Final[tuple[tuple[Op, TableShape, Any, Any, Any, frozenset[str], int], ...]] = ()
 _POSITION: Final = native.positional_constructor(PgPosition)
 _SOURCE: Final = native.positional_constructor(SourceInfo)
 _TX: Final = native.positional_constructor(TransactionInfo)

@@ -5,7 +5,10 @@ The per-event hot path of the PostgreSQL source. The stream reader
 commits, with the transaction's :class:`~.spill.TxBuffer`; this decodes each
 row message (:mod:`.decoder`), converts its tuples with the table shape of
 the relation cache (:mod:`.relations`) and yields :class:`~cdc.events.ChangeEvent`
-values one behind, so the last is marked ``last_in_tx``. Here also: the
+values one behind, so the last is marked ``last_in_tx``. When the runtime asked
+(``StreamSettings.batch_inserts``), consecutive inserts of one table come instead
+as one :class:`cdc.spi.StreamRows` of their text tuples, exactly the events it
+stands for (:meth:`ChangeBuilder._insert_run`). Here also: the
 Debezium rule that a primary-key change is a delete plus a create (reading
 unchanged TOAST values back from the table when the new row lacks them),
 unchanged TOAST values in updates, transaction markers for the transaction
